@@ -1,0 +1,257 @@
+//! A typed client for Baton's REST API. The CLI and the black-box tests use it, so the API is
+//! exercised the way users' automation exercises it.
+
+use baton_proto::api::{
+    Changed, Page,
+    access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
+    devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+    groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
+    problem::Problem,
+    tenants::{Tenant, TenantCreate, TenantUpdate},
+};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("`{0}` is not a valid server URL: {1}")]
+    BadUrl(String, String),
+    #[error("cannot reach the Baton server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server answered with a problem.
+    #[error("{problem}")]
+    Api { status: StatusCode, problem: Problem },
+    #[error("unexpected answer from {url} (HTTP {status}): {reason}")]
+    Unexpected { url: String, status: StatusCode, reason: String },
+}
+
+impl ClientError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A connection to one Baton server, with or without a token.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `base_url` (e.g. `https://baton.example.com`). `ca_pem` adds a CA to trust
+    /// besides the system's, for servers with a private certificate.
+    pub fn new(base_url: &str, token: Option<String>, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = base_url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::BadUrl(base, "use http:// or https://".into()));
+        }
+        let mut builder = reqwest::Client::builder().user_agent(concat!("baton-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
+        Ok(Self { http, base, token })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The same server with another token.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self { token: Some(token.into()), ..self.clone() }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status.is_success() {
+            let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
+            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected { url, status, reason: e.to_string() });
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(problem) => Err(ClientError::Api { status, problem }),
+            Err(_) => Err(ClientError::Unexpected {
+                url,
+                status,
+                reason: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        // The innermost cause ("Connection refused", "invalid peer certificate") is the useful one.
+        let mut innermost: &dyn std::error::Error = &e;
+        while let Some(s) = innermost.source() {
+            innermost = s;
+        }
+        ClientError::Unreachable { url: self.base.clone(), reason: innermost.to_string() }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &impl Serialize) -> Result<T> {
+        self.send(self.request(Method::GET, path).query(query)).await
+    }
+
+    async fn write<T: DeserializeOwned>(&self, method: Method, path: &str, body: &impl Serialize) -> Result<T> {
+        self.send(self.request(method, path).json(body)).await
+    }
+
+    async fn delete_at<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    // Access
+
+    pub async fn login(&self, tenant: Option<&str>, username: &str, password: &str) -> Result<Session> {
+        let req = LoginRequest { tenant: tenant.map(str::to_owned), username: username.into(), password: password.into() };
+        self.write(Method::POST, "/api/v1/auth/login", &req).await
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        self.send(self.request(Method::POST, "/api/v1/auth/logout")).await
+    }
+
+    pub async fn me(&self) -> Result<Me> {
+        self.get("/api/v1/me", &()).await
+    }
+
+    pub async fn roles(&self) -> Result<Vec<Role>> {
+        self.get("/api/v1/roles", &()).await
+    }
+
+    pub async fn tokens(&self, page: &PageQuery) -> Result<Page<ApiToken>> {
+        self.get("/api/v1/tokens", page).await
+    }
+
+    pub async fn create_token(&self, req: &TokenCreate) -> Result<TokenCreated> {
+        self.write(Method::POST, "/api/v1/tokens", req).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<ApiToken> {
+        self.delete_at(&format!("/api/v1/tokens/{}", seg(id))).await
+    }
+
+    pub async fn users(&self, page: &PageQuery) -> Result<Page<User>> {
+        self.get("/api/v1/users", page).await
+    }
+
+    pub async fn create_user(&self, req: &UserCreate) -> Result<User> {
+        self.write(Method::POST, "/api/v1/users", req).await
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Result<()> {
+        self.delete_at(&format!("/api/v1/users/{}", seg(id))).await
+    }
+
+    // Devices
+
+    pub async fn devices(&self, query: &DeviceQuery) -> Result<Page<Device>> {
+        self.get("/api/v1/devices", query).await
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Device> {
+        self.get(&format!("/api/v1/devices/{}", seg(id)), &()).await
+    }
+
+    pub async fn create_device(&self, req: &DeviceCreate) -> Result<Device> {
+        self.write(Method::POST, "/api/v1/devices", req).await
+    }
+
+    pub async fn update_device(&self, id: &str, req: &DeviceUpdate) -> Result<Device> {
+        self.write(Method::PATCH, &format!("/api/v1/devices/{}", seg(id)), req).await
+    }
+
+    pub async fn decommission_device(&self, id: &str) -> Result<Device> {
+        self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/decommission", seg(id)))).await
+    }
+
+    pub async fn delete_device(&self, id: &str) -> Result<()> {
+        self.delete_at(&format!("/api/v1/devices/{}", seg(id))).await
+    }
+
+    // Groups
+
+    pub async fn groups(&self, query: &GroupQuery) -> Result<Page<Group>> {
+        self.get("/api/v1/groups", query).await
+    }
+
+    pub async fn group(&self, id: &str) -> Result<Group> {
+        self.get(&format!("/api/v1/groups/{}", seg(id)), &()).await
+    }
+
+    pub async fn create_group(&self, req: &GroupCreate) -> Result<Group> {
+        self.write(Method::POST, "/api/v1/groups", req).await
+    }
+
+    pub async fn update_group(&self, id: &str, req: &GroupUpdate) -> Result<Group> {
+        self.write(Method::PATCH, &format!("/api/v1/groups/{}", seg(id)), req).await
+    }
+
+    pub async fn delete_group(&self, id: &str) -> Result<()> {
+        self.delete_at(&format!("/api/v1/groups/{}", seg(id))).await
+    }
+
+    pub async fn group_members(&self, id: &str, query: &DeviceQuery) -> Result<Page<Device>> {
+        self.get(&format!("/api/v1/groups/{}/members", seg(id)), query).await
+    }
+
+    pub async fn add_group_members(&self, id: &str, device_ids: Vec<String>) -> Result<Changed> {
+        self.write(Method::POST, &format!("/api/v1/groups/{}/members/add", seg(id)), &GroupMembers { device_ids })
+            .await
+    }
+
+    pub async fn remove_group_members(&self, id: &str, device_ids: Vec<String>) -> Result<Changed> {
+        self.write(Method::POST, &format!("/api/v1/groups/{}/members/remove", seg(id)), &GroupMembers { device_ids })
+            .await
+    }
+
+    // Tenants
+
+    pub async fn tenants(&self, page: &PageQuery) -> Result<Page<Tenant>> {
+        self.get("/api/v1/tenants", page).await
+    }
+
+    pub async fn create_tenant(&self, req: &TenantCreate) -> Result<Tenant> {
+        self.write(Method::POST, "/api/v1/tenants", req).await
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Tenant> {
+        self.get(&format!("/api/v1/tenants/{}", seg(id)), &()).await
+    }
+
+    pub async fn update_tenant(&self, id: &str, req: &TenantUpdate) -> Result<Tenant> {
+        self.write(Method::PATCH, &format!("/api/v1/tenants/{}", seg(id)), req).await
+    }
+}
+
+/// A path segment with every byte that is not plainly safe percent-encoded.
+fn seg(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,14 @@
+//! Baton's wire types, shared by the server, the CLI, the API client, the agent and the simulator.
+//!
+//! # Layout
+//! - [`api`]: request and response bodies of the REST API under `/api/v1`, one module per noun.
+//! - [`labels`]: label keys, values and label selectors, parsed once here so every side agrees.
+//!
+//! This crate does no I/O. Storage rows are never these structs: the server converts explicitly,
+//! so the wire format can stay stable while storage evolves.
+
+pub mod api;
+pub mod labels;
+
+/// The version of the REST API this crate describes; it is the `/api/v1` prefix.
+pub const API_VERSION: &str = "v1";

@@ -1,0 +1,130 @@
+//! Permissions are data: each route asks for one [`Permission`], and a [`Role`] is a named set of
+//! them. Custom and group-scoped roles can later be rows in a table without touching handlers.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    DevicesRead,
+    DevicesWrite,
+    GroupsRead,
+    GroupsWrite,
+    TokensRead,
+    TokensWrite,
+    UsersRead,
+    UsersWrite,
+    /// Platform-wide: only platform administrators, whatever their role.
+    TenantsRead,
+    TenantsWrite,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 10] = [
+        Self::DevicesRead,
+        Self::DevicesWrite,
+        Self::GroupsRead,
+        Self::GroupsWrite,
+        Self::TokensRead,
+        Self::TokensWrite,
+        Self::UsersRead,
+        Self::UsersWrite,
+        Self::TenantsRead,
+        Self::TenantsWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DevicesRead => "devices:read",
+            Self::DevicesWrite => "devices:write",
+            Self::GroupsRead => "groups:read",
+            Self::GroupsWrite => "groups:write",
+            Self::TokensRead => "tokens:read",
+            Self::TokensWrite => "tokens:write",
+            Self::UsersRead => "users:read",
+            Self::UsersWrite => "users:write",
+            Self::TenantsRead => "tenants:read",
+            Self::TenantsWrite => "tenants:write",
+        }
+    }
+
+    /// Platform permissions cross tenants and come from the platform-admin flag, not a role.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Self::TenantsRead | Self::TenantsWrite)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub permissions: &'static [Permission],
+}
+
+use Permission::*;
+
+/// The built-in roles, from most to least powerful.
+pub const BUILTIN_ROLES: &[Role] = &[
+    Role {
+        name: "admin",
+        description: "Everything in the tenant, including users and API tokens.",
+        permissions: &[
+            DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, TokensRead, TokensWrite, UsersRead,
+            UsersWrite,
+        ],
+    },
+    Role {
+        name: "operator",
+        description: "Reads everything and acts on devices and groups.",
+        permissions: &[DevicesRead, DevicesWrite, GroupsRead, GroupsWrite],
+    },
+    Role {
+        name: "viewer",
+        description: "Reads devices and groups; changes nothing.",
+        permissions: &[DevicesRead, GroupsRead],
+    },
+];
+
+impl Role {
+    /// The role called `name`, if there is one.
+    pub fn find(name: &str) -> Option<Role> {
+        BUILTIN_ROLES.iter().find(|r| r.name == name).cloned()
+    }
+
+    pub fn grants(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// Whether every permission of `other` is also one of this role's.
+    pub fn covers(&self, other: &Role) -> bool {
+        other.permissions.iter().all(|p| self.grants(*p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_changes_nothing() {
+        let viewer = Role::find("viewer").expect("built in");
+        assert!(viewer.permissions.iter().all(|p| p.as_str().ends_with(":read")));
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        let [admin, operator, viewer] = [&BUILTIN_ROLES[0], &BUILTIN_ROLES[1], &BUILTIN_ROLES[2]];
+        assert!(admin.covers(operator) && operator.covers(viewer) && !viewer.covers(operator));
+    }
+}
+
+impl Role {
+    /// A role that grants nothing: what an unknown stored role name resolves to.
+    pub const NONE: Role = Role { name: "none", description: "Grants nothing.", permissions: &[] };
+}

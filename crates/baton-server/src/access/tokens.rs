@@ -1,0 +1,201 @@
+//! API tokens: random secrets shown once, stored as SHA-256, revocable, with an optional expiry
+//! and a last-used time.
+
+use baton_proto::api::{
+    Page,
+    access::{ApiToken, TokenCreate, TokenCreated},
+};
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+
+use super::{Principal, Role, Subject, TenantScope, secrets};
+use crate::{
+    Error,
+    pagination::{self, Cursor},
+    store::{Db, from_ms, new_id, now_ms},
+};
+
+/// How stale `last_used_at` may get before a request refreshes it (saves a write per request).
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+const COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, expires_at, revoked_at";
+
+pub async fn create(
+    db: &Db,
+    scope: &TenantScope,
+    by: &Principal,
+    req: TokenCreate,
+) -> Result<TokenCreated, Error> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(Error::invalid("/name", "must be 1 to 100 characters"));
+    }
+    let role_name = req.role.as_deref().unwrap_or(by.role.name);
+    let role = Role::find(role_name)
+        .ok_or_else(|| Error::invalid("/role", format!("unknown role `{role_name}`")))?;
+    if !by.role.covers(&role) {
+        return Err(Error::Forbidden(format!(
+            "your role `{}` cannot create a token with role `{}`",
+            by.role.name, role.name
+        )));
+    }
+    let expires_at = match req.expires_in_days {
+        Some(0) | Some(3651..) => {
+            return Err(Error::invalid("/expires_in_days", "must be between 1 and 3650"));
+        }
+        Some(days) => Some(now_ms() + i64::from(days) * 86_400_000),
+        None => None,
+    };
+    let platform_admin = by.platform_admin && role.name == "admin";
+    let secret = secrets::generate(secrets::TOKEN_PREFIX);
+    let token = insert(db, scope, name, role.name, platform_admin, &secret, Some(&by.subject_label()), expires_at)
+        .await?;
+    Ok(TokenCreated { token, secret })
+}
+
+/// Stores a token whose secret was chosen outside (`BATON_BOOTSTRAP_TOKEN`), once.
+pub async fn ensure_bootstrap(db: &Db, scope: &TenantScope, secret: &str) -> Result<(), Error> {
+    if secret.len() < 16 {
+        return Err(Error::Config("BATON_BOOTSTRAP_TOKEN must be at least 16 characters".into()));
+    }
+    let exists = sqlx::query("SELECT 1 FROM api_tokens WHERE secret_hash = $1")
+        .bind(secrets::hash_token(secret))
+        .fetch_optional(db.reader())
+        .await?;
+    if exists.is_none() {
+        insert(db, scope, "bootstrap", "admin", true, secret, Some("bootstrap"), None).await?;
+        tracing::info!("created the bootstrap API token from BATON_BOOTSTRAP_TOKEN");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    db: &Db,
+    scope: &TenantScope,
+    name: &str,
+    role: &str,
+    platform_admin: bool,
+    secret: &str,
+    created_by: Option<&str>,
+    expires_at: Option<i64>,
+) -> Result<ApiToken, Error> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, tenant_id, name, role, platform_admin, secret_hash, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(scope.id())
+    .bind(name)
+    .bind(role)
+    .bind(i64::from(platform_admin))
+    .bind(secrets::hash_token(secret))
+    .bind(created_by)
+    .bind(now_ms())
+    .bind(expires_at)
+    .execute(db.writer())
+    .await?;
+    get(db, scope, &id).await
+}
+
+pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<ApiToken, Error> {
+    sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_tokens WHERE tenant_id = $1 AND id = $2")))
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("token {id}")))
+}
+
+pub async fn list(
+    db: &Db,
+    scope: &TenantScope,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<Page<ApiToken>, Error> {
+    let limit = pagination::limit(limit)?;
+    let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
+    let (after_ts, after_id) = after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new()));
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE tenant_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+         ORDER BY created_at, id LIMIT $4"
+    )))
+    .bind(scope.id())
+    .bind(after_ts)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(pagination::finish(items, limit, |t| Cursor {
+        order: "created_at".into(),
+        text: None,
+        int: Some(t.created_at.timestamp_millis()),
+        id: t.id.clone(),
+    }))
+}
+
+/// Revokes a token; it is refused from now on. Revoking twice is harmless.
+pub async fn revoke(db: &Db, scope: &TenantScope, id: &str) -> Result<ApiToken, Error> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    get(db, scope, id).await
+}
+
+/// The caller behind an API token secret, if it is valid now.
+pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, Error> {
+    let row = sqlx::query(
+        "SELECT t.id, t.tenant_id, t.name, t.role, t.platform_admin, t.expires_at, t.revoked_at, t.last_used_at, \
+         n.name AS tenant_name, n.disabled FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id \
+         WHERE t.secret_hash = $1",
+    )
+    .bind(secrets::hash_token(secret))
+    .fetch_optional(db.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let now = now_ms();
+    let expired = row.try_get::<Option<i64>, _>("expires_at")?.is_some_and(|e| e <= now);
+    let revoked = row.try_get::<Option<i64>, _>("revoked_at")?.is_some();
+    if expired || revoked || row.try_get::<i64, _>("disabled")? != 0 {
+        return Ok(None);
+    }
+    let id: String = row.try_get("id")?;
+    if row.try_get::<Option<i64>, _>("last_used_at")?.is_none_or(|t| now - t > LAST_USED_GRANULARITY_MS) {
+        let touched = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&id)
+            .execute(db.writer())
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, "could not record token use");
+        }
+    }
+    Ok(Some(Principal {
+        scope: TenantScope::internal(row.try_get::<String, _>("tenant_id")?),
+        tenant_name: row.try_get("tenant_name")?,
+        subject: Subject::Token { id, name: row.try_get("name")? },
+        role: Role::find(&row.try_get::<String, _>("role")?).unwrap_or(Role::NONE),
+        platform_admin: row.try_get::<i64, _>("platform_admin")? != 0,
+        csrf_token: None,
+    }))
+}
+
+fn from_row(row: &AnyRow) -> Result<ApiToken, Error> {
+    let ts = |c: &str| -> Result<_, Error> { Ok(row.try_get::<Option<i64>, _>(c)?.map(from_ms)) };
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        created_by: row.try_get("created_by")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        last_used_at: ts("last_used_at")?,
+        expires_at: ts("expires_at")?,
+        revoked_at: ts("revoked_at")?,
+    })
+}

@@ -1,0 +1,86 @@
+//! The application: built from settings (storage connected and migrated, first-start bootstrap
+//! done, listener bound), then run until a shutdown signal, letting requests in flight finish.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::{
+    Error,
+    access::login_limit::LoginLimiter,
+    config::Settings,
+    http::{self, Shared, tls::TlsListener},
+    store::Db,
+    tenants::{self, Bootstrap},
+};
+
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: http::AppState,
+    bootstrap: Bootstrap,
+}
+
+impl App {
+    /// Binds `settings.http_addr` and builds the application.
+    pub async fn build(settings: Settings) -> Result<Self, Error> {
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.http_addr)))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Builds on an already-bound listener (tests bind port 0).
+    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> Result<Self, Error> {
+        settings.validate()?;
+        let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
+        let bootstrap =
+            tenants::bootstrap(&db, settings.admin_password.as_deref(), settings.bootstrap_token.as_deref()).await?;
+        let local_addr = listener.local_addr().map_err(anyhow::Error::from)?;
+        let state = Arc::new(Shared {
+            login_limiter: LoginLimiter::new(settings.login_attempts_per_minute, Duration::from_secs(60)),
+            metrics: crate::telemetry::prometheus(),
+            db,
+            settings,
+        });
+        Ok(Self { listener, local_addr, state, bootstrap })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use to reach this server.
+    pub fn url(&self) -> String {
+        let scheme = if self.state.settings.tls_enabled() { "https" } else { "http" };
+        let addr = self.local_addr;
+        let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+        format!("{scheme}://{host}:{}", addr.port())
+    }
+
+    /// What first start created (the generated admin password, if any).
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let db = self.state.db.clone();
+        let tls = match (&self.state.settings.tls_cert, &self.state.settings.tls_key) {
+            (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = match tls {
+            Some(config) => {
+                // `tap_io` (a no-op here) is what lets axum hand the peer address to handlers.
+                let listener = TlsListener::new(self.listener, config).map_err(anyhow::Error::from)?.tap_io(|_| ());
+                axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            }
+            None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
+        };
+        db.close().await;
+        served.map_err(|e| Error::Internal(e.into()))
+    }
+}

@@ -1,0 +1,223 @@
+//! Listing devices: filters (status, online, OS, group with or without subgroups, label
+//! selector, text), an order, and keyset cursors that stay stable while devices are added.
+
+use baton_proto::{
+    api::{
+        Page,
+        devices::{Device, DeviceQuery, DeviceSort, DeviceStatus},
+    },
+    labels::{Requirement, Selector},
+};
+use sqlx::Row;
+
+use super::{COLUMNS, hydrate};
+use crate::{
+    Error,
+    access::TenantScope,
+    pagination::{self, Cursor},
+    store::{Db, sql::Sql},
+};
+
+/// A checked device query.
+struct Plan {
+    status: Option<DeviceStatus>,
+    online: Option<bool>,
+    os: Option<String>,
+    group: Option<(String, bool)>,
+    selector: Selector,
+    text: Option<String>,
+    sort: DeviceSort,
+    descending: bool,
+    limit: i64,
+    after: Option<Cursor>,
+}
+
+pub async fn list(db: &Db, scope: &TenantScope, query: &DeviceQuery) -> Result<Page<Device>, Error> {
+    let plan = plan(query)?;
+    if let Some((group, _)) = &plan.group {
+        crate::groups::get(db, scope, group).await?;
+    }
+    let sql = build(scope, &plan);
+    let rows = sql.query().fetch_all(db.reader()).await?;
+    let order = order_name(plan.sort, plan.descending);
+    // The cursor is taken from the rows as stored, before hydrating.
+    let keys: Vec<Cursor> = rows
+        .iter()
+        .map(|r| -> Result<Cursor, Error> {
+            let id: String = r.try_get("id")?;
+            Ok(match plan.sort {
+                DeviceSort::Name | DeviceSort::Serial => {
+                    Cursor { order: order.clone(), text: Some(r.try_get("sort_key")?), int: None, id }
+                }
+                DeviceSort::CreatedAt | DeviceSort::LastSeenAt => {
+                    Cursor { order: order.clone(), text: None, int: Some(r.try_get("sort_key")?), id }
+                }
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let devices = hydrate(db, scope, rows).await?;
+    let page = pagination::finish(devices.into_iter().zip(keys).collect(), plan.limit, |(_, k)| k.clone());
+    Ok(Page { items: page.items.into_iter().map(|(d, _)| d).collect(), next_cursor: page.next_cursor })
+}
+
+fn plan(q: &DeviceQuery) -> Result<Plan, Error> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            DeviceStatus::parse(s)
+                .ok_or_else(|| Error::invalid("status", format!("`{s}` is not pending, active or decommissioned")))
+        })
+        .transpose()?;
+    let selector = match q.labels.as_deref() {
+        Some(text) => Selector::parse(text).map_err(|e| Error::invalid("labels", e.to_string()))?,
+        None => Selector::default(),
+    };
+    let (descending, sort_name) = match q.sort.as_deref() {
+        Some(s) => s.strip_prefix('-').map_or((false, s), |rest| (true, rest)),
+        None => (false, "name"),
+    };
+    let sort = [DeviceSort::Name, DeviceSort::Serial, DeviceSort::CreatedAt, DeviceSort::LastSeenAt]
+        .into_iter()
+        .find(|s| s.as_str() == sort_name)
+        .ok_or_else(|| Error::invalid("sort", format!("`{sort_name}` is not name, serial, created_at or last_seen_at")))?;
+    if let Some(g) = &q.group
+        && !crate::store::is_id(g)
+    {
+        return Err(Error::invalid("group", "is not a group id"));
+    }
+    if q.recursive.is_some() && q.group.is_none() {
+        return Err(Error::invalid("recursive", "only applies together with `group`"));
+    }
+    let order = order_name(sort, descending);
+    Ok(Plan {
+        status,
+        online: q.online,
+        os: q.os.as_ref().map(|o| o.to_lowercase()),
+        group: q.group.clone().map(|g| (g, q.recursive.unwrap_or(true))),
+        selector,
+        text: q.q.as_ref().filter(|t| !t.is_empty()).map(|t| t.to_lowercase()),
+        sort,
+        descending,
+        limit: pagination::limit(q.limit)?,
+        after: q.cursor.as_deref().map(|c| Cursor::decode(c, &order)).transpose()?,
+    })
+}
+
+fn order_name(sort: DeviceSort, descending: bool) -> String {
+    format!("{}{}", if descending { "-" } else { "" }, sort.as_str())
+}
+
+fn sort_expr(sort: DeviceSort) -> &'static str {
+    match sort {
+        DeviceSort::Name => "d.name",
+        DeviceSort::Serial => "COALESCE(d.serial, '')",
+        DeviceSort::CreatedAt => "d.created_at",
+        DeviceSort::LastSeenAt => "COALESCE(d.last_seen_at, 0)",
+    }
+}
+
+fn build(scope: &TenantScope, p: &Plan) -> Sql {
+    let mut sql = Sql::default();
+    if let Some((group, true)) = &p.group {
+        sql.push("WITH RECURSIVE subtree(id) AS (SELECT id FROM device_groups WHERE tenant_id = ")
+            .bind(scope.id())
+            .push(" AND id = ")
+            .bind(group.as_str())
+            .push(" UNION SELECT g.id FROM device_groups g JOIN subtree s ON g.parent_id = s.id) ");
+    }
+    let key = sort_expr(p.sort);
+    sql.push(&format!("SELECT {COLUMNS}, {key} AS sort_key FROM devices d WHERE d.tenant_id = "))
+        .bind(scope.id());
+    if let Some(status) = p.status {
+        sql.push(" AND d.status = ").bind(status.as_str());
+    }
+    if let Some(online) = p.online {
+        sql.push(" AND d.online = ").bind(i64::from(online));
+    }
+    if let Some(os) = &p.os {
+        sql.push(" AND LOWER(d.os_family) = ").bind(os.as_str());
+    }
+    match &p.group {
+        Some((_, true)) => {
+            sql.push(" AND d.id IN (SELECT m.device_id FROM group_members m JOIN subtree s ON m.group_id = s.id)");
+        }
+        Some((group, false)) => {
+            sql.push(" AND d.id IN (SELECT device_id FROM group_members WHERE group_id = ").bind(group.as_str()).push(")");
+        }
+        None => {}
+    }
+    for r in &p.selector.requirements {
+        push_requirement(&mut sql, r);
+    }
+    if let Some(text) = &p.text {
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        sql.push(" AND (LOWER(d.name) LIKE ")
+            .bind(pattern.as_str())
+            .push(" ESCAPE '\\' OR LOWER(COALESCE(d.serial, '')) LIKE ")
+            .bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+    let (cmp, dir) = if p.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some(after) = &p.after {
+        sql.push(&format!(" AND ({key} {cmp} "));
+        bind_key(&mut sql, after);
+        sql.push(&format!(" OR ({key} = "));
+        bind_key(&mut sql, after);
+        sql.push(&format!(" AND d.id {cmp} ")).bind(after.id.as_str()).push("))");
+    }
+    sql.push(&format!(" ORDER BY {key} {dir}, d.id {dir} LIMIT ")).bind(p.limit + 1);
+    sql
+}
+
+fn bind_key(sql: &mut Sql, c: &Cursor) {
+    match (&c.text, c.int) {
+        (Some(t), _) => sql.bind(t.as_str()),
+        (None, Some(i)) => sql.bind(i),
+        (None, None) => sql.bind(""),
+    };
+}
+
+fn push_requirement(sql: &mut Sql, r: &Requirement) {
+    let has = |sql: &mut Sql, negate: bool, key: &str| {
+        let not = if negate { "NOT " } else { "" };
+        sql.push(&format!(" AND {not}EXISTS (SELECT 1 FROM device_labels l WHERE l.device_id = d.id AND l.key = "))
+            .bind(key);
+    };
+    let values = |sql: &mut Sql, values: &[String]| {
+        sql.push(" AND l.value IN (");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(v.as_str());
+        }
+        sql.push("))");
+    };
+    match r {
+        Requirement::Exists(k) => {
+            has(sql, false, k);
+            sql.push(")");
+        }
+        Requirement::NotExists(k) => {
+            has(sql, true, k);
+            sql.push(")");
+        }
+        Requirement::Equals(k, v) => {
+            has(sql, false, k);
+            sql.push(" AND l.value = ").bind(v.as_str()).push(")");
+        }
+        Requirement::NotEquals(k, v) => {
+            has(sql, true, k);
+            sql.push(" AND l.value = ").bind(v.as_str()).push(")");
+        }
+        Requirement::In(k, vs) => {
+            has(sql, false, k);
+            values(sql, vs);
+        }
+        Requirement::NotIn(k, vs) => {
+            has(sql, true, k);
+            values(sql, vs);
+        }
+    }
+}

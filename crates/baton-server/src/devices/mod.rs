@@ -1,0 +1,284 @@
+//! The device registry: every managed device, whatever its OS or how it connects.
+//!
+//! This module owns the `devices`, `device_labels` tables and a device's side of
+//! `group_members`. Listing with filters and cursors lives in [`list`].
+
+pub mod list;
+
+use std::collections::BTreeMap;
+
+use baton_proto::{
+    api::devices::{Connectivity, Device, DeviceCreate, DeviceStatus, DeviceUpdate},
+    labels,
+};
+use sqlx::{AssertSqlSafe, Any, Row, Transaction, any::AnyRow};
+
+use crate::{
+    Error,
+    access::TenantScope,
+    error::Violations,
+    store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
+};
+
+pub(crate) const COLUMNS: &str = "d.id, d.name, d.serial, d.manufacturer, d.model, d.os_family, d.os_version, \
+    d.architecture, d.agent_version, d.status, d.online, d.last_seen_at, d.remote_addr, d.created_at, d.updated_at";
+
+/// Longest device name and free-text attribute.
+const MAX_TEXT: usize = 128;
+
+/// Pre-registers a device by serial.
+pub async fn create(db: &Db, scope: &TenantScope, req: DeviceCreate) -> Result<Device, Error> {
+    let mut v = Violations::default();
+    v.check("/serial", validate_serial(&req.serial));
+    let name = req.name.as_deref().unwrap_or(&req.serial).trim().to_owned();
+    v.check("/name", validate_text(&name, true));
+    v.check("/manufacturer", req.manufacturer.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
+    v.check("/model", req.model.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
+    check_labels(&mut v, req.labels.iter().map(|(k, v)| (k, Some(v))));
+    if req.labels.len() > labels::MAX_LABELS {
+        v.add("/labels", format!("at most {} labels", labels::MAX_LABELS));
+    }
+    for (i, g) in req.groups.iter().enumerate() {
+        if !is_id(g) {
+            v.add(format!("/groups/{i}"), "is not a group id");
+        }
+    }
+    v.finish()?;
+
+    let id = new_id();
+    let now = now_ms();
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(
+        "INSERT INTO devices (id, tenant_id, name, serial, manufacturer, model, status, online, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $7)",
+    )
+    .bind(&id)
+    .bind(scope.id())
+    .bind(&name)
+    .bind(&req.serial)
+    .bind(req.manufacturer.as_deref())
+    .bind(req.model.as_deref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::conflict_on_unique(format!("a device with serial `{}` already exists", req.serial)))?;
+    for (key, value) in &req.labels {
+        set_label(&mut tx, scope, &id, key, value).await?;
+    }
+    for (i, group) in req.groups.iter().enumerate() {
+        if !crate::groups::exists_in(&mut tx, scope, group).await? {
+            return Err(Error::invalid(&format!("/groups/{i}"), format!("group {group} not found")));
+        }
+        crate::groups::add_member(&mut tx, scope, group, &id, now).await?;
+    }
+    tx.commit().await?;
+    get(db, scope, &id).await
+}
+
+pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error> {
+    let not_found = || Error::NotFound(format!("device {id}"));
+    if !is_id(id) {
+        return Err(not_found());
+    }
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM devices d WHERE d.tenant_id = $1 AND d.id = $2")))
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .ok_or_else(not_found)?;
+    let mut devices = hydrate(db, scope, vec![row]).await?;
+    devices.pop().ok_or_else(not_found)
+}
+
+/// Renames and relabels (merge patch: a `null` label value removes the label).
+pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: DeviceUpdate) -> Result<Device, Error> {
+    let mut v = Violations::default();
+    let name = req.name.as_deref().map(str::trim);
+    if let Some(name) = name {
+        v.check("/name", validate_text(name, true));
+    }
+    check_labels(&mut v, req.labels.iter().map(|(k, v)| (k, v.as_ref())));
+    v.finish()?;
+    get(db, scope, id).await?;
+
+    let mut tx = db.writer().begin().await?;
+    if let Some(name) = name {
+        sqlx::query("UPDATE devices SET name = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(name)
+            .bind(scope.id())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (key, value) in &req.labels {
+        match value {
+            Some(value) => set_label(&mut tx, scope, id, key, value).await?,
+            None => {
+                sqlx::query("DELETE FROM device_labels WHERE tenant_id = $1 AND device_id = $2 AND key = $3")
+                    .bind(scope.id())
+                    .bind(id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM device_labels WHERE tenant_id = $1 AND device_id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if count > labels::MAX_LABELS as i64 {
+        return Err(Error::invalid("/labels", format!("a device carries at most {} labels", labels::MAX_LABELS)));
+    }
+    touch(&mut tx, scope, id).await?;
+    tx.commit().await?;
+    get(db, scope, id).await
+}
+
+/// Retires a device: it is kept with its history, marked offline, and may then be deleted.
+pub async fn decommission(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error> {
+    let device = get(db, scope, id).await?;
+    if device.status != DeviceStatus::Decommissioned {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE devices SET status = 'decommissioned', online = 0, decommissioned_at = $1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    }
+    get(db, scope, id).await
+}
+
+/// Deletes a device for good; only a decommissioned one, so nothing live disappears by mistake.
+pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    let device = get(db, scope, id).await?;
+    if device.status != DeviceStatus::Decommissioned {
+        return Err(Error::Conflict(format!(
+            "device {id} is {}; decommission it before deleting it",
+            device.status.as_str()
+        )));
+    }
+    sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+async fn set_label(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str, key: &str, value: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO device_labels (tenant_id, device_id, key, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .bind(key)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn touch(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE devices SET updated_at = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn check_labels<'a>(v: &mut Violations, labels: impl Iterator<Item = (&'a String, Option<&'a String>)>) {
+    for (key, value) in labels {
+        v.check(&format!("/labels/{key}"), labels::validate_key(key));
+        if let Some(value) = value {
+            v.check(&format!("/labels/{key}"), labels::validate_value(value));
+        }
+    }
+}
+
+fn validate_serial(serial: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&serial.len())
+        && serial.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+    if ok { Ok(()) } else { Err("must be 1 to 64 letters, digits, `.`, `_`, `-`, `:` or `/`".into()) }
+}
+
+fn validate_text(text: &str, required: bool) -> Result<(), String> {
+    if required && text.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.chars().count() > MAX_TEXT || text.chars().any(char::is_control) {
+        return Err(format!("must be at most {MAX_TEXT} characters, without control characters"));
+    }
+    Ok(())
+}
+
+/// Turns device rows into wire devices, loading their labels and groups in two queries.
+pub(crate) async fn hydrate(db: &Db, scope: &TenantScope, rows: Vec<AnyRow>) -> Result<Vec<Device>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+    let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for row in in_list(scope, "SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await? {
+        labels.entry(row.try_get("device_id")?).or_default().insert(row.try_get("key")?, row.try_get("value")?);
+    }
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sql = in_list(scope, "SELECT device_id, group_id FROM group_members", &ids);
+    sql.push(" ORDER BY group_id");
+    for row in sql.query().fetch_all(db.reader()).await? {
+        groups.entry(row.try_get("device_id")?).or_default().push(row.try_get("group_id")?);
+    }
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("id")?;
+            to_wire(row, labels.remove(&id).unwrap_or_default(), groups.remove(&id).unwrap_or_default())
+        })
+        .collect()
+}
+
+fn in_list(scope: &TenantScope, select: &str, ids: &[String]) -> Sql {
+    let mut sql = Sql::new(select);
+    sql.push(" WHERE tenant_id = ").bind(scope.id()).push(" AND device_id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(id.as_str());
+    }
+    sql.push(")");
+    sql
+}
+
+fn to_wire(row: &AnyRow, labels: BTreeMap<String, String>, groups: Vec<String>) -> Result<Device, Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Device {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        serial: row.try_get("serial")?,
+        manufacturer: row.try_get("manufacturer")?,
+        model: row.try_get("model")?,
+        os_family: row.try_get("os_family")?,
+        os_version: row.try_get("os_version")?,
+        architecture: row.try_get("architecture")?,
+        agent_version: row.try_get("agent_version")?,
+        labels,
+        groups,
+        status: DeviceStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("stored device status `{status}`"))?,
+        connectivity: Connectivity {
+            online: row.try_get::<i64, _>("online")? != 0,
+            last_seen_at: row.try_get::<Option<i64>, _>("last_seen_at")?.map(from_ms),
+            remote_addr: row.try_get("remote_addr")?,
+        },
+        created_at: from_ms(row.try_get("created_at")?),
+        updated_at: from_ms(row.try_get("updated_at")?),
+    })
+}

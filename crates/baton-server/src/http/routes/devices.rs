@@ -1,0 +1,92 @@
+//! `/api/v1/devices`: the device registry.
+
+use axum::{extract::State, http::StatusCode};
+use baton_proto::api::{
+    Page,
+    devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    Error, devices,
+    http::{
+        AppState,
+        extract::{Authz, Json, Path, Query, perm},
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device, update_device, delete_device))
+        .routes(routes!(decommission_device))
+}
+
+/// List devices with filters, order and cursor pagination.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceQuery),
+    responses((status = 200, body = Page<Device>)))]
+async fn list_devices(
+    auth: Authz<perm::DevicesRead>,
+    State(app): State<AppState>,
+    Query(query): Query<DeviceQuery>,
+) -> Result<Json<Page<Device>>, Error> {
+    devices::list::list(&app.db, auth.scope(), &query).await.map(Json)
+}
+
+/// Pre-register a device by serial, before it ever connects.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceCreate,
+    responses((status = 201, body = Device)))]
+async fn create_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Json(req): Json<DeviceCreate>,
+) -> Result<(StatusCode, Json<Device>), Error> {
+    let device = devices::create(&app.db, auth.scope(), req).await?;
+    Ok((StatusCode::CREATED, Json(device)))
+}
+
+/// One device.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device)))]
+async fn get_device(
+    auth: Authz<perm::DevicesRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, Error> {
+    devices::get(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Rename and relabel a device (labels merge; `null` removes one).
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    request_body = DeviceUpdate, responses((status = 200, body = Device)))]
+async fn update_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<DeviceUpdate>,
+) -> Result<Json<Device>, Error> {
+    devices::update(&app.db, auth.scope(), &id, req).await.map(Json)
+}
+
+/// Delete a decommissioned device for good.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 204)))]
+async fn delete_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    devices::delete(&app.db, auth.scope(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Retire a device: kept with its history, refused from now on.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/decommission", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device)))]
+async fn decommission_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, Error> {
+    devices::decommission(&app.db, auth.scope(), &id).await.map(Json)
+}

@@ -1,0 +1,10 @@
+//! Route handlers, one module per noun. Handlers stay thin: extract, call the domain module,
+//! wrap the answer. Each carries its OpenAPI description, which `http::openapi` collects.
+
+pub mod auth;
+pub mod devices;
+pub mod groups;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
+

@@ -1,0 +1,28 @@
+//! The Baton server as a library: `baton serve` and the tests build an [`App`] from [`Settings`]
+//! and run it.
+//!
+//! # Layout
+//! - [`app`]: build and run the application.
+//! - [`config`]: layered settings.
+//! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
+//! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
+//! - [`tenants`], [`devices`], [`groups`]: domain modules, each owning its tables and queries.
+//! - [`pagination`]: keyset cursors shared by every list.
+//! - [`http`]: the HTTP edge — router, extractors, problem+json, OpenAPI, TLS.
+//! - [`error`]: the crate's one error type.
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod groups;
+pub mod http;
+pub mod pagination;
+pub mod store;
+pub mod telemetry;
+pub mod tenants;
+
+pub use app::App;
+pub use config::Settings;
+pub use error::Error;

@@ -1,0 +1,128 @@
+//! The command line: global options, the command tree, and how errors read.
+//!
+//! Admin commands talk to a server through `baton-client` with the URL and token saved by
+//! `baton login` (see [`profile`]); `--server` and `--token` (or `BATON_SERVER`, `BATON_TOKEN`)
+//! override them for one call.
+
+mod access;
+mod devices;
+mod groups;
+mod output;
+mod profile;
+mod serve;
+mod tenants;
+
+use baton_client::{Client, ClientError};
+use clap::{Parser, Subcommand};
+
+pub use output::Format;
+
+#[derive(Parser)]
+#[command(name = "baton", version, about = "Baton: manage a fleet of devices", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+/// Options every admin command takes.
+#[derive(clap::Args, Clone)]
+pub struct Global {
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Server URL, instead of the one saved by `baton login`.
+    #[arg(long, global = true, env = "BATON_SERVER")]
+    pub server: Option<String>,
+    /// API token, instead of the one saved by `baton login`.
+    #[arg(long, global = true, env = "BATON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Settings of the server.
+    #[command(subcommand)]
+    Config(serve::ConfigCommand),
+    /// Sign in to a server and remember it.
+    Login(access::LoginArgs),
+    /// Forget the saved server and token (and end the session).
+    Logout,
+    /// Who you are signed in as.
+    Whoami,
+    /// Devices in the registry.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
+    /// Groups of devices.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// API tokens of your tenant.
+    #[command(subcommand)]
+    Tokens(access::TokensCommand),
+    /// Users of your tenant.
+    #[command(subcommand)]
+    Users(access::UsersCommand),
+    /// Tenants (platform administrators).
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Config(cmd) => serve::config(cmd),
+        Command::Login(args) => access::login(args, &g).await,
+        Command::Logout => access::logout(&g).await,
+        Command::Whoami => access::whoami(&connect(&g)?, &g).await,
+        Command::Devices(cmd) => devices::run(cmd, &connect(&g)?, &g).await,
+        Command::Groups(cmd) => groups::run(cmd, &connect(&g)?, &g).await,
+        Command::Tokens(cmd) => access::tokens(cmd, &connect(&g)?, &g).await,
+        Command::Users(cmd) => access::users(cmd, &connect(&g)?, &g).await,
+        Command::Tenants(cmd) => tenants::run(cmd, &connect(&g)?, &g).await,
+    }
+}
+
+/// A client for the saved (or overridden) server and token.
+fn connect(g: &Global) -> anyhow::Result<Client> {
+    let saved = profile::Profile::load()?;
+    let server = g.server.clone().or(saved.server.clone()).ok_or_else(|| {
+        anyhow::anyhow!("no server configured: run `baton login --server URL` first (or pass --server)")
+    })?;
+    let token = g.token.clone().or(saved.token.clone());
+    if token.is_none() {
+        anyhow::bail!("not signed in to {server}: run `baton login --server {server}` first (or pass --token)");
+    }
+    let ca = saved.ca_pem()?;
+    Ok(Client::new(&server, token, ca.as_deref())?)
+}
+
+/// One line that says what went wrong and what to do next.
+pub fn describe(e: &anyhow::Error) -> String {
+    let Some(client) = e.downcast_ref::<ClientError>() else {
+        return format!("{e:#}");
+    };
+    match client {
+        ClientError::Unreachable { url, reason } => format!(
+            "cannot reach the Baton server at {url} ({reason}); check the URL and that `baton serve` is running there"
+        ),
+        ClientError::Api { status, problem } if status.as_u16() == 401 => format!(
+            "the server refused the credentials: {}; run `baton login` again",
+            problem.detail.as_deref().unwrap_or(&problem.title)
+        ),
+        ClientError::Api { problem, .. } => {
+            let line = problem.detail.clone().unwrap_or_else(|| problem.title.clone());
+            let extra: Vec<String> = problem
+                .errors
+                .iter()
+                .filter(|f| !line.contains(&f.message))
+                .map(|f| format!("; {}: {}", f.field, f.message))
+                .collect();
+            format!("{line}{}", extra.concat())
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,98 @@
+//! `baton serve` and `baton config`: run the server with layered settings.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use baton_server::{App, Settings, config::LogFormat};
+use serde::Serialize;
+
+#[derive(clap::Args, Serialize, Default)]
+pub struct ServeArgs {
+    /// Settings file (TOML); see `baton config print-default`.
+    #[arg(long, env = "BATON_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address for the HTTP API, console and agent endpoint.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_addr: Option<SocketAddr>,
+    /// Directory of the embedded database (when --database-url is not set).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL, e.g. postgres://baton@db/baton, instead of the embedded database.
+    #[arg(long, hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the annotated settings file with every default.
+    PrintDefault,
+}
+
+pub fn config(cmd: ConfigCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::PrintDefault => print!("{}", baton_server::config::DEFAULT_TEMPLATE),
+    }
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_deref(), &args)?;
+    init_tracing(settings.log_format);
+    let app = App::build(settings).await?;
+    let url = app.url();
+    if let Some(password) = &app.bootstrap().generated_password {
+        println!("First start: created user `admin` in tenant `default` with the password below (shown once):");
+        println!("  {password}");
+    }
+    println!("Baton is listening on {url}");
+    println!("  API docs:  {url}/api/docs");
+    println!("  Sign in:   baton login --server {url} --username admin");
+    tracing::info!(%url, "serving");
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down; letting requests in flight finish");
+}

@@ -1,0 +1,20 @@
+//! `baton`: the server (`baton serve`) and the admin CLI in one binary. This file only parses
+//! the command line and hands over; each command lives in `cli/`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", cli::describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
