@@ -58,7 +58,8 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder().user_agent(concat!("baton-client/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
+            let cert =
+                reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| ClientError::BadUrl(base.clone(), e.to_string()))?;
@@ -89,7 +90,11 @@ impl Client {
         let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
         if status.is_success() {
             let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected { url, status, reason: e.to_string() });
+            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
+                url,
+                status,
+                reason: e.to_string(),
+            });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(problem) => Err(ClientError::Api { status, problem }),
@@ -125,7 +130,8 @@ impl Client {
     // Access
 
     pub async fn login(&self, tenant: Option<&str>, username: &str, password: &str) -> Result<Session> {
-        let req = LoginRequest { tenant: tenant.map(str::to_owned), username: username.into(), password: password.into() };
+        let req =
+            LoginRequest { tenant: tenant.map(str::to_owned), username: username.into(), password: password.into() };
         self.write(Method::POST, "/api/v1/auth/login", &req).await
     }
 
@@ -218,8 +224,7 @@ impl Client {
     }
 
     pub async fn add_group_members(&self, id: &str, device_ids: Vec<String>) -> Result<Changed> {
-        self.write(Method::POST, &format!("/api/v1/groups/{}/members/add", seg(id)), &GroupMembers { device_ids })
-            .await
+        self.write(Method::POST, &format!("/api/v1/groups/{}/members/add", seg(id)), &GroupMembers { device_ids }).await
     }
 
     pub async fn remove_group_members(&self, id: &str, device_ids: Vec<String>) -> Result<Changed> {

@@ -30,14 +30,10 @@ impl std::error::Error for LabelError {}
 /// with a letter or digit.
 pub fn validate_key(key: &str) -> Result<(), LabelError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(LabelError(format!(
-            "label key `{key}` must be 1 to {MAX_KEY_LEN} characters"
-        )));
+        return Err(LabelError(format!("label key `{key}` must be 1 to {MAX_KEY_LEN} characters")));
     }
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    let body_ok = key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    let body_ok = key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
     if !body_ok || !edge_ok(key.chars().next()) || !edge_ok(key.chars().last()) {
         return Err(LabelError(format!(
             "label key `{key}` may hold only letters, digits, `.`, `_`, `-`, `/` and must start and end with a letter or digit"
@@ -49,17 +45,11 @@ pub fn validate_key(key: &str) -> Result<(), LabelError> {
 /// Checks a label value: up to 128 bytes of letters, digits and `.`, `_`, `-`, `/`, `:`, `@`, `+`.
 pub fn validate_value(value: &str) -> Result<(), LabelError> {
     if value.len() > MAX_VALUE_LEN {
-        return Err(LabelError(format!(
-            "label value must be at most {MAX_VALUE_LEN} characters"
-        )));
+        return Err(LabelError(format!("label value must be at most {MAX_VALUE_LEN} characters")));
     }
-    let ok = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '+'));
+    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '+'));
     if !ok {
-        return Err(LabelError(format!(
-            "label value `{value}` may hold only letters, digits and `. _ - / : @ +`"
-        )));
+        return Err(LabelError(format!("label value `{value}` may hold only letters, digits and `. _ - / : @ +`")));
     }
     Ok(())
 }
@@ -88,9 +78,7 @@ impl Selector {
         for part in split_top_level(text)? {
             let part = part.trim();
             if part.is_empty() {
-                return Err(LabelError(format!(
-                    "empty requirement in selector `{text}`"
-                )));
+                return Err(LabelError(format!("empty requirement in selector `{text}`")));
             }
             requirements.push(parse_requirement(part)?);
         }
@@ -194,8 +182,7 @@ mod tests {
 
     #[test]
     fn a_selector_with_every_operator_parses_and_matches() {
-        let s = Selector::parse("store=berlin-12,tier!=test,env in (prod, staging),!legacy,pos")
-            .expect("parses");
+        let s = Selector::parse("store=berlin-12,tier!=test,env in (prod, staging),!legacy,pos").expect("parses");
         assert_eq!(s.requirements.len(), 5);
         let device = [("store", "berlin-12"), ("env", "prod"), ("pos", "")];
         assert!(s.matches(labels(&device)));

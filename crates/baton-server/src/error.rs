@@ -51,11 +51,7 @@ impl Error {
     pub fn conflict_on_unique(message: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let message = message.into();
         move |e| {
-            if Self::is_unique_violation(&e) {
-                Self::Conflict(message)
-            } else {
-                Self::Database(e)
-            }
+            if Self::is_unique_violation(&e) { Self::Conflict(message) } else { Self::Database(e) }
         }
     }
 }
@@ -79,12 +75,7 @@ impl Violations {
         if self.0.is_empty() {
             return Ok(());
         }
-        let detail = self
-            .0
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let detail = self.0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
         Err(Error::Invalid { detail, errors: self.0 })
     }
 }

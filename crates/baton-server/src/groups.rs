@@ -6,7 +6,7 @@ use baton_proto::api::{
     Page,
     groups::{Group, GroupCreate, GroupQuery, GroupUpdate},
 };
-use sqlx::{AssertSqlSafe, Any, Row, Transaction, any::AnyRow};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 
 use crate::{
     Error,
@@ -93,7 +93,8 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &GroupQuery) -> Result<Page<G
         None => {}
     }
     if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-        let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern =
+            format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         sql.push(" AND LOWER(g.name) LIKE ").bind(pattern).push(" ESCAPE '\\'");
     }
     if let Some(c) = &after {
@@ -154,10 +155,10 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
         None => {}
     }
     sql.push(" WHERE tenant_id = ").bind(scope.id()).push(" AND id = ").bind(id);
-    sql.query()
-        .execute(db.writer())
-        .await
-        .map_err(Error::conflict_on_unique(format!("a group named `{}` already exists", req.name.unwrap_or_default())))?;
+    sql.query().execute(db.writer()).await.map_err(Error::conflict_on_unique(format!(
+        "a group named `{}` already exists",
+        req.name.unwrap_or_default()
+    )))?;
     get(db, scope, id).await
 }
 

@@ -51,11 +51,7 @@ pub fn limit(requested: Option<u32>) -> Result<i64, Error> {
 
 /// Keeps `limit` rows and makes the cursor for the next page when there were more
 /// (queries fetch `limit + 1` rows to know).
-pub fn finish<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    cursor_of: impl Fn(&T) -> Cursor,
-) -> baton_proto::api::Page<T> {
+pub fn finish<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> Cursor) -> baton_proto::api::Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| cursor_of(r).encode()) } else { None };

@@ -134,7 +134,11 @@ pub struct Bootstrap {
 
 /// Ensures tenant `default` with an `admin` user (a platform administrator) and, when a
 /// bootstrap token is configured, an admin API token with exactly that secret.
-pub async fn bootstrap(db: &Db, admin_password: Option<&str>, bootstrap_token: Option<&str>) -> Result<Bootstrap, Error> {
+pub async fn bootstrap(
+    db: &Db,
+    admin_password: Option<&str>,
+    bootstrap_token: Option<&str>,
+) -> Result<Bootstrap, Error> {
     let mut report = Bootstrap::default();
     let tenant = match find_by_name(db, DEFAULT_TENANT).await? {
         Some(t) => t,

@@ -75,7 +75,13 @@ pub const BUILTIN_ROLES: &[Role] = &[
         name: "admin",
         description: "Everything in the tenant, including users and API tokens.",
         permissions: &[
-            DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, TokensRead, TokensWrite, UsersRead,
+            DevicesRead,
+            DevicesWrite,
+            GroupsRead,
+            GroupsWrite,
+            TokensRead,
+            TokensWrite,
+            UsersRead,
             UsersWrite,
         ],
     },
@@ -92,6 +98,9 @@ pub const BUILTIN_ROLES: &[Role] = &[
 ];
 
 impl Role {
+    /// A role that grants nothing: what an unknown stored role name resolves to.
+    pub const NONE: Role = Role { name: "none", description: "Grants nothing.", permissions: &[] };
+
     /// The role called `name`, if there is one.
     pub fn find(name: &str) -> Option<Role> {
         BUILTIN_ROLES.iter().find(|r| r.name == name).cloned()
@@ -122,9 +131,4 @@ mod tests {
         let [admin, operator, viewer] = [&BUILTIN_ROLES[0], &BUILTIN_ROLES[1], &BUILTIN_ROLES[2]];
         assert!(admin.covers(operator) && operator.covers(viewer) && !viewer.covers(operator));
     }
-}
-
-impl Role {
-    /// A role that grants nothing: what an unknown stored role name resolves to.
-    pub const NONE: Role = Role { name: "none", description: "Grants nothing.", permissions: &[] };
 }

@@ -18,10 +18,7 @@ pub struct NewSession {
 
 pub async fn create(db: &Db, scope: &TenantScope, user_id: &str, ttl_ms: i64) -> Result<NewSession, Error> {
     let now = now_ms();
-    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(db.writer())
-        .await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(db.writer()).await?;
     let session = NewSession {
         secret: secrets::generate(secrets::SESSION_PREFIX),
         csrf_token: secrets::generate(""),

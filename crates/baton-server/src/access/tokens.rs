@@ -19,19 +19,13 @@ const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 const COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, expires_at, revoked_at";
 
-pub async fn create(
-    db: &Db,
-    scope: &TenantScope,
-    by: &Principal,
-    req: TokenCreate,
-) -> Result<TokenCreated, Error> {
+pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCreate) -> Result<TokenCreated, Error> {
     let name = req.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(Error::invalid("/name", "must be 1 to 100 characters"));
     }
     let role_name = req.role.as_deref().unwrap_or(by.role.name);
-    let role = Role::find(role_name)
-        .ok_or_else(|| Error::invalid("/role", format!("unknown role `{role_name}`")))?;
+    let role = Role::find(role_name).ok_or_else(|| Error::invalid("/role", format!("unknown role `{role_name}`")))?;
     if !by.role.covers(&role) {
         return Err(Error::Forbidden(format!(
             "your role `{}` cannot create a token with role `{}`",
@@ -45,10 +39,11 @@ pub async fn create(
         Some(days) => Some(now_ms() + i64::from(days) * 86_400_000),
         None => None,
     };
-    let platform_admin = by.platform_admin && role.name == "admin";
+    // Tokens never carry platform administration (least privilege); only the bootstrap token does.
+    let platform_admin = false;
     let secret = secrets::generate(secrets::TOKEN_PREFIX);
-    let token = insert(db, scope, name, role.name, platform_admin, &secret, Some(&by.subject_label()), expires_at)
-        .await?;
+    let token =
+        insert(db, scope, name, role.name, platform_admin, &secret, Some(&by.subject_label()), expires_at).await?;
     Ok(TokenCreated { token, secret })
 }
 

@@ -125,7 +125,12 @@ pub async fn delete(db: &Db, scope: &TenantScope, by: &Principal, id: &str) -> R
 
 /// The user and tenant id for a login, if the password matches and the tenant is enabled.
 /// Takes as long for an unknown user as for a wrong password.
-pub async fn verify_login(db: &Db, tenant: &str, username: &str, password: &str) -> Result<Option<(TenantScope, String)>, Error> {
+pub async fn verify_login(
+    db: &Db,
+    tenant: &str,
+    username: &str,
+    password: &str,
+) -> Result<Option<(TenantScope, String)>, Error> {
     let row = sqlx::query(
         "SELECT u.id, u.tenant_id, u.password_hash, n.disabled FROM users u JOIN tenants n ON n.id = u.tenant_id \
          WHERE n.name = $1 AND u.username = $2",

@@ -80,7 +80,9 @@ fn plan(q: &DeviceQuery) -> Result<Plan, Error> {
     let sort = [DeviceSort::Name, DeviceSort::Serial, DeviceSort::CreatedAt, DeviceSort::LastSeenAt]
         .into_iter()
         .find(|s| s.as_str() == sort_name)
-        .ok_or_else(|| Error::invalid("sort", format!("`{sort_name}` is not name, serial, created_at or last_seen_at")))?;
+        .ok_or_else(|| {
+            Error::invalid("sort", format!("`{sort_name}` is not name, serial, created_at or last_seen_at"))
+        })?;
     if let Some(g) = &q.group
         && !crate::store::is_id(g)
     {
@@ -127,8 +129,7 @@ fn build(scope: &TenantScope, p: &Plan) -> Sql {
             .push(" UNION SELECT g.id FROM device_groups g JOIN subtree s ON g.parent_id = s.id) ");
     }
     let key = sort_expr(p.sort);
-    sql.push(&format!("SELECT {COLUMNS}, {key} AS sort_key FROM devices d WHERE d.tenant_id = "))
-        .bind(scope.id());
+    sql.push(&format!("SELECT {COLUMNS}, {key} AS sort_key FROM devices d WHERE d.tenant_id = ")).bind(scope.id());
     if let Some(status) = p.status {
         sql.push(" AND d.status = ").bind(status.as_str());
     }
@@ -143,7 +144,9 @@ fn build(scope: &TenantScope, p: &Plan) -> Sql {
             sql.push(" AND d.id IN (SELECT m.device_id FROM group_members m JOIN subtree s ON m.group_id = s.id)");
         }
         Some((group, false)) => {
-            sql.push(" AND d.id IN (SELECT device_id FROM group_members WHERE group_id = ").bind(group.as_str()).push(")");
+            sql.push(" AND d.id IN (SELECT device_id FROM group_members WHERE group_id = ")
+                .bind(group.as_str())
+                .push(")");
         }
         None => {}
     }

@@ -11,7 +11,7 @@ use baton_proto::{
     api::devices::{Connectivity, Device, DeviceCreate, DeviceStatus, DeviceUpdate},
     labels,
 };
-use sqlx::{AssertSqlSafe, Any, Row, Transaction, any::AnyRow};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 
 use crate::{
     Error,
@@ -80,12 +80,13 @@ pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error
     if !is_id(id) {
         return Err(not_found());
     }
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM devices d WHERE d.tenant_id = $1 AND d.id = $2")))
-        .bind(scope.id())
-        .bind(id)
-        .fetch_optional(db.reader())
-        .await?
-        .ok_or_else(not_found)?;
+    let row =
+        sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM devices d WHERE d.tenant_id = $1 AND d.id = $2")))
+            .bind(scope.id())
+            .bind(id)
+            .fetch_optional(db.reader())
+            .await?
+            .ok_or_else(not_found)?;
     let mut devices = hydrate(db, scope, vec![row]).await?;
     devices.pop().ok_or_else(not_found)
 }
@@ -172,7 +173,13 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
     Ok(())
 }
 
-async fn set_label(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str, key: &str, value: &str) -> Result<(), Error> {
+async fn set_label(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO device_labels (tenant_id, device_id, key, value) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value",
@@ -228,7 +235,9 @@ pub(crate) async fn hydrate(db: &Db, scope: &TenantScope, rows: Vec<AnyRow>) -> 
     }
     let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for row in in_list(scope, "SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await? {
+    for row in
+        in_list(scope, "SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await?
+    {
         labels.entry(row.try_get("device_id")?).or_default().insert(row.try_get("key")?, row.try_get("value")?);
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();

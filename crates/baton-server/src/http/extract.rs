@@ -41,7 +41,18 @@ pub mod perm {
             }
         )*};
     }
-    markers!(DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, TokensRead, TokensWrite, UsersRead, UsersWrite, TenantsRead, TenantsWrite);
+    markers!(
+        DevicesRead,
+        DevicesWrite,
+        GroupsRead,
+        GroupsWrite,
+        TokensRead,
+        TokensWrite,
+        UsersRead,
+        UsersWrite,
+        TenantsRead,
+        TenantsWrite
+    );
 
     /// Any authenticated caller.
     pub struct Authenticated;
@@ -73,7 +84,9 @@ impl<P: Perm> FromRequestParts<AppState> for Authz<P> {
         } else {
             tokens::authenticate(&state.db, &secret).await?
         }
-        .ok_or_else(|| Error::Unauthorized("the token or session is unknown, expired or revoked; sign in again".into()))?;
+        .ok_or_else(|| {
+            Error::Unauthorized("the token or session is unknown, expired or revoked; sign in again".into())
+        })?;
         let changes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if by_cookie && changes {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());

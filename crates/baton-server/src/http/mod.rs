@@ -96,13 +96,22 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .merge(api)
-        .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", openapi))
+        .merge(
+            SwaggerUi::new("/api/docs")
+                .url("/api/v1/openapi.json", openapi)
+                // No validator badge: it would load from the internet, and the docs work offline.
+                .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json").validator_url("none")),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { problem::problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            problem::problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
+            problem::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not take that method",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(track))
@@ -141,10 +150,8 @@ async fn metrics(State(app): State<AppState>) -> String {
 /// the number of series).
 async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

@@ -38,9 +38,7 @@ pub(super) async fn run(db: &Db) -> Result<(), Error> {
          name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     )
     .await?;
-    let applied = sqlx::query("SELECT version, name, checksum FROM baton_migrations")
-        .fetch_all(pool)
-        .await?;
+    let applied = sqlx::query("SELECT version, name, checksum FROM baton_migrations").fetch_all(pool).await?;
     for m in migrations {
         let checksum = hex(&Sha256::digest(m.sql.as_bytes()));
         let done = applied.iter().find(|r| r.try_get::<i64, _>("version").ok() == Some(m.version));

@@ -58,9 +58,8 @@ impl Db {
                 )));
             }
             None => {
-                std::fs::create_dir_all(data_dir).map_err(|e| {
-                    Error::Config(format!("cannot create data dir {}: {e}", data_dir.display()))
-                })?;
+                std::fs::create_dir_all(data_dir)
+                    .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
                 let url = format!("sqlite://{}?mode=rwc", data_dir.join("baton.db").display());
                 Self::sqlite(&url).await?
             }
@@ -156,9 +155,6 @@ pub fn is_id(text: &str) -> bool {
 mod tests {
     #[test]
     fn passwords_never_reach_logs() {
-        assert_eq!(
-            super::redact_url("postgres://baton:s3cret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
+        assert_eq!(super::redact_url("postgres://baton:s3cret@db:5432/baton"), "postgres://baton:***@db:5432/baton");
     }
 }

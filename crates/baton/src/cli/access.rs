@@ -50,7 +50,13 @@ pub async fn login(args: LoginArgs, g: &Global) -> anyhow::Result<()> {
     };
     let me = client.with_token(token.clone()).me().await?;
     let path = Profile { token: Some(token), ..profile }.save()?;
-    println!("Signed in to {server} as {} (tenant {}, role {}); saved in {}", me.subject, me.tenant_name, me.role, path.display());
+    println!(
+        "Signed in to {server} as {} (tenant {}, role {}); saved in {}",
+        me.subject,
+        me.tenant_name,
+        me.role,
+        path.display()
+    );
     Ok(())
 }
 
@@ -131,7 +137,10 @@ pub async fn tokens(cmd: TokensCommand, client: &Client, g: &Global) -> anyhow::
             let created = client.create_token(&TokenCreate { name, role, expires_in_days }).await?;
             match g.output {
                 Format::Table => {
-                    eprintln!("Created token {} ({}); store the secret now, it is not shown again:", created.token.name, created.token.id);
+                    eprintln!(
+                        "Created token {} ({}); store the secret now, it is not shown again:",
+                        created.token.name, created.token.id
+                    );
                     println!("{}", created.secret);
                     Ok(())
                 }

@@ -110,7 +110,8 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
                         .ok_or_else(|| anyhow::anyhow!("--label `{l}` must look like key=value"))
                 })
                 .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-            let device = client.create_device(&DeviceCreate { serial, name, labels, groups, ..Default::default() }).await?;
+            let device =
+                client.create_device(&DeviceCreate { serial, name, labels, groups, ..Default::default() }).await?;
             output::one(g.output, &device)
         }
         DevicesCommand::Label { id, changes } => {

@@ -79,7 +79,8 @@ pub async fn run(cmd: GroupsCommand, client: &Client, g: &Global) -> anyhow::Res
             output::one(g.output, &group)
         }
         GroupsCommand::Move { id, parent, root: _ } => {
-            let group = client.update_group(&id, &GroupUpdate { parent_id: Some(parent), ..Default::default() }).await?;
+            let group =
+                client.update_group(&id, &GroupUpdate { parent_id: Some(parent), ..Default::default() }).await?;
             output::one(g.output, &group)
         }
         GroupsCommand::Rename { id, name } => {

@@ -20,9 +20,9 @@ impl Profile {
     pub fn path() -> anyhow::Result<PathBuf> {
         let dir = match std::env::var_os("BATON_CONFIG_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => dirs::config_dir()
-                .context("cannot find your config directory; set BATON_CONFIG_DIR")?
-                .join("baton"),
+            None => {
+                dirs::config_dir().context("cannot find your config directory; set BATON_CONFIG_DIR")?.join("baton")
+            }
         };
         Ok(dir.join("cli.toml"))
     }

@@ -7,4 +7,3 @@ pub mod groups;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
-

@@ -1,0 +1,164 @@
+//! Sign-in, sessions, tokens and roles: what a person and a script meet first.
+
+use baton_proto::api::{
+    access::{PageQuery, TokenCreate, UserCreate},
+    devices::DeviceCreate,
+};
+
+use crate::support::{ADMIN_PASSWORD, TestApp, raw, spawn_app, spawn_with, test_settings};
+
+fn code(e: baton_client::ClientError) -> u16 {
+    e.status().map(|s| s.as_u16()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_first_admin_signs_in_and_the_session_works_as_a_bearer_token() {
+    let app = spawn_app().await;
+    let session = app.anon.login(None, "admin", ADMIN_PASSWORD).await.expect("login");
+    assert!(session.expires_at > chrono::Utc::now() + chrono::Duration::hours(11));
+    assert_eq!(session.me.role, "admin");
+    assert!(session.me.platform_admin);
+    let me = app.anon.with_token(session.token.clone()).me().await.expect("me");
+    assert_eq!(me.subject, "user:admin");
+
+    app.anon.with_token(session.token.clone()).logout().await.expect("logout");
+    assert_eq!(code(app.anon.with_token(session.token).me().await.expect_err("ended")), 401);
+    assert_eq!(code(app.anon.login(None, "admin", "wrong password!").await.expect_err("wrong")), 401);
+    assert_eq!(code(app.anon.login(None, "nobody", ADMIN_PASSWORD).await.expect_err("unknown")), 401);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_safe_and_changes_by_cookie_need_the_csrf_token() {
+    let app = spawn_app().await;
+    let response = raw()
+        .post(format!("{}/api/v1/auth/login", app.url))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let cookie = response.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "cookie has {attribute}: {cookie}");
+    }
+    let session: serde_json::Value = response.json().await.expect("body");
+    let pair = cookie.split(';').next().expect("name=value").to_owned();
+    let csrf = session["csrf_token"].as_str().expect("csrf").to_owned();
+
+    let read = raw().get(format!("{}/api/v1/devices", app.url)).header("cookie", &pair).send().await.expect("read");
+    assert_eq!(read.status(), 200, "reads need no CSRF token");
+    let body = serde_json::json!({"serial": "C-1"});
+    let forged = raw()
+        .post(format!("{}/api/v1/devices", app.url))
+        .header("cookie", &pair)
+        .json(&body)
+        .send()
+        .await
+        .expect("forged");
+    crate::support::expect_problem(forged, 403).await;
+    let wrong = raw()
+        .post(format!("{}/api/v1/devices", app.url))
+        .header("cookie", &pair)
+        .header("x-csrf-token", "guess")
+        .json(&body)
+        .send()
+        .await
+        .expect("wrong");
+    crate::support::expect_problem(wrong, 403).await;
+    let real = raw()
+        .post(format!("{}/api/v1/devices", app.url))
+        .header("cookie", &pair)
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .expect("real");
+    assert_eq!(real.status(), 201);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once() {
+    let app = spawn_app().await;
+    let created = app
+        .admin
+        .create_token(&TokenCreate { name: "ci".into(), role: Some("operator".into()), expires_in_days: Some(30) })
+        .await
+        .expect("token");
+    assert!(created.secret.starts_with("bt_"));
+    assert!(created.token.expires_at.is_some());
+    let ci = app.anon.with_token(created.secret.clone());
+    ci.create_device(&DeviceCreate { serial: "CI-1".into(), ..Default::default() })
+        .await
+        .expect("operator acts on devices");
+    let listed = app.admin.tokens(&PageQuery::default()).await.expect("tokens");
+    let row = listed.items.iter().find(|t| t.id == created.token.id).expect("listed");
+    assert!(row.last_used_at.is_some(), "last use is recorded");
+    assert_eq!(row.created_by.as_deref(), Some("token:bootstrap"));
+
+    let revoked = app.admin.revoke_token(&created.token.id).await.expect("revoked");
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(code(ci.me().await.expect_err("refused")), 401);
+}
+
+#[tokio::test]
+async fn nobody_hands_out_more_power_than_they_have() {
+    let app = spawn_app().await;
+    let admin_token = app.client_with_role("admin").await;
+    // An admin token (not a platform admin) cannot reach tenants.
+    assert_eq!(code(admin_token.tenants(&PageQuery::default()).await.expect_err("platform")), 403);
+    // A user with the operator role cannot mint an admin token or create users.
+    let operator =
+        UserCreate { username: "olga".into(), password: ADMIN_PASSWORD.into(), role: Some("operator".into()) };
+    app.admin.create_user(&operator).await.expect("user");
+    let olga = app.anon.with_token(app.anon.login(None, "olga", ADMIN_PASSWORD).await.expect("olga").token);
+    let escalate = TokenCreate { name: "x".into(), role: Some("admin".into()), expires_in_days: None };
+    assert_eq!(code(olga.create_token(&escalate).await.expect_err("no tokens for operators")), 403);
+    let roles = olga.roles().await.expect("roles");
+    let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["admin", "operator", "viewer"]);
+    assert!(roles[2].permissions.iter().all(|p| p.ends_with(":read")));
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = baton_server::Settings { login_attempts_per_minute: 3, ..test_settings(dir.path()) };
+    let app: TestApp = spawn_with(settings, dir).await;
+    for _ in 0..3 {
+        assert_eq!(code(app.anon.login(None, "admin", "wrong password!").await.expect_err("wrong")), 401);
+    }
+    let limited = raw()
+        .post(format!("{}/api/v1/auth/login", app.url))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    assert!(limited.headers().contains_key("retry-after"));
+    crate::support::expect_problem(limited, 429).await;
+}
+
+#[tokio::test]
+async fn secrets_are_stored_only_as_hashes() {
+    if std::env::var("BATON_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        println!(
+            "SKIPPED secrets_are_stored_only_as_hashes: reads the SQLite file; the PostgreSQL run stores the same rows"
+        );
+        return;
+    }
+    let mut app = spawn_app().await;
+    let token = app.admin.create_token(&TokenCreate { name: "t".into(), ..Default::default() }).await.expect("token");
+    let session = app.anon.login(None, "admin", ADMIN_PASSWORD).await.expect("login");
+    let bootstrap = app.admin_token.clone();
+    app.stop().await;
+    let mut bytes = Vec::new();
+    for file in ["baton.db", "baton.db-wal"] {
+        if let Ok(b) = std::fs::read(app.data_dir.join(file)) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty(), "the database file exists");
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [token.secret.as_str(), session.token.as_str(), bootstrap.as_str(), ADMIN_PASSWORD] {
+        assert!(!text.contains(secret), "a secret is stored in clear");
+    }
+    assert!(text.contains("$argon2id$"), "passwords are argon2 hashes");
+}

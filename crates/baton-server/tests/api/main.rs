@@ -1,0 +1,13 @@
+//! Black-box tests of the REST API: the real server on a random port, driven over HTTP through
+//! `baton-client` (and raw requests for malformed input). Runs on SQLite by default and on
+//! PostgreSQL when `BATON_TEST_DATABASE_URL` is set.
+
+mod access;
+mod bad_input;
+mod devices;
+mod docs;
+mod groups;
+mod openapi_walk;
+mod support;
+mod tenancy;
+mod tls;

@@ -1,0 +1,156 @@
+//! `spawn_app()`: the real server on a random port, with a fresh database — SQLite in a temp
+//! dir, or, when `BATON_TEST_DATABASE_URL` names a PostgreSQL server, a new database there that
+//! is dropped afterwards.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use baton_client::Client;
+use baton_proto::api::{
+    access::{TokenCreate, UserCreate},
+    tenants::TenantCreate,
+};
+use baton_server::{App, Settings};
+use sqlx::{Connection, Executor};
+use tokio::{net::TcpListener, sync::oneshot};
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+
+pub struct TestApp {
+    pub url: String,
+    pub addr: SocketAddr,
+    /// Admin of tenant `default`, also platform administrator (the bootstrap token).
+    pub admin: Client,
+    /// The secret behind `admin`, for raw requests.
+    pub admin_token: String,
+    /// No credentials.
+    pub anon: Client,
+    pub data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), baton_server::Error>>>,
+    postgres: Option<(String, String)>,
+}
+
+/// Settings every test starts from.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        bootstrap_token: Some(format!("bootstrap-{}", uuid::Uuid::new_v4().simple())),
+        login_attempts_per_minute: 1000,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_with(test_settings(dir.path()), dir).await
+}
+
+pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestApp {
+    let postgres = match std::env::var("BATON_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("baton_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to BATON_TEST_DATABASE_URL");
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+            let url = match base.rsplit_once('/') {
+                Some((server, _)) => format!("{server}/{name}"),
+                None => panic!("BATON_TEST_DATABASE_URL must end in /<database>"),
+            };
+            settings.database_url = Some(url);
+            Some((base, name))
+        }
+        _ => None,
+    };
+    let token = settings.bootstrap_token.clone().expect("bootstrap token");
+    let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
+    let app = App::build_with_listener(settings, listener).await.expect("app builds");
+    let addr = app.local_addr();
+    let url = app.url();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let anon = Client::new(&url, None, None).expect("client");
+    TestApp {
+        admin: anon.with_token(token.clone()),
+        admin_token: token,
+        anon,
+        url,
+        addr,
+        data_dir: dir.path().to_path_buf(),
+        _dir: dir,
+        stop: Some(stop),
+        server: Some(server),
+        postgres,
+    }
+}
+
+impl TestApp {
+    /// A token with `role` in tenant `default`.
+    pub async fn client_with_role(&self, role: &str) -> Client {
+        let req = TokenCreate { name: format!("{role}-token"), role: Some(role.into()), expires_in_days: None };
+        let created = self.admin.create_token(&req).await.expect("token created");
+        self.anon.with_token(created.secret)
+    }
+
+    /// A new tenant with its own admin; returns that admin's client (a session).
+    pub async fn tenant_admin(&self, name: &str) -> Client {
+        let admin = UserCreate { username: "boss".into(), password: ADMIN_PASSWORD.into(), role: None };
+        let req = TenantCreate { name: name.into(), display_name: None, admin: Some(admin) };
+        self.admin.create_tenant(&req).await.expect("tenant created");
+        let session = self.anon.login(Some(name), "boss", ADMIN_PASSWORD).await.expect("tenant admin logs in");
+        self.anon.with_token(session.token)
+    }
+
+    /// Stops the server gracefully and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some((base, name)) = self.postgres.take() {
+            // Dropping needs its own runtime: the test's may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                        let _ = conn
+                            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Raw HTTP for requests the typed client cannot make (bad bodies, wrong methods).
+pub fn raw() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Asserts a response is a problem+json with `status`, and returns its body.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let url = response.url().to_string();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(got, status, "{url}: expected {status}, got {got}: {body}");
+    assert_eq!(content_type, "application/problem+json", "{url}: content type");
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{url}: body {body}");
+    body
+}
