@@ -50,6 +50,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref(), &args)?;
     init_tracing(settings.log_format);
     let app = App::build(settings).await?;
+    let shutdown = shutdown_signal()?;
     let url = app.url();
     if let Some(password) = &app.bootstrap().generated_password {
         println!("First start: created user `admin` in tenant `default` with the password below (shown once):");
@@ -59,7 +60,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  API docs:  {url}/api/docs");
     println!("  Sign in:   baton login --server {url} --username admin");
     tracing::info!(%url, "serving");
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -74,25 +75,27 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, before the
+/// server says it is ready, so a signal sent right after readiness is never missed.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+            tracing::info!("shutting down; letting requests in flight finish");
+        })
     }
-    tracing::info!("shutting down; letting requests in flight finish");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down; letting requests in flight finish");
+        })
+    }
 }
