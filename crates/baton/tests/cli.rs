@@ -142,7 +142,10 @@ fn a_wrong_url_a_refused_token_and_a_missing_device_each_give_one_clear_line() {
     // A port where nothing listens: bind one, note it, free it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
     let wrong = format!("http://{closed}");
-    one_line_error(&baton(cfg, &["--server", &wrong, "--token", "x", "devices", "list"], ""), "cannot reach the Baton server");
+    one_line_error(
+        &baton(cfg, &["--server", &wrong, "--token", "x", "devices", "list"], ""),
+        "cannot reach the Baton server",
+    );
     one_line_error(&baton(cfg, &["login", "--server", "not a url", "--api-token", "x"], ""), "not a valid server URL");
 
     one_line_error(

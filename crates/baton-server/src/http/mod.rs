@@ -14,7 +14,6 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use utoipa::{
     Modify, OpenApi,
@@ -50,6 +49,7 @@ pub struct Shared {
         (name = "groups", description = "Nestable groups of devices"),
         (name = "access", description = "Sign-in, users, API tokens and roles"),
         (name = "tenants", description = "Tenants (platform administrators)"),
+        (name = "system", description = "Health, readiness and metrics; no credentials needed"),
     )
 )]
 struct ApiDoc;
@@ -75,11 +75,14 @@ impl Modify for Conventions {
             let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
             for op in ops.into_iter().flatten() {
                 let secured = op.security.as_ref().is_none_or(|s| !s.is_empty());
+                let takes_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 let mut add = |code: &str, text: &str| {
                     op.responses.responses.entry(code.into()).or_insert_with(|| problem(text).into());
                 };
-                add("400", "Malformed request");
-                add("422", "Invalid input, with field-level errors");
+                if takes_input {
+                    add("400", "Malformed request");
+                    add("422", "Invalid input, with field-level errors");
+                }
                 if secured {
                     add("401", "Missing, expired or revoked credentials");
                     add("403", "The caller's role lacks the permission");
@@ -102,9 +105,6 @@ pub fn router(state: AppState) -> Router {
                 // No validator badge: it would load from the internet, and the docs work offline.
                 .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json").validator_url("none")),
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(|| async { problem::problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .method_not_allowed_fallback(|| async {
             problem::problem(
@@ -132,8 +132,20 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::tokens::router())
         .merge(routes::users::router())
         .merge(routes::tenants::router())
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(readyz))
+        .routes(utoipa_axum::routes!(metrics))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers too.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses((status = 200, body = String), (status = 503, description = "The database does not answer")))]
 async fn readyz(State(app): State<AppState>) -> Response {
     if app.db.ping().await {
         "ready".into_response()
@@ -142,6 +154,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics of this server process.
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, body = String)))]
 async fn metrics(State(app): State<AppState>) -> String {
     app.metrics.render()
 }

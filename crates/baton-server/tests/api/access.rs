@@ -162,3 +162,23 @@ async fn secrets_are_stored_only_as_hashes() {
     }
     assert!(text.contains("$argon2id$"), "passwords are argon2 hashes");
 }
+
+#[tokio::test]
+async fn expired_tokens_and_sessions_are_refused() {
+    let app = spawn_app().await;
+    let created = app
+        .admin
+        .create_token(&TokenCreate { name: "short-lived".into(), role: None, expires_in_days: Some(1) })
+        .await
+        .expect("token");
+    let token = app.anon.with_token(created.secret);
+    let session = app.anon.with_token(app.anon.login(None, "admin", ADMIN_PASSWORD).await.expect("login").token);
+    assert!(token.me().await.is_ok() && session.me().await.is_ok());
+
+    // A day and a session lifetime pass.
+    app.stage_sql("UPDATE api_tokens SET expires_at = 1 WHERE name = 'short-lived'").await;
+    app.stage_sql("UPDATE sessions SET expires_at = 1").await;
+    assert_eq!(code(token.me().await.expect_err("token expired")), 401);
+    assert_eq!(code(session.me().await.expect_err("session expired")), 401);
+    assert!(app.admin.me().await.is_ok(), "tokens without expiry keep working");
+}

@@ -25,6 +25,8 @@ pub struct TestApp {
     /// No credentials.
     pub anon: Client,
     pub data_dir: PathBuf,
+    /// The app's database, for tests that must stage what the API cannot (time passing).
+    pub database_url: String,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), baton_server::Error>>>,
@@ -64,6 +66,10 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         _ => None,
     };
     let token = settings.bootstrap_token.clone().expect("bootstrap token");
+    let database_url = settings
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", settings.data_dir.join("baton.db").display()));
     let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
     let app = App::build_with_listener(settings, listener).await.expect("app builds");
     let addr = app.local_addr();
@@ -80,6 +86,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         url,
         addr,
         data_dir: dir.path().to_path_buf(),
+        database_url,
         _dir: dir,
         stop: Some(stop),
         server: Some(server),
@@ -102,6 +109,13 @@ impl TestApp {
         self.admin.create_tenant(&req).await.expect("tenant created");
         let session = self.anon.login(Some(name), "boss", ADMIN_PASSWORD).await.expect("tenant admin logs in");
         self.anon.with_token(session.token)
+    }
+
+    /// Runs one statement on the app's database directly. Only for staging what the API cannot,
+    /// such as time having passed; assertions still go through the API.
+    pub async fn stage_sql(&self, statement: &str) {
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect to the app's database");
+        conn.execute(sqlx::AssertSqlSafe(statement.to_owned())).await.expect("staging statement");
     }
 
     /// Stops the server gracefully and waits until it has stopped.
