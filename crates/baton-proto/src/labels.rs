@@ -13,6 +13,9 @@ pub const MAX_KEY_LEN: usize = 63;
 pub const MAX_VALUE_LEN: usize = 128;
 /// Most labels one device may carry.
 pub const MAX_LABELS: usize = 64;
+/// Most requirements in one selector, and values in one `in` list.
+pub const MAX_REQUIREMENTS: usize = 32;
+pub const MAX_SET_VALUES: usize = 100;
 
 /// Why a label or a selector was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +78,11 @@ impl Selector {
     /// Parses `store=berlin-12,tier!=test,env in (prod,staging),!legacy`.
     pub fn parse(text: &str) -> Result<Self, LabelError> {
         let mut requirements = Vec::new();
-        for part in split_top_level(text)? {
+        let parts = split_top_level(text)?;
+        if parts.len() > MAX_REQUIREMENTS {
+            return Err(LabelError(format!("a selector has at most {MAX_REQUIREMENTS} requirements")));
+        }
+        for part in parts {
             let part = part.trim();
             if part.is_empty() {
                 return Err(LabelError(format!("empty requirement in selector `{text}`")));
@@ -163,6 +170,9 @@ fn set(key: &str, rest: &str) -> Result<(String, Vec<String>), LabelError> {
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| LabelError(format!("`{key} in` needs a list in parentheses, like `(a,b)`")))?;
     let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
+    if values.len() > MAX_SET_VALUES {
+        return Err(LabelError(format!("a list has at most {MAX_SET_VALUES} values")));
+    }
     for v in &values {
         if v.is_empty() {
             return Err(LabelError(format!("empty value in the list for `{key}`")));
@@ -198,7 +208,11 @@ mod tests {
 
     #[test]
     fn selectors_that_do_not_parse_are_refused() {
-        for bad in ["", "a=b,", "=x", "a in b", "a in (b", "a=(x)", "bad key=1", "k=v v", "a in ()"] {
+        let too_many = vec!["a"; MAX_REQUIREMENTS + 1].join(",");
+        let too_long = format!("a in ({})", vec!["x"; MAX_SET_VALUES + 1].join(","));
+        for bad in
+            ["", "a=b,", "=x", "a in b", "a in (b", "a=(x)", "bad key=1", "k=v v", "a in ()", &too_many, &too_long]
+        {
             assert!(Selector::parse(bad).is_err(), "`{bad}` should be refused");
         }
     }

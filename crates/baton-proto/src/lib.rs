@@ -2,12 +2,16 @@
 //!
 //! # Layout
 //! - [`api`]: request and response bodies of the REST API under `/api/v1`, one module per noun.
+//! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
+//! - [`inventory`]: what a device reports about itself.
 //! - [`labels`]: label keys, values and label selectors, parsed once here so every side agrees.
 //!
 //! This crate does no I/O. Storage rows are never these structs: the server converts explicitly,
 //! so the wire format can stay stable while storage evolves.
 
+pub mod agent;
 pub mod api;
+pub mod inventory;
 pub mod labels;
 
 /// The version of the REST API this crate describes; it is the `/api/v1` prefix.

@@ -13,7 +13,7 @@ use crate::{
     access::TenantScope,
     error::Violations,
     pagination::{self, Cursor},
-    store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
+    store::{Backend, Db, from_ms, is_id, new_id, now_ms, sql::Sql},
 };
 
 /// Deepest nesting allowed; keeps recursive queries and the console's tree bounded.
@@ -34,17 +34,18 @@ pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Gr
         v.add("/parent_id", "is not a group id");
     }
     v.finish()?;
+    let id = new_id();
+    let now = now_ms();
+    let mut tx = structure_lock(db, scope).await?;
     if let Some(parent) = &req.parent_id {
-        let depth = ancestors(db, scope, parent).await.map_err(|_| parent_missing(parent))?.len() + 1;
-        if depth >= MAX_DEPTH {
+        let depth = ancestors(&mut tx, scope, parent).await.map_err(|_| parent_missing(parent))?.len() + 1;
+        if depth > MAX_DEPTH {
             return Err(Error::invalid("/parent_id", format!("groups nest at most {MAX_DEPTH} deep")));
         }
     }
-    let id = new_id();
-    let now = now_ms();
     sqlx::query(
-        "INSERT INTO device_groups (id, tenant_id, name, description, parent_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO device_groups (id, tenant_id, name, description, parent_id, created_at, updated_at, search_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
     )
     .bind(&id)
     .bind(scope.id())
@@ -52,10 +53,26 @@ pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Gr
     .bind(req.description.as_deref())
     .bind(req.parent_id.as_deref())
     .bind(now)
-    .execute(db.writer())
+    .bind(req.name.trim().to_lowercase())
+    .execute(&mut *tx)
     .await
     .map_err(Error::conflict_on_unique(format!("a group named `{}` already exists", req.name.trim())))?;
+    tx.commit().await?;
     get(db, scope, &id).await
+}
+
+/// A write transaction in which the tenant's group tree cannot change under us: on SQLite the
+/// single writer connection already serialises writes; on PostgreSQL the tenant row is locked.
+/// Checks (cycles, depth, children) and the change they guard run inside it.
+async fn structure_lock<'a>(db: &'a Db, scope: &TenantScope) -> Result<Transaction<'a, Any>, Error> {
+    let mut tx = db.writer().begin().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(scope.id())
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
 }
 
 fn parent_missing(parent: &str) -> Error {
@@ -93,9 +110,8 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &GroupQuery) -> Result<Page<G
         None => {}
     }
     if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-        let pattern =
-            format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        sql.push(" AND LOWER(g.name) LIKE ").bind(pattern).push(" ESCAPE '\\'");
+        let text = crate::devices::text_filter("q", text)?;
+        sql.push(" AND g.search_key LIKE ").bind(crate::devices::contains_pattern(&text)).push(" ESCAPE '\\'");
     }
     if let Some(c) = &after {
         let name = c.text.clone().unwrap_or_default();
@@ -126,21 +142,22 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
     }
     v.finish()?;
     get(db, scope, id).await?;
+    let mut tx = structure_lock(db, scope).await?;
     if let Some(Some(parent)) = &req.parent_id {
-        let chain = ancestors(db, scope, parent).await.map_err(|_| parent_missing(parent))?;
+        let chain = ancestors(&mut tx, scope, parent).await.map_err(|_| parent_missing(parent))?;
         if parent == id || chain.iter().any(|a| a == id) {
             return Err(Error::Conflict(format!(
                 "moving group {id} under {parent} would make a cycle: {parent} is inside {id}"
             )));
         }
-        if chain.len() + 1 + subtree_height(db, scope, id).await? > MAX_DEPTH {
+        if chain.len() + subtree_height(&mut tx, scope, id).await? > MAX_DEPTH {
             return Err(Error::invalid("/parent_id", format!("groups nest at most {MAX_DEPTH} deep")));
         }
     }
     let mut sql = Sql::new("UPDATE device_groups SET updated_at = ");
     sql.bind(now_ms());
     if let Some(name) = &req.name {
-        sql.push(", name = ").bind(name.trim());
+        sql.push(", name = ").bind(name.trim()).push(", search_key = ").bind(name.trim().to_lowercase());
     }
     if let Some(description) = &req.description {
         sql.push(", description = ").bind(description.as_str());
@@ -155,10 +172,11 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
         None => {}
     }
     sql.push(" WHERE tenant_id = ").bind(scope.id()).push(" AND id = ").bind(id);
-    sql.query().execute(db.writer()).await.map_err(Error::conflict_on_unique(format!(
+    sql.query().execute(&mut *tx).await.map_err(Error::conflict_on_unique(format!(
         "a group named `{}` already exists",
         req.name.unwrap_or_default()
     )))?;
+    tx.commit().await?;
     get(db, scope, id).await
 }
 
@@ -166,10 +184,11 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
 /// move or delete them first.
 pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
     get(db, scope, id).await?;
+    let mut tx = structure_lock(db, scope).await?;
     let child = sqlx::query("SELECT name FROM device_groups WHERE tenant_id = $1 AND parent_id = $2 LIMIT 1")
         .bind(scope.id())
         .bind(id)
-        .fetch_optional(db.reader())
+        .fetch_optional(&mut *tx)
         .await?;
     if let Some(child) = child {
         let name: String = child.try_get("name")?;
@@ -178,8 +197,9 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
     sqlx::query("DELETE FROM device_groups WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())
         .bind(id)
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -288,7 +308,7 @@ pub(crate) async fn exists_in(tx: &mut Transaction<'_, Any>, scope: &TenantScope
 }
 
 /// The ids from `id` up to the root, `id` first. NotFound when `id` is not in the tenant.
-async fn ancestors(db: &Db, scope: &TenantScope, id: &str) -> Result<Vec<String>, Error> {
+async fn ancestors(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str) -> Result<Vec<String>, Error> {
     let mut chain = Vec::new();
     let mut current = Some(id.to_owned());
     while let Some(g) = current {
@@ -298,7 +318,7 @@ async fn ancestors(db: &Db, scope: &TenantScope, id: &str) -> Result<Vec<String>
         let row = sqlx::query("SELECT parent_id FROM device_groups WHERE tenant_id = $1 AND id = $2")
             .bind(scope.id())
             .bind(&g)
-            .fetch_optional(db.reader())
+            .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| Error::NotFound(format!("group {g}")))?;
         chain.push(g);
@@ -308,7 +328,7 @@ async fn ancestors(db: &Db, scope: &TenantScope, id: &str) -> Result<Vec<String>
 }
 
 /// Levels in the subtree under `id`, counting `id` itself as 1.
-async fn subtree_height(db: &Db, scope: &TenantScope, id: &str) -> Result<usize, Error> {
+async fn subtree_height(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str) -> Result<usize, Error> {
     let (mut level, mut height) = (vec![id.to_owned()], 0);
     while !level.is_empty() && height <= MAX_DEPTH {
         height += 1;
@@ -321,7 +341,7 @@ async fn subtree_height(db: &Db, scope: &TenantScope, id: &str) -> Result<usize,
             sql.bind(g.as_str());
         }
         sql.push(")");
-        level = sql.query().fetch_all(db.reader()).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        level = sql.query().fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     }
     Ok(height)
 }
@@ -336,7 +356,9 @@ fn validate_name(name: &str) -> Result<(), String> {
 
 fn validate_description(description: Option<&str>) -> Result<(), String> {
     match description {
-        Some(d) if d.chars().count() > 1024 => Err("must be at most 1024 characters".into()),
+        Some(d) if d.chars().count() > 1024 || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            Err("must be at most 1024 characters, without control characters".into())
+        }
         _ => Ok(()),
     }
 }

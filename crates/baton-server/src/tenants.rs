@@ -20,26 +20,43 @@ pub const DEFAULT_TENANT: &str = "default";
 
 const COLUMNS: &str = "id, name, display_name, disabled, created_at";
 
+/// Creates a tenant and, when asked, its first administrator: both or neither.
 pub async fn create(db: &Db, req: &TenantCreate) -> Result<Tenant, Error> {
     validate_name(&req.name)?;
+    validate_display_name(req.display_name.as_deref())?;
+    let admin = match &req.admin {
+        Some(admin) => {
+            let admin = UserCreate { role: Some("admin".into()), ..admin.clone() };
+            users::validate(&admin).map_err(prefix_admin_fields)?;
+            let hash = users::hash_off_thread(&admin.password).await?;
+            Some((admin.username, hash))
+        }
+        None => None,
+    };
     let id = new_id();
+    let mut tx = db.writer().begin().await?;
     sqlx::query("INSERT INTO tenants (id, name, display_name, disabled, created_at) VALUES ($1, $2, $3, 0, $4)")
         .bind(&id)
         .bind(&req.name)
         .bind(req.display_name.as_deref())
         .bind(now_ms())
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await
         .map_err(Error::conflict_on_unique(format!("tenant `{}` already exists", req.name)))?;
-    if let Some(admin) = &req.admin {
-        let admin = UserCreate { role: Some("admin".into()), ..admin.clone() };
-        if let Err(e) = users::create(db, &TenantScope::internal(&id), None, &admin, false).await {
-            // Keep the operation all-or-nothing: a tenant without its admin is not what was asked.
-            sqlx::query("DELETE FROM tenants WHERE id = $1").bind(&id).execute(db.writer()).await?;
-            return Err(prefix_admin_fields(e));
-        }
+    if let Some((username, hash)) = admin {
+        users::insert(&mut tx, &TenantScope::internal(&id), &username, &hash, "admin", false).await?;
     }
+    tx.commit().await?;
     get(db, &id).await
+}
+
+fn validate_display_name(name: Option<&str>) -> Result<(), Error> {
+    match name {
+        Some(n) if n.chars().count() > 128 || n.chars().any(char::is_control) => {
+            Err(Error::invalid("/display_name", "must be at most 128 characters, without control characters"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn prefix_admin_fields(e: Error) -> Error {
@@ -61,6 +78,9 @@ fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Tenant, Error> {
+    if !crate::store::is_id(id) {
+        return Err(Error::NotFound(format!("tenant {id}")));
+    }
     sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1")))
         .bind(id)
         .fetch_optional(db.reader())
@@ -103,24 +123,19 @@ pub async fn list(db: &Db, limit: Option<u32>, cursor: Option<&str>) -> Result<P
 /// Renames or disables a tenant. A disabled tenant's users and tokens are refused at once.
 /// The caller's own tenant cannot be disabled, so nobody locks themselves out.
 pub async fn update(db: &Db, id: &str, caller: &TenantScope, req: &TenantUpdate) -> Result<Tenant, Error> {
+    validate_display_name(req.display_name.as_deref())?;
     get(db, id).await?;
     if req.disabled == Some(true) && caller.id() == id {
         return Err(Error::Conflict("you cannot disable the tenant you are signed in to".into()));
     }
-    if let Some(name) = &req.display_name {
-        sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(id)
-            .execute(db.writer())
-            .await?;
-    }
-    if let Some(disabled) = req.disabled {
-        sqlx::query("UPDATE tenants SET disabled = $1 WHERE id = $2")
-            .bind(i64::from(disabled))
-            .bind(id)
-            .execute(db.writer())
-            .await?;
-    }
+    sqlx::query(
+        "UPDATE tenants SET display_name = COALESCE($1, display_name), disabled = COALESCE($2, disabled) WHERE id = $3",
+    )
+    .bind(req.display_name.as_deref())
+    .bind(req.disabled.map(i64::from))
+    .bind(id)
+    .execute(db.writer())
+    .await?;
     get(db, id).await
 }
 

@@ -1,9 +1,13 @@
 //! REST API bodies. Every request body refuses unknown fields, so a typo is an error, not a no-op.
 
 pub mod access;
+pub mod commands;
 pub mod devices;
+pub mod enrollment;
+pub mod events;
 pub mod groups;
 pub mod problem;
+pub mod telemetry;
 pub mod tenants;
 
 use serde::{Deserialize, Serialize};

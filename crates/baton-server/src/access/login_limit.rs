@@ -7,6 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Keys kept before old ones are dropped; bounds memory under a spray of usernames.
+const MAX_KEYS: usize = 100_000;
+
 /// Attempts allowed per key and window.
 #[derive(Debug)]
 pub struct LoginLimiter {
@@ -25,8 +28,12 @@ impl LoginLimiter {
     pub fn attempt(&self, keys: &[String]) -> Result<(), u64> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > 100_000 {
+        if windows.len() > MAX_KEYS {
             windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if windows.len() > MAX_KEYS {
+                // Under a spray of usernames, keep counting by address only.
+                windows.retain(|key, _| key.starts_with("ip:"));
+            }
         }
         let mut wait = None;
         for key in keys {

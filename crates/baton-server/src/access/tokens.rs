@@ -21,8 +21,8 @@ const COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, exp
 
 pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCreate) -> Result<TokenCreated, Error> {
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(Error::invalid("/name", "must be 1 to 100 characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid("/name", "must be 1 to 100 characters, without control characters"));
     }
     let role_name = req.role.as_deref().unwrap_or(by.role.name);
     let role = Role::find(role_name).ok_or_else(|| Error::invalid("/role", format!("unknown role `{role_name}`")))?;
@@ -49,13 +49,27 @@ pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCrea
 
 /// Stores a token whose secret was chosen outside (`BATON_BOOTSTRAP_TOKEN`), once.
 pub async fn ensure_bootstrap(db: &Db, scope: &TenantScope, secret: &str) -> Result<(), Error> {
-    if secret.len() < 16 {
-        return Err(Error::Config("BATON_BOOTSTRAP_TOKEN must be at least 16 characters".into()));
+    if secret.len() < 16 || secret.starts_with(secrets::SESSION_PREFIX) || secret.chars().any(char::is_whitespace) {
+        return Err(Error::Config(format!(
+            "BATON_BOOTSTRAP_TOKEN must be at least 16 characters, without spaces, and not start with `{}`",
+            secrets::SESSION_PREFIX
+        )));
     }
-    let exists = sqlx::query("SELECT 1 FROM api_tokens WHERE secret_hash = $1")
-        .bind(secrets::hash_token(secret))
-        .fetch_optional(db.reader())
-        .await?;
+    let hash = secrets::hash_token(secret);
+    // A changed bootstrap token replaces the old one: a leaked value is retired by changing it.
+    let retired = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE created_by = 'bootstrap' AND secret_hash <> $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&hash)
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    if retired > 0 {
+        tracing::info!(retired, "revoked the previous bootstrap token");
+    }
+    let exists =
+        sqlx::query("SELECT 1 FROM api_tokens WHERE secret_hash = $1").bind(&hash).fetch_optional(db.reader()).await?;
     if exists.is_none() {
         insert(db, scope, "bootstrap", "admin", true, secret, Some("bootstrap"), None).await?;
         tracing::info!("created the bootstrap API token from BATON_BOOTSTRAP_TOKEN");
@@ -94,6 +108,9 @@ async fn insert(
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<ApiToken, Error> {
+    if !crate::store::is_id(id) {
+        return Err(Error::NotFound(format!("token {id}")));
+    }
     sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_tokens WHERE tenant_id = $1 AND id = $2")))
         .bind(scope.id())
         .bind(id)
@@ -133,7 +150,20 @@ pub async fn list(
 }
 
 /// Revokes a token; it is refused from now on. Revoking twice is harmless.
-pub async fn revoke(db: &Db, scope: &TenantScope, id: &str) -> Result<ApiToken, Error> {
+pub async fn revoke(db: &Db, scope: &TenantScope, by: &Principal, id: &str) -> Result<ApiToken, Error> {
+    get(db, scope, id).await?;
+    let platform: Option<i64> = sqlx::query("SELECT platform_admin FROM api_tokens WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .map(|r| r.try_get("platform_admin"))
+        .transpose()?;
+    if platform == Some(1) && !by.platform_admin {
+        return Err(Error::Forbidden(
+            "only a platform administrator may revoke a platform administrator's token".into(),
+        ));
+    }
     sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
         .bind(now_ms())
         .bind(scope.id())

@@ -27,18 +27,7 @@ pub async fn create(
     req: &UserCreate,
     platform_admin: bool,
 ) -> Result<User, Error> {
-    let role_name = req.role.as_deref().unwrap_or("viewer");
-    let mut v = Violations::default();
-    v.check("/username", validate_username(&req.username));
-    if req.password.chars().count() < MIN_PASSWORD_LEN {
-        v.add("/password", format!("must be at least {MIN_PASSWORD_LEN} characters"));
-    }
-    let role = Role::find(role_name);
-    if role.is_none() {
-        v.add("/role", format!("unknown role `{role_name}`; use admin, operator or viewer"));
-    }
-    v.finish()?;
-    let role = role.unwrap_or(Role::NONE);
+    let role = validate(req)?;
     if let Some(by) = by
         && !by.role.covers(&role)
     {
@@ -47,7 +36,50 @@ pub async fn create(
             by.role.name, role.name
         )));
     }
-    let hash = secrets::hash_password(&req.password)?;
+    let hash = hash_off_thread(&req.password).await?;
+    let mut tx = db.writer().begin().await?;
+    let id = insert(&mut tx, scope, &req.username, &hash, role.name, platform_admin).await?;
+    tx.commit().await?;
+    get(db, scope, &id).await
+}
+
+/// Checks a new user's fields; returns the role.
+pub fn validate(req: &UserCreate) -> Result<Role, Error> {
+    let role_name = req.role.as_deref().unwrap_or("viewer");
+    let mut v = Violations::default();
+    v.check("/username", validate_username(&req.username));
+    if req.password.chars().count() < MIN_PASSWORD_LEN {
+        v.add("/password", format!("must be at least {MIN_PASSWORD_LEN} characters"));
+    }
+    if req.password.len() > 1024 {
+        v.add("/password", "must be at most 1024 bytes");
+    }
+    let role = Role::find(role_name);
+    if role.is_none() {
+        v.add("/role", format!("unknown role `{role_name}`; use admin, operator or viewer"));
+    }
+    v.finish()?;
+    Ok(role.unwrap_or(Role::NONE))
+}
+
+/// Argon2 takes tens of milliseconds on purpose: not on the async workers.
+pub async fn hash_off_thread(password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
+        .map_err(Error::Internal)
+}
+
+/// Inserts a checked user inside a transaction; returns its id.
+pub async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: &TenantScope,
+    username: &str,
+    password_hash: &str,
+    role: &str,
+    platform_admin: bool,
+) -> Result<String, Error> {
     let id = new_id();
     sqlx::query(
         "INSERT INTO users (id, tenant_id, username, password_hash, role, platform_admin, created_at) \
@@ -55,15 +87,20 @@ pub async fn create(
     )
     .bind(&id)
     .bind(scope.id())
-    .bind(&req.username)
-    .bind(hash)
-    .bind(role.name)
+    .bind(username)
+    .bind(password_hash)
+    .bind(role)
     .bind(i64::from(platform_admin))
     .bind(now_ms())
-    .execute(db.writer())
+    .execute(&mut **tx)
     .await
-    .map_err(Error::conflict_on_unique(format!("user `{}` already exists", req.username)))?;
-    get(db, scope, &id).await
+    .map_err(Error::conflict_on_unique(format!("user `{username}` already exists")))?;
+    Ok(id)
+}
+
+/// Whether a login's username could exist at all (so junk is not counted or looked up).
+pub fn plausible_username(name: &str) -> bool {
+    validate_username(name).is_ok()
 }
 
 fn validate_username(name: &str) -> Result<(), String> {
@@ -74,6 +111,9 @@ fn validate_username(name: &str) -> Result<(), String> {
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<User, Error> {
+    if !crate::store::is_id(id) {
+        return Err(Error::NotFound(format!("user {id}")));
+    }
     sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2")))
         .bind(scope.id())
         .bind(id)
@@ -111,6 +151,10 @@ pub async fn list(db: &Db, scope: &TenantScope, limit: Option<u32>, cursor: Opti
 pub async fn delete(db: &Db, scope: &TenantScope, by: &Principal, id: &str) -> Result<(), Error> {
     if matches!(&by.subject, super::Subject::User { id: me, .. } if me == id) {
         return Err(Error::Conflict("you cannot delete your own user".into()));
+    }
+    let target = get(db, scope, id).await?;
+    if target.platform_admin && !by.platform_admin {
+        return Err(Error::Forbidden("only a platform administrator may delete a platform administrator".into()));
     }
     let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())

@@ -15,7 +15,7 @@ use crate::{
     Error,
     access::TenantScope,
     pagination::{self, Cursor},
-    store::{Db, sql::Sql},
+    store::{Backend, Db, sql::Sql},
 };
 
 /// A checked device query.
@@ -37,7 +37,7 @@ pub async fn list(db: &Db, scope: &TenantScope, query: &DeviceQuery) -> Result<P
     if let Some((group, _)) = &plan.group {
         crate::groups::get(db, scope, group).await?;
     }
-    let sql = build(scope, &plan);
+    let sql = build(scope, &plan, db.backend());
     let rows = sql.query().fetch_all(db.reader()).await?;
     let order = order_name(plan.sort, plan.descending);
     // The cursor is taken from the rows as stored, before hydrating.
@@ -95,31 +95,48 @@ fn plan(q: &DeviceQuery) -> Result<Plan, Error> {
     Ok(Plan {
         status,
         online: q.online,
-        os: q.os.as_ref().map(|o| o.to_lowercase()),
+        os: q.os.as_deref().map(|o| super::text_filter("os", o)).transpose()?,
         group: q.group.clone().map(|g| (g, q.recursive.unwrap_or(true))),
         selector,
-        text: q.q.as_ref().filter(|t| !t.is_empty()).map(|t| t.to_lowercase()),
+        text: q.q.as_deref().filter(|t| !t.is_empty()).map(|t| super::text_filter("q", t)).transpose()?,
         sort,
         descending,
         limit: pagination::limit(q.limit)?,
-        after: q.cursor.as_deref().map(|c| Cursor::decode(c, &order)).transpose()?,
+        after: q.cursor.as_deref().map(|c| decode_cursor(c, &order, sort)).transpose()?,
     })
+}
+
+/// A cursor for this order whose key has the type the order sorts by.
+fn decode_cursor(text: &str, order: &str, sort: DeviceSort) -> Result<Cursor, Error> {
+    let cursor = Cursor::decode(text, order)?;
+    let typed = match sort {
+        DeviceSort::Name | DeviceSort::Serial => cursor.text.is_some() && cursor.int.is_none(),
+        DeviceSort::CreatedAt | DeviceSort::LastSeenAt => cursor.int.is_some() && cursor.text.is_none(),
+    };
+    if !typed || !crate::store::is_id(&cursor.id) {
+        return Err(Error::invalid("cursor", "is not a cursor from this list; start again without it"));
+    }
+    Ok(cursor)
 }
 
 fn order_name(sort: DeviceSort, descending: bool) -> String {
     format!("{}{}", if descending { "-" } else { "" }, sort.as_str())
 }
 
-fn sort_expr(sort: DeviceSort) -> &'static str {
-    match sort {
-        DeviceSort::Name => "d.name",
-        DeviceSort::Serial => "COALESCE(d.serial, '')",
-        DeviceSort::CreatedAt => "d.created_at",
-        DeviceSort::LastSeenAt => "COALESCE(d.last_seen_at, 0)",
+/// The sort key. Text sorts bytewise on both engines (`COLLATE "C"` on PostgreSQL, SQLite's
+/// default), so the same data pages the same way everywhere.
+fn sort_expr(sort: DeviceSort, backend: Backend) -> &'static str {
+    match (sort, backend) {
+        (DeviceSort::Name, Backend::Sqlite) => "d.name",
+        (DeviceSort::Name, Backend::Postgres) => "d.name COLLATE \"C\"",
+        (DeviceSort::Serial, Backend::Sqlite) => "COALESCE(d.serial, '')",
+        (DeviceSort::Serial, Backend::Postgres) => "COALESCE(d.serial, '') COLLATE \"C\"",
+        (DeviceSort::CreatedAt, _) => "d.created_at",
+        (DeviceSort::LastSeenAt, _) => "COALESCE(d.last_seen_at, 0)",
     }
 }
 
-fn build(scope: &TenantScope, p: &Plan) -> Sql {
+fn build(scope: &TenantScope, p: &Plan, backend: Backend) -> Sql {
     let mut sql = Sql::default();
     if let Some((group, true)) = &p.group {
         sql.push("WITH RECURSIVE subtree(id) AS (SELECT id FROM device_groups WHERE tenant_id = ")
@@ -128,7 +145,7 @@ fn build(scope: &TenantScope, p: &Plan) -> Sql {
             .bind(group.as_str())
             .push(" UNION SELECT g.id FROM device_groups g JOIN subtree s ON g.parent_id = s.id) ");
     }
-    let key = sort_expr(p.sort);
+    let key = sort_expr(p.sort, backend);
     sql.push(&format!("SELECT {COLUMNS}, {key} AS sort_key FROM devices d WHERE d.tenant_id = ")).bind(scope.id());
     if let Some(status) = p.status {
         sql.push(" AND d.status = ").bind(status.as_str());
@@ -154,12 +171,7 @@ fn build(scope: &TenantScope, p: &Plan) -> Sql {
         push_requirement(&mut sql, r);
     }
     if let Some(text) = &p.text {
-        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        sql.push(" AND (LOWER(d.name) LIKE ")
-            .bind(pattern.as_str())
-            .push(" ESCAPE '\\' OR LOWER(COALESCE(d.serial, '')) LIKE ")
-            .bind(pattern)
-            .push(" ESCAPE '\\')");
+        sql.push(" AND d.search_key LIKE ").bind(super::contains_pattern(text)).push(" ESCAPE '\\'");
     }
     let (cmp, dir) = if p.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(after) = &p.after {

@@ -49,8 +49,8 @@ pub async fn create(db: &Db, scope: &TenantScope, req: DeviceCreate) -> Result<D
     let now = now_ms();
     let mut tx = db.writer().begin().await?;
     sqlx::query(
-        "INSERT INTO devices (id, tenant_id, name, serial, manufacturer, model, status, online, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $7)",
+        "INSERT INTO devices (id, tenant_id, name, serial, manufacturer, model, status, online, created_at, updated_at, search_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $7, $8)",
     )
     .bind(&id)
     .bind(scope.id())
@@ -59,6 +59,7 @@ pub async fn create(db: &Db, scope: &TenantScope, req: DeviceCreate) -> Result<D
     .bind(req.manufacturer.as_deref())
     .bind(req.model.as_deref())
     .bind(now)
+    .bind(search_key(&name, Some(&req.serial)))
     .execute(&mut *tx)
     .await
     .map_err(Error::conflict_on_unique(format!("a device with serial `{}` already exists", req.serial)))?;
@@ -104,8 +105,10 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: DeviceUpdate) -
 
     let mut tx = db.writer().begin().await?;
     if let Some(name) = name {
-        sqlx::query("UPDATE devices SET name = $1 WHERE tenant_id = $2 AND id = $3")
+        let serial = get(db, scope, id).await?.serial;
+        sqlx::query("UPDATE devices SET name = $1, search_key = $2 WHERE tenant_id = $3 AND id = $4")
             .bind(name)
+            .bind(search_key(name, serial.as_deref()))
             .bind(scope.id())
             .bind(id)
             .execute(&mut *tx)
@@ -210,6 +213,24 @@ fn check_labels<'a>(v: &mut Violations, labels: impl Iterator<Item = (&'a String
             v.check(&format!("/labels/{key}"), labels::validate_value(value));
         }
     }
+}
+
+/// What text search matches: name and serial, lowercased the same way on every engine.
+pub(crate) fn search_key(name: &str, serial: Option<&str>) -> String {
+    format!("{} {}", name, serial.unwrap_or_default()).to_lowercase()
+}
+
+/// A free-text filter, checked: bounded, no control characters (PostgreSQL refuses NUL).
+pub(crate) fn text_filter(field: &str, text: &str) -> Result<String, Error> {
+    if text.chars().count() > 128 || text.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must be at most 128 characters, without control characters"));
+    }
+    Ok(text.to_lowercase())
+}
+
+/// A LIKE pattern matching `text` anywhere, with `\` escaping the wildcards.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
 fn validate_serial(serial: &str) -> Result<(), String> {

@@ -77,7 +77,7 @@ impl<P: Perm> FromRequestParts<AppState> for Authz<P> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let (secret, by_cookie) = credentials(parts)
+        let (secret, by_cookie) = credentials(&parts.headers)
             .ok_or_else(|| Error::Unauthorized("sign in or send `Authorization: Bearer <token>`".into()))?;
         let principal = if secret.starts_with(secrets::SESSION_PREFIX) {
             sessions::authenticate(&state.db, &secret).await?
@@ -107,13 +107,12 @@ impl<P: Perm> FromRequestParts<AppState> for Authz<P> {
 }
 
 /// The bearer token, or else the session cookie (and whether it came from the cookie).
-fn credentials(parts: &Parts) -> Option<(String, bool)> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+pub(crate) fn credentials(headers: &axum::http::HeaderMap) -> Option<(String, bool)> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value.to_str().ok()?.strip_prefix("Bearer ")?.trim();
         return (!token.is_empty()).then(|| (token.to_owned(), false));
     }
-    parts
-        .headers
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -54,6 +54,12 @@ impl IntoResponse for Error {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
                 r
             }
+            // Two requests raced (a row referenced by this change was removed meanwhile).
+            Error::Database(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => problem(
+                StatusCode::CONFLICT,
+                "conflict",
+                "something this change refers to was changed or removed meanwhile; reload and try again",
+            ),
             Error::Config(_) | Error::Database(_) | Error::Internal(_) => {
                 tracing::error!(error = %self, "request failed");
                 problem(

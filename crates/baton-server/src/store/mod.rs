@@ -50,6 +50,11 @@ impl Db {
                     .await?;
                 Self { writer: pool.clone(), reader: pool, backend: Backend::Postgres }
             }
+            Some(url) if url.contains(":memory:") || url.contains("mode=memory") => {
+                return Err(Error::Config(
+                    "an in-memory SQLite database would be empty on every connection; use --data-dir".into(),
+                ));
+            }
             Some(url) if url.starts_with("sqlite:") => Self::sqlite(url).await?,
             Some(url) => {
                 return Err(Error::Config(format!(

@@ -182,3 +182,29 @@ async fn expired_tokens_and_sessions_are_refused() {
     assert_eq!(code(session.me().await.expect_err("session expired")), 401);
     assert!(app.admin.me().await.is_ok(), "tokens without expiry keep working");
 }
+
+#[tokio::test]
+async fn only_platform_admins_remove_platform_admins() {
+    let app = spawn_app().await;
+    let tenant_admin = app.client_with_role("admin").await;
+    let users = app.admin.users(&PageQuery::default()).await.expect("users");
+    let platform_user = users.items.iter().find(|u| u.platform_admin).expect("the first admin");
+    assert_eq!(code(tenant_admin.delete_user(&platform_user.id).await.expect_err("refused")), 403);
+    let tokens = app.admin.tokens(&PageQuery::default()).await.expect("tokens");
+    let bootstrap = tokens.items.iter().find(|t| t.name == "bootstrap").expect("bootstrap token");
+    assert_eq!(code(tenant_admin.revoke_token(&bootstrap.id).await.expect_err("refused")), 403);
+    assert!(app.admin.me().await.is_ok(), "platform administration intact");
+}
+
+#[tokio::test]
+async fn a_changed_bootstrap_token_retires_the_old_one() {
+    let mut app = spawn_app().await;
+    let old_secret = app.admin_token.clone();
+    app.admin.me().await.expect("old token works");
+    let new_token = format!("bootstrap-{}", uuid::Uuid::new_v4().simple());
+    let new_value = new_token.clone();
+    app.restart(move |s| s.bootstrap_token = Some(new_value)).await;
+    let old = app.anon.with_token(old_secret);
+    assert_eq!(code(old.me().await.expect_err("old token retired")), 401);
+    assert!(app.anon.with_token(new_token).me().await.is_ok(), "the new one works");
+}

@@ -163,3 +163,47 @@ async fn a_bulk_add_with_one_unknown_device_adds_none() {
     assert!(problem.errors[0].message.contains(&missing));
     assert_eq!(app.admin.group(&group.id).await.expect("group").device_count, 0);
 }
+
+#[tokio::test]
+async fn text_postgres_would_refuse_is_a_4xx_on_every_engine() {
+    let app = spawn_app().await;
+    let token = app.admin_token.clone();
+    let get = |path: String| raw().get(format!("{}{path}", app.url)).bearer_auth(&token).send();
+    for path in ["/api/v1/devices?q=%00", "/api/v1/devices?os=a%00", "/api/v1/groups?q=%00"] {
+        expect_problem(get(path.to_owned()).await.expect("send"), 422).await;
+    }
+    for path in ["/api/v1/tokens/%00", "/api/v1/users/%00", "/api/v1/tenants/%00", "/api/v1/devices/%00"] {
+        expect_problem(get(path.to_owned()).await.expect("send"), 404).await;
+    }
+    let login = raw()
+        .post(format!("{}/api/v1/auth/login", app.url))
+        .json(&serde_json::json!({"tenant": "a\u{0}", "username": "admin\u{0}", "password": "x"}))
+        .send()
+        .await
+        .expect("login");
+    expect_problem(login, 401).await;
+    let group = raw()
+        .post(format!("{}/api/v1/groups", app.url))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "g", "description": "a\u{0}b"}))
+        .send()
+        .await
+        .expect("group");
+    expect_problem(group, 422).await;
+    let selector = vec!["a"; 100].join(",");
+    expect_problem(get(format!("/api/v1/devices?labels={selector}")).await.expect("send"), 422).await;
+}
+
+#[tokio::test]
+async fn a_forged_cursor_is_refused() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4();
+    for (order, key) in [("created_at", r#""text":"x""#), ("name", r#""int":5"#), ("name", r#""text":"x","int":5"#)] {
+        let json = format!(r#"{{"order":"{order}",{key},"id":"{id}"}}"#);
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let url = format!("{}/api/v1/devices?sort={order}&cursor={cursor}", app.url);
+        let response = raw().get(url).bearer_auth(&app.admin_token).send().await.expect("send");
+        expect_problem(response, 422).await;
+    }
+}

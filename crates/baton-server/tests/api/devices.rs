@@ -156,3 +156,34 @@ async fn relabel_rename_and_the_lifecycle_to_deletion() {
     operator.delete_device(&device.id).await.expect("deleted");
     assert_eq!(app.admin.device(&device.id).await.expect_err("gone").status().map(|s| s.as_u16()), Some(404));
 }
+
+#[tokio::test]
+async fn search_ignores_case_beyond_ascii_on_every_engine() {
+    let app = spawn_app().await;
+    let req = DeviceCreate { serial: "OB-1".into(), name: Some("Ölberg Kiosk".into()), ..Default::default() };
+    app.admin.create_device(&req).await.expect("device");
+    for q in ["öl", "ÖL", "kiosk", "ob-1"] {
+        let found = app.admin.devices(&DeviceQuery { q: Some(q.into()), ..Default::default() }).await.expect("search");
+        assert_eq!(found.items.len(), 1, "`{q}` finds the device");
+    }
+    // Renaming keeps search current.
+    let rename = DeviceUpdate { name: Some("Hafen".into()), ..Default::default() };
+    let id = app.admin.devices(&DeviceQuery::default()).await.expect("list").items[0].id.clone();
+    app.admin.update_device(&id, &rename).await.expect("renamed");
+    let old = app.admin.devices(&DeviceQuery { q: Some("öl".into()), ..Default::default() }).await.expect("search");
+    assert!(old.items.is_empty());
+    let new = app.admin.devices(&DeviceQuery { q: Some("HAFEN".into()), ..Default::default() }).await.expect("search");
+    assert_eq!(new.items.len(), 1);
+}
+
+#[tokio::test]
+async fn names_sort_bytewise_on_every_engine() {
+    let app = spawn_app().await;
+    for (serial, name) in [("1", "b"), ("2", "B"), ("3", "a"), ("4", "A")] {
+        let req = DeviceCreate { serial: serial.into(), name: Some(name.into()), ..Default::default() };
+        app.admin.create_device(&req).await.expect("device");
+    }
+    let names: Vec<String> =
+        app.admin.devices(&DeviceQuery::default()).await.expect("list").items.into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["A", "B", "a", "b"]);
+}

@@ -100,3 +100,19 @@ async fn only_groups_without_subgroups_are_deleted_and_their_devices_stay() {
     a.delete_group(&parent.id).await.expect("now a leaf");
     assert_eq!(code(a.group(&parent.id).await.expect_err("gone")), 404);
 }
+
+#[tokio::test]
+async fn concurrent_moves_never_make_a_cycle() {
+    let app = spawn_app().await;
+    let a = &app.admin;
+    for round in 0..5 {
+        let x = a.create_group(&group(&format!("x{round}"), None)).await.expect("x");
+        let y = a.create_group(&group(&format!("y{round}"), None)).await.expect("y");
+        let x_under_y = GroupUpdate { parent_id: Some(Some(y.id.clone())), ..Default::default() };
+        let y_under_x = GroupUpdate { parent_id: Some(Some(x.id.clone())), ..Default::default() };
+        let (r1, r2) = tokio::join!(a.update_group(&x.id, &x_under_y), a.update_group(&y.id, &y_under_x));
+        assert!(r1.is_ok() != r2.is_ok(), "exactly one move wins (round {round})");
+        let (x, y) = (a.group(&x.id).await.expect("x"), a.group(&y.id).await.expect("y"));
+        assert!(x.parent_id.is_none() || y.parent_id.is_none(), "no cycle (round {round})");
+    }
+}

@@ -28,6 +28,7 @@ pub struct TestApp {
     /// The app's database, for tests that must stage what the API cannot (time passing).
     pub database_url: String,
     _dir: tempfile::TempDir,
+    settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), baton_server::Error>>>,
     postgres: Option<(String, String)>,
@@ -50,6 +51,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(test_settings(dir.path()), dir).await
 }
 
+type Running = (SocketAddr, String, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), baton_server::Error>>);
+
+async fn start(settings: Settings) -> Running {
+    let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
+    let app = App::build_with_listener(settings, listener).await.expect("app builds");
+    let (addr, url) = (app.local_addr(), app.url());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    (addr, url, stop, server)
+}
+
 pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestApp {
     let postgres = match std::env::var("BATON_TEST_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
@@ -70,14 +84,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", settings.data_dir.join("baton.db").display()));
-    let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
-    let app = App::build_with_listener(settings, listener).await.expect("app builds");
-    let addr = app.local_addr();
-    let url = app.url();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let (addr, url, stop, server) = start(settings.clone()).await;
     let anon = Client::new(&url, None, None).expect("client");
     TestApp {
         admin: anon.with_token(token.clone()),
@@ -88,6 +95,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         data_dir: dir.path().to_path_buf(),
         database_url,
         _dir: dir,
+        settings,
         stop: Some(stop),
         server: Some(server),
         postgres,
@@ -116,6 +124,19 @@ impl TestApp {
     pub async fn stage_sql(&self, statement: &str) {
         let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect to the app's database");
         conn.execute(sqlx::AssertSqlSafe(statement.to_owned())).await.expect("staging statement");
+    }
+
+    /// Stops the server and starts it again on the same database (on a new port), with
+    /// `change` applied to its settings. The clients follow the new address.
+    pub async fn restart(&mut self, change: impl FnOnce(&mut Settings)) {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        let (addr, url, stop, server) = start(settings.clone()).await;
+        self.anon = Client::new(&url, None, None).expect("client");
+        self.admin_token = settings.bootstrap_token.clone().expect("bootstrap token");
+        self.admin = self.anon.with_token(self.admin_token.clone());
+        (self.addr, self.url, self.stop, self.server, self.settings) = (addr, url, Some(stop), Some(server), settings);
     }
 
     /// Stops the server gracefully and waits until it has stopped.

@@ -41,7 +41,7 @@ pub async fn login(args: LoginArgs, g: &Global) -> anyhow::Result<()> {
     let profile = Profile { server: Some(server.clone()), token: None, ca_cert: args.ca_cert.clone() };
     let ca = profile.ca_pem()?;
     let client = Client::new(&server, None, ca.as_deref())?;
-    let token = match args.api_token.or(g.token.clone()) {
+    let token = match args.api_token {
         Some(token) => token,
         None => {
             let password = read_password(args.password_stdin, &args.username)?;
@@ -75,9 +75,9 @@ fn read_password(from_stdin: bool, username: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot read a password ({e}); use --password-stdin or BATON_PASSWORD"))
 }
 
-pub async fn logout(g: &Global) -> anyhow::Result<()> {
+pub async fn logout() -> anyhow::Result<()> {
     let saved = Profile::load()?;
-    if let (Some(server), Some(token)) = (g.server.clone().or(saved.server.clone()), saved.token.clone())
+    if let (Some(server), Some(token)) = (saved.server.clone(), saved.token.clone())
         && token.starts_with("bs_")
     {
         // Ending the session on the server is best effort: the local token is forgotten anyway.
@@ -131,6 +131,7 @@ pub async fn tokens(cmd: TokensCommand, client: &Client, g: &Global) -> anyhow::
     match cmd {
         TokensCommand::List(p) => {
             let page = client.tokens(&PageQuery { limit: Some(p.limit), cursor: None }).await?;
+            output::more_rows(&page.next_cursor);
             output::list(g.output, &page.items)
         }
         TokensCommand::Create { name, role, expires_in_days } => {
@@ -189,6 +190,7 @@ pub async fn users(cmd: UsersCommand, client: &Client, g: &Global) -> anyhow::Re
     match cmd {
         UsersCommand::List(p) => {
             let page = client.users(&PageQuery { limit: Some(p.limit), cursor: None }).await?;
+            output::more_rows(&page.next_cursor);
             output::list(g.output, &page.items)
         }
         UsersCommand::Create { username, role, password_stdin } => {

@@ -95,7 +95,11 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
                 items.extend(page.items);
                 match page.next_cursor {
                     Some(c) if a.all => query.cursor = Some(c),
-                    _ => break,
+                    Some(_) => {
+                        eprintln!("(more devices on the server: pass --all, or narrow the filters)");
+                        break;
+                    }
+                    None => break,
                 }
             }
             output::list(g.output, &items)

@@ -71,6 +71,7 @@ pub async fn run(cmd: GroupsCommand, client: &Client, g: &Global) -> anyhow::Res
     match cmd {
         GroupsCommand::List { parent, limit } => {
             let page = client.groups(&GroupQuery { parent, limit: Some(limit), ..Default::default() }).await?;
+            output::more_rows(&page.next_cursor);
             output::list(g.output, &page.items)
         }
         GroupsCommand::Get { id } => output::one(g.output, &client.group(&id).await?),
@@ -93,7 +94,9 @@ pub async fn run(cmd: GroupsCommand, client: &Client, g: &Global) -> anyhow::Res
         }
         GroupsCommand::Members { id, direct, limit } => {
             let query = DeviceQuery { recursive: direct.then_some(false), limit: Some(limit), ..Default::default() };
-            output::list(g.output, &client.group_members(&id, &query).await?.items)
+            let page = client.group_members(&id, &query).await?;
+            output::more_rows(&page.next_cursor);
+            output::list(g.output, &page.items)
         }
         GroupsCommand::Add { id, devices } => {
             let n = client.add_group_members(&id, devices).await?.changed;

@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
         Command::Login(args) => access::login(args, &g).await,
-        Command::Logout => access::logout(&g).await,
+        Command::Logout => access::logout().await,
         Command::Whoami => access::whoami(&connect(&g)?, &g).await,
         Command::Devices(cmd) => devices::run(cmd, &connect(&g)?, &g).await,
         Command::Groups(cmd) => groups::run(cmd, &connect(&g)?, &g).await,
@@ -92,7 +92,9 @@ fn connect(g: &Global) -> anyhow::Result<Client> {
     let server = g.server.clone().or(saved.server.clone()).ok_or_else(|| {
         anyhow::anyhow!("no server configured: run `baton login --server URL` first (or pass --server)")
     })?;
-    let token = g.token.clone().or(saved.token.clone());
+    // The saved token belongs to the saved server: never send it anywhere else.
+    let saved_token = saved.token.clone().filter(|_| saved.server.as_deref() == Some(server.as_str()));
+    let token = g.token.clone().or(saved_token);
     if token.is_none() {
         anyhow::bail!("not signed in to {server}: run `baton login --server {server}` first (or pass --token)");
     }

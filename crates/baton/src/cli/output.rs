@@ -16,6 +16,13 @@ pub trait Tabular {
     fn row(&self) -> Vec<String>;
 }
 
+/// Tells the user, on stderr, that a list has more rows than were printed.
+pub fn more_rows(next_cursor: &Option<String>) {
+    if next_cursor.is_some() {
+        eprintln!("(more rows on the server: raise --limit)");
+    }
+}
+
 /// Prints a list.
 pub fn list<T: Tabular + Serialize>(format: Format, items: &[T]) -> anyhow::Result<()> {
     match format {

@@ -39,6 +39,7 @@ pub async fn run(cmd: TenantsCommand, client: &Client, g: &Global) -> anyhow::Re
     match cmd {
         TenantsCommand::List { limit } => {
             let page = client.tenants(&PageQuery { limit: Some(limit), cursor: None }).await?;
+            output::more_rows(&page.next_cursor);
             output::list(g.output, &page.items)
         }
         TenantsCommand::Get { id } => output::one(g.output, &client.tenant(&id).await?),

@@ -15,7 +15,7 @@ use crate::{
     access::{Principal, permissions::BUILTIN_ROLES, sessions, users},
     http::{
         AppState,
-        extract::{Authz, Json, SESSION_COOKIE, perm},
+        extract::{Authz, Json, SESSION_COOKIE, credentials, perm},
     },
     store::from_ms,
     tenants::DEFAULT_TENANT,
@@ -35,8 +35,15 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, Error> {
     let tenant = req.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
-    let keys = [format!("ip:{}", peer.ip()), format!("user:{tenant}/{}", req.username)];
+    let mut keys = vec![format!("ip:{}", peer.ip())];
+    let plausible = users::plausible_username(&req.username) && users::plausible_username(tenant);
+    if plausible {
+        keys.push(format!("user:{tenant}/{}", req.username));
+    }
     app.login_limiter.attempt(&keys).map_err(Error::RateLimited)?;
+    if !plausible || req.password.len() > 1024 {
+        return Err(Error::Unauthorized("wrong tenant, username or password".into()));
+    }
     let (scope, user_id) = users::verify_login(&app.db, tenant, &req.username, &req.password)
         .await?
         .ok_or_else(|| Error::Unauthorized("wrong tenant, username or password".into()))?;
@@ -69,16 +76,10 @@ async fn logout(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let bearer =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='));
-    if let Some(secret) = bearer.or(cookie) {
-        sessions::delete(&app.db, secret).await?;
+    // The same credentials the extractor authenticated; an API token is not a session, and
+    // deleting by its hash finds nothing.
+    if let Some((secret, _)) = credentials(&headers) {
+        sessions::delete(&app.db, &secret).await?;
     }
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())

@@ -62,5 +62,5 @@ async fn revoke_token(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ApiToken>, Error> {
-    tokens::revoke(&app.db, auth.scope(), &id).await.map(Json)
+    tokens::revoke(&app.db, auth.scope(), &auth.principal, &id).await.map(Json)
 }

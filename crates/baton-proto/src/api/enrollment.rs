@@ -1,0 +1,86 @@
+//! Enrollment: how a device gets its identity. An enrollment token (made by an admin, put in a
+//! factory image) lets devices enroll themselves; pre-registered serials are approved on
+//! arrival, unknown ones wait for approval when the token asks for it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Inventory;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentToken {
+    pub id: String,
+    pub name: String,
+    /// Groups enrolled devices are put in.
+    pub groups: Vec<String>,
+    /// Labels enrolled devices get.
+    pub labels: BTreeMap<String, String>,
+    /// Unknown serials wait in `pending` until approved.
+    pub requires_approval: bool,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentTokenCreate {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub requires_approval: bool,
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+    /// Hours until the token expires; absent for no expiry.
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+/// The new token with its secret, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentTokenCreated {
+    pub token: EnrollmentToken,
+    pub secret: String,
+}
+
+/// `POST /api/v1/enroll`, sent by the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The enrollment token's secret.
+    pub token: String,
+    /// The hardware serial: the device's identity across re-enrollments.
+    pub serial: String,
+    #[serde(default)]
+    pub inventory: Option<Inventory>,
+}
+
+/// The device's credentials: keep `secret`, it is not shown again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollResponse {
+    pub device_id: String,
+    pub secret: String,
+    /// `active`, or `pending` until an administrator approves the device.
+    pub status: crate::api::devices::DeviceStatus,
+}
+
+/// Devices to pre-register in one go (from a CSV file), all or nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceImport {
+    pub devices: Vec<crate::api::devices::DeviceCreate>,
+}
