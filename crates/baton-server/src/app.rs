@@ -9,6 +9,9 @@ use tokio::net::TcpListener;
 use crate::{
     Error,
     access::login_limit::LoginLimiter,
+    agents::{Registry, rate::ConnectLimiter},
+    bus::LocalBus,
+    telemetry::writer::TelemetryWriter,
     config::Settings,
     http::{self, Shared, tls::TlsListener},
     store::Db,
@@ -38,12 +41,25 @@ impl App {
         let bootstrap =
             tenants::bootstrap(&db, settings.admin_password.as_deref(), settings.bootstrap_token.as_deref()).await?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::from)?;
+        let reset = crate::devices::presence::reset_all(&db).await?;
+        if reset > 0 {
+            tracing::info!(devices = reset, "marked devices offline until they reconnect");
+        }
+        let bus = LocalBus::shared();
+        let agents = Registry::shared();
+        crate::agents::spawn_dispatcher(&bus, agents.clone());
         let state = Arc::new(Shared {
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute, Duration::from_secs(60)),
-            metrics: crate::telemetry::prometheus(),
+            connect_limiter: ConnectLimiter::new(settings.device_connects_per_second, settings.device_connect_burst),
+            metrics: crate::observability::prometheus(),
+            telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
+            bus,
+            agents,
             db,
             settings,
+            shutdown: tokio::sync::watch::channel(false).0,
         });
+        crate::jobs::spawn(&state);
         Ok(Self { listener, local_addr, state, bootstrap })
     }
 
@@ -67,6 +83,12 @@ impl App {
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let db = self.state.db.clone();
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Long-lived connections end now; requests in flight still finish.
+            state.shutdown.send_replace(true);
+        };
         let tls = match (&self.state.settings.tls_cert, &self.state.settings.tls_key) {
             (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
             _ => None,

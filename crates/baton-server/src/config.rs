@@ -26,6 +26,11 @@ const ENV_KEYS: &[&str] = &[
     "session_ttl_hours",
     "login_attempts_per_minute",
     "max_body_bytes",
+    "heartbeat_secs",
+    "telemetry_interval_secs",
+    "telemetry_retention_days",
+    "device_connects_per_second",
+    "device_connect_burst",
     "log_format",
     "admin_password",
     "bootstrap_token",
@@ -43,6 +48,11 @@ pub struct Settings {
     pub session_ttl_hours: u32,
     pub login_attempts_per_minute: u32,
     pub max_body_bytes: usize,
+    pub heartbeat_secs: u32,
+    pub telemetry_interval_secs: u32,
+    pub telemetry_retention_days: u32,
+    pub device_connects_per_second: u32,
+    pub device_connect_burst: u32,
     pub log_format: LogFormat,
     /// From `BATON_ADMIN_PASSWORD` only.
     #[serde(skip_serializing)]
@@ -72,6 +82,11 @@ impl Default for Settings {
             session_ttl_hours: 12,
             login_attempts_per_minute: 10,
             max_body_bytes: 1024 * 1024,
+            heartbeat_secs: 20,
+            telemetry_interval_secs: 30,
+            telemetry_retention_days: 30,
+            device_connects_per_second: 100,
+            device_connect_burst: 1000,
             log_format: LogFormat::Text,
             admin_password: None,
             bootstrap_token: None,
@@ -118,6 +133,15 @@ impl Settings {
         }
         if self.login_attempts_per_minute == 0 {
             return Err(Error::Config("login_attempts_per_minute must be at least 1".into()));
+        }
+        if !(1..=3600).contains(&self.heartbeat_secs) {
+            return Err(Error::Config("heartbeat_secs must be between 1 and 3600".into()));
+        }
+        if !(1..=86_400).contains(&self.telemetry_interval_secs) {
+            return Err(Error::Config("telemetry_interval_secs must be between 1 and 86400".into()));
+        }
+        if self.telemetry_retention_days == 0 {
+            return Err(Error::Config("telemetry_retention_days must be at least 1".into()));
         }
         if self.max_body_bytes < 1024 {
             return Err(Error::Config("max_body_bytes must be at least 1024".into()));

@@ -6,18 +6,29 @@
 //! - [`config`]: layered settings.
 //! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
 //! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
-//! - [`tenants`], [`devices`], [`groups`]: domain modules, each owning its tables and queries.
+//! - [`tenants`], [`devices`], [`groups`], [`enrollment`], [`telemetry`], [`commands`],
+//!   [`events`]: domain modules, each owning its tables and queries.
+//! - [`agents`]: live agent connections (sessions, registry, connection rate limit).
+//! - [`bus`]: publish/subscribe between parts of the server (in-process today).
+//! - [`observability`]: the Prometheus recorder behind `/metrics`.
 //! - [`pagination`]: keyset cursors shared by every list.
 //! - [`http`]: the HTTP edge — router, extractors, problem+json, OpenAPI, TLS.
 //! - [`error`]: the crate's one error type.
 
 pub mod access;
+pub mod agents;
 pub mod app;
+pub mod bus;
+pub mod commands;
 pub mod config;
 pub mod devices;
+pub mod enrollment;
 pub mod error;
+pub mod events;
 pub mod groups;
 pub mod http;
+pub mod jobs;
+pub mod observability;
 pub mod pagination;
 pub mod store;
 pub mod telemetry;

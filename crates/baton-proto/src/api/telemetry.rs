@@ -72,3 +72,19 @@ pub struct TelemetryEvent {
     pub ts: DateTime<Utc>,
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
+
+/// Filters of the live telemetry stream; with none, every device of the tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryStreamQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// A group id (subgroups included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+}

@@ -13,13 +13,17 @@ pub enum Permission {
     TokensWrite,
     UsersRead,
     UsersWrite,
+    CommandsRead,
+    CommandsWrite,
+    EnrollmentRead,
+    EnrollmentWrite,
     /// Platform-wide: only platform administrators, whatever their role.
     TenantsRead,
     TenantsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 14] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -28,6 +32,10 @@ impl Permission {
         Self::TokensWrite,
         Self::UsersRead,
         Self::UsersWrite,
+        Self::CommandsRead,
+        Self::CommandsWrite,
+        Self::EnrollmentRead,
+        Self::EnrollmentWrite,
         Self::TenantsRead,
         Self::TenantsWrite,
     ];
@@ -42,6 +50,10 @@ impl Permission {
             Self::TokensWrite => "tokens:write",
             Self::UsersRead => "users:read",
             Self::UsersWrite => "users:write",
+            Self::CommandsRead => "commands:read",
+            Self::CommandsWrite => "commands:write",
+            Self::EnrollmentRead => "enrollment:read",
+            Self::EnrollmentWrite => "enrollment:write",
             Self::TenantsRead => "tenants:read",
             Self::TenantsWrite => "tenants:write",
         }
@@ -73,27 +85,21 @@ use Permission::*;
 pub const BUILTIN_ROLES: &[Role] = &[
     Role {
         name: "admin",
-        description: "Everything in the tenant, including users and API tokens.",
+        description: "Everything in the tenant, including users, API tokens and enrollment tokens.",
         permissions: &[
-            DevicesRead,
-            DevicesWrite,
-            GroupsRead,
-            GroupsWrite,
-            TokensRead,
-            TokensWrite,
-            UsersRead,
-            UsersWrite,
+            DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, CommandsRead, CommandsWrite, EnrollmentRead,
+            EnrollmentWrite, TokensRead, TokensWrite, UsersRead, UsersWrite,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything and acts on devices and groups.",
-        permissions: &[DevicesRead, DevicesWrite, GroupsRead, GroupsWrite],
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices.",
+        permissions: &[DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, CommandsRead, CommandsWrite, EnrollmentRead],
     },
     Role {
         name: "viewer",
-        description: "Reads devices and groups; changes nothing.",
-        permissions: &[DevicesRead, GroupsRead],
+        description: "Reads devices, groups, telemetry, events and commands; changes nothing.",
+        permissions: &[DevicesRead, GroupsRead, CommandsRead],
     },
 ];
 

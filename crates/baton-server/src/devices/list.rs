@@ -236,3 +236,27 @@ fn push_requirement(sql: &mut Sql, r: &Requirement) {
         }
     }
 }
+
+/// Ids of the active devices in a group (with subgroups) and/or matching a selector, at most
+/// `max` of them: how commands and rollouts pick their devices.
+pub async fn active_ids(
+    db: &Db,
+    scope: &TenantScope,
+    group: Option<&str>,
+    labels: Option<&str>,
+    max: usize,
+) -> Result<Vec<String>, Error> {
+    let query = DeviceQuery {
+        status: Some("active".into()),
+        group: group.map(str::to_owned),
+        labels: labels.map(str::to_owned),
+        ..DeviceQuery::default()
+    };
+    let mut plan = plan(&query)?;
+    plan.limit = i64::try_from(max).unwrap_or(i64::MAX) - 1;
+    if let Some((group, _)) = &plan.group {
+        crate::groups::get(db, scope, group).await?;
+    }
+    let rows = build(scope, &plan, db.backend()).query().fetch_all(db.reader()).await?;
+    rows.iter().map(|r| r.try_get::<String, _>("id").map_err(Error::from)).collect()
+}

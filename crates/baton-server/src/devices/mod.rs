@@ -3,7 +3,11 @@
 //! This module owns the `devices`, `device_labels` tables and a device's side of
 //! `group_members`. Listing with filters and cursors lives in [`list`].
 
+pub mod credentials;
 pub mod list;
+pub mod presence;
+
+pub use presence::store_inventory;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,9 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 use crate::{
     Error,
     access::TenantScope,
+    bus::{Message, SharedBus},
     error::Violations,
+    events,
     store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
 };
 
@@ -28,52 +34,122 @@ const MAX_TEXT: usize = 128;
 
 /// Pre-registers a device by serial.
 pub async fn create(db: &Db, scope: &TenantScope, req: DeviceCreate) -> Result<Device, Error> {
-    let mut v = Violations::default();
-    v.check("/serial", validate_serial(&req.serial));
-    let name = req.name.as_deref().unwrap_or(&req.serial).trim().to_owned();
-    v.check("/name", validate_text(&name, true));
-    v.check("/manufacturer", req.manufacturer.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
-    v.check("/model", req.model.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
-    check_labels(&mut v, req.labels.iter().map(|(k, v)| (k, Some(v))));
-    if req.labels.len() > labels::MAX_LABELS {
-        v.add("/labels", format!("at most {} labels", labels::MAX_LABELS));
+    check_create(&req, "")?;
+    let mut tx = db.writer().begin().await?;
+    let id = insert_created(&mut tx, scope, &req, "").await?;
+    tx.commit().await?;
+    get(db, scope, &id).await
+}
+
+/// Pre-registers many devices (a CSV import), all or nothing; errors name the row.
+pub async fn import(db: &Db, scope: &TenantScope, devices: Vec<DeviceCreate>) -> Result<Vec<Device>, Error> {
+    if devices.is_empty() || devices.len() > MAX_IMPORT {
+        return Err(Error::invalid("/devices", format!("import 1 to {MAX_IMPORT} devices at a time")));
     }
-    for (i, g) in req.groups.iter().enumerate() {
-        if !is_id(g) {
-            v.add(format!("/groups/{i}"), "is not a group id");
+    let mut v = Violations::default();
+    for (i, req) in devices.iter().enumerate() {
+        if let Err(Error::Invalid { errors, .. }) = check_create(req, &format!("/devices/{i}")) {
+            errors.into_iter().for_each(|e| v.add(e.field, e.message));
         }
     }
     v.finish()?;
+    let mut tx = db.writer().begin().await?;
+    let mut ids = Vec::with_capacity(devices.len());
+    for (i, req) in devices.iter().enumerate() {
+        ids.push(insert_created(&mut tx, scope, req, &format!("/devices/{i}")).await?);
+    }
+    tx.commit().await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(get(db, scope, &id).await?);
+    }
+    Ok(out)
+}
 
+/// Most devices one import may hold.
+pub const MAX_IMPORT: usize = 10_000;
+
+fn check_create(req: &DeviceCreate, at: &str) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check(&format!("{at}/serial"), validate_serial(&req.serial));
+    let name = req.name.as_deref().unwrap_or(&req.serial).trim();
+    v.check(&format!("{at}/name"), validate_text(name, true));
+    v.check(&format!("{at}/manufacturer"), req.manufacturer.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
+    v.check(&format!("{at}/model"), req.model.as_deref().map_or(Ok(()), |t| validate_text(t, false)));
+    for (key, value) in &req.labels {
+        v.check(&format!("{at}/labels/{key}"), labels::validate_key(key));
+        v.check(&format!("{at}/labels/{key}"), labels::validate_value(value));
+    }
+    if req.labels.len() > labels::MAX_LABELS {
+        v.add(format!("{at}/labels"), format!("at most {} labels", labels::MAX_LABELS));
+    }
+    for (i, g) in req.groups.iter().enumerate() {
+        if !is_id(g) {
+            v.add(format!("{at}/groups/{i}"), "is not a group id");
+        }
+    }
+    v.finish()
+}
+
+/// Inserts a checked, pre-registered device with its labels and groups.
+async fn insert_created(tx: &mut Transaction<'_, Any>, scope: &TenantScope, req: &DeviceCreate, at: &str) -> Result<String, Error> {
+    let name = req.name.as_deref().unwrap_or(&req.serial).trim();
     let id = new_id();
     let now = now_ms();
-    let mut tx = db.writer().begin().await?;
     sqlx::query(
         "INSERT INTO devices (id, tenant_id, name, serial, manufacturer, model, status, online, created_at, updated_at, search_key) \
          VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $7, $8)",
     )
     .bind(&id)
     .bind(scope.id())
-    .bind(&name)
+    .bind(name)
     .bind(&req.serial)
     .bind(req.manufacturer.as_deref())
     .bind(req.model.as_deref())
     .bind(now)
-    .bind(search_key(&name, Some(&req.serial)))
-    .execute(&mut *tx)
+    .bind(search_key(name, Some(&req.serial)))
+    .execute(&mut **tx)
     .await
-    .map_err(Error::conflict_on_unique(format!("a device with serial `{}` already exists", req.serial)))?;
+    .map_err(|e| match Error::conflict_on_unique(format!("a device with serial `{}` already exists", req.serial))(e) {
+        Error::Conflict(m) if !at.is_empty() => Error::invalid(&format!("{at}/serial"), m),
+        other => other,
+    })?;
     for (key, value) in &req.labels {
-        set_label(&mut tx, scope, &id, key, value).await?;
+        set_label(tx, scope, &id, key, value).await?;
     }
     for (i, group) in req.groups.iter().enumerate() {
-        if !crate::groups::exists_in(&mut tx, scope, group).await? {
-            return Err(Error::invalid(&format!("/groups/{i}"), format!("group {group} not found")));
+        if !crate::groups::exists_in(tx, scope, group).await? {
+            return Err(Error::invalid(&format!("{at}/groups/{i}"), format!("group {group} not found")));
         }
-        crate::groups::add_member(&mut tx, scope, group, &id, now).await?;
+        crate::groups::add_member(tx, scope, group, &id, now).await?;
     }
-    tx.commit().await?;
-    get(db, scope, &id).await
+    Ok(id)
+}
+
+/// Inserts a device that arrived through enrollment (no pre-registration).
+pub(crate) async fn insert_enrolled(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    serial: &str,
+    name: &str,
+    status: DeviceStatus,
+) -> Result<String, Error> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO devices (id, tenant_id, name, serial, status, online, created_at, updated_at, search_key) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7)",
+    )
+    .bind(&id)
+    .bind(scope.id())
+    .bind(name)
+    .bind(serial)
+    .bind(status.as_str())
+    .bind(now_ms())
+    .bind(search_key(name, Some(serial)))
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::conflict_on_unique(format!("a device with serial `{serial}` is enrolling at the same time; retry")))?;
+    Ok(id)
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error> {
@@ -141,25 +217,60 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: DeviceUpdate) -
     get(db, scope, id).await
 }
 
-/// Retires a device: it is kept with its history, marked offline, and may then be deleted.
-pub async fn decommission(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error> {
+/// Retires a device: its credentials stop opening anything, its waiting commands are
+/// canceled, a live connection is told and closed, and it is kept with its history. With
+/// `wipe`, the agent erases its state and identity when told.
+pub async fn decommission(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &str, wipe: bool) -> Result<Device, Error> {
     let device = get(db, scope, id).await?;
-    if device.status != DeviceStatus::Decommissioned {
+    if device.status != DeviceStatus::Decommissioned || wipe {
         let now = now_ms();
         sqlx::query(
-            "UPDATE devices SET status = 'decommissioned', online = 0, decommissioned_at = $1, updated_at = $1 \
-             WHERE tenant_id = $2 AND id = $3",
+            "UPDATE devices SET status = 'decommissioned', online = 0, wipe_requested = $1, \
+             decommissioned_at = COALESCE(decommissioned_at, $2), updated_at = $2 WHERE tenant_id = $3 AND id = $4",
         )
+        .bind(i64::from(wipe))
         .bind(now)
         .bind(scope.id())
         .bind(id)
         .execute(db.writer())
         .await?;
+        let canceled = crate::commands::delivery::cancel_all_for(db, scope, id).await?;
+        bus.publish(Message::Decommissioned { tenant: scope.id().to_owned(), device_id: id.to_owned(), wipe });
+        let data = serde_json::json!({"wipe": wipe, "commands_canceled": canceled});
+        events::record(db, bus, scope, Some(id), events::kind::DECOMMISSIONED, data).await;
     }
     get(db, scope, id).await
 }
 
+/// Lets a pending device in.
+pub async fn approve(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &str) -> Result<Device, Error> {
+    let changed = sqlx::query("UPDATE devices SET status = 'active', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'pending'")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    let device = get(db, scope, id).await?;
+    if changed == 0 {
+        return Err(Error::Conflict(format!("device {id} is {}, not pending", device.status.as_str())));
+    }
+    events::record(db, bus, scope, Some(id), events::kind::APPROVED, serde_json::json!({})).await;
+    Ok(device)
+}
+
+/// Turns a pending device away: it is decommissioned (and so refused from now on).
+pub async fn reject(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &str) -> Result<Device, Error> {
+    let device = get(db, scope, id).await?;
+    if device.status != DeviceStatus::Pending {
+        return Err(Error::Conflict(format!("device {id} is {}, not pending", device.status.as_str())));
+    }
+    events::record(db, bus, scope, Some(id), events::kind::REJECTED, serde_json::json!({})).await;
+    decommission(db, bus, scope, id, false).await
+}
+
 /// Deletes a device for good; only a decommissioned one, so nothing live disappears by mistake.
+/// Its telemetry goes with it; its events stay in the log.
 pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
     let device = get(db, scope, id).await?;
     if device.status != DeviceStatus::Decommissioned {
@@ -168,11 +279,10 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
             device.status.as_str()
         )));
     }
-    sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.id())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+    let mut tx = db.writer().begin().await?;
+    sqlx::query("DELETE FROM telemetry WHERE tenant_id = $1 AND device_id = $2").bind(scope.id()).bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2").bind(scope.id()).bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -233,13 +343,13 @@ pub(crate) fn contains_pattern(text: &str) -> String {
     format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
 }
 
-fn validate_serial(serial: &str) -> Result<(), String> {
+pub(crate) fn validate_serial(serial: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&serial.len())
         && serial.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
     if ok { Ok(()) } else { Err("must be 1 to 64 letters, digits, `.`, `_`, `-`, `:` or `/`".into()) }
 }
 
-fn validate_text(text: &str, required: bool) -> Result<(), String> {
+pub(crate) fn validate_text(text: &str, required: bool) -> Result<(), String> {
     if required && text.trim().is_empty() {
         return Err("must not be empty".into());
     }

@@ -50,6 +50,10 @@ pub mod perm {
         TokensWrite,
         UsersRead,
         UsersWrite,
+        CommandsRead,
+        CommandsWrite,
+        EnrollmentRead,
+        EnrollmentWrite,
         TenantsRead,
         TenantsWrite
     );

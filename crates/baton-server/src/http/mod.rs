@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod problem;
 pub mod routes;
+pub mod sse;
 pub mod tls;
 
 use std::{sync::Arc, time::Instant};
@@ -25,7 +26,14 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{access::login_limit::LoginLimiter, config::Settings, store::Db};
+use crate::{
+    access::login_limit::LoginLimiter,
+    agents::{Registry, rate::ConnectLimiter},
+    bus::SharedBus,
+    config::Settings,
+    store::Db,
+    telemetry::writer::TelemetryWriter,
+};
 
 /// What every handler can reach.
 pub type AppState = Arc<Shared>;
@@ -35,7 +43,16 @@ pub struct Shared {
     pub settings: Settings,
     /// Counts login attempts per address and account; see `access::login_limit`.
     pub login_limiter: LoginLimiter,
+    /// Paces device connections and enrollments per address; see `agents::rate`.
+    pub connect_limiter: ConnectLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub bus: SharedBus,
+    /// Live agent sessions on this node.
+    pub agents: Arc<Registry>,
+    pub telemetry: TelemetryWriter,
+    /// Flips to true when the server starts shutting down, so long-lived connections (agent
+    /// sessions, event streams) end instead of holding the graceful shutdown open.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(OpenApi)]
@@ -49,6 +66,11 @@ pub struct Shared {
         (name = "groups", description = "Nestable groups of devices"),
         (name = "access", description = "Sign-in, users, API tokens and roles"),
         (name = "tenants", description = "Tenants (platform administrators)"),
+        (name = "agent", description = "Device enrollment and the agent connection"),
+        (name = "enrollment", description = "Enrollment tokens"),
+        (name = "telemetry", description = "Telemetry series, latest values and the live stream"),
+        (name = "commands", description = "The durable command outbox"),
+        (name = "events", description = "The device event log"),
         (name = "system", description = "Health, readiness and metrics; no credentials needed"),
     )
 )]
@@ -61,6 +83,15 @@ impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            components.add_security_scheme(
+                "device",
+                SecurityScheme::Http(
+                    utoipa::openapi::security::HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("The device secret, with the device id in `x-baton-device-id`"))
+                        .build(),
+                ),
+            );
         }
         let problem = |description: &str| {
             ResponseBuilder::new()
@@ -132,6 +163,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::tokens::router())
         .merge(routes::users::router())
         .merge(routes::tenants::router())
+        .merge(routes::agent::router())
+        .merge(routes::enrollment::router())
+        .merge(routes::commands::router())
+        .merge(routes::telemetry::router())
+        .merge(routes::events::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

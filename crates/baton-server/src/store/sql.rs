@@ -8,6 +8,7 @@ use sqlx::{Any, AssertSqlSafe, any::AnyArguments, query::Query};
 pub enum Arg {
     Text(String),
     Int(i64),
+    Float(f64),
 }
 
 impl From<&str> for Arg {
@@ -18,6 +19,11 @@ impl From<&str> for Arg {
 impl From<String> for Arg {
     fn from(v: String) -> Self {
         Self::Text(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Self::Float(v)
     }
 }
 impl From<i64> for Arg {
@@ -64,6 +70,7 @@ impl Sql {
             q = match arg {
                 Arg::Text(s) => q.bind(s.clone()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Float(f) => q.bind(*f),
             };
         }
         q

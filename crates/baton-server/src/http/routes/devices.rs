@@ -1,9 +1,13 @@
 //! `/api/v1/devices`: the device registry.
 
 use axum::{extract::State, http::StatusCode};
-use baton_proto::api::{
-    Page,
-    devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+use baton_proto::{
+    api::{
+        Page,
+        devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+        enrollment::DeviceImport,
+    },
+    inventory::Inventory,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,6 +24,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_devices, create_device))
         .routes(routes!(get_device, update_device, delete_device))
         .routes(routes!(decommission_device))
+        .routes(routes!(approve_device))
+        .routes(routes!(reject_device))
+        .routes(routes!(device_inventory))
+        .routes(routes!(import_devices))
+}
+
+/// `?wipe=true` on decommission.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct DecommissionQuery {
+    /// Also make the agent erase its state and identity.
+    #[serde(default)]
+    wipe: Option<bool>,
 }
 
 /// List devices with filters, order and cursor pagination.
@@ -80,13 +98,60 @@ async fn delete_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Retire a device: kept with its history, refused from now on.
-#[utoipa::path(post, path = "/api/v1/devices/{id}/decommission", tag = "devices", params(("id" = String, Path)),
-    responses((status = 200, body = Device)))]
+/// Retire a device: credentials revoked, waiting commands canceled, a live connection closed;
+/// kept with its history. `wipe=true` also makes the agent erase its state and identity.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/decommission", tag = "devices",
+    params(("id" = String, Path), DecommissionQuery), responses((status = 200, body = Device)))]
 async fn decommission_device(
     auth: Authz<perm::DevicesWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<DecommissionQuery>,
 ) -> Result<Json<Device>, Error> {
-    devices::decommission(&app.db, auth.scope(), &id).await.map(Json)
+    devices::decommission(&app.db, &app.bus, auth.scope(), &id, q.wipe.unwrap_or(false)).await.map(Json)
+}
+
+/// Let a pending device in.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/approve", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device)))]
+async fn approve_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, Error> {
+    devices::approve(&app.db, &app.bus, auth.scope(), &id).await.map(Json)
+}
+
+/// Turn a pending device away (it is decommissioned).
+#[utoipa::path(post, path = "/api/v1/devices/{id}/reject", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device)))]
+async fn reject_device(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, Error> {
+    devices::reject(&app.db, &app.bus, auth.scope(), &id).await.map(Json)
+}
+
+/// What the device reported about itself; `null` before its first connection.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/inventory", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Option<Inventory>)))]
+async fn device_inventory(
+    auth: Authz<perm::DevicesRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Option<Inventory>>, Error> {
+    devices::presence::inventory(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Pre-register many devices (e.g. from a CSV file of serial, name, groups, labels), all or nothing.
+#[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices", request_body = DeviceImport,
+    responses((status = 201, body = Vec<Device>)))]
+async fn import_devices(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Json(req): Json<DeviceImport>,
+) -> Result<(StatusCode, Json<Vec<Device>>), Error> {
+    let devices = devices::import(&app.db, auth.scope(), req.devices).await?;
+    Ok((StatusCode::CREATED, Json(devices)))
 }

@@ -1,9 +1,14 @@
 //! Route handlers, one module per noun. Handlers stay thin: extract, call the domain module,
 //! wrap the answer. Each carries its OpenAPI description, which `http::openapi` collects.
 
+pub mod agent;
 pub mod auth;
+pub mod commands;
 pub mod devices;
+pub mod enrollment;
+pub mod events;
 pub mod groups;
+pub mod telemetry;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

@@ -1,0 +1,131 @@
+//! Connected agents: the registry of live sessions (one per device), the dispatcher that
+//! routes bus messages (commands queued, device decommissioned) to the right session, and the
+//! per-address rate limit on connection attempts. The session loop itself is in [`session`].
+
+pub mod rate;
+pub mod session;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc;
+
+use crate::bus::{Message, SharedBus};
+
+/// What a session is asked to do from outside.
+#[derive(Debug)]
+pub enum Nudge {
+    /// Commands may be waiting: look and send.
+    Deliver,
+    /// The device was decommissioned: tell it and close.
+    Decommission { wipe: bool },
+    /// A newer connection of the same device took over.
+    Replaced,
+}
+
+struct Entry {
+    connection: u64,
+    tx: mpsc::Sender<Nudge>,
+}
+
+/// Live sessions by device id.
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<String, Entry>>,
+    next: AtomicU64,
+}
+
+/// A session's registration; dropping it does not unregister (the session does, on exit).
+pub struct Registration {
+    pub connection: u64,
+    pub nudges: mpsc::Receiver<Nudge>,
+}
+
+impl Registry {
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers a session, replacing (and telling) an older one of the same device.
+    pub fn register(&self, device_id: &str) -> Registration {
+        let connection = self.next.fetch_add(1, Ordering::Relaxed);
+        // Small: nudges are hints, and a full queue already means "look again".
+        let (tx, nudges) = mpsc::channel(8);
+        let old = self.lock().insert(device_id.to_owned(), Entry { connection, tx });
+        if let Some(old) = old {
+            let _ = old.tx.try_send(Nudge::Replaced);
+        }
+        metrics::gauge!("baton_agents_connected").set(self.len() as f64);
+        Registration { connection, nudges }
+    }
+
+    /// Removes a session, unless a newer one of the device replaced it already.
+    pub fn unregister(&self, device_id: &str, connection: u64) {
+        let mut sessions = self.lock();
+        if sessions.get(device_id).is_some_and(|e| e.connection == connection) {
+            sessions.remove(device_id);
+        }
+        let n = sessions.len();
+        drop(sessions);
+        metrics::gauge!("baton_agents_connected").set(n as f64);
+    }
+
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        self.lock().contains_key(device_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn nudge(&self, device_id: &str, nudge: Nudge) {
+        if let Some(entry) = self.lock().get(device_id) {
+            // A full queue means a nudge is already pending; the session will look anyway.
+            let _ = entry.tx.try_send(nudge);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Routes bus messages to sessions on this node, until the bus closes.
+pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
+    let mut rx = bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(message) => match message.as_ref() {
+                    Message::CommandsQueued { device_ids, .. } => {
+                        for id in device_ids {
+                            registry.nudge(id, Nudge::Deliver);
+                        }
+                    }
+                    Message::Decommissioned { device_id, wipe, .. } => {
+                        registry.nudge(device_id, Nudge::Decommission { wipe: *wipe });
+                    }
+                    _ => {}
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Missed nudges: every session looks for waiting commands.
+                    tracing::warn!(missed = n, "dispatcher fell behind; nudging every session");
+                    let ids: Vec<String> = registry.lock().keys().cloned().collect();
+                    for id in ids {
+                        registry.nudge(&id, Nudge::Deliver);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}

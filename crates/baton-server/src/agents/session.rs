@@ -1,0 +1,268 @@
+//! One agent connection, from hello to close: presence, inventory, telemetry (acknowledged once
+//! stored), command delivery and reports, heartbeats both ways, and a clear close reason for
+//! every way it can end. A misbehaving agent only ever closes its own connection.
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use baton_proto::agent::{self, AgentMessage, PROTOCOL_VERSION, ServerMessage, close};
+use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
+
+use super::{Nudge, Registration};
+use crate::{
+    Error,
+    commands::delivery,
+    devices::{credentials::DeviceIdentity, presence},
+    events,
+    http::AppState,
+    telemetry,
+};
+
+/// Time an agent has to say hello after the upgrade.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `last_seen_at` is written for a device that is only sending heartbeats.
+const SEEN_EVERY: Duration = Duration::from_secs(60);
+
+/// Why a session ended, as the close frame says it.
+struct Ending {
+    code: u16,
+    reason: String,
+}
+
+impl Ending {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self { code, reason: reason.into() }
+    }
+}
+
+/// Serves a device that is decommissioned: tell it, close. Its credentials open nothing else.
+pub async fn refuse_decommissioned(mut socket: WebSocket, wipe: bool) {
+    let _ = send(&mut socket, &ServerMessage::Decommissioned { wipe }).await;
+    let reason = "the device is decommissioned; stop connecting";
+    let _ = close_with(&mut socket, Ending::new(close::DECOMMISSIONED, reason)).await;
+}
+
+/// Runs an accepted connection to its end.
+pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr) {
+    let hello = match timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<AgentMessage>(&text),
+        Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) => return,
+        Err(_) => {
+            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "no hello within 10 s")).await;
+            return;
+        }
+        Ok(other) => {
+            let ending = ending_for_bad_frame(other.and_then(Result::ok), "the first frame must be a `hello` text frame");
+            let _ = close_with(&mut socket, ending).await;
+            return;
+        }
+    };
+    let (agent_version, inventory) = match hello {
+        Ok(AgentMessage::Hello { protocol, agent_version, inventory }) if protocol == PROTOCOL_VERSION => {
+            (agent_version, inventory)
+        }
+        Ok(AgentMessage::Hello { protocol, .. }) => {
+            let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
+            return;
+        }
+        Ok(_) => {
+            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "the first frame must be `hello`")).await;
+            return;
+        }
+        Err(e) => {
+            let _ = close_with(&mut socket, Ending::new(close::INVALID_FRAME, format!("invalid frame: {e}"))).await;
+            return;
+        }
+    };
+    let scope = device.scope.clone();
+    let id = device.device_id.clone();
+    let mut inventory = *inventory;
+    inventory.agent_version.get_or_insert(agent_version);
+    if let Err(e) = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory).await {
+        let reason = match e {
+            Error::Invalid { detail, .. } => detail,
+            other => {
+                tracing::error!(error = %other, device_id = %id, "could not record the connection");
+                "the server could not record the connection; retry later".into()
+            }
+        };
+        let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
+        return;
+    }
+    let registration = app.agents.register(&id);
+    let connection = registration.connection;
+    events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, serde_json::json!({"remote_addr": peer.ip().to_string()}))
+        .await;
+    tracing::info!(device_id = %id, %peer, "agent connected");
+
+    let mut session = Session { app: app.clone(), device, sent: HashSet::new() };
+    let ending = session.serve(&mut socket, registration).await;
+    let replaced = ending.code == close::REPLACED;
+    let _ = close_with(&mut socket, ending).await;
+
+    app.agents.unregister(&id, connection);
+    if !replaced && !app.agents.is_connected(&id) {
+        if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
+            tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
+        }
+        events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, serde_json::json!({})).await;
+    }
+    tracing::info!(device_id = %id, "agent disconnected");
+}
+
+struct Session {
+    app: AppState,
+    device: DeviceIdentity,
+    /// Commands sent on this connection, so a delivery pass does not send them twice.
+    sent: HashSet<String>,
+}
+
+impl Session {
+    async fn serve(&mut self, socket: &mut WebSocket, mut registration: Registration) -> Ending {
+        let heartbeat = Duration::from_secs(u64::from(self.app.settings.heartbeat_secs));
+        let interval_secs = self.device.telemetry_interval_secs.unwrap_or(self.app.settings.telemetry_interval_secs);
+        let welcome = ServerMessage::Welcome {
+            device_id: self.device.device_id.clone(),
+            telemetry_interval_secs: interval_secs,
+            heartbeat_secs: self.app.settings.heartbeat_secs,
+        };
+        if send(socket, &welcome).await.is_err() {
+            return Ending::new(close::GOING_AWAY, "send failed");
+        }
+        if let Err(e) = self.deliver(socket).await {
+            return e;
+        }
+        let mut ticker = interval(heartbeat);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (mut heard, mut written) = (Instant::now(), Instant::now());
+        let stop = crate::http::sse::stopping(self.app.shutdown.subscribe());
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => {
+                    return Ending::new(close::GOING_AWAY, "the server is shutting down; reconnect");
+                }
+                frame = socket.recv() => {
+                    heard = Instant::now();
+                    match frame {
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if let Err(ending) = self.handle(socket, &text).await {
+                                return ending;
+                            }
+                        }
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                        Some(Ok(WsMessage::Close(_))) | None => return Ending::new(1000, "closed by the agent"),
+                        other => return ending_for_bad_frame(other.and_then(Result::ok), "frame not understood"),
+                    }
+                    if written.elapsed() >= SEEN_EVERY {
+                        written = Instant::now();
+                        let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
+                    }
+                }
+                nudge = registration.nudges.recv() => match nudge {
+                    Some(Nudge::Deliver) => {
+                        if let Err(e) = self.deliver(socket).await {
+                            return e;
+                        }
+                    }
+                    Some(Nudge::Decommission { wipe }) => {
+                        let _ = send(socket, &ServerMessage::Decommissioned { wipe }).await;
+                        return Ending::new(close::DECOMMISSIONED, "the device was decommissioned; stop connecting");
+                    }
+                    Some(Nudge::Replaced) | None => {
+                        return Ending::new(close::REPLACED, "another connection of this device replaced this one");
+                    }
+                },
+                _ = ticker.tick() => {
+                    if heard.elapsed() > heartbeat * 3 {
+                        return Ending::new(close::HEARTBEAT_TIMEOUT, "nothing heard from the agent within three heartbeats");
+                    }
+                    if send(socket, &ServerMessage::Heartbeat).await.is_err() {
+                        return Ending::new(close::GOING_AWAY, "send failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame from the agent.
+    async fn handle(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), Ending> {
+        let message: AgentMessage =
+            serde_json::from_str(text).map_err(|e| Ending::new(close::INVALID_FRAME, format!("invalid frame: {e}")))?;
+        let (db, scope, id) = (&self.app.db, &self.device.scope, self.device.device_id.as_str());
+        match message {
+            AgentMessage::Hello { .. } => return Err(Ending::new(close::PROTOCOL_VIOLATION, "`hello` was already sent")),
+            AgentMessage::Heartbeat => {}
+            AgentMessage::Inventory { inventory } => {
+                let mut tx = db.writer().begin().await.map_err(internal)?;
+                presence::store_inventory(&mut tx, id, &inventory).await.map_err(invalid_or_internal)?;
+                tx.commit().await.map_err(internal)?;
+                events::record(db, &self.app.bus, scope, Some(id), events::kind::INVENTORY, serde_json::json!({})).await;
+            }
+            AgentMessage::Telemetry(batch) => {
+                telemetry::validate(&batch.samples).map_err(|m| Ending::new(close::INVALID_FRAME, format!("invalid telemetry: {m}")))?;
+                self.app.telemetry.store(scope, id, batch.seq, batch.samples).await.map_err(internal)?;
+                send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
+            }
+            AgentMessage::CommandUpdate(update) => {
+                let command_id = update.command_id.clone();
+                let finished = delivery::report(db, &self.app.bus, scope, id, update).await.map_err(internal)?;
+                if finished {
+                    self.sent.remove(&command_id);
+                    self.deliver(socket).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends waiting commands this connection has not sent yet.
+    async fn deliver(&mut self, socket: &mut WebSocket) -> Result<(), Ending> {
+        let pending = delivery::pending(&self.app.db, &self.device.scope, &self.device.device_id).await.map_err(internal)?;
+        for envelope in pending {
+            if self.sent.insert(envelope.id.clone()) {
+                send(socket, &ServerMessage::Command(envelope)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ending> {
+    let text = serde_json::to_string(message).map_err(|e| internal(anyhow::Error::from(e)))?;
+    socket.send(WsMessage::Text(text.into())).await.map_err(|_| Ending::new(close::GOING_AWAY, "the connection broke"))
+}
+
+async fn close_with(socket: &mut WebSocket, ending: Ending) -> Result<(), axum::Error> {
+    // Close reasons are limited to 123 bytes by the protocol.
+    let mut reason = ending.reason;
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    socket.send(WsMessage::Close(Some(CloseFrame { code: ending.code, reason: reason.into() }))).await
+}
+
+fn ending_for_bad_frame(frame: Option<WsMessage>, otherwise: &str) -> Ending {
+    match frame {
+        Some(WsMessage::Binary(data)) if agent::decode_stream_frame(&data).is_some() => {
+            Ending::new(close::PROTOCOL_VIOLATION, "no stream is open in this protocol version")
+        }
+        Some(WsMessage::Binary(_)) => Ending::new(close::INVALID_FRAME, "a binary frame needs a 4-byte stream number"),
+        None => Ending::new(close::TOO_LARGE, "frame too large or malformed"),
+        _ => Ending::new(close::PROTOCOL_VIOLATION, otherwise),
+    }
+}
+
+fn internal(e: impl Into<Error>) -> Ending {
+    let e = e.into();
+    tracing::error!(error = %e, "agent session failed");
+    Ending::new(1011, "the server failed; reconnect later")
+}
+
+fn invalid_or_internal(e: Error) -> Ending {
+    match e {
+        Error::Invalid { detail, .. } => Ending::new(close::INVALID_FRAME, detail),
+        other => internal(other),
+    }
+}

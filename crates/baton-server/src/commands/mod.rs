@@ -1,0 +1,295 @@
+//! Commands — the durable outbox. A request names a command and its target devices; one row per
+//! device is stored (QUEUED) before anything is sent, so a command survives a server restart
+//! and waits for a device that is offline. Delivery and the device's answers are in
+//! [`delivery`]; the life of a command is
+//! `QUEUED → SENT → ACKED → SUCCEEDED | FAILED`, or `EXPIRED` after its TTL, or `CANCELED`.
+
+pub mod delivery;
+
+use std::collections::BTreeMap;
+
+use baton_proto::api::{
+    Page,
+    commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState},
+    devices::DeviceStatus,
+};
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+
+use crate::{
+    Error,
+    access::{Principal, TenantScope},
+    bus::{Message, SharedBus},
+    error::Violations,
+    pagination::{self, Cursor},
+    store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
+};
+
+/// Default and longest time a command may wait for its device.
+pub const DEFAULT_TTL_SECS: u32 = 86_400;
+pub const MAX_TTL_SECS: u32 = 30 * 86_400;
+/// Most devices one request may target.
+pub const MAX_TARGETS: usize = 100_000;
+/// Largest stored result (stdout + stderr are capped by the agent well below this).
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
+pub(crate) const COLUMNS: &str =
+    "id, batch_id, device_id, spec, state, created_by, created_at, sent_at, acked_at, finished_at, expires_at, result";
+
+/// Queues a command for every targeted device. Repeating a request with the same idempotency
+/// key returns the batch the first request made.
+pub async fn create(db: &Db, bus: &SharedBus, scope: &TenantScope, by: &Principal, req: CommandCreate) -> Result<CommandBatch, Error> {
+    validate(&req)?;
+    if let Some(key) = &req.idempotency_key
+        && let Some(batch) = batch_by_key(db, scope, key).await?
+    {
+        return Ok(batch);
+    }
+    let devices = targets(db, scope, &req).await?;
+    let ttl = i64::from(req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS));
+    let now = now_ms();
+    let batch_id = new_id();
+    let spec = serde_json::to_string(&req.command).map_err(anyhow::Error::from)?;
+    let created_by = by.subject_label();
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(
+        "INSERT INTO command_batches (id, tenant_id, spec, total, idempotency_key, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&batch_id)
+    .bind(scope.id())
+    .bind(&spec)
+    .bind(devices.len() as i64)
+    .bind(req.idempotency_key.as_deref())
+    .bind(&created_by)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::conflict_on_unique("a request with this idempotency key is being processed; retry"))?;
+    for chunk in devices.chunks(200) {
+        let mut sql = Sql::new(
+            "INSERT INTO commands (id, tenant_id, batch_id, device_id, kind, spec, state, created_by, created_at, expires_at) VALUES ",
+        );
+        for (i, device) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").bind(new_id()).push(", ").bind(scope.id()).push(", ").bind(batch_id.as_str()).push(", ");
+            sql.bind(device.as_str()).push(", ").bind(req.command.kind()).push(", ").bind(spec.as_str());
+            sql.push(", 'QUEUED', ").bind(created_by.as_str()).push(", ").bind(now).push(", ").bind(now + ttl * 1000).push(")");
+        }
+        sql.query().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("baton_commands_queued_total").increment(devices.len() as u64);
+    bus.publish(Message::CommandsQueued { tenant: scope.id().to_owned(), device_ids: devices });
+    batch(db, scope, &batch_id).await
+}
+
+fn validate(req: &CommandCreate) -> Result<(), Error> {
+    let mut v = Violations::default();
+    match &req.command {
+        CommandSpec::Exec { program, args, shell, timeout_secs } => {
+            match (program, shell) {
+                (Some(p), None) if !p.is_empty() && !p.contains('\0') => {}
+                (None, Some(s)) if !s.is_empty() && !s.contains('\0') => {}
+                _ => v.add("/command", "exec takes either `program` (with `args`) or a `shell` line"),
+            }
+            if args.len() > 256 || args.iter().any(|a| a.contains('\0') || a.len() > 4096) {
+                v.add("/command/args", "at most 256 arguments of at most 4096 bytes, without NUL");
+            }
+            if timeout_secs.is_some_and(|t| t == 0 || t > 86_400) {
+                v.add("/command/timeout_secs", "must be between 1 and 86400");
+            }
+        }
+        CommandSpec::SetTelemetryInterval { seconds } if !(1..=86_400).contains(seconds) => {
+            v.add("/command/seconds", "must be between 1 and 86400");
+        }
+        CommandSpec::Custom { name, params } => {
+            if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                v.add("/command/name", "1 to 64 letters, digits, `.`, `_` or `-`");
+            }
+            if params.to_string().len() > 64 * 1024 {
+                v.add("/command/params", "at most 64 KiB of JSON");
+            }
+        }
+        _ => {}
+    }
+    if req.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
+        v.add("/ttl_secs", format!("must be between 1 and {MAX_TTL_SECS}"));
+    }
+    if let Some(key) = &req.idempotency_key
+        && (key.is_empty() || key.len() > 128 || key.chars().any(char::is_control))
+    {
+        v.add("/idempotency_key", "1 to 128 characters without control characters");
+    }
+    let t = &req.target;
+    if t.device_ids.is_empty() && t.group.is_none() && t.labels.is_none() {
+        v.add("/target", "name devices by `device_ids`, `group` or `labels`");
+    }
+    if t.device_ids.len() > MAX_TARGETS {
+        v.add("/target/device_ids", format!("at most {MAX_TARGETS} devices"));
+    }
+    for (i, d) in t.device_ids.iter().enumerate() {
+        if !is_id(d) {
+            v.add(format!("/target/device_ids/{i}"), "is not a device id");
+        }
+    }
+    v.finish()
+}
+
+/// Active devices matching every part of the target. Named devices that are missing or not
+/// active are an error (the caller meant them); a selection simply skips inactive devices.
+async fn targets(db: &Db, scope: &TenantScope, req: &CommandCreate) -> Result<Vec<String>, Error> {
+    let t = &req.target;
+    for (i, id) in t.device_ids.iter().enumerate() {
+        let device = crate::devices::get(db, scope, id)
+            .await
+            .map_err(|_| Error::invalid(&format!("/target/device_ids/{i}"), format!("device {id} not found")))?;
+        if device.status != DeviceStatus::Active {
+            return Err(Error::Conflict(format!("device {id} is {}; commands go to active devices", device.status.as_str())));
+        }
+    }
+    let selected = if t.group.is_some() || t.labels.is_some() {
+        let ids = crate::devices::list::active_ids(db, scope, t.group.as_deref(), t.labels.as_deref(), MAX_TARGETS).await?;
+        if t.device_ids.is_empty() { ids } else { ids.into_iter().filter(|id| t.device_ids.contains(id)).collect() }
+    } else {
+        let mut ids = t.device_ids.clone();
+        ids.dedup();
+        ids
+    };
+    if selected.is_empty() {
+        return Err(Error::invalid("/target", "no active device matches the target"));
+    }
+    Ok(selected)
+}
+
+pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, Error> {
+    let not_found = || Error::NotFound(format!("command {id}"));
+    if !is_id(id) {
+        return Err(not_found());
+    }
+    sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM commands WHERE tenant_id = $1 AND id = $2")))
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()?
+        .ok_or_else(not_found)
+}
+
+/// Commands, newest first.
+pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page<Command>, Error> {
+    let limit = pagination::limit(q.limit)?;
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM commands WHERE tenant_id = "));
+    sql.bind(scope.id());
+    if let Some(device) = &q.device {
+        if !is_id(device) {
+            return Err(Error::invalid("device", "is not a device id"));
+        }
+        sql.push(" AND device_id = ").bind(device.as_str());
+    }
+    if let Some(batch) = &q.batch {
+        if !is_id(batch) {
+            return Err(Error::invalid("batch", "is not a batch id"));
+        }
+        sql.push(" AND batch_id = ").bind(batch.as_str());
+    }
+    if let Some(state) = &q.state {
+        let state = CommandState::parse(state).ok_or_else(|| Error::invalid("state", format!("`{state}` is not a command state")))?;
+        sql.push(" AND state = ").bind(state.as_str());
+    }
+    if let Some(c) = q.cursor.as_deref().map(|c| Cursor::decode(c, "-created_at")).transpose()? {
+        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
+        sql.push(" AND (created_at < ").bind(at).push(" OR (created_at = ").bind(at).push(" AND id < ").bind(c.id).push("))");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(db.reader()).await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(pagination::finish(items, limit, |c| Cursor {
+        order: "-created_at".into(),
+        text: None,
+        int: Some(c.created_at.timestamp_millis()),
+        id: c.id.clone(),
+    }))
+}
+
+/// Cancels a command that has not finished. A command already sent may still run on a device
+/// that got it before the cancel; its late result is then ignored.
+pub async fn cancel(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, Error> {
+    let command = get(db, scope, id).await?;
+    if command.state.is_final() {
+        return Err(Error::Conflict(format!("command {id} already finished as {}", command.state.as_str())));
+    }
+    sqlx::query(
+        "UPDATE commands SET state = 'CANCELED', finished_at = $1 WHERE tenant_id = $2 AND id = $3 \
+         AND state IN ('QUEUED', 'SENT', 'ACKED')",
+    )
+    .bind(now_ms())
+    .bind(scope.id())
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    get(db, scope, id).await
+}
+
+/// A batch with its progress by state.
+pub async fn batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatch, Error> {
+    let not_found = || Error::NotFound(format!("command batch {id}"));
+    if !is_id(id) {
+        return Err(not_found());
+    }
+    let row = sqlx::query("SELECT id, spec, total, created_by, created_at FROM command_batches WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .ok_or_else(not_found)?;
+    let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM commands WHERE batch_id = $1 GROUP BY state")
+        .bind(id)
+        .fetch_all(db.reader())
+        .await?;
+    let mut states = BTreeMap::new();
+    for c in counts {
+        states.insert(c.try_get::<String, _>("state")?, u64::try_from(c.try_get::<i64, _>("n")?).unwrap_or(0));
+    }
+    Ok(CommandBatch {
+        id: row.try_get("id")?,
+        command: serde_json::from_str(&row.try_get::<String, _>("spec")?).map_err(anyhow::Error::from)?,
+        total: u64::try_from(row.try_get::<i64, _>("total")?).unwrap_or(0),
+        states,
+        created_by: row.try_get("created_by")?,
+        created_at: from_ms(row.try_get("created_at")?),
+    })
+}
+
+async fn batch_by_key(db: &Db, scope: &TenantScope, key: &str) -> Result<Option<CommandBatch>, Error> {
+    let row = sqlx::query("SELECT id FROM command_batches WHERE tenant_id = $1 AND idempotency_key = $2")
+        .bind(scope.id())
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await?;
+    match row {
+        Some(r) => Ok(Some(batch(db, scope, &r.try_get::<String, _>("id")?).await?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<Command, Error> {
+    let ts = |c: &str| -> Result<_, Error> { Ok(row.try_get::<Option<i64>, _>(c)?.map(from_ms)) };
+    let state: String = row.try_get("state")?;
+    Ok(Command {
+        id: row.try_get("id")?,
+        batch_id: row.try_get("batch_id")?,
+        device_id: row.try_get("device_id")?,
+        command: serde_json::from_str(&row.try_get::<String, _>("spec")?).map_err(anyhow::Error::from)?,
+        state: CommandState::parse(&state).ok_or_else(|| anyhow::anyhow!("stored command state `{state}`"))?,
+        created_by: row.try_get("created_by")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        sent_at: ts("sent_at")?,
+        acked_at: ts("acked_at")?,
+        finished_at: ts("finished_at")?,
+        expires_at: from_ms(row.try_get("expires_at")?),
+        result: row.try_get::<Option<String>, _>("result")?.and_then(|r| serde_json::from_str(&r).ok()),
+    })
+}

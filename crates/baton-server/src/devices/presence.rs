@@ -1,0 +1,96 @@
+//! Presence and what devices report about themselves: online/offline from the connection,
+//! last seen, the remote address, and the inventory (which also fills the registry's OS,
+//! architecture, model and agent version).
+
+use baton_proto::inventory::Inventory;
+use sqlx::{Any, Transaction};
+
+use crate::{
+    Error,
+    access::TenantScope,
+    store::{Db, now_ms},
+};
+
+/// Largest stored inventory, in bytes of JSON.
+pub const MAX_INVENTORY_BYTES: usize = 256 * 1024;
+
+/// Marks a device connected and stores the inventory it sent in its hello.
+pub async fn connected(db: &Db, scope: &TenantScope, id: &str, remote: &str, inventory: &Inventory) -> Result<(), Error> {
+    let mut tx = db.writer().begin().await?;
+    sqlx::query("UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(now_ms())
+        .bind(remote)
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    store_inventory(&mut tx, id, inventory).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks a device disconnected.
+pub async fn disconnected(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE devices SET online = 0, last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Records that a connected device was heard from.
+pub async fn seen(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Every device offline: at start, no connection exists yet. (With several server nodes this
+/// moves to per-node connection ownership; see ARCHITECTURE.md.)
+pub async fn reset_all(db: &Db) -> Result<u64, Error> {
+    Ok(sqlx::query("UPDATE devices SET online = 0 WHERE online = 1").execute(db.writer()).await?.rows_affected())
+}
+
+/// Stores the inventory and copies its registry fields onto the device row.
+pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory: &Inventory) -> Result<(), Error> {
+    let json = serde_json::to_string(inventory).map_err(anyhow::Error::from)?;
+    if json.len() > MAX_INVENTORY_BYTES {
+        return Err(Error::invalid("/inventory", format!("must be at most {MAX_INVENTORY_BYTES} bytes of JSON")));
+    }
+    let text = |v: &Option<String>| v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>());
+    sqlx::query(
+        "UPDATE devices SET inventory = $1, os_family = COALESCE($2, os_family), os_version = COALESCE($3, os_version), \
+         architecture = COALESCE($4, architecture), agent_version = COALESCE($5, agent_version), \
+         manufacturer = COALESCE(manufacturer, $6), model = COALESCE(model, $7) WHERE id = $8",
+    )
+    .bind(json)
+    .bind(text(&inventory.os_family))
+    .bind(text(&inventory.os_version))
+    .bind(text(&inventory.architecture))
+    .bind(text(&inventory.agent_version))
+    .bind(text(&inventory.manufacturer))
+    .bind(text(&inventory.model))
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The stored inventory of a device (already scoped by the caller).
+pub async fn inventory(db: &Db, scope: &TenantScope, id: &str) -> Result<Option<Inventory>, Error> {
+    use sqlx::Row;
+    crate::devices::get(db, scope, id).await?;
+    let row = sqlx::query("SELECT inventory FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .fetch_one(db.reader())
+        .await?;
+    let json: Option<String> = row.try_get("inventory")?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}

@@ -1,0 +1,268 @@
+//! Enrollment: tokens that let devices enroll themselves, and the enrollment itself.
+//!
+//! Zero-touch rules: a serial pre-registered by an administrator is approved on arrival and
+//! keeps its name, groups and labels; an unknown serial under a token that requires approval
+//! waits in `pending`; the same serial enrolling again gets a new secret on the same device
+//! (never a duplicate); a decommissioned serial is refused.
+
+use std::collections::BTreeMap;
+
+use baton_proto::{
+    api::{
+        Page,
+        devices::DeviceStatus,
+        enrollment::{EnrollRequest, EnrollResponse, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenCreated},
+    },
+    labels,
+};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
+
+use crate::{
+    Error,
+    access::{Principal, TenantScope, secrets},
+    bus::SharedBus,
+    devices,
+    error::Violations,
+    events,
+    pagination::{self, Cursor},
+    store::{Db, from_ms, is_id, new_id, now_ms},
+};
+
+/// Enrollment token secrets start with this, so they are recognisable.
+pub const TOKEN_PREFIX: &str = "be_";
+
+const COLUMNS: &str = "id, name, groups, labels, requires_approval, max_uses, uses, expires_at, revoked_at, created_by, created_at";
+
+pub async fn create_token(
+    db: &Db,
+    scope: &TenantScope,
+    by: &Principal,
+    req: EnrollmentTokenCreate,
+) -> Result<EnrollmentTokenCreated, Error> {
+    let mut v = Violations::default();
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        v.add("/name", "must be 1 to 100 characters, without control characters");
+    }
+    for (key, value) in &req.labels {
+        v.check(&format!("/labels/{key}"), labels::validate_key(key));
+        v.check(&format!("/labels/{key}"), labels::validate_value(value));
+    }
+    for (i, g) in req.groups.iter().enumerate() {
+        if !is_id(g) || crate::groups::get(db, scope, g).await.is_err() {
+            v.add(format!("/groups/{i}"), format!("group {g} not found"));
+        }
+    }
+    if req.max_uses == Some(0) {
+        v.add("/max_uses", "must be at least 1 (or absent for no limit)");
+    }
+    if matches!(req.expires_in_hours, Some(0) | Some(87_601..)) {
+        v.add("/expires_in_hours", "must be between 1 and 87600");
+    }
+    v.finish()?;
+    let id = new_id();
+    let secret = secrets::generate(TOKEN_PREFIX);
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO enrollment_tokens (id, tenant_id, name, secret_hash, groups, labels, requires_approval, max_uses, \
+         uses, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11)",
+    )
+    .bind(&id)
+    .bind(scope.id())
+    .bind(name)
+    .bind(secrets::hash_token(&secret))
+    .bind(serde_json::to_string(&req.groups).map_err(anyhow::Error::from)?)
+    .bind(serde_json::to_string(&req.labels).map_err(anyhow::Error::from)?)
+    .bind(i64::from(req.requires_approval))
+    .bind(req.max_uses.map(i64::from))
+    .bind(req.expires_in_hours.map(|h| now + i64::from(h) * 3_600_000))
+    .bind(by.subject_label())
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    Ok(EnrollmentTokenCreated { token: get_token(db, scope, &id).await?, secret })
+}
+
+pub async fn get_token(db: &Db, scope: &TenantScope, id: &str) -> Result<EnrollmentToken, Error> {
+    let not_found = || Error::NotFound(format!("enrollment token {id}"));
+    if !is_id(id) {
+        return Err(not_found());
+    }
+    sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM enrollment_tokens WHERE tenant_id = $1 AND id = $2")))
+        .bind(scope.id())
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .map(|r| token_from_row(&r))
+        .transpose()?
+        .ok_or_else(not_found)
+}
+
+pub async fn list_tokens(db: &Db, scope: &TenantScope, limit: Option<u32>, cursor: Option<&str>) -> Result<Page<EnrollmentToken>, Error> {
+    let limit = pagination::limit(limit)?;
+    let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
+    let (after_ts, after_id) = after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new()));
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM enrollment_tokens WHERE tenant_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+         ORDER BY created_at, id LIMIT $4"
+    )))
+    .bind(scope.id())
+    .bind(after_ts)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?;
+    let items = rows.iter().map(token_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(pagination::finish(items, limit, |t| Cursor {
+        order: "created_at".into(),
+        text: None,
+        int: Some(t.created_at.timestamp_millis()),
+        id: t.id.clone(),
+    }))
+}
+
+pub async fn revoke_token(db: &Db, scope: &TenantScope, id: &str) -> Result<EnrollmentToken, Error> {
+    get_token(db, scope, id).await?;
+    sqlx::query("UPDATE enrollment_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(scope.id())
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    get_token(db, scope, id).await
+}
+
+/// A token as the enrollment sees it.
+struct Grant {
+    id: String,
+    scope: TenantScope,
+    groups: Vec<String>,
+    labels: BTreeMap<String, String>,
+    requires_approval: bool,
+}
+
+/// Enrolls a device with an enrollment token. Returns its id and a new secret.
+pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<EnrollResponse, Error> {
+    devices::validate_serial(&req.serial).map_err(|m| Error::invalid("/serial", m))?;
+    let grant = redeem(db, &req.token).await?;
+    let scope = grant.scope.clone();
+    let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
+    let now = now_ms();
+    let mut tx = db.writer().begin().await?;
+    let existing = sqlx::query("SELECT id, status FROM devices WHERE tenant_id = $1 AND serial = $2")
+        .bind(scope.id())
+        .bind(&req.serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (device_id, status, created) = match existing {
+        Some(row) => {
+            let id: String = row.try_get("id")?;
+            let status = DeviceStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(DeviceStatus::Pending);
+            if status == DeviceStatus::Decommissioned {
+                return Err(Error::Forbidden(format!(
+                    "the device with serial `{}` was decommissioned; an administrator must delete it before it can enroll again",
+                    req.serial
+                )));
+            }
+            (id, status, false)
+        }
+        None => {
+            let status = if grant.requires_approval { DeviceStatus::Pending } else { DeviceStatus::Active };
+            let name = req.inventory.as_ref().and_then(|i| i.hostname.clone()).filter(|h| devices::validate_text(h, true).is_ok());
+            let id = devices::insert_enrolled(&mut tx, &scope, &req.serial, name.as_deref().unwrap_or(&req.serial), status).await?;
+            (id, status, true)
+        }
+    };
+    apply_grant(&mut tx, &scope, &device_id, &grant, now).await?;
+    sqlx::query(
+        "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2, \
+         telemetry_seq = NULL WHERE id = $3",
+    )
+        .bind(secrets::hash_token(&secret))
+        .bind(now)
+        .bind(&device_id)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(inventory) = &req.inventory {
+        devices::store_inventory(&mut tx, &device_id, inventory).await?;
+    }
+    tx.commit().await?;
+    let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
+    events::record(db, bus, &scope, Some(&device_id), events::kind::ENROLLED, data).await;
+    Ok(EnrollResponse { device_id, secret, status })
+}
+
+/// Checks a token secret and counts one use, atomically (so `max_uses` holds under races).
+async fn redeem(db: &Db, secret: &str) -> Result<Grant, Error> {
+    let refused = |why: &str| Error::Unauthorized(format!("enrollment token refused: {why}"));
+    let row = sqlx::query(
+        "SELECT t.id, t.tenant_id, t.groups, t.labels, t.requires_approval, t.expires_at, t.revoked_at, n.disabled \
+         FROM enrollment_tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.secret_hash = $1",
+    )
+    .bind(secrets::hash_token(secret))
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or_else(|| refused("unknown token"))?;
+    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() || row.try_get::<i64, _>("disabled")? != 0 {
+        return Err(refused("revoked"));
+    }
+    if row.try_get::<Option<i64>, _>("expires_at")?.is_some_and(|e| e <= now_ms()) {
+        return Err(refused("expired"));
+    }
+    let id: String = row.try_get("id")?;
+    let counted = sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)")
+        .bind(&id)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    if counted == 0 {
+        return Err(refused("it has been used as often as it allows"));
+    }
+    Ok(Grant {
+        id,
+        scope: TenantScope::internal(row.try_get::<String, _>("tenant_id")?),
+        groups: serde_json::from_str(&row.try_get::<String, _>("groups")?).unwrap_or_default(),
+        labels: serde_json::from_str(&row.try_get::<String, _>("labels")?).unwrap_or_default(),
+        requires_approval: row.try_get::<i64, _>("requires_approval")? != 0,
+    })
+}
+
+/// Adds the token's groups, and its labels where the device has no value of its own (a
+/// pre-registered device's labels win).
+async fn apply_grant(tx: &mut Transaction<'_, Any>, scope: &TenantScope, device: &str, grant: &Grant, now: i64) -> Result<(), Error> {
+    for group in &grant.groups {
+        if crate::groups::exists_in(tx, scope, group).await? {
+            crate::groups::add_member(tx, scope, group, device, now).await?;
+        }
+    }
+    for (key, value) in &grant.labels {
+        sqlx::query(
+            "INSERT INTO device_labels (tenant_id, device_id, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (device_id, key) DO NOTHING",
+        )
+        .bind(scope.id())
+        .bind(device)
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn token_from_row(row: &AnyRow) -> Result<EnrollmentToken, Error> {
+    let ts = |c: &str| -> Result<_, Error> { Ok(row.try_get::<Option<i64>, _>(c)?.map(from_ms)) };
+    Ok(EnrollmentToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        groups: serde_json::from_str(&row.try_get::<String, _>("groups")?).unwrap_or_default(),
+        labels: serde_json::from_str(&row.try_get::<String, _>("labels")?).unwrap_or_default(),
+        requires_approval: row.try_get::<i64, _>("requires_approval")? != 0,
+        max_uses: row.try_get::<Option<i64>, _>("max_uses")?.and_then(|n| u32::try_from(n).ok()),
+        uses: u32::try_from(row.try_get::<i64, _>("uses")?).unwrap_or(u32::MAX),
+        expires_at: ts("expires_at")?,
+        revoked_at: ts("revoked_at")?,
+        created_by: row.try_get("created_by")?,
+        created_at: from_ms(row.try_get("created_at")?),
+    })
+}

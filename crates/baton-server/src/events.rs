@@ -1,0 +1,99 @@
+//! The event log: what happened to devices (enrolled, approved, online, offline,
+//! decommissioned, command finished, …), stored, listed newest first, and published on the bus
+//! for live views.
+
+use baton_proto::api::{
+    Page,
+    events::{Event, EventQuery},
+};
+use sqlx::{Row, any::AnyRow};
+
+use crate::{
+    Error,
+    access::TenantScope,
+    bus::{Message, SharedBus},
+    pagination::{self, Cursor},
+    store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
+};
+
+pub mod kind {
+    pub const ENROLLED: &str = "device.enrolled";
+    pub const APPROVED: &str = "device.approved";
+    pub const REJECTED: &str = "device.rejected";
+    pub const ONLINE: &str = "device.online";
+    pub const OFFLINE: &str = "device.offline";
+    pub const INVENTORY: &str = "device.inventory";
+    pub const DECOMMISSIONED: &str = "device.decommissioned";
+    pub const COMMAND_FINISHED: &str = "command.finished";
+}
+
+/// Records an event and publishes it. A failure to record is logged, not returned: the event
+/// log must never make the thing it describes fail.
+pub async fn record(db: &Db, bus: &SharedBus, scope: &TenantScope, device_id: Option<&str>, kind: &str, data: serde_json::Value) {
+    let event = Event { id: new_id(), device_id: device_id.map(str::to_owned), kind: kind.to_owned(), data, at: from_ms(now_ms()) };
+    let stored = sqlx::query("INSERT INTO events (id, tenant_id, device_id, kind, data, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&event.id)
+        .bind(scope.id())
+        .bind(device_id)
+        .bind(kind)
+        .bind(event.data.to_string())
+        .bind(event.at.timestamp_millis())
+        .execute(db.writer())
+        .await;
+    match stored {
+        Ok(_) => bus.publish(Message::Event { tenant: scope.id().to_owned(), event }),
+        Err(e) => tracing::warn!(error = %e, kind, "could not record event"),
+    }
+}
+
+/// Events, newest first.
+pub async fn list(db: &Db, scope: &TenantScope, q: &EventQuery) -> Result<Page<Event>, Error> {
+    let limit = pagination::limit(q.limit)?;
+    let mut sql = Sql::new("SELECT id, device_id, kind, data, at FROM events WHERE tenant_id = ");
+    sql.bind(scope.id());
+    if let Some(device) = &q.device {
+        if !is_id(device) {
+            return Err(Error::invalid("device", "is not a device id"));
+        }
+        sql.push(" AND device_id = ").bind(device.as_str());
+    }
+    if let Some(kind) = &q.kind {
+        check_kind(kind)?;
+        match kind.strip_suffix('.') {
+            Some(prefix) => sql.push(" AND kind LIKE ").bind(format!("{prefix}.%")),
+            None => sql.push(" AND kind = ").bind(kind.as_str()),
+        };
+    }
+    if let Some(c) = q.cursor.as_deref().map(|c| Cursor::decode(c, "-at")).transpose()? {
+        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
+        sql.push(" AND (at < ").bind(at).push(" OR (at = ").bind(at).push(" AND id < ").bind(c.id).push("))");
+    }
+    sql.push(" ORDER BY at DESC, id DESC LIMIT ").bind(limit + 1);
+    let rows = sql.query().fetch_all(db.reader()).await?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(pagination::finish(items, limit, |e| Cursor { order: "-at".into(), text: None, int: Some(e.at.timestamp_millis()), id: e.id.clone() }))
+}
+
+/// Whether an event matches a `kind` filter (exact, or a prefix ending in `.`).
+pub fn kind_matches(filter: &str, kind: &str) -> bool {
+    match filter.strip_suffix('.') {
+        Some(prefix) => kind.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')),
+        None => filter == kind,
+    }
+}
+
+pub fn check_kind(kind: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_');
+    if ok { Ok(()) } else { Err(Error::invalid("kind", "is not an event kind, like `device.online` or `device.`")) }
+}
+
+fn from_row(row: &AnyRow) -> Result<Event, Error> {
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        kind: row.try_get("kind")?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        at: from_ms(row.try_get("at")?),
+    })
+}

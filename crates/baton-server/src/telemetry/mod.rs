@@ -1,0 +1,128 @@
+//! Telemetry: samples from devices, checked, stored in batches by the [`writer`], queried as
+//! bucketed time series, kept as latest values on the device, streamed live over the bus, and
+//! pruned after the retention period.
+
+pub mod writer;
+
+use std::collections::BTreeMap;
+
+use baton_proto::{
+    agent::Sample,
+    api::telemetry::{Aggregate, Latest, Point, Series, TelemetryQuery},
+};
+use futures::TryStreamExt;
+use sqlx::Row;
+
+use crate::{
+    Error,
+    access::TenantScope,
+    store::{Db, from_ms, now_ms},
+};
+
+/// Most samples in one batch, and metrics in one sample.
+pub const MAX_SAMPLES: usize = 1_000;
+pub const MAX_METRICS: usize = 512;
+/// Longest metric name.
+pub const MAX_NAME: usize = 128;
+/// Most buckets one query may return.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// Checks a batch from outside: sizes, names, finite values, plausible times. The first
+/// problem is returned; nothing of a bad batch is stored.
+pub fn validate(samples: &[Sample]) -> Result<(), String> {
+    if samples.len() > MAX_SAMPLES {
+        return Err(format!("a batch holds at most {MAX_SAMPLES} samples"));
+    }
+    let now = now_ms();
+    for s in samples {
+        if s.metrics.len() > MAX_METRICS {
+            return Err(format!("a sample holds at most {MAX_METRICS} metrics"));
+        }
+        // Devices with bad clocks exist; a year back or a day ahead is still believable.
+        if s.ts < now - 366 * 86_400_000 || s.ts > now + 86_400_000 {
+            return Err(format!("sample time {} is implausible", s.ts));
+        }
+        for (name, value) in &s.metrics {
+            validate_name(name)?;
+            if !value.is_finite() {
+                return Err(format!("metric `{name}` is not a finite number"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(format!("metric names are 1 to {MAX_NAME} bytes without control characters"));
+    }
+    Ok(())
+}
+
+/// A metric of a device as a bucketed series.
+pub async fn series(db: &Db, scope: &TenantScope, device_id: &str, q: &TelemetryQuery) -> Result<Series, Error> {
+    crate::devices::get(db, scope, device_id).await?;
+    validate_name(&q.metric).map_err(|m| Error::invalid("metric", m))?;
+    let to = q.to.map_or_else(now_ms, |t| t.timestamp_millis());
+    let from = q.from.map_or(to - 3_600_000, |t| t.timestamp_millis());
+    let bucket_secs = q.bucket_secs.unwrap_or(60);
+    if bucket_secs == 0 {
+        return Err(Error::invalid("bucket_secs", "must be at least 1"));
+    }
+    let bucket = i64::from(bucket_secs) * 1000;
+    if from >= to {
+        return Err(Error::invalid("from", "must be before `to`"));
+    }
+    if (to - from) / bucket > MAX_BUCKETS {
+        return Err(Error::invalid("bucket_secs", format!("the range holds more than {MAX_BUCKETS} buckets; widen the buckets")));
+    }
+    let agg = q.agg.unwrap_or_default();
+    let mut rows = sqlx::query(
+        "SELECT ts, value FROM telemetry WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
+    )
+    .bind(device_id)
+    .bind(&q.metric)
+    .bind(from)
+    .bind(to)
+    .fetch(db.reader());
+    // Aggregated here rather than in SQL: `last` has no portable SQL form, and a stream keeps
+    // memory at one entry per bucket.
+    let mut buckets: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
+    while let Some(row) = rows.try_next().await? {
+        let ts: i64 = row.try_get("ts")?;
+        let value: f64 = row.try_get("value")?;
+        let start = from + (ts - from) / bucket * bucket;
+        let entry = buckets.entry(start).or_insert((value, 0));
+        entry.0 = match (agg, entry.1) {
+            (_, 0) | (Aggregate::Last, _) => value,
+            (Aggregate::Avg, n) => entry.0 + (value - entry.0) / (n as f64 + 1.0),
+            (Aggregate::Min, _) => entry.0.min(value),
+            (Aggregate::Max, _) => entry.0.max(value),
+        };
+        entry.1 += 1;
+    }
+    let points = buckets.into_iter().map(|(ts, (value, count))| Point { ts: from_ms(ts), value, count }).collect();
+    Ok(Series { metric: q.metric.clone(), agg, bucket_secs, points })
+}
+
+/// The newest value of every metric of a device.
+pub async fn latest(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Latest, Error> {
+    crate::devices::get(db, scope, device_id).await?;
+    let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(device_id)
+        .fetch_one(db.reader())
+        .await?;
+    let json: Option<String> = row.try_get("latest_telemetry")?;
+    Ok(Latest {
+        device_id: device_id.to_owned(),
+        at: row.try_get::<Option<i64>, _>("latest_at")?.map(from_ms),
+        metrics: json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+    })
+}
+
+/// Deletes samples older than `retention_days`; returns how many.
+pub async fn prune(db: &Db, retention_days: u32) -> Result<u64, Error> {
+    let cutoff = now_ms() - i64::from(retention_days) * 86_400_000;
+    Ok(sqlx::query("DELETE FROM telemetry WHERE ts < $1").bind(cutoff).execute(db.writer()).await?.rows_affected())
+}

@@ -1,0 +1,160 @@
+//! The telemetry writer: one task that stores batches from all devices together, many rows per
+//! statement and many batches per transaction, and acknowledges each batch only after its
+//! transaction committed — so an acknowledged sample is durable, and a fleet's small batches
+//! cost a few large writes instead of many small ones.
+
+use std::collections::BTreeMap;
+
+use baton_proto::{agent::Sample, api::telemetry::TelemetryEvent};
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Error,
+    access::TenantScope,
+    bus::{Message, SharedBus},
+    store::{Db, from_ms, now_ms, sql::Sql},
+};
+
+/// Rows per INSERT statement (5 values each, well under SQLite's and PostgreSQL's limits).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Rows gathered into one transaction before it is committed.
+const ROWS_PER_TRANSACTION: usize = 20_000;
+/// Batches waiting for the writer before devices are slowed down (back-pressure).
+const QUEUE: usize = 4_096;
+
+struct Job {
+    scope: TenantScope,
+    device_id: String,
+    /// The agent's batch number; a batch at or below the stored one is a resend.
+    seq: u64,
+    samples: Vec<Sample>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The handle sessions use to store batches.
+#[derive(Clone)]
+pub struct TelemetryWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl TelemetryWriter {
+    /// Starts the writer task.
+    pub fn spawn(db: Db, bus: SharedBus) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, bus, rx));
+        Self { tx }
+    }
+
+    /// Stores a checked batch; returns once it is committed (or found to be stored already).
+    pub async fn store(&self, scope: &TenantScope, device_id: &str, seq: u64, samples: Vec<Sample>) -> Result<(), Error> {
+        let (done, stored) = oneshot::channel();
+        let job = Job { scope: scope.clone(), device_id: device_id.to_owned(), seq, samples, done };
+        self.tx.send(job).await.map_err(|_| anyhow::anyhow!("the telemetry writer stopped"))?;
+        stored.await.map_err(|_| anyhow::anyhow!("the telemetry writer stopped"))?.map_err(|e| Error::Internal(anyhow::anyhow!(e)))
+    }
+}
+
+async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let mut rows = jobs[0].samples.iter().map(|s| s.metrics.len()).sum::<usize>();
+        while rows < ROWS_PER_TRANSACTION {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.samples.iter().map(|s| s.metrics.len()).sum::<usize>();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let outcome = write(&db, &jobs).await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, batches = jobs.len(), "storing telemetry failed");
+        }
+        metrics::counter!("baton_telemetry_points_stored_total").increment(if outcome.is_ok() { rows as u64 } else { 0 });
+        for job in jobs {
+            if outcome.is_ok()
+                && let Some(last) = job.samples.iter().max_by_key(|s| s.ts)
+            {
+                let event = TelemetryEvent { device_id: job.device_id.clone(), ts: from_ms(last.ts), metrics: last.metrics.clone() };
+                bus.publish(Message::Telemetry { tenant: job.scope.id().to_owned(), event });
+            }
+            let _ = job.done.send(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
+    }
+}
+
+async fn write(db: &Db, jobs: &[Job]) -> Result<(), Error> {
+    let mut tx = db.writer().begin().await?;
+    let mut fresh = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let seq = i64::try_from(job.seq).unwrap_or(i64::MAX);
+        let newer = sqlx::query("UPDATE devices SET telemetry_seq = $1 WHERE id = $2 AND (telemetry_seq IS NULL OR telemetry_seq < $1)")
+            .bind(seq)
+            .bind(&job.device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if newer > 0 {
+            fresh.push(job);
+        }
+    }
+    let mut pending = Sql::default();
+    let mut in_statement = 0;
+    for job in &fresh {
+        for sample in &job.samples {
+            for (metric, value) in &sample.metrics {
+                if in_statement == 0 {
+                    pending = Sql::new("INSERT INTO telemetry (tenant_id, device_id, ts, metric, value) VALUES ");
+                } else {
+                    pending.push(", ");
+                }
+                pending.push("(").bind(job.scope.id()).push(", ").bind(job.device_id.as_str()).push(", ");
+                pending.bind(sample.ts).push(", ").bind(metric.as_str()).push(", ").bind(*value).push(")");
+                in_statement += 1;
+                if in_statement == ROWS_PER_STATEMENT {
+                    pending.query().execute(&mut *tx).await?;
+                    in_statement = 0;
+                }
+            }
+        }
+    }
+    if in_statement > 0 {
+        pending.query().execute(&mut *tx).await?;
+    }
+    for job in fresh {
+        update_latest(&mut tx, job).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Merges the batch's newest values into the device's latest values.
+async fn update_latest(tx: &mut Transaction<'_, Any>, job: &Job) -> Result<(), Error> {
+    let mut ordered: Vec<&Sample> = job.samples.iter().collect();
+    ordered.sort_by_key(|s| s.ts);
+    let Some(newest) = ordered.last().map(|s| s.ts) else { return Ok(()) };
+    let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
+        .bind(&job.device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let stored_at: Option<i64> = row.try_get("latest_at")?;
+    if stored_at.is_some_and(|at| at > newest) {
+        return Ok(()); // an old batch resent after a reconnect: the latest values are newer
+    }
+    let mut latest: BTreeMap<String, f64> =
+        row.try_get::<Option<String>, _>("latest_telemetry")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+    for sample in ordered {
+        latest.extend(sample.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    sqlx::query("UPDATE devices SET latest_telemetry = $1, latest_at = $2, last_seen_at = $3 WHERE id = $4")
+        .bind(serde_json::to_string(&latest).map_err(anyhow::Error::from)?)
+        .bind(newest)
+        .bind(now_ms())
+        .bind(&job.device_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
