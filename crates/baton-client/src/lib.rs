@@ -1,16 +1,31 @@
 //! A typed client for Baton's REST API. The CLI and the black-box tests use it, so the API is
-//! exercised the way users' automation exercises it.
+//! exercised the way users' automation exercises it. The two live streams (events, telemetry)
+//! are Server-Sent Events, parsed in [`sse`].
 
-use baton_proto::api::{
-    Changed, Page,
-    access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
-    devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
-    groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
-    problem::Problem,
-    tenants::{Tenant, TenantCreate, TenantUpdate},
+pub mod sse;
+
+use std::collections::VecDeque;
+
+use baton_proto::{
+    api::{
+        Changed, Page,
+        access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
+        commands::{Command, CommandBatch, CommandCreate, CommandQuery},
+        devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+        enrollment::{DeviceImport, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenCreated},
+        events::{Event, EventQuery, EventStreamQuery},
+        groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
+        problem::Problem,
+        telemetry::{Latest, Series, TelemetryEvent, TelemetryQuery, TelemetryStreamQuery},
+        tenants::{Tenant, TenantCreate, TenantUpdate},
+    },
+    inventory::Inventory,
 };
-use reqwest::{Method, RequestBuilder, StatusCode};
+use futures::stream::{self, BoxStream, StreamExt};
+pub use reqwest::StatusCode;
+use reqwest::{Method, RequestBuilder, header::ACCEPT};
 use serde::{Serialize, de::DeserializeOwned};
+pub use sse::Live;
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -83,19 +98,15 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    /// Sends a request; an answer other than 2xx becomes an error.
+    async fn open(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let url = response.url().to_string();
         let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
-        if status.is_success() {
-            let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Unexpected {
-                url,
-                status,
-                reason: e.to_string(),
-            });
-        }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(problem) => Err(ClientError::Api { status, problem }),
             Err(_) => Err(ClientError::Unexpected {
@@ -106,13 +117,51 @@ impl Client {
         }
     }
 
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = self.open(request).await?;
+        let status = response.status();
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| ClientError::Unexpected { url, status, reason: e.to_string() })
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        // The innermost cause ("Connection refused", "invalid peer certificate") is the useful one.
-        let mut innermost: &dyn std::error::Error = &e;
-        while let Some(s) = innermost.source() {
-            innermost = s;
-        }
-        ClientError::Unreachable { url: self.base.clone(), reason: innermost.to_string() }
+        unreachable(&self.base, e)
+    }
+
+    /// A Server-Sent Events stream of the events named `name`, their data parsed as `T`.
+    /// Other events are skipped; `lagged` becomes [`Live::Lagged`]. The stream ends when the
+    /// server closes the connection.
+    async fn live<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+        name: &'static str,
+    ) -> Result<BoxStream<'static, Result<Live<T>>>> {
+        let request = self.request(Method::GET, path).query(query).header(ACCEPT, "text/event-stream");
+        let response = self.open(request).await?;
+        let (base, url) = (self.base.clone(), response.url().to_string());
+        let start = Some((response, sse::Parser::default(), VecDeque::new()));
+        let events = stream::unfold(start, move |state| {
+            let (base, url) = (base.clone(), url.clone());
+            async move {
+                let (mut response, mut parser, mut queue) = state?;
+                loop {
+                    while let Some(raw) = queue.pop_front() {
+                        if let Some(item) = decode(&raw, name, &url) {
+                            return Some((item, Some((response, parser, queue))));
+                        }
+                    }
+                    match response.chunk().await {
+                        Ok(Some(bytes)) => queue.extend(parser.feed(&bytes)),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(unreachable(&base, e)), None)),
+                    }
+                }
+            }
+        });
+        Ok(events.boxed())
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &impl Serialize) -> Result<T> {
@@ -189,12 +238,105 @@ impl Client {
         self.write(Method::PATCH, &format!("/api/v1/devices/{}", seg(id)), req).await
     }
 
-    pub async fn decommission_device(&self, id: &str) -> Result<Device> {
-        self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/decommission", seg(id)))).await
+    /// Retires a device; `wipe` also makes its agent erase its state and identity.
+    pub async fn decommission_device(&self, id: &str, wipe: bool) -> Result<Device> {
+        let path = format!("/api/v1/devices/{}/decommission", seg(id));
+        self.send(self.request(Method::POST, &path).query(&[("wipe", wipe)])).await
+    }
+
+    /// Lets a pending device in.
+    pub async fn approve_device(&self, id: &str) -> Result<Device> {
+        self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/approve", seg(id)))).await
+    }
+
+    /// Turns a pending device away (it is decommissioned).
+    pub async fn reject_device(&self, id: &str) -> Result<Device> {
+        self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/reject", seg(id)))).await
+    }
+
+    /// What the device reported about itself; `None` before its first connection.
+    pub async fn device_inventory(&self, id: &str) -> Result<Option<Inventory>> {
+        self.get(&format!("/api/v1/devices/{}/inventory", seg(id)), &()).await
+    }
+
+    /// Pre-registers many devices, all or nothing.
+    pub async fn import_devices(&self, req: &DeviceImport) -> Result<Vec<Device>> {
+        self.write(Method::POST, "/api/v1/devices/import", req).await
     }
 
     pub async fn delete_device(&self, id: &str) -> Result<()> {
         self.delete_at(&format!("/api/v1/devices/{}", seg(id))).await
+    }
+
+    // Enrollment tokens
+
+    pub async fn enrollment_tokens(&self, page: &PageQuery) -> Result<Page<EnrollmentToken>> {
+        self.get("/api/v1/enrollment-tokens", page).await
+    }
+
+    pub async fn create_enrollment_token(&self, req: &EnrollmentTokenCreate) -> Result<EnrollmentTokenCreated> {
+        self.write(Method::POST, "/api/v1/enrollment-tokens", req).await
+    }
+
+    pub async fn enrollment_token(&self, id: &str) -> Result<EnrollmentToken> {
+        self.get(&format!("/api/v1/enrollment-tokens/{}", seg(id)), &()).await
+    }
+
+    pub async fn revoke_enrollment_token(&self, id: &str) -> Result<EnrollmentToken> {
+        self.delete_at(&format!("/api/v1/enrollment-tokens/{}", seg(id))).await
+    }
+
+    // Commands
+
+    /// Queues a command for the target's devices; returns the batch.
+    pub async fn create_commands(&self, req: &CommandCreate) -> Result<CommandBatch> {
+        self.write(Method::POST, "/api/v1/commands", req).await
+    }
+
+    pub async fn commands(&self, query: &CommandQuery) -> Result<Page<Command>> {
+        self.get("/api/v1/commands", query).await
+    }
+
+    pub async fn command(&self, id: &str) -> Result<Command> {
+        self.get(&format!("/api/v1/commands/{}", seg(id)), &()).await
+    }
+
+    pub async fn cancel_command(&self, id: &str) -> Result<Command> {
+        self.send(self.request(Method::POST, &format!("/api/v1/commands/{}/cancel", seg(id)))).await
+    }
+
+    pub async fn command_batch(&self, id: &str) -> Result<CommandBatch> {
+        self.get(&format!("/api/v1/command-batches/{}", seg(id)), &()).await
+    }
+
+    // Telemetry and events
+
+    /// A metric of a device over time, in buckets.
+    pub async fn telemetry(&self, device: &str, query: &TelemetryQuery) -> Result<Series> {
+        self.get(&format!("/api/v1/devices/{}/telemetry", seg(device)), query).await
+    }
+
+    /// The newest value of every metric of a device.
+    pub async fn latest_telemetry(&self, device: &str) -> Result<Latest> {
+        self.get(&format!("/api/v1/devices/{}/telemetry/latest", seg(device)), &()).await
+    }
+
+    /// Live telemetry, until the server closes the stream.
+    pub async fn telemetry_stream(
+        &self,
+        query: &TelemetryStreamQuery,
+    ) -> Result<BoxStream<'static, Result<Live<TelemetryEvent>>>> {
+        self.live("/api/v1/telemetry/stream", query, "telemetry").await
+    }
+
+    /// Events, newest first.
+    pub async fn events(&self, query: &EventQuery) -> Result<Page<Event>> {
+        self.get("/api/v1/events", query).await
+    }
+
+    /// Events as they happen, until the server closes the stream.
+    pub async fn event_stream(&self, query: &EventStreamQuery) -> Result<BoxStream<'static, Result<Live<Event>>>> {
+        self.live("/api/v1/events/stream", query, "event").await
     }
 
     // Groups
@@ -248,6 +390,25 @@ impl Client {
 
     pub async fn update_tenant(&self, id: &str, req: &TenantUpdate) -> Result<Tenant> {
         self.write(Method::PATCH, &format!("/api/v1/tenants/{}", seg(id)), req).await
+    }
+}
+
+fn unreachable(base: &str, e: reqwest::Error) -> ClientError {
+    // The innermost cause ("Connection refused", "invalid peer certificate") is the useful one.
+    let mut innermost: &dyn std::error::Error = &e;
+    while let Some(s) = innermost.source() {
+        innermost = s;
+    }
+    ClientError::Unreachable { url: base.to_owned(), reason: innermost.to_string() }
+}
+
+/// One item of a live stream: `None` for events of other names.
+fn decode<T: DeserializeOwned>(raw: &sse::SseEvent, name: &str, url: &str) -> Option<Result<Live<T>>> {
+    let unexpected = |reason: String| ClientError::Unexpected { url: url.to_owned(), status: StatusCode::OK, reason };
+    match raw.event.as_str() {
+        "lagged" => Some(raw.data.trim().parse().map(Live::Lagged).map_err(|e| unexpected(format!("lagged: {e}")))),
+        n if n == name => Some(serde_json::from_str(&raw.data).map(Live::Item).map_err(|e| unexpected(e.to_string()))),
+        _ => None,
     }
 }
 

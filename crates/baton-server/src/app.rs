@@ -11,10 +11,10 @@ use crate::{
     access::login_limit::LoginLimiter,
     agents::{Registry, rate::ConnectLimiter},
     bus::LocalBus,
-    telemetry::writer::TelemetryWriter,
     config::Settings,
     http::{self, Shared, tls::TlsListener},
     store::Db,
+    telemetry::writer::TelemetryWriter,
     tenants::{self, Bootstrap},
 };
 
@@ -83,6 +83,7 @@ impl App {
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let db = self.state.db.clone();
+        let agents = self.state.agents.clone();
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -102,6 +103,11 @@ impl App {
             }
             None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
         };
+        // Upgraded connections outlive the HTTP server's graceful shutdown: let the agent
+        // sessions (told to go away above) record their disconnections before the pool closes.
+        if !agents.drained(Duration::from_secs(10)).await {
+            tracing::warn!("agent sessions still running after 10 s; closing the database anyway");
+        }
         db.close().await;
         served.map_err(|e| Error::Internal(e.into()))
     }

@@ -29,6 +29,7 @@ const ENV_KEYS: &[&str] = &[
     "heartbeat_secs",
     "telemetry_interval_secs",
     "telemetry_retention_days",
+    "command_expiry_check_secs",
     "device_connects_per_second",
     "device_connect_burst",
     "log_format",
@@ -51,6 +52,7 @@ pub struct Settings {
     pub heartbeat_secs: u32,
     pub telemetry_interval_secs: u32,
     pub telemetry_retention_days: u32,
+    pub command_expiry_check_secs: u32,
     pub device_connects_per_second: u32,
     pub device_connect_burst: u32,
     pub log_format: LogFormat,
@@ -85,6 +87,7 @@ impl Default for Settings {
             heartbeat_secs: 20,
             telemetry_interval_secs: 30,
             telemetry_retention_days: 30,
+            command_expiry_check_secs: 15,
             device_connects_per_second: 100,
             device_connect_burst: 1000,
             log_format: LogFormat::Text,
@@ -139,6 +142,9 @@ impl Settings {
         }
         if !(1..=86_400).contains(&self.telemetry_interval_secs) {
             return Err(Error::Config("telemetry_interval_secs must be between 1 and 86400".into()));
+        }
+        if !(1..=3600).contains(&self.command_expiry_check_secs) {
+            return Err(Error::Config("command_expiry_check_secs must be between 1 and 3600".into()));
         }
         if self.telemetry_retention_days == 0 {
             return Err(Error::Config("telemetry_retention_days must be at least 1".into()));

@@ -31,7 +31,8 @@ use crate::{
 /// Enrollment token secrets start with this, so they are recognisable.
 pub const TOKEN_PREFIX: &str = "be_";
 
-const COLUMNS: &str = "id, name, groups, labels, requires_approval, max_uses, uses, expires_at, revoked_at, created_by, created_at";
+const COLUMNS: &str =
+    "id, name, groups, labels, requires_approval, max_uses, uses, expires_at, revoked_at, created_by, created_at";
 
 pub async fn create_token(
     db: &Db,
@@ -98,7 +99,12 @@ pub async fn get_token(db: &Db, scope: &TenantScope, id: &str) -> Result<Enrollm
         .ok_or_else(not_found)
 }
 
-pub async fn list_tokens(db: &Db, scope: &TenantScope, limit: Option<u32>, cursor: Option<&str>) -> Result<Page<EnrollmentToken>, Error> {
+pub async fn list_tokens(
+    db: &Db,
+    scope: &TenantScope,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<Page<EnrollmentToken>, Error> {
     let limit = pagination::limit(limit)?;
     let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
     let (after_ts, after_id) = after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new()));
@@ -168,8 +174,14 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
         }
         None => {
             let status = if grant.requires_approval { DeviceStatus::Pending } else { DeviceStatus::Active };
-            let name = req.inventory.as_ref().and_then(|i| i.hostname.clone()).filter(|h| devices::validate_text(h, true).is_ok());
-            let id = devices::insert_enrolled(&mut tx, &scope, &req.serial, name.as_deref().unwrap_or(&req.serial), status).await?;
+            let name = req
+                .inventory
+                .as_ref()
+                .and_then(|i| i.hostname.clone())
+                .filter(|h| devices::validate_text(h, true).is_ok());
+            let id =
+                devices::insert_enrolled(&mut tx, &scope, &req.serial, name.as_deref().unwrap_or(&req.serial), status)
+                    .await?;
             (id, status, true)
         }
     };
@@ -178,11 +190,11 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
         "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2, \
          telemetry_seq = NULL WHERE id = $3",
     )
-        .bind(secrets::hash_token(&secret))
-        .bind(now)
-        .bind(&device_id)
-        .execute(&mut *tx)
-        .await?;
+    .bind(secrets::hash_token(&secret))
+    .bind(now)
+    .bind(&device_id)
+    .execute(&mut *tx)
+    .await?;
     if let Some(inventory) = &req.inventory {
         devices::store_inventory(&mut tx, &device_id, inventory).await?;
     }
@@ -210,11 +222,13 @@ async fn redeem(db: &Db, secret: &str) -> Result<Grant, Error> {
         return Err(refused("expired"));
     }
     let id: String = row.try_get("id")?;
-    let counted = sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)")
-        .bind(&id)
-        .execute(db.writer())
-        .await?
-        .rows_affected();
+    let counted = sqlx::query(
+        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)",
+    )
+    .bind(&id)
+    .execute(db.writer())
+    .await?
+    .rows_affected();
     if counted == 0 {
         return Err(refused("it has been used as often as it allows"));
     }
@@ -229,7 +243,13 @@ async fn redeem(db: &Db, secret: &str) -> Result<Grant, Error> {
 
 /// Adds the token's groups, and its labels where the device has no value of its own (a
 /// pre-registered device's labels win).
-async fn apply_grant(tx: &mut Transaction<'_, Any>, scope: &TenantScope, device: &str, grant: &Grant, now: i64) -> Result<(), Error> {
+async fn apply_grant(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    device: &str,
+    grant: &Grant,
+    now: i64,
+) -> Result<(), Error> {
     for group in &grant.groups {
         if crate::groups::exists_in(tx, scope, group).await? {
             crate::groups::add_member(tx, scope, group, device, now).await?;

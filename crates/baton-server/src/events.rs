@@ -29,17 +29,31 @@ pub mod kind {
 
 /// Records an event and publishes it. A failure to record is logged, not returned: the event
 /// log must never make the thing it describes fail.
-pub async fn record(db: &Db, bus: &SharedBus, scope: &TenantScope, device_id: Option<&str>, kind: &str, data: serde_json::Value) {
-    let event = Event { id: new_id(), device_id: device_id.map(str::to_owned), kind: kind.to_owned(), data, at: from_ms(now_ms()) };
-    let stored = sqlx::query("INSERT INTO events (id, tenant_id, device_id, kind, data, at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&event.id)
-        .bind(scope.id())
-        .bind(device_id)
-        .bind(kind)
-        .bind(event.data.to_string())
-        .bind(event.at.timestamp_millis())
-        .execute(db.writer())
-        .await;
+pub async fn record(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    device_id: Option<&str>,
+    kind: &str,
+    data: serde_json::Value,
+) {
+    let event = Event {
+        id: new_id(),
+        device_id: device_id.map(str::to_owned),
+        kind: kind.to_owned(),
+        data,
+        at: from_ms(now_ms()),
+    };
+    let stored =
+        sqlx::query("INSERT INTO events (id, tenant_id, device_id, kind, data, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&event.id)
+            .bind(scope.id())
+            .bind(device_id)
+            .bind(kind)
+            .bind(event.data.to_string())
+            .bind(event.at.timestamp_millis())
+            .execute(db.writer())
+            .await;
     match stored {
         Ok(_) => bus.publish(Message::Event { tenant: scope.id().to_owned(), event }),
         Err(e) => tracing::warn!(error = %e, kind, "could not record event"),
@@ -71,7 +85,12 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &EventQuery) -> Result<Page<E
     sql.push(" ORDER BY at DESC, id DESC LIMIT ").bind(limit + 1);
     let rows = sql.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(pagination::finish(items, limit, |e| Cursor { order: "-at".into(), text: None, int: Some(e.at.timestamp_millis()), id: e.id.clone() }))
+    Ok(pagination::finish(items, limit, |e| Cursor {
+        order: "-at".into(),
+        text: None,
+        int: Some(e.at.timestamp_millis()),
+        id: e.id.clone(),
+    }))
 }
 
 /// Whether an event matches a `kind` filter (exact, or a prefix ending in `.`).

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use crate::{commands::delivery, http::AppState, telemetry};
 
-/// How often commands are checked for expiry.
-const EXPIRE_EVERY: Duration = Duration::from_secs(15);
 /// How often old telemetry is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn spawn(app: &AppState) {
     let state = app.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EXPIRE_EVERY);
+        let every = Duration::from_secs(u64::from(state.settings.command_expiry_check_secs));
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             match delivery::expire(&state.db).await {

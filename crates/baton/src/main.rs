@@ -1,7 +1,9 @@
 //! `baton`: the server (`baton serve`) and the admin CLI in one binary. This file only parses
 //! the command line and hands over; each command lives in `cli/`.
 
+mod bench;
 mod cli;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -14,7 +16,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", cli::describe(&e));
-            ExitCode::FAILURE
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -41,11 +41,10 @@ impl Server {
         let mut child = command.spawn().expect("baton serve starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        // Keep draining after the banner: a closed pipe would make the server's next print fail.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut banner = Vec::new();
@@ -201,4 +200,199 @@ fn sigterm_stops_the_server_cleanly() {
     });
     let status = rx.recv_timeout(Duration::from_secs(30)).expect("exits after SIGTERM").expect("wait");
     assert!(status.success(), "exit status {status}");
+}
+
+/// Signs in as the admin from a fresh config dir.
+fn admin(server: &Server) -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("config dir");
+    ok(&baton(home.path(), &["login", "--server", &server.url, "--password-stdin"], &format!("{PASSWORD}\n")));
+    home
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(output)).expect("json")
+}
+
+fn start() -> Server {
+    Server::start(&[("BATON_ADMIN_PASSWORD", PASSWORD)], &["--http-addr", "127.0.0.1:0"])
+}
+
+#[test]
+fn enrollment_tokens_are_created_listed_and_revoked() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+
+    let args = ["enrollment-tokens", "create", "factory", "--label", "site=berlin", "--requires-approval"];
+    let created = baton(cfg, &[&args[..], &["--max-uses", "10", "--expires-in-hours", "24"]].concat(), "");
+    let stdout = ok(&created);
+    let secret = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "only the secret on stdout: {stdout}");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(stderr.contains("not shown again"), "{stderr}");
+    assert!(stderr.contains(&format!("baton-agent enroll --server {} --token {secret}", server.url)), "{stderr}");
+
+    let other = json(&baton(cfg, &["enrollment-tokens", "create", "line-2", "-o", "json"], ""));
+    let other_secret = other["secret"].as_str().expect("secret");
+    assert!(other["enroll_command"].as_str().expect("command").ends_with(&format!("--token {other_secret}")));
+    assert_eq!(other["token"]["requires_approval"], false);
+
+    let listed = json(&baton(cfg, &["enrollment-tokens", "list", "-o", "json"], ""));
+    let factory = listed.as_array().expect("array").iter().find(|t| t["name"] == "factory").expect("factory");
+    assert_eq!((factory["max_uses"].as_u64(), factory["requires_approval"].as_bool()), (Some(10), Some(true)));
+    assert_eq!(factory["labels"]["site"], "berlin");
+    assert!(factory.get("secret").is_none());
+    let table = ok(&baton(cfg, &["enrollment-tokens", "list"], ""));
+    assert!(table.contains("factory") && table.contains("0/10") && table.contains("line-2"), "{table}");
+
+    let id = factory["id"].as_str().expect("id");
+    let revoked = json(&baton(cfg, &["enrollment-tokens", "revoke", id, "-o", "json"], ""));
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let got = json(&baton(cfg, &["enrollment-tokens", "get", id, "-o", "json"], ""));
+    assert_eq!(got["revoked_at"], revoked["revoked_at"]);
+    one_line_error(&baton(cfg, &["enrollment-tokens", "create", "x", "--label", "oops"], ""), "key=value");
+}
+
+#[test]
+fn devices_import_from_csv_resolves_group_names_and_names_the_failing_line() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let group = json(&baton(cfg, &["groups", "create", "Berlin Stores", "-o", "json"], ""));
+    let group_id = group["id"].as_str().expect("id");
+    // A group whose name contains the other's: the match must be exact.
+    ok(&baton(cfg, &["groups", "create", "Berlin Stores East"], ""));
+
+    let file = cfg.join("devices.csv");
+    let csv = "serial,name,groups,labels\r\n\
+               CSV-1,\"Till 1, front\",Berlin Stores,store=berlin-12;tier=prod\r\n\
+               CSV-2,\"The \"\"big\"\" one\",,\r\n";
+    std::fs::write(&file, csv).expect("write csv");
+    let path = file.to_str().expect("utf-8 path");
+    let out = ok(&baton(cfg, &["devices", "import", path], ""));
+    assert!(out.contains("Created 2 device(s)"), "{out}");
+
+    let listed = json(&baton(cfg, &["devices", "list", "-q", "CSV-", "-o", "json"], ""));
+    let by_serial = |s: &str| listed.as_array().expect("array").iter().find(|d| d["serial"] == s).cloned().expect(s);
+    let first = by_serial("CSV-1");
+    assert_eq!(first["name"], "Till 1, front");
+    assert_eq!(first["groups"], serde_json::json!([group_id]));
+    assert_eq!(first["labels"], serde_json::json!({"store": "berlin-12", "tier": "prod"}));
+    assert_eq!(by_serial("CSV-2")["name"], "The \"big\" one");
+
+    std::fs::write(&file, "serial,name,groups,labels\nCSV-3,,Berlin Stores,\nCSV-4,,Paris Stores,\n").expect("write");
+    one_line_error(&baton(cfg, &["devices", "import", path], ""), "line 3: no group is named `Paris Stores`");
+    // A serial that exists already: the server's error comes back naming the line; nothing is created.
+    std::fs::write(&file, "serial\nCSV-9\nCSV-1\n").expect("write");
+    one_line_error(&baton(cfg, &["devices", "import", path], ""), "line 3: serial: a device with serial `CSV-1`");
+    let listed = json(&baton(cfg, &["devices", "list", "-q", "CSV-", "-o", "json"], ""));
+    assert_eq!(listed.as_array().expect("array").len(), 2, "all or nothing: {listed}");
+    std::fs::write(&file, "serial,name\nCSV-5,\"unclosed\n").expect("write");
+    one_line_error(&baton(cfg, &["devices", "import", path], ""), "line 2: a quoted field is not closed");
+}
+
+#[test]
+fn a_command_for_an_offline_device_stays_queued_until_canceled() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let device = json(&baton(cfg, &["devices", "create", "--serial", "CMD-1", "-o", "json"], ""));
+    let id = device["id"].as_str().expect("id");
+
+    let batch = json(&baton(cfg, &["commands", "send", "--device", id, "ping", "-o", "json"], ""));
+    assert_eq!((batch["total"].as_u64(), batch["states"]["QUEUED"].as_u64()), (Some(1), Some(1)), "{batch}");
+    let listed = json(&baton(cfg, &["commands", "list", "--device", id, "-o", "json"], ""));
+    let command = &listed[0];
+    assert_eq!((command["state"].as_str(), command["batch_id"].as_str()), (Some("QUEUED"), batch["id"].as_str()));
+    let command_id = command["id"].as_str().expect("id");
+    let shown = ok(&baton(cfg, &["commands", "get", command_id], ""));
+    assert!(shown.contains("QUEUED") && shown.contains("ping"), "{shown}");
+
+    let canceled = json(&baton(cfg, &["commands", "cancel", command_id, "-o", "json"], ""));
+    assert_eq!(canceled["state"], "CANCELED");
+
+    // Waiting for a device that never comes gives up after --wait-timeout; the command stays queued.
+    let send = ["commands", "send", "--device", id, "--wait", "--wait-timeout", "1", "-o", "json"];
+    one_line_error(
+        &baton(cfg, &[&send[..], &["exec", "--", "echo", "-n", "hi"]].concat(), ""),
+        "stopped waiting after 1 s",
+    );
+    let queued = json(&baton(cfg, &["commands", "list", "--state", "queued", "-o", "json"], ""));
+    let queued = queued.as_array().expect("array");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["command"], serde_json::json!({"type": "exec", "program": "echo", "args": ["-n", "hi"]}));
+
+    one_line_error(&baton(cfg, &["commands", "send", "-l", "nobody=here", "reboot"], ""), "no active device");
+    let missing = baton(cfg, &["commands", "send", "ping"], "");
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("--device"));
+}
+
+#[test]
+fn no_pending_devices_and_no_telemetry_read_as_such() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    assert_eq!(json(&baton(cfg, &["devices", "pending", "-o", "json"], "")), serde_json::json!([]));
+    assert!(ok(&baton(cfg, &["devices", "pending"], "")).contains("No devices are waiting for approval"));
+
+    let device = json(&baton(cfg, &["devices", "create", "--serial", "TEL-1", "-o", "json"], ""));
+    let id = device["id"].as_str().expect("id");
+    let latest = ok(&baton(cfg, &["telemetry", "latest", id], ""));
+    assert!(latest.contains("has reported no telemetry yet"), "{latest}");
+    let latest = json(&baton(cfg, &["telemetry", "latest", id, "-o", "json"], ""));
+    assert_eq!((latest["metrics"].clone(), latest["at"].clone()), (serde_json::json!({}), serde_json::Value::Null));
+    let series =
+        json(&baton(cfg, &["telemetry", "query", id, "--metric", "cpu.usage_pct", "--since", "30m", "-o", "json"], ""));
+    assert_eq!(series["points"], serde_json::json!([]));
+    let bad = baton(cfg, &["telemetry", "query", id, "--metric", "cpu", "--since", "1x"], "");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+
+    let inventory = ok(&baton(cfg, &["devices", "inventory", id], ""));
+    assert!(inventory.contains("has not reported its inventory"), "{inventory}");
+    one_line_error(&baton(cfg, &["devices", "approve", id], ""), "is active, not pending");
+}
+
+#[test]
+fn devices_watch_prints_events_as_they_happen() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let device = json(&baton(cfg, &["devices", "create", "--serial", "W-1", "-o", "json"], ""));
+    let id = device["id"].as_str().expect("id");
+
+    let mut watch = Command::new(BATON)
+        .args(["devices", "watch", "--device", id, "-o", "json"])
+        .env("BATON_CONFIG_DIR", cfg)
+        .env_remove("BATON_SERVER")
+        .env_remove("BATON_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch runs");
+    let lines = |pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let stderr = lines(Box::new(watch.stderr.take().expect("stderr")));
+    let stdout = lines(Box::new(watch.stdout.take().expect("stdout")));
+    let ready = stderr.recv_timeout(Duration::from_secs(30)).expect("the watcher says it is watching");
+    assert!(ready.contains("Watching device events"), "{ready}");
+
+    ok(&baton(cfg, &["devices", "decommission", id, "--wipe"], ""));
+    let line = stdout.recv_timeout(Duration::from_secs(30)).expect("an event line");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON event per line");
+    assert_eq!((event["kind"].as_str(), event["device_id"].as_str()), (Some("device.decommissioned"), Some(id)));
+    assert_eq!(event["data"]["wipe"], true);
+
+    let listed = json(&baton(cfg, &["events", "list", "--device", id, "--kind", "device.", "-o", "json"], ""));
+    assert_eq!(listed[0]["id"], event["id"]);
+    let table = ok(&baton(cfg, &["events", "list", "--device", id], ""));
+    assert!(table.contains("device.decommissioned"), "{table}");
 }

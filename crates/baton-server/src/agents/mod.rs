@@ -38,6 +38,21 @@ struct Entry {
 pub struct Registry {
     sessions: Mutex<HashMap<String, Entry>>,
     next: AtomicU64,
+    /// Sessions still running, including their last writes after unregistering; shutdown
+    /// waits for this to reach zero before closing the database.
+    running: AtomicU64,
+    drained: tokio::sync::Notify,
+}
+
+/// Counts a running session until dropped.
+pub struct Running(Arc<Registry>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 /// A session's registration; dropping it does not unregister (the session does, on exit).
@@ -49,6 +64,26 @@ pub struct Registration {
 impl Registry {
     pub fn shared() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Marks a session as running until the returned guard is dropped.
+    pub fn running(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+
+    /// Waits until no session runs, or `limit` passes. True when drained.
+    pub async fn drained(&self, limit: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.drained.notified();
+                if self.running.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// Registers a session, replacing (and telling) an older one of the same device.

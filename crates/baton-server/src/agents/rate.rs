@@ -2,12 +2,7 @@
 //! fleet coming back after an outage is admitted at a steady pace instead of all at once, and
 //! one misbehaving address cannot exhaust the server.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
 
 pub struct ConnectLimiter {
     per_second: f64,

@@ -44,7 +44,12 @@ pub async fn refuse_decommissioned(mut socket: WebSocket, wipe: bool) {
 
 /// Runs an accepted connection to its end.
 pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr) {
+    let _running = app.agents.running();
     let hello = match timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) if text.len() > agent::MAX_FRAME_BYTES => {
+            let _ = close_with(&mut socket, too_large()).await;
+            return;
+        }
         Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<AgentMessage>(&text),
         Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) => return,
         Err(_) => {
@@ -52,7 +57,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             return;
         }
         Ok(other) => {
-            let ending = ending_for_bad_frame(other.and_then(Result::ok), "the first frame must be a `hello` text frame");
+            let ending =
+                ending_for_bad_frame(other.and_then(Result::ok), "the first frame must be a `hello` text frame");
             let _ = close_with(&mut socket, ending).await;
             return;
         }
@@ -67,7 +73,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             return;
         }
         Ok(_) => {
-            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "the first frame must be `hello`")).await;
+            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "the first frame must be `hello`"))
+                .await;
             return;
         }
         Err(e) => {
@@ -92,8 +99,15 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     }
     let registration = app.agents.register(&id);
     let connection = registration.connection;
-    events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, serde_json::json!({"remote_addr": peer.ip().to_string()}))
-        .await;
+    events::record(
+        &app.db,
+        &app.bus,
+        &scope,
+        Some(&id),
+        events::kind::ONLINE,
+        serde_json::json!({"remote_addr": peer.ip().to_string()}),
+    )
+    .await;
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let mut session = Session { app: app.clone(), device, sent: HashSet::new() };
@@ -188,20 +202,27 @@ impl Session {
 
     /// Handles one text frame from the agent.
     async fn handle(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), Ending> {
+        if text.len() > agent::MAX_FRAME_BYTES {
+            return Err(too_large());
+        }
         let message: AgentMessage =
             serde_json::from_str(text).map_err(|e| Ending::new(close::INVALID_FRAME, format!("invalid frame: {e}")))?;
         let (db, scope, id) = (&self.app.db, &self.device.scope, self.device.device_id.as_str());
         match message {
-            AgentMessage::Hello { .. } => return Err(Ending::new(close::PROTOCOL_VIOLATION, "`hello` was already sent")),
+            AgentMessage::Hello { .. } => {
+                return Err(Ending::new(close::PROTOCOL_VIOLATION, "`hello` was already sent"));
+            }
             AgentMessage::Heartbeat => {}
             AgentMessage::Inventory { inventory } => {
                 let mut tx = db.writer().begin().await.map_err(internal)?;
                 presence::store_inventory(&mut tx, id, &inventory).await.map_err(invalid_or_internal)?;
                 tx.commit().await.map_err(internal)?;
-                events::record(db, &self.app.bus, scope, Some(id), events::kind::INVENTORY, serde_json::json!({})).await;
+                events::record(db, &self.app.bus, scope, Some(id), events::kind::INVENTORY, serde_json::json!({}))
+                    .await;
             }
             AgentMessage::Telemetry(batch) => {
-                telemetry::validate(&batch.samples).map_err(|m| Ending::new(close::INVALID_FRAME, format!("invalid telemetry: {m}")))?;
+                telemetry::validate(&batch.samples)
+                    .map_err(|m| Ending::new(close::INVALID_FRAME, format!("invalid telemetry: {m}")))?;
                 self.app.telemetry.store(scope, id, batch.seq, batch.samples).await.map_err(internal)?;
                 send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
             }
@@ -219,7 +240,8 @@ impl Session {
 
     /// Sends waiting commands this connection has not sent yet.
     async fn deliver(&mut self, socket: &mut WebSocket) -> Result<(), Ending> {
-        let pending = delivery::pending(&self.app.db, &self.device.scope, &self.device.device_id).await.map_err(internal)?;
+        let pending =
+            delivery::pending(&self.app.db, &self.device.scope, &self.device.device_id).await.map_err(internal)?;
         for envelope in pending {
             if self.sent.insert(envelope.id.clone()) {
                 send(socket, &ServerMessage::Command(envelope)).await?;
@@ -252,6 +274,10 @@ fn ending_for_bad_frame(frame: Option<WsMessage>, otherwise: &str) -> Ending {
         None => Ending::new(close::TOO_LARGE, "frame too large or malformed"),
         _ => Ending::new(close::PROTOCOL_VIOLATION, otherwise),
     }
+}
+
+fn too_large() -> Ending {
+    Ending::new(close::TOO_LARGE, format!("frames are limited to {} bytes", agent::MAX_FRAME_BYTES))
 }
 
 fn internal(e: impl Into<Error>) -> Ending {

@@ -45,13 +45,23 @@ pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Ve
             .bind(&command.id)
             .execute(db.writer())
             .await?;
-        out.push(CommandEnvelope { id: command.id, command: command.command, expires_at: command.expires_at.timestamp_millis() });
+        out.push(CommandEnvelope {
+            id: command.id,
+            command: command.command,
+            expires_at: command.expires_at.timestamp_millis(),
+        });
     }
     Ok(out)
 }
 
 /// Applies a device's report about one of its commands. Returns whether the command finished.
-pub async fn report(db: &Db, bus: &SharedBus, scope: &TenantScope, device_id: &str, update: CommandUpdate) -> Result<bool, Error> {
+pub async fn report(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    device_id: &str,
+    update: CommandUpdate,
+) -> Result<bool, Error> {
     let row = sqlx::query("SELECT state, spec FROM commands WHERE tenant_id = $1 AND device_id = $2 AND id = $3")
         .bind(scope.id())
         .bind(device_id)
@@ -69,18 +79,21 @@ pub async fn report(db: &Db, bus: &SharedBus, scope: &TenantScope, device_id: &s
     let now = now_ms();
     match update.state {
         CommandProgress::Acked => {
-            sqlx::query("UPDATE commands SET state = 'ACKED', acked_at = $1 WHERE id = $2 AND state IN ('QUEUED', 'SENT')")
-                .bind(now)
-                .bind(&update.command_id)
-                .execute(db.writer())
-                .await?;
+            sqlx::query(
+                "UPDATE commands SET state = 'ACKED', acked_at = $1 WHERE id = $2 AND state IN ('QUEUED', 'SENT')",
+            )
+            .bind(now)
+            .bind(&update.command_id)
+            .execute(db.writer())
+            .await?;
             Ok(false)
         }
         CommandProgress::Succeeded | CommandProgress::Failed => {
             let final_state = if update.state == CommandProgress::Succeeded { "SUCCEEDED" } else { "FAILED" };
             let mut result = serde_json::to_string(&update.result.unwrap_or_default()).map_err(anyhow::Error::from)?;
             if result.len() > MAX_RESULT_BYTES {
-                result = serde_json::json!({"error": "the result was larger than the server keeps", "truncated": true}).to_string();
+                result = serde_json::json!({"error": "the result was larger than the server keeps", "truncated": true})
+                    .to_string();
             }
             let changed = sqlx::query(
                 "UPDATE commands SET state = $1, result = $2, finished_at = $3, acked_at = COALESCE(acked_at, $3) \
@@ -127,7 +140,8 @@ pub async fn expire(db: &Db) -> Result<u64, Error> {
         .execute(db.writer())
         .await?
         .rows_affected();
-    let lost = serde_json::json!({"error": "the device did not report a result before the command expired"}).to_string();
+    let lost =
+        serde_json::json!({"error": "the device did not report a result before the command expired"}).to_string();
     let failed = sqlx::query("UPDATE commands SET state = 'FAILED', finished_at = $1, result = $2 WHERE state = 'ACKED' AND expires_at <= $3")
         .bind(now)
         .bind(lost)

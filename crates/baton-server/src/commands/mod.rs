@@ -37,7 +37,13 @@ pub(crate) const COLUMNS: &str =
 
 /// Queues a command for every targeted device. Repeating a request with the same idempotency
 /// key returns the batch the first request made.
-pub async fn create(db: &Db, bus: &SharedBus, scope: &TenantScope, by: &Principal, req: CommandCreate) -> Result<CommandBatch, Error> {
+pub async fn create(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    by: &Principal,
+    req: CommandCreate,
+) -> Result<CommandBatch, Error> {
     validate(&req)?;
     if let Some(key) = &req.idempotency_key
         && let Some(batch) = batch_by_key(db, scope, key).await?
@@ -75,7 +81,13 @@ pub async fn create(db: &Db, bus: &SharedBus, scope: &TenantScope, by: &Principa
             }
             sql.push("(").bind(new_id()).push(", ").bind(scope.id()).push(", ").bind(batch_id.as_str()).push(", ");
             sql.bind(device.as_str()).push(", ").bind(req.command.kind()).push(", ").bind(spec.as_str());
-            sql.push(", 'QUEUED', ").bind(created_by.as_str()).push(", ").bind(now).push(", ").bind(now + ttl * 1000).push(")");
+            sql.push(", 'QUEUED', ")
+                .bind(created_by.as_str())
+                .push(", ")
+                .bind(now)
+                .push(", ")
+                .bind(now + ttl * 1000)
+                .push(")");
         }
         sql.query().execute(&mut *tx).await?;
     }
@@ -105,7 +117,10 @@ fn validate(req: &CommandCreate) -> Result<(), Error> {
             v.add("/command/seconds", "must be between 1 and 86400");
         }
         CommandSpec::Custom { name, params } => {
-            if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 v.add("/command/name", "1 to 64 letters, digits, `.`, `_` or `-`");
             }
             if params.to_string().len() > 64 * 1024 {
@@ -146,11 +161,15 @@ async fn targets(db: &Db, scope: &TenantScope, req: &CommandCreate) -> Result<Ve
             .await
             .map_err(|_| Error::invalid(&format!("/target/device_ids/{i}"), format!("device {id} not found")))?;
         if device.status != DeviceStatus::Active {
-            return Err(Error::Conflict(format!("device {id} is {}; commands go to active devices", device.status.as_str())));
+            return Err(Error::Conflict(format!(
+                "device {id} is {}; commands go to active devices",
+                device.status.as_str()
+            )));
         }
     }
     let selected = if t.group.is_some() || t.labels.is_some() {
-        let ids = crate::devices::list::active_ids(db, scope, t.group.as_deref(), t.labels.as_deref(), MAX_TARGETS).await?;
+        let ids =
+            crate::devices::list::active_ids(db, scope, t.group.as_deref(), t.labels.as_deref(), MAX_TARGETS).await?;
         if t.device_ids.is_empty() { ids } else { ids.into_iter().filter(|id| t.device_ids.contains(id)).collect() }
     } else {
         let mut ids = t.device_ids.clone();
@@ -196,12 +215,19 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page
         sql.push(" AND batch_id = ").bind(batch.as_str());
     }
     if let Some(state) = &q.state {
-        let state = CommandState::parse(state).ok_or_else(|| Error::invalid("state", format!("`{state}` is not a command state")))?;
+        let state = CommandState::parse(state)
+            .ok_or_else(|| Error::invalid("state", format!("`{state}` is not a command state")))?;
         sql.push(" AND state = ").bind(state.as_str());
     }
     if let Some(c) = q.cursor.as_deref().map(|c| Cursor::decode(c, "-created_at")).transpose()? {
         let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
-        sql.push(" AND (created_at < ").bind(at).push(" OR (created_at = ").bind(at).push(" AND id < ").bind(c.id).push("))");
+        sql.push(" AND (created_at < ")
+            .bind(at)
+            .push(" OR (created_at = ")
+            .bind(at)
+            .push(" AND id < ")
+            .bind(c.id)
+            .push("))");
     }
     sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
     let rows = sql.query().fetch_all(db.reader()).await?;
@@ -239,12 +265,14 @@ pub async fn batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatc
     if !is_id(id) {
         return Err(not_found());
     }
-    let row = sqlx::query("SELECT id, spec, total, created_by, created_at FROM command_batches WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.id())
-        .bind(id)
-        .fetch_optional(db.reader())
-        .await?
-        .ok_or_else(not_found)?;
+    let row = sqlx::query(
+        "SELECT id, spec, total, created_by, created_at FROM command_batches WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?
+    .ok_or_else(not_found)?;
     let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM commands WHERE batch_id = $1 GROUP BY state")
         .bind(id)
         .fetch_all(db.reader())

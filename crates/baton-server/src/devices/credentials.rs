@@ -48,7 +48,9 @@ pub async fn authenticate(db: &Db, device_id: &str, secret: &str) -> Result<Opti
         device_id: device_id.to_owned(),
         status: DeviceStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("stored device status `{status}`"))?,
         wipe_requested: row.try_get::<i64, _>("wipe_requested")? != 0,
-        telemetry_interval_secs: row.try_get::<Option<i64>, _>("telemetry_interval_secs")?.and_then(|s| u32::try_from(s).ok()),
+        telemetry_interval_secs: row
+            .try_get::<Option<i64>, _>("telemetry_interval_secs")?
+            .and_then(|s| u32::try_from(s).ok()),
     }))
 }
 

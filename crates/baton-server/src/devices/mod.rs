@@ -92,7 +92,12 @@ fn check_create(req: &DeviceCreate, at: &str) -> Result<(), Error> {
 }
 
 /// Inserts a checked, pre-registered device with its labels and groups.
-async fn insert_created(tx: &mut Transaction<'_, Any>, scope: &TenantScope, req: &DeviceCreate, at: &str) -> Result<String, Error> {
+async fn insert_created(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    req: &DeviceCreate,
+    at: &str,
+) -> Result<String, Error> {
     let name = req.name.as_deref().unwrap_or(&req.serial).trim();
     let id = new_id();
     let now = now_ms();
@@ -148,7 +153,9 @@ pub(crate) async fn insert_enrolled(
     .bind(search_key(name, Some(serial)))
     .execute(&mut **tx)
     .await
-    .map_err(Error::conflict_on_unique(format!("a device with serial `{serial}` is enrolling at the same time; retry")))?;
+    .map_err(Error::conflict_on_unique(format!(
+        "a device with serial `{serial}` is enrolling at the same time; retry"
+    )))?;
     Ok(id)
 }
 
@@ -220,7 +227,13 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: DeviceUpdate) -
 /// Retires a device: its credentials stop opening anything, its waiting commands are
 /// canceled, a live connection is told and closed, and it is kept with its history. With
 /// `wipe`, the agent erases its state and identity when told.
-pub async fn decommission(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &str, wipe: bool) -> Result<Device, Error> {
+pub async fn decommission(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    id: &str,
+    wipe: bool,
+) -> Result<Device, Error> {
     let device = get(db, scope, id).await?;
     if device.status != DeviceStatus::Decommissioned || wipe {
         let now = now_ms();
@@ -244,13 +257,15 @@ pub async fn decommission(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &st
 
 /// Lets a pending device in.
 pub async fn approve(db: &Db, bus: &SharedBus, scope: &TenantScope, id: &str) -> Result<Device, Error> {
-    let changed = sqlx::query("UPDATE devices SET status = 'active', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'pending'")
-        .bind(now_ms())
-        .bind(scope.id())
-        .bind(id)
-        .execute(db.writer())
-        .await?
-        .rows_affected();
+    let changed = sqlx::query(
+        "UPDATE devices SET status = 'active', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'pending'",
+    )
+    .bind(now_ms())
+    .bind(scope.id())
+    .bind(id)
+    .execute(db.writer())
+    .await?
+    .rows_affected();
     let device = get(db, scope, id).await?;
     if changed == 0 {
         return Err(Error::Conflict(format!("device {id} is {}, not pending", device.status.as_str())));
@@ -280,8 +295,16 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
         )));
     }
     let mut tx = db.writer().begin().await?;
-    sqlx::query("DELETE FROM telemetry WHERE tenant_id = $1 AND device_id = $2").bind(scope.id()).bind(id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2").bind(scope.id()).bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM telemetry WHERE tenant_id = $1 AND device_id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -15,7 +15,13 @@ use crate::{
 pub const MAX_INVENTORY_BYTES: usize = 256 * 1024;
 
 /// Marks a device connected and stores the inventory it sent in its hello.
-pub async fn connected(db: &Db, scope: &TenantScope, id: &str, remote: &str, inventory: &Inventory) -> Result<(), Error> {
+pub async fn connected(
+    db: &Db,
+    scope: &TenantScope,
+    id: &str,
+    remote: &str,
+    inventory: &Inventory,
+) -> Result<(), Error> {
     let mut tx = db.writer().begin().await?;
     sqlx::query("UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2 WHERE tenant_id = $3 AND id = $4")
         .bind(now_ms())
@@ -63,7 +69,8 @@ pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory:
     if json.len() > MAX_INVENTORY_BYTES {
         return Err(Error::invalid("/inventory", format!("must be at most {MAX_INVENTORY_BYTES} bytes of JSON")));
     }
-    let text = |v: &Option<String>| v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>());
+    let text =
+        |v: &Option<String>| v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>());
     sqlx::query(
         "UPDATE devices SET inventory = $1, os_family = COALESCE($2, os_family), os_version = COALESCE($3, os_version), \
          architecture = COALESCE($4, architecture), agent_version = COALESCE($5, agent_version), \

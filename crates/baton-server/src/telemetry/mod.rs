@@ -74,7 +74,10 @@ pub async fn series(db: &Db, scope: &TenantScope, device_id: &str, q: &Telemetry
         return Err(Error::invalid("from", "must be before `to`"));
     }
     if (to - from) / bucket > MAX_BUCKETS {
-        return Err(Error::invalid("bucket_secs", format!("the range holds more than {MAX_BUCKETS} buckets; widen the buckets")));
+        return Err(Error::invalid(
+            "bucket_secs",
+            format!("the range holds more than {MAX_BUCKETS} buckets; widen the buckets"),
+        ));
     }
     let agg = q.agg.unwrap_or_default();
     let mut rows = sqlx::query(

@@ -47,11 +47,20 @@ impl TelemetryWriter {
     }
 
     /// Stores a checked batch; returns once it is committed (or found to be stored already).
-    pub async fn store(&self, scope: &TenantScope, device_id: &str, seq: u64, samples: Vec<Sample>) -> Result<(), Error> {
+    pub async fn store(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+        seq: u64,
+        samples: Vec<Sample>,
+    ) -> Result<(), Error> {
         let (done, stored) = oneshot::channel();
         let job = Job { scope: scope.clone(), device_id: device_id.to_owned(), seq, samples, done };
         self.tx.send(job).await.map_err(|_| anyhow::anyhow!("the telemetry writer stopped"))?;
-        stored.await.map_err(|_| anyhow::anyhow!("the telemetry writer stopped"))?.map_err(|e| Error::Internal(anyhow::anyhow!(e)))
+        stored
+            .await
+            .map_err(|_| anyhow::anyhow!("the telemetry writer stopped"))?
+            .map_err(|e| Error::Internal(anyhow::anyhow!(e)))
     }
 }
 
@@ -72,12 +81,20 @@ async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, batches = jobs.len(), "storing telemetry failed");
         }
-        metrics::counter!("baton_telemetry_points_stored_total").increment(if outcome.is_ok() { rows as u64 } else { 0 });
+        metrics::counter!("baton_telemetry_points_stored_total").increment(if outcome.is_ok() {
+            rows as u64
+        } else {
+            0
+        });
         for job in jobs {
             if outcome.is_ok()
                 && let Some(last) = job.samples.iter().max_by_key(|s| s.ts)
             {
-                let event = TelemetryEvent { device_id: job.device_id.clone(), ts: from_ms(last.ts), metrics: last.metrics.clone() };
+                let event = TelemetryEvent {
+                    device_id: job.device_id.clone(),
+                    ts: from_ms(last.ts),
+                    metrics: last.metrics.clone(),
+                };
                 bus.publish(Message::Telemetry { tenant: job.scope.id().to_owned(), event });
             }
             let _ = job.done.send(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
@@ -90,12 +107,14 @@ async fn write(db: &Db, jobs: &[Job]) -> Result<(), Error> {
     let mut fresh = Vec::with_capacity(jobs.len());
     for job in jobs {
         let seq = i64::try_from(job.seq).unwrap_or(i64::MAX);
-        let newer = sqlx::query("UPDATE devices SET telemetry_seq = $1 WHERE id = $2 AND (telemetry_seq IS NULL OR telemetry_seq < $1)")
-            .bind(seq)
-            .bind(&job.device_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let newer = sqlx::query(
+            "UPDATE devices SET telemetry_seq = $1 WHERE id = $2 AND (telemetry_seq IS NULL OR telemetry_seq < $1)",
+        )
+        .bind(seq)
+        .bind(&job.device_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if newer > 0 {
             fresh.push(job);
         }
@@ -144,8 +163,10 @@ async fn update_latest(tx: &mut Transaction<'_, Any>, job: &Job) -> Result<(), E
     if stored_at.is_some_and(|at| at > newest) {
         return Ok(()); // an old batch resent after a reconnect: the latest values are newer
     }
-    let mut latest: BTreeMap<String, f64> =
-        row.try_get::<Option<String>, _>("latest_telemetry")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+    let mut latest: BTreeMap<String, f64> = row
+        .try_get::<Option<String>, _>("latest_telemetry")?
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
     for sample in ordered {
         latest.extend(sample.metrics.iter().map(|(k, v)| (k.clone(), *v)));
     }

@@ -149,7 +149,7 @@ async fn relabel_rename_and_the_lifecycle_to_deletion() {
     let operator = app.client_with_role("operator").await;
     let refused = operator.delete_device(&device.id).await.expect_err("active devices are not deleted");
     assert_eq!(refused.status().map(|s| s.as_u16()), Some(409));
-    let retired = operator.decommission_device(&device.id).await.expect("decommissioned");
+    let retired = operator.decommission_device(&device.id, false).await.expect("decommissioned");
     assert_eq!(retired.status, DeviceStatus::Decommissioned);
     let listed = DeviceQuery { status: Some("decommissioned".into()), ..Default::default() };
     assert_eq!(app.admin.devices(&listed).await.expect("list").items.len(), 1);

@@ -3,9 +3,12 @@
 //! PostgreSQL when `BATON_TEST_DATABASE_URL` is set.
 
 mod access;
+mod agent_protocol;
 mod bad_input;
+mod commands;
 mod devices;
 mod docs;
+mod enrollment;
 mod groups;
 mod openapi_walk;
 mod support;

@@ -57,7 +57,11 @@ async fn every_secured_route_refuses_a_caller_without_credentials() {
     }
     let mut unsecured: Vec<_> = ops.iter().filter(|o| !o.secured).map(|o| o.path.as_str()).collect();
     unsecured.sort();
-    assert_eq!(unsecured, ["/api/v1/auth/login", "/api/v1/enroll", "/healthz", "/metrics", "/readyz"], "only these are open");
+    assert_eq!(
+        unsecured,
+        ["/api/v1/auth/login", "/api/v1/enroll", "/healthz", "/metrics", "/readyz"],
+        "only these are open"
+    );
     assert!(checked >= 24);
 }
 

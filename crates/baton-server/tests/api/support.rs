@@ -42,6 +42,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         admin_password: Some(ADMIN_PASSWORD.into()),
         bootstrap_token: Some(format!("bootstrap-{}", uuid::Uuid::new_v4().simple())),
         login_attempts_per_minute: 1000,
+        command_expiry_check_secs: 1,
         ..Settings::default()
     }
 }

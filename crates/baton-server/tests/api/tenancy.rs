@@ -34,7 +34,7 @@ async fn another_tenant_cannot_see_or_touch_this_tenants_things() {
     assert_eq!(status(theirs.device(&device.id).await.expect_err("get")), 404);
     let rename = DeviceUpdate { name: Some("stolen".into()), ..Default::default() };
     assert_eq!(status(theirs.update_device(&device.id, &rename).await.expect_err("patch")), 404);
-    assert_eq!(status(theirs.decommission_device(&device.id).await.expect_err("decommission")), 404);
+    assert_eq!(status(theirs.decommission_device(&device.id, false).await.expect_err("decommission")), 404);
     assert_eq!(status(theirs.delete_device(&device.id).await.expect_err("delete")), 404);
     assert_eq!(status(theirs.group(&group.id).await.expect_err("get group")), 404);
     let move_it = GroupUpdate { name: Some("x".into()), ..Default::default() };

@@ -124,7 +124,7 @@ pub enum TokensCommand {
 pub struct PageArgs {
     /// Rows per page.
     #[arg(long, default_value_t = 100)]
-    limit: u32,
+    pub limit: u32,
 }
 
 pub async fn tokens(cmd: TokensCommand, client: &Client, g: &Global) -> anyhow::Result<()> {

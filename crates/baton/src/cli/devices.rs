@@ -1,14 +1,19 @@
-//! `baton devices …`: the device registry.
+//! `baton devices …`: the device registry, approval of enrolled devices, inventory, CSV import
+//! (in [`super::import`]) and the live event feed (in [`super::events`]).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use baton_client::Client;
-use baton_proto::api::devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate};
+use baton_proto::{
+    api::devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+    inventory::Inventory,
+};
 
 use super::{
     Global,
     access::done,
-    output::{self, Tabular, ago, or_dash},
+    events, import,
+    output::{self, Format, Tabular, ago, or_dash},
 };
 
 #[derive(clap::Subcommand)]
@@ -38,10 +43,38 @@ pub enum DevicesCommand {
     },
     /// Rename a device.
     Rename { id: String, name: String },
-    /// Retire a device: credentials revoked, history kept.
-    Decommission { id: String },
+    /// Retire a device: credentials revoked, waiting commands canceled, history kept.
+    Decommission {
+        id: String,
+        /// Also make the agent erase its state and identity.
+        #[arg(long)]
+        wipe: bool,
+    },
     /// Delete a decommissioned device for good.
     Delete { id: String },
+    /// List devices waiting for approval.
+    Pending {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Follow every page, not just the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Let a pending device in.
+    Approve { id: String },
+    /// Turn a pending device away (it is decommissioned).
+    Reject { id: String },
+    /// Show what a device reported about itself: OS, hardware, disks, network.
+    Inventory { id: String },
+    /// Pre-register devices from a CSV file with the header `serial,name,groups,labels`
+    /// (groups by name, separated by `;`; labels as `k=v;k2=v2`), all or nothing.
+    Import { file: PathBuf },
+    /// Print device events as they happen, until interrupted.
+    Watch {
+        /// Only this device's events.
+        #[arg(long)]
+        device: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -78,7 +111,7 @@ pub struct ListArgs {
 pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Result<()> {
     match cmd {
         DevicesCommand::List(a) => {
-            let mut query = DeviceQuery {
+            let query = DeviceQuery {
                 status: a.status,
                 online: a.online,
                 os: a.os,
@@ -89,31 +122,11 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
                 limit: Some(a.limit),
                 ..DeviceQuery::default()
             };
-            let mut items = Vec::new();
-            loop {
-                let page = client.devices(&query).await?;
-                items.extend(page.items);
-                match page.next_cursor {
-                    Some(c) if a.all => query.cursor = Some(c),
-                    Some(_) => {
-                        eprintln!("(more devices on the server: pass --all, or narrow the filters)");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            output::list(g.output, &items)
+            output::list(g.output, &list(client, query, a.all).await?)
         }
         DevicesCommand::Get { id } => output::one(g.output, &client.device(&id).await?),
         DevicesCommand::Create { serial, name, labels, groups } => {
-            let labels = labels
-                .iter()
-                .map(|l| {
-                    l.split_once('=')
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .ok_or_else(|| anyhow::anyhow!("--label `{l}` must look like key=value"))
-                })
-                .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+            let labels = parse_labels(&labels)?;
             let device =
                 client.create_device(&DeviceCreate { serial, name, labels, groups, ..Default::default() }).await?;
             output::one(g.output, &device)
@@ -134,12 +147,64 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
             let device = client.update_device(&id, &DeviceUpdate { name: Some(name), ..Default::default() }).await?;
             output::one(g.output, &device)
         }
-        DevicesCommand::Decommission { id } => output::one(g.output, &client.decommission_device(&id).await?),
+        DevicesCommand::Decommission { id, wipe } => {
+            output::one(g.output, &client.decommission_device(&id, wipe).await?)
+        }
         DevicesCommand::Delete { id } => {
             client.delete_device(&id).await?;
             done(g.output, &format!("deleted device {id}"))
         }
+        DevicesCommand::Pending { limit, all } => {
+            let query = DeviceQuery { status: Some("pending".into()), limit: Some(limit), ..Default::default() };
+            let devices = list(client, query, all).await?;
+            if devices.is_empty() && g.output == Format::Table {
+                println!("No devices are waiting for approval.");
+                return Ok(());
+            }
+            output::list(g.output, &devices)
+        }
+        DevicesCommand::Approve { id } => output::one(g.output, &client.approve_device(&id).await?),
+        DevicesCommand::Reject { id } => output::one(g.output, &client.reject_device(&id).await?),
+        DevicesCommand::Inventory { id } => match (client.device_inventory(&id).await?, g.output) {
+            (None, Format::Table) => {
+                println!("Device {id} has not reported its inventory yet (it has never connected).");
+                Ok(())
+            }
+            (Some(inventory), f) => output::one(f, &inventory),
+            (None, f) => output::structured(f, &None::<Inventory>),
+        },
+        DevicesCommand::Import { file } => import::run(&file, client, g).await,
+        DevicesCommand::Watch { device } => events::watch(client, device, g).await,
     }
+}
+
+/// Devices matching `query`: the first page, or every page with `all`.
+async fn list(client: &Client, mut query: DeviceQuery, all: bool) -> anyhow::Result<Vec<Device>> {
+    let mut items = Vec::new();
+    loop {
+        let page = client.devices(&query).await?;
+        items.extend(page.items);
+        match page.next_cursor {
+            Some(c) if all => query.cursor = Some(c),
+            Some(_) => {
+                eprintln!("(more devices on the server: pass --all, or narrow the filters)");
+                return Ok(items);
+            }
+            None => return Ok(items),
+        }
+    }
+}
+
+/// `key=value` options (`--label`) as a map.
+pub fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--label `{l}` must look like key=value"))
+        })
+        .collect()
 }
 
 impl Tabular for Device {
@@ -159,4 +224,64 @@ impl Tabular for Device {
             labels.join(","),
         ]
     }
+}
+
+impl Tabular for Inventory {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "HOSTNAME",
+            "OS",
+            "KERNEL",
+            "ARCHITECTURE",
+            "CPU",
+            "MEMORY",
+            "DISKS",
+            "NETWORK",
+            "HARDWARE",
+            "SERIAL",
+            "AGENT",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        let os = [&self.os_name, &self.os_version].into_iter().flatten().cloned().collect::<Vec<_>>().join(" ");
+        let cpu = match (&self.cpu_model, self.cpu_cores) {
+            (Some(model), Some(n)) => format!("{model} ({n} cores)"),
+            (Some(model), None) => model.clone(),
+            (None, Some(n)) => format!("{n} cores"),
+            (None, None) => "-".into(),
+        };
+        let disks: Vec<String> =
+            self.disks.iter().map(|d| format!("{} {}", d.mount_point, bytes(d.total_bytes))).collect();
+        let network: Vec<String> = self
+            .network_interfaces
+            .iter()
+            .map(|n| format!("{} {}", n.name, n.addresses.join(" ")).trim().to_owned())
+            .collect();
+        let hardware = [&self.manufacturer, &self.model].into_iter().flatten().cloned().collect::<Vec<_>>().join(" ");
+        vec![
+            or_dash(&self.hostname),
+            if os.is_empty() { or_dash(&self.os_family) } else { os },
+            or_dash(&self.kernel_version),
+            or_dash(&self.architecture),
+            cpu,
+            self.memory_bytes.map_or_else(|| "-".into(), bytes),
+            if disks.is_empty() { "-".into() } else { disks.join(", ") },
+            if network.is_empty() { "-".into() } else { network.join(", ") },
+            if hardware.is_empty() { "-".into() } else { hardware },
+            or_dash(&self.serial),
+            or_dash(&self.agent_version),
+        ]
+    }
+}
+
+/// A byte count in binary units, e.g. `7.6 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

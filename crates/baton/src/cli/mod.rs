@@ -4,18 +4,38 @@
 //! `baton login` (see [`profile`]); `--server` and `--token` (or `BATON_SERVER`, `BATON_TOKEN`)
 //! override them for one call.
 
+/// Prints a line on stdout, ignoring a closed stdout: a long-running command (the server, the
+/// demo) must not die because whoever started it stopped reading its output.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod access;
+mod commands;
+mod csv;
+mod demo;
 mod devices;
+mod enrollment;
+mod events;
 mod groups;
+mod import;
 mod output;
 mod profile;
 mod serve;
+mod telemetry;
 mod tenants;
+mod wait;
 
 use baton_client::{Client, ClientError};
 use clap::{Parser, Subcommand};
 
+use crate::sim;
+
 pub use output::Format;
+pub(crate) use serve::{init_tracing, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "baton", version, about = "Baton: manage a fleet of devices", propagate_version = true)]
@@ -44,6 +64,12 @@ pub struct Global {
 enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Try Baton: a server and a simulated fleet in one process.
+    Demo(demo::DemoArgs),
+    /// Simulate a fleet of devices against a server.
+    Sim(sim::SimArgs),
+    /// Measure the server and agent under a simulated fleet (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
     /// Settings of the server.
     #[command(subcommand)]
     Config(serve::ConfigCommand),
@@ -59,6 +85,18 @@ enum Command {
     /// Groups of devices.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// Enrollment tokens: let devices enroll themselves.
+    #[command(subcommand)]
+    EnrollmentTokens(enrollment::EnrollmentTokensCommand),
+    /// Commands for devices: send, follow, cancel.
+    #[command(subcommand)]
+    Commands(commands::CommandsCommand),
+    /// Telemetry of a device.
+    #[command(subcommand)]
+    Telemetry(telemetry::TelemetryCommand),
+    /// The device event log.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// API tokens of your tenant.
     #[command(subcommand)]
     Tokens(access::TokensCommand),
@@ -74,12 +112,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Config(cmd) => serve::config(cmd),
         Command::Login(args) => access::login(args, &g).await,
         Command::Logout => access::logout().await,
         Command::Whoami => access::whoami(&connect(&g)?, &g).await,
         Command::Devices(cmd) => devices::run(cmd, &connect(&g)?, &g).await,
         Command::Groups(cmd) => groups::run(cmd, &connect(&g)?, &g).await,
+        Command::EnrollmentTokens(cmd) => enrollment::run(cmd, &connect(&g)?, &g).await,
+        Command::Commands(cmd) => commands::run(cmd, &connect(&g)?, &g).await,
+        Command::Telemetry(cmd) => telemetry::run(cmd, &connect(&g)?, &g).await,
+        Command::Events(cmd) => events::run(cmd, &connect(&g)?, &g).await,
         Command::Tokens(cmd) => access::tokens(cmd, &connect(&g)?, &g).await,
         Command::Users(cmd) => access::users(cmd, &connect(&g)?, &g).await,
         Command::Tenants(cmd) => tenants::run(cmd, &connect(&g)?, &g).await,
@@ -100,6 +145,26 @@ fn connect(g: &Global) -> anyhow::Result<Client> {
     }
     let ca = saved.ca_pem()?;
     Ok(Client::new(&server, token, ca.as_deref())?)
+}
+
+/// Ends the CLI with a chosen exit status, e.g. the exit code of a command run on a device.
+#[derive(Debug)]
+pub struct ExitStatus {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
+
+/// The process exit status for an error: the one an [`ExitStatus`] chose, else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<ExitStatus>().map_or(1, |s| s.code)
 }
 
 /// One line that says what went wrong and what to do next.

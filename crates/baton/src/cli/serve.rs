@@ -48,26 +48,27 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<()> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref(), &args)?;
-    init_tracing(settings.log_format);
+    init_tracing(settings.log_format, "info,sqlx=warn,tower_http=warn");
     let app = App::build(settings).await?;
     let shutdown = shutdown_signal()?;
     let url = app.url();
     if let Some(password) = &app.bootstrap().generated_password {
-        println!("First start: created user `admin` in tenant `default` with the password below (shown once):");
-        println!("  {password}");
+        say!("First start: created user `admin` in tenant `default` with the password below (shown once):");
+        say!("  {password}");
     }
-    println!("Baton is listening on {url}");
-    println!("  API docs:  {url}/api/docs");
-    println!("  Sign in:   baton login --server {url} --username admin");
+    say!("Baton is listening on {url}");
+    say!("  API docs:  {url}/api/docs");
+    say!("  Sign in:   baton login --server {url} --username admin");
     tracing::info!(%url, "serving");
     app.run_until_stopped(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` or else by `default_filter`.
+pub(crate) fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -77,7 +78,7 @@ fn init_tracing(format: LogFormat) {
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, before the
 /// server says it is ready, so a signal sent right after readiness is never missed.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

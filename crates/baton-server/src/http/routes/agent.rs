@@ -57,7 +57,11 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(wait) = app.connect_limiter.check(peer.ip()) {
-        let mut r = problem(StatusCode::TOO_MANY_REQUESTS, refusal::RATE_LIMITED, format!("too many connections; retry in {wait} s"));
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            refusal::RATE_LIMITED,
+            format!("too many connections; retry in {wait} s"),
+        );
         r.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return r;
     }
@@ -69,7 +73,11 @@ async fn connect(
         .unwrap_or_default()
         .trim();
     let unauthorized = || {
-        problem(StatusCode::UNAUTHORIZED, refusal::UNAUTHORIZED, "unknown device or wrong secret; enroll the device again")
+        problem(
+            StatusCode::UNAUTHORIZED,
+            refusal::UNAUTHORIZED,
+            "unknown device or wrong secret; enroll the device again",
+        )
     };
     if device_id.is_empty() || secret.is_empty() {
         return unauthorized();
@@ -87,8 +95,16 @@ async fn connect(
         );
     }
     let upgrade = match upgrade {
-        Ok(u) => u.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES),
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "not-a-websocket", format!("{e}: connect with a WebSocket client")),
+        // Frames up to 4× the limit are read and refused with a close reason (`session`); beyond
+        // that the connection is cut without reading further.
+        Ok(u) => u.max_message_size(MAX_FRAME_BYTES * 4).max_frame_size(MAX_FRAME_BYTES * 4),
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "not-a-websocket",
+                format!("{e}: connect with a WebSocket client"),
+            );
+        }
     };
     metrics::counter!("baton_agent_connections_total").increment(1);
     if device.status == DeviceStatus::Decommissioned {

@@ -9,12 +9,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     Error,
     bus::Message,
-    devices, telemetry,
+    devices,
     http::{
         AppState,
         extract::{Authz, Json, Path, Query, perm},
         sse,
     },
+    telemetry,
 };
 
 /// Most devices one fleet stream follows by group or selector.
@@ -39,7 +40,11 @@ async fn series(
 /// The newest value of every metric of a device.
 #[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/latest", tag = "telemetry",
     params(("id" = String, Path)), responses((status = 200, body = Latest)))]
-async fn latest(auth: Authz<perm::DevicesRead>, State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Latest>, Error> {
+async fn latest(
+    auth: Authz<perm::DevicesRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Latest>, Error> {
     telemetry::latest(&app.db, auth.scope(), &id).await.map(Json)
 }
 
@@ -57,7 +62,9 @@ async fn stream(
         devices::get(&app.db, &scope, device).await?;
     }
     let selected: Option<HashSet<String>> = if q.group.is_some() || q.labels.is_some() {
-        let ids = devices::list::active_ids(&app.db, &scope, q.group.as_deref(), q.labels.as_deref(), MAX_STREAMED_DEVICES).await?;
+        let ids =
+            devices::list::active_ids(&app.db, &scope, q.group.as_deref(), q.labels.as_deref(), MAX_STREAMED_DEVICES)
+                .await?;
         Some(ids.into_iter().collect())
     } else {
         None

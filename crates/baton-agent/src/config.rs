@@ -1,0 +1,151 @@
+//! The agent's settings: a TOML file (`/etc/baton/agent.toml` by default), `BATON_AGENT_*`
+//! environment variables over it, and command-line flags over both. A factory image carries
+//! `server` and `enrollment_token` here, so the device enrolls itself on first boot.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::AgentError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The Baton server, e.g. `https://baton.example.com`.
+    pub server: Option<String>,
+    /// Used to enroll when the agent has no identity yet.
+    pub enrollment_token: Option<String>,
+    /// Where the identity, buffered telemetry and command memory live.
+    pub state_dir: PathBuf,
+    /// A PEM file with a CA to trust for the server, besides the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// The device's serial; defaults to the hardware serial (DMI), else the machine id.
+    pub serial: Option<String>,
+    /// Program and arguments run for the `reboot` command, e.g. `["systemctl", "reboot"]`.
+    /// Without one, `reboot` fails with a message saying so.
+    pub reboot_command: Option<Vec<String>>,
+    /// Telemetry batches kept while offline; the oldest are dropped beyond this.
+    pub buffer_max_batches: usize,
+    /// Bytes of stdout and of stderr kept from a command.
+    pub max_output_bytes: usize,
+    /// Longest wait between reconnection attempts, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            server: None,
+            enrollment_token: None,
+            state_dir: default_state_dir(),
+            ca_cert: None,
+            serial: None,
+            reboot_command: None,
+            buffer_max_batches: 10_000,
+            max_output_bytes: 64 * 1024,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    if cfg!(windows) { PathBuf::from(r"C:\ProgramData\Baton\agent") } else { PathBuf::from("/var/lib/baton-agent") }
+}
+
+/// The default config file.
+pub fn default_config_path() -> PathBuf {
+    if cfg!(windows) {
+        PathBuf::from(r"C:\ProgramData\Baton\agent.toml")
+    } else {
+        PathBuf::from("/etc/baton/agent.toml")
+    }
+}
+
+impl AgentConfig {
+    /// Reads `path` (a missing default file is fine; a missing named file is not), then applies
+    /// `BATON_AGENT_SERVER`, `BATON_AGENT_ENROLLMENT_TOKEN`, `BATON_AGENT_STATE_DIR`,
+    /// `BATON_AGENT_CA_CERT` and `BATON_AGENT_SERIAL`.
+    pub fn load(path: Option<&Path>) -> Result<Self, AgentError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (default_config_path(), false),
+        };
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| AgentError::Config(format!("{}: {}", path.display(), e.message())))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Self::default(),
+            Err(e) => return Err(AgentError::Config(format!("cannot read {}: {e}", path.display()))),
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("BATON_AGENT_SERVER") {
+            config.server = Some(v);
+        }
+        if let Some(v) = env("BATON_AGENT_ENROLLMENT_TOKEN") {
+            config.enrollment_token = Some(v);
+        }
+        if let Some(v) = env("BATON_AGENT_STATE_DIR") {
+            config.state_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("BATON_AGENT_CA_CERT") {
+            config.ca_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("BATON_AGENT_SERIAL") {
+            config.serial = Some(v);
+        }
+        Ok(config)
+    }
+
+    /// The server URL without a trailing slash, or an error saying how to set it.
+    pub fn server_url(&self) -> Result<String, AgentError> {
+        let server = self.server.as_deref().ok_or_else(|| {
+            AgentError::Config(
+                "no server configured: set `server` in the config file, BATON_AGENT_SERVER or --server".into(),
+            )
+        })?;
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(AgentError::Config(format!("server `{server}` must start with http:// or https://")));
+        }
+        Ok(server.trim_end_matches('/').to_owned())
+    }
+
+    /// The CA certificate's PEM bytes, if one is configured.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, AgentError> {
+        self.ca_cert
+            .as_ref()
+            .map(|p| {
+                std::fs::read(p)
+                    .map_err(|e| AgentError::Config(format!("cannot read CA certificate {}: {e}", p.display())))
+            })
+            .transpose()
+    }
+}
+
+/// A serial the server accepts: up to 64 of `[A-Za-z0-9._:/-]`, other characters become `-`.
+pub fn clean_serial(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._:/-".contains(c) { c } else { '-' })
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serial_with_spaces_becomes_one_the_server_accepts() {
+        assert_eq!(clean_serial(" VMware-56 4d a1 "), "VMware-56-4d-a1");
+        assert_eq!(clean_serial(&"x".repeat(80)).len(), 64);
+    }
+
+    #[test]
+    fn a_typo_in_the_file_names_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, "srever = \"http://x\"\n").expect("write");
+        let err = AgentConfig::load(Some(&file)).expect_err("refused");
+        assert!(err.to_string().contains("srever"), "{err}");
+    }
+}

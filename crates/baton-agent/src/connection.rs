@@ -1,0 +1,612 @@
+//! The agent's life: enroll if needed, connect, serve a session, and on any loss reconnect with
+//! jittered backoff — while a sampler keeps adding telemetry to the backlog, connected or not.
+//! A session sends the backlog, runs commands (each id at most once), answers heartbeats, and
+//! reports inventory changes; it ends on a lost connection, on shutdown, or when the server
+//! says the device is decommissioned.
+
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use baton_proto::{
+    agent::{
+        AgentMessage, CONNECT_PATH, CommandEnvelope, CommandProgress, CommandUpdate, DEVICE_ID_HEADER, MAX_FRAME_BYTES,
+        PROTOCOL_VERSION, ServerMessage, close, refusal,
+    },
+    api::{
+        commands::{CommandResult, CommandSpec},
+        problem::Problem,
+    },
+    inventory::Inventory,
+};
+use futures::{SinkExt, StreamExt};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+    time::{Instant, sleep, timeout},
+};
+use tokio_tungstenite::{
+    Connector, MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message, client::IntoClientRequest, protocol::WebSocketConfig},
+};
+
+use crate::{
+    Agent, AgentError, Exit, Status,
+    backlog::SharedBacklog,
+    backoff::Backoff,
+    config::clean_serial,
+    enroll::{EnrollFailure, enroll, innermost},
+    executor::{Executor, Outcome},
+    source::DeviceSource,
+    storage::{Identity, Storage},
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Source = Arc<Mutex<Box<dyn DeviceSource>>>;
+
+/// Telemetry interval until the server says otherwise.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the inventory is checked for changes.
+const INVENTORY_EVERY: Duration = Duration::from_secs(300);
+/// A session that lasted this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Results kept to answer a server that sends a finished command again.
+const RESULTS_KEPT: usize = 256;
+
+/// How a session ended.
+enum End {
+    Lost(String),
+    Shutdown,
+    Decommissioned { wipe: bool },
+}
+
+/// Why a connection attempt was refused.
+enum Refused {
+    Unauthorized,
+    Pending,
+    RateLimited(u64),
+    Network(String),
+}
+
+/// What lives across sessions.
+struct Life {
+    storage: Storage,
+    source: Source,
+    backlog: SharedBacklog,
+    executor: Executor,
+    interval: watch::Sender<Duration>,
+    inventory: watch::Receiver<Inventory>,
+    results_tx: mpsc::Sender<CommandUpdate>,
+    results_rx: mpsc::Receiver<CommandUpdate>,
+    /// Updates a session could not send; sent first by the next one.
+    unsent: VecDeque<CommandUpdate>,
+    executed: HashSet<String>,
+    recent: VecDeque<CommandUpdate>,
+    stop: watch::Receiver<bool>,
+}
+
+pub async fn run(
+    agent: Agent,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Exit, AgentError> {
+    let Agent { config, storage, source, handlers, runner, metrics_rx, status, .. } = agent;
+    let exit = live(config, storage, source, handlers, runner, metrics_rx, &status, shutdown).await;
+    status.send_replace(match &exit {
+        Ok(Exit::Decommissioned { .. }) | Err(AgentError::Decommissioned) => Status::Decommissioned,
+        _ => Status::Stopped,
+    });
+    exit
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn live(
+    config: crate::AgentConfig,
+    storage: Storage,
+    source: Box<dyn DeviceSource>,
+    handlers: std::collections::HashMap<String, crate::executor::Handler>,
+    runner: Option<crate::executor::Runner>,
+    metrics_rx: mpsc::Receiver<BTreeMap<String, f64>>,
+    status: &watch::Sender<Status>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Exit, AgentError> {
+    if storage.is_decommissioned() {
+        return Err(AgentError::Decommissioned);
+    }
+    let server = config.server_url()?;
+    let ca = config.ca_pem()?;
+    let (http, tls) = transport(ca)?;
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let source: Source = Arc::new(Mutex::new(source));
+    let backlog = SharedBacklog::load(storage.clone(), config.buffer_max_batches)?;
+    let (interval, interval_rx) = watch::channel(DEFAULT_INTERVAL);
+    let first_inventory = lock(&source).inventory();
+    let (inventory_tx, inventory) = watch::channel(first_inventory);
+    tokio::spawn(sample(source.clone(), backlog.clone(), interval_rx, metrics_rx, inventory_tx, stop.clone()));
+    let (results_tx, results_rx) = mpsc::channel(1024);
+    let executed = storage.executed()?.into_iter().collect();
+    let executor = Executor {
+        reboot_command: config.reboot_command.clone(),
+        max_output_bytes: config.max_output_bytes,
+        handlers: Arc::new(handlers),
+        runner,
+    };
+    let mut life = Life {
+        storage,
+        source,
+        backlog,
+        executor,
+        interval,
+        inventory,
+        results_tx,
+        results_rx,
+        unsent: VecDeque::new(),
+        executed,
+        recent: VecDeque::new(),
+        stop,
+    };
+    let mut backoff = Backoff::new(Duration::from_secs(config.max_backoff_secs));
+    loop {
+        if *life.stop.borrow() {
+            return Ok(Exit::Stopped);
+        }
+        let identity = match life.storage.identity()? {
+            Some(identity) => identity,
+            None => {
+                let token = config.enrollment_token.as_deref().ok_or_else(|| {
+                    AgentError::Config(
+                        "not enrolled: run `baton-agent enroll --server URL --token TOKEN`, or set `enrollment_token`"
+                            .into(),
+                    )
+                })?;
+                let serial = config.serial.clone().or_else(|| lock(&life.source).serial()).map(|s| clean_serial(&s));
+                let serial = serial.filter(|s| !s.is_empty()).ok_or_else(|| {
+                    AgentError::Config("no serial: this machine exposes none; set `serial` in the agent config".into())
+                })?;
+                let inventory = life.inventory.borrow().clone();
+                status.send_replace(Status::Enrolling);
+                match enroll(&http, &server, token, &serial, inventory).await {
+                    Ok((identity, status)) => {
+                        life.storage.save_identity(&identity)?;
+                        tracing::info!(device_id = %identity.device_id, status = status.as_str(), "enrolled");
+                        identity
+                    }
+                    Err(EnrollFailure::Fatal(e)) => {
+                        if matches!(e, AgentError::Decommissioned) {
+                            life.storage.decommission(false)?;
+                        }
+                        return Err(e);
+                    }
+                    Err(EnrollFailure::Retry(why, after)) => {
+                        tracing::warn!(%why, "enrollment failed; retrying");
+                        let delay = after.map(Duration::from_secs).unwrap_or_else(|| backoff.next_delay());
+                        if pause(&mut life.stop, delay).await {
+                            return Ok(Exit::Stopped);
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        status.send_replace(Status::Connecting);
+        let delay = match connect(&identity, tls.clone()).await {
+            Ok(ws) => {
+                let started = Instant::now();
+                match session(ws, &identity, &mut life, status).await {
+                    End::Shutdown => return Ok(Exit::Stopped),
+                    End::Decommissioned { wipe } => {
+                        tracing::warn!(wipe, "the server decommissioned this device; stopping");
+                        life.storage.decommission(wipe)?;
+                        return Ok(Exit::Decommissioned { wiped: wipe });
+                    }
+                    End::Lost(why) => {
+                        status.send_replace(Status::Connecting);
+                        tracing::warn!(%why, "connection lost; reconnecting");
+                        if started.elapsed() >= STABLE_AFTER {
+                            backoff.reset();
+                        }
+                        backoff.next_delay()
+                    }
+                }
+            }
+            Err(Refused::Unauthorized) if config.enrollment_token.is_some() => {
+                tracing::warn!("the server does not know these credentials; enrolling again");
+                life.storage.forget_identity()?;
+                continue;
+            }
+            Err(Refused::Unauthorized) => {
+                tracing::error!(
+                    "the server refused this device's credentials; enroll it again with `baton-agent enroll`"
+                );
+                backoff.next_delay()
+            }
+            Err(Refused::Pending) => {
+                status.send_replace(Status::Pending);
+                tracing::info!("waiting for an administrator to approve this device");
+                backoff.next_delay()
+            }
+            Err(Refused::RateLimited(secs)) => Duration::from_secs(secs) + backoff.next_delay() / 4,
+            Err(Refused::Network(why)) => {
+                tracing::warn!(%why, "cannot connect; retrying");
+                backoff.next_delay()
+            }
+        };
+        if pause(&mut life.stop, delay).await {
+            return Ok(Exit::Stopped);
+        }
+    }
+}
+
+/// Sleeps for `delay` unless shutdown comes first (then true).
+async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = sleep(delay) => false,
+        () = stopped(stop) => true,
+    }
+}
+
+/// Takes samples on the interval (connected or not), queues the application's pushed metrics,
+/// and watches the inventory for changes.
+async fn sample(
+    source: Source,
+    backlog: SharedBacklog,
+    mut interval: watch::Receiver<Duration>,
+    mut pushed: mpsc::Receiver<BTreeMap<String, f64>>,
+    inventory: watch::Sender<Inventory>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next_inventory = Instant::now() + INVENTORY_EVERY;
+    loop {
+        let every = *interval.borrow_and_update();
+        tokio::select! {
+            _ = sleep(every) => {
+                let metrics = lock(&source).sample();
+                if let Err(e) = backlog.push(now_ms(), metrics).await {
+                    tracing::error!(error = %e, "cannot keep telemetry");
+                }
+                if Instant::now() >= next_inventory {
+                    next_inventory = Instant::now() + INVENTORY_EVERY;
+                    let current = lock(&source).inventory();
+                    inventory.send_if_modified(|old| if *old != current { *old = current; true } else { false });
+                }
+            }
+            Some(metrics) = pushed.recv() => {
+                if let Err(e) = backlog.push(now_ms(), metrics).await {
+                    tracing::error!(error = %e, "cannot keep pushed metrics");
+                }
+            }
+            _ = interval.changed() => {}
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
+
+async fn connect(identity: &Identity, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Refused> {
+    let url = format!("{}{CONNECT_PATH}", identity.server.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().map_err(|e| Refused::Network(e.to_string()))?;
+    let headers = request.headers_mut();
+    let bearer = format!("Bearer {}", identity.secret).parse().map_err(|_| Refused::Unauthorized)?;
+    headers.insert("authorization", bearer);
+    headers.insert(DEVICE_ID_HEADER, identity.device_id.parse().map_err(|_| Refused::Unauthorized)?);
+    let config =
+        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(Connector::Rustls(tls)));
+    match timeout(Duration::from_secs(20), connecting).await {
+        Err(_) => Err(Refused::Network("connecting timed out".into())),
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            let retry =
+                response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let kind = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Problem>(b).ok())
+                .map(|p| p.kind.rsplit('/').next().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            Err(match (status, kind.as_str()) {
+                (429, _) => Refused::RateLimited(retry.unwrap_or(5)),
+                (_, refusal::PENDING_APPROVAL) => Refused::Pending,
+                (401, _) | (_, refusal::UNAUTHORIZED) => Refused::Unauthorized,
+                _ => Refused::Network(format!("the server answered {status}")),
+            })
+        }
+        Ok(Err(e)) => Err(Refused::Network(innermost(&e))),
+    }
+}
+
+/// One connection, from hello to its end.
+async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watch::Sender<Status>) -> End {
+    let inventory = Box::new(life.inventory.borrow_and_update().clone());
+    let hello =
+        AgentMessage::Hello { protocol: PROTOCOL_VERSION, agent_version: crate::AGENT_VERSION.into(), inventory };
+    if let Err(e) = send(&mut ws, &hello).await {
+        return e;
+    }
+    let heartbeat = match timeout(Duration::from_secs(15), welcome(&mut ws)).await {
+        Ok(Ok((interval, heartbeat))) => {
+            life.interval.send_if_modified(|old| replace_if_changed(old, interval));
+            heartbeat
+        }
+        Ok(Err(end)) => return end,
+        Err(_) => return End::Lost("no welcome from the server".into()),
+    };
+    tracing::info!(device_id = %identity.device_id, "connected");
+    status.send_replace(Status::Connected);
+    while let Some(update) = life.unsent.pop_front() {
+        if let Err(e) = send(&mut ws, &AgentMessage::CommandUpdate(update.clone())).await {
+            life.unsent.push_front(update);
+            return e;
+        }
+    }
+    let mut last_sent = None;
+    let mut ticker = tokio::time::interval(heartbeat);
+    let mut heard = Instant::now();
+    loop {
+        // New telemetry (and, on connect, the whole backlog) goes out first.
+        for batch in life.backlog.since(last_sent).await {
+            last_sent = Some(batch.seq);
+            if let Err(e) = send(&mut ws, &AgentMessage::Telemetry(batch)).await {
+                return e;
+            }
+        }
+        let added = life.backlog.added.clone();
+        let event = tokio::select! {
+            frame = ws.next() => Event::Frame(frame),
+            _ = added.notified() => Event::Telemetry,
+            Some(update) = life.results_rx.recv() => Event::Result(update),
+            Ok(()) = life.inventory.changed() => Event::Inventory,
+            _ = ticker.tick() => Event::Tick,
+            () = stopped(&mut life.stop) => Event::Stop,
+        };
+        match event {
+            Event::Frame(frame) => {
+                heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
+                        Ok(message) => {
+                            if let Some(end) = handle(&mut ws, message, life).await {
+                                return end;
+                            }
+                        }
+                        Err(e) => return End::Lost(format!("frame not understood: {e}")),
+                    },
+                    Some(Ok(Message::Close(frame))) => return closed(frame),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return End::Lost(innermost(&e)),
+                    None => return End::Lost("the server closed the connection".into()),
+                }
+            }
+            Event::Telemetry => {}
+            Event::Result(update) => {
+                remember(&mut life.recent, &update);
+                if let Err(e) = send(&mut ws, &AgentMessage::CommandUpdate(update.clone())).await {
+                    life.unsent.push_back(update);
+                    return e;
+                }
+            }
+            Event::Inventory => {
+                let inventory = Box::new(life.inventory.borrow_and_update().clone());
+                if let Err(e) = send(&mut ws, &AgentMessage::Inventory { inventory }).await {
+                    return e;
+                }
+            }
+            Event::Tick => {
+                if heard.elapsed() > heartbeat * 3 {
+                    return End::Lost("nothing heard from the server within three heartbeats".into());
+                }
+                if let Err(e) = send(&mut ws, &AgentMessage::Heartbeat).await {
+                    return e;
+                }
+            }
+            Event::Stop => {
+                let _ = ws.close(None).await;
+                return End::Shutdown;
+            }
+        }
+    }
+}
+
+/// What woke a session up.
+enum Event {
+    Frame(Option<Result<Message, tungstenite::Error>>),
+    Telemetry,
+    Result(CommandUpdate),
+    Inventory,
+    Tick,
+    Stop,
+}
+
+/// Completes when shutdown is asked for (or nobody can ask any more).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits for `welcome`: the telemetry interval and heartbeat period.
+async fn welcome(ws: &mut Ws) -> Result<(Duration, Duration), End> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(ServerMessage::Welcome { telemetry_interval_secs, heartbeat_secs, .. }) => {
+                    let secs = |s: u32| Duration::from_secs(u64::from(s.max(1)));
+                    return Ok((secs(telemetry_interval_secs), secs(heartbeat_secs)));
+                }
+                Ok(ServerMessage::Decommissioned { wipe }) => return Err(End::Decommissioned { wipe }),
+                Ok(_) => {}
+                Err(e) => return Err(End::Lost(format!("frame not understood: {e}"))),
+            },
+            Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(End::Lost(innermost(&e))),
+            None => return Err(End::Lost("the server closed the connection".into())),
+        }
+    }
+}
+
+/// Handles one message from the server; `Some` ends the session.
+async fn handle(ws: &mut Ws, message: ServerMessage, life: &mut Life) -> Option<End> {
+    match message {
+        ServerMessage::TelemetryAck { seq } => {
+            if let Err(e) = life.backlog.ack(seq).await {
+                tracing::error!(error = %e, "cannot drop acknowledged telemetry");
+            }
+            None
+        }
+        ServerMessage::Decommissioned { wipe } => Some(End::Decommissioned { wipe }),
+        ServerMessage::Command(envelope) => command(ws, envelope, life).await.err(),
+        ServerMessage::Heartbeat | ServerMessage::Welcome { .. } => None,
+    }
+}
+
+/// Takes a command: acknowledges it and runs it, at most once per id.
+async fn command(ws: &mut Ws, envelope: CommandEnvelope, life: &mut Life) -> Result<(), End> {
+    let id = envelope.id.clone();
+    if life.executed.contains(&id) {
+        // The server sent it again (a reconnect): repeat the answer, never the command.
+        let update = life.recent.iter().find(|u| u.command_id == id).cloned().unwrap_or_else(|| {
+            update(&id, Outcome::failed("the agent restarted while this command ran; it was not run again"))
+        });
+        return send(ws, &AgentMessage::CommandUpdate(update)).await;
+    }
+    life.executed.insert(id.clone());
+    if let Err(e) = life.storage.mark_executed(&id) {
+        tracing::error!(error = %e, "cannot record a command as run; refusing it");
+        return send(ws, &AgentMessage::CommandUpdate(update(&id, Outcome::failed(e.to_string())))).await;
+    }
+    if envelope.expires_at <= now_ms() {
+        return send(ws, &AgentMessage::CommandUpdate(update(&id, Outcome::failed("expired before it could start"))))
+            .await;
+    }
+    send(
+        ws,
+        &AgentMessage::CommandUpdate(CommandUpdate {
+            command_id: id.clone(),
+            state: CommandProgress::Acked,
+            result: None,
+        }),
+    )
+    .await?;
+    match envelope.command {
+        CommandSpec::SetTelemetryInterval { seconds } => {
+            let every = Duration::from_secs(u64::from(seconds.max(1)));
+            life.interval.send_if_modified(|old| replace_if_changed(old, every));
+            let done = update(&id, Outcome::ok(CommandResult::default()));
+            remember(&mut life.recent, &done);
+            send(ws, &AgentMessage::CommandUpdate(done)).await
+        }
+        CommandSpec::RefreshInventory => {
+            let inventory = lock(&life.source).inventory();
+            send(ws, &AgentMessage::Inventory { inventory: Box::new(inventory) }).await?;
+            let done = update(&id, Outcome::ok(CommandResult::default()));
+            remember(&mut life.recent, &done);
+            send(ws, &AgentMessage::CommandUpdate(done)).await
+        }
+        spec => {
+            let (executor, results) = (life.executor.clone(), life.results_tx.clone());
+            tokio::spawn(async move {
+                let outcome = executor.run(&spec).await;
+                let _ = results.send(update(&id, outcome)).await;
+            });
+            Ok(())
+        }
+    }
+}
+
+fn update(id: &str, outcome: Outcome) -> CommandUpdate {
+    let state = if outcome.succeeded { CommandProgress::Succeeded } else { CommandProgress::Failed };
+    CommandUpdate { command_id: id.to_owned(), state, result: Some(outcome.result) }
+}
+
+fn remember(recent: &mut VecDeque<CommandUpdate>, update: &CommandUpdate) {
+    recent.push_back(update.clone());
+    while recent.len() > RESULTS_KEPT {
+        recent.pop_front();
+    }
+}
+
+fn closed(frame: Option<tungstenite::protocol::CloseFrame>) -> End {
+    match frame {
+        Some(f) if u16::from(f.code) == close::DECOMMISSIONED => End::Decommissioned { wipe: false },
+        Some(f) => End::Lost(format!("closed by the server ({}): {}", u16::from(f.code), f.reason)),
+        None => End::Lost("closed by the server".into()),
+    }
+}
+
+async fn send(ws: &mut Ws, message: &AgentMessage) -> Result<(), End> {
+    let text = serde_json::to_string(message).map_err(|e| End::Lost(e.to_string()))?;
+    ws.send(Message::Text(text.into())).await.map_err(|e| End::Lost(innermost(&e)))
+}
+
+fn replace_if_changed(old: &mut Duration, new: Duration) -> bool {
+    if *old == new {
+        false
+    } else {
+        *old = new;
+        true
+    }
+}
+
+fn lock(source: &Source) -> std::sync::MutexGuard<'_, Box<dyn DeviceSource>> {
+    source.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The HTTP client and TLS configuration for a CA, built once per process and shared: building
+/// them reads and parses certificate stores, which thousands of simulated agents must not repeat.
+fn transport(ca: Option<Vec<u8>>) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), AgentError> {
+    type Cache = std::collections::HashMap<Option<Vec<u8>>, (reqwest::Client, Arc<rustls::ClientConfig>)>;
+    static CACHE: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = cache.get(&ca) {
+        return Ok(found.clone());
+    }
+    let built = (http_client(ca.as_deref())?, tls_config(ca.as_deref())?);
+    cache.insert(ca, built.clone());
+    Ok(built)
+}
+
+/// TLS for the WebSocket: the system's web roots plus the configured CA.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
+            roots.add(cert).map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AgentError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// HTTP for enrollment, trusting the same CA.
+fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, AgentError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = ca_pem {
+        let cert =
+            reqwest::Certificate::from_pem(pem).map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| AgentError::Config(e.to_string()))
+}

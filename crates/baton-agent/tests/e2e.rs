@@ -1,0 +1,324 @@
+//! End to end with real processes: `baton serve` and the `baton-agent` binary on this machine.
+//! The agent enrolls with a token, reports this machine's inventory and telemetry, runs
+//! commands (exec, the reboot hook), survives a server restart with commands queued while it
+//! was stopped, keeps telemetry while the server is down, and stops when decommissioned.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{OnceLock, mpsc},
+    time::{Duration, Instant},
+};
+
+use baton_client::Client;
+use baton_proto::api::{
+    commands::{Command as Cmd, CommandCreate, CommandQuery, CommandSpec, CommandState, CommandTarget},
+    devices::{Device, DeviceQuery},
+    enrollment::EnrollmentTokenCreate,
+    telemetry::TelemetryQuery,
+};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_baton-agent");
+const BOOTSTRAP: &str = "e2e-bootstrap-token-0123456789";
+
+/// The `baton` server binary, built once per test process (it belongs to another crate).
+fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-q", "-p", "baton", "--bin", "baton"]).status().expect("cargo runs");
+        assert!(status.success(), "building the baton server binary failed");
+        Path::new(AGENT).with_file_name(format!("baton{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path, addr: &str) -> Self {
+        let mut child = Command::new(server_binary())
+            .args(["serve", "--http-addr", addr, "--data-dir"])
+            .arg(data)
+            .env("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP)
+            .env("BATON_ADMIN_PASSWORD", "correct-horse-battery-staple")
+            .env("BATON_HEARTBEAT_SECS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let url = loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
+            if let Some(url) = line.strip_prefix("Baton is listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        let addr = url.trim_start_matches("http://").to_owned();
+        Self { child, url, addr }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url, Some(BOOTSTRAP.into()), None).expect("client")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    fn start(server: &str, token: &str, state: &Path, serial: &str, config: &Path) -> Self {
+        let child = Command::new(AGENT)
+            .args(["run", "--server", server, "--token", token, "--serial", serial, "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent starts");
+        Self { child }
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it gives a value or `what` times out.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn device_by_serial(client: &Client, serial: &str) -> Option<Device> {
+    let q = DeviceQuery { q: Some(serial.to_lowercase()), ..Default::default() };
+    client.devices(&q).await.ok()?.items.into_iter().find(|d| d.serial.as_deref() == Some(serial))
+}
+
+async fn online(client: &Client, serial: &str, want: bool) -> Device {
+    eventually(&format!("{serial} is {}", if want { "online" } else { "offline" }), || async {
+        device_by_serial(client, serial).await.filter(|d| d.connectivity.online == want)
+    })
+    .await
+}
+
+async fn send(client: &Client, device: &str, command: CommandSpec) -> String {
+    let req = CommandCreate {
+        target: CommandTarget { device_ids: vec![device.into()], ..Default::default() },
+        command,
+        ttl_secs: Some(600),
+        idempotency_key: None,
+    };
+    let batch = client.create_commands(&req).await.expect("queued");
+    let q = CommandQuery { batch: Some(batch.id), ..Default::default() };
+    client.commands(&q).await.expect("commands").items[0].id.clone()
+}
+
+async fn finished(client: &Client, id: &str) -> Cmd {
+    eventually("the command finishes", || async { client.command(id).await.ok().filter(|c| c.state.is_final()) }).await
+}
+
+async fn enrollment_token(client: &Client) -> String {
+    let req = EnrollmentTokenCreate { name: "e2e".into(), ..Default::default() };
+    client.create_enrollment_token(&req).await.expect("token").secret
+}
+
+fn agent_config(dir: &Path) -> PathBuf {
+    let path = dir.join("agent.toml");
+    let hook = dir.join("rebooted");
+    std::fs::write(&path, format!("reboot_command = [\"touch\", \"{}\"]\n", hook.display())).expect("config");
+    path
+}
+
+fn local(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().expect("runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn an_agent_enrolls_reports_this_machine_and_runs_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let _agent =
+        AgentProcess::start(&server.url, &token, &dir.path().join("state"), "E2E-1", &agent_config(dir.path()));
+
+    let device = online(&client, "E2E-1", true).await;
+    assert_eq!(device.status.as_str(), "active");
+    let inventory = client.device_inventory(&device.id).await.expect("inventory").expect("reported");
+    assert_eq!(inventory.hostname.as_deref(), Some(local("hostname", &[]).trim()));
+    let cores: u32 = local("nproc", &["--all"]).trim().parse().expect("nproc");
+    assert_eq!(inventory.cpu_cores, Some(cores));
+    assert_eq!(inventory.architecture.as_deref(), Some(std::env::consts::ARCH));
+    assert_eq!(device.os_family.as_deref(), Some("linux"));
+
+    let interval =
+        finished(&client, &send(&client, &device.id, CommandSpec::SetTelemetryInterval { seconds: 1 }).await).await;
+    assert_eq!(interval.state, CommandState::Succeeded);
+    let latest = eventually("telemetry arrives", || async {
+        client.latest_telemetry(&device.id).await.ok().filter(|l| l.metrics.contains_key("cpu.usage_pct"))
+    })
+    .await;
+    assert!(latest.metrics["mem.total_bytes"] > 0.0);
+    let series = eventually("a series has points", || async {
+        let q = TelemetryQuery { metric: "cpu.usage_pct".into(), bucket_secs: Some(1), ..Default::default() };
+        client.telemetry(&device.id, &q).await.ok().filter(|s| s.points.len() >= 2)
+    })
+    .await;
+    assert!(series.points.iter().all(|p| (0.0..=100.0).contains(&p.value)));
+
+    let exec =
+        CommandSpec::Exec { program: Some("uname".into()), args: vec!["-a".into()], shell: None, timeout_secs: None };
+    let uname = finished(&client, &send(&client, &device.id, exec).await).await;
+    assert_eq!(uname.state, CommandState::Succeeded);
+    let result = uname.result.expect("result");
+    assert_eq!(result.stdout, local("uname", &["-a"]));
+    assert_eq!(result.exit_code, Some(0));
+
+    let reboot = finished(&client, &send(&client, &device.id, CommandSpec::Reboot).await).await;
+    assert_eq!(reboot.state, CommandState::Succeeded);
+    assert!(dir.path().join("rebooted").exists(), "the reboot hook ran (and not a reboot)");
+
+    let failing = CommandSpec::Exec {
+        program: None,
+        args: vec![],
+        shell: Some("echo nope >&2; exit 7".into()),
+        timeout_secs: None,
+    };
+    let failed = finished(&client, &send(&client, &device.id, failing).await).await;
+    assert_eq!(failed.state, CommandState::Failed);
+    let result = failed.result.expect("result");
+    assert_eq!((result.exit_code, result.stderr.as_str()), (Some(7), "nope\n"));
+}
+
+#[tokio::test]
+async fn the_agent_rides_out_a_server_restart_and_gets_what_was_queued_while_it_was_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let state = dir.path().join("state");
+    let config = agent_config(dir.path());
+    let mut agent = AgentProcess::start(&server.url, &token, &state, "E2E-2", &config);
+    let device = online(&client, "E2E-2", true).await;
+    finished(&client, &send(&client, &device.id, CommandSpec::SetTelemetryInterval { seconds: 1 }).await).await;
+
+    // The server dies; while it is down the agent keeps sampling.
+    let addr = server.addr.clone();
+    server.kill();
+    let down_from = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await; // the outage being simulated, not a wait for an event
+    let down_to = chrono::Utc::now();
+    let server = Server::start(&data, &addr);
+    let client = server.client();
+    online(&client, "E2E-2", true).await;
+    let during = eventually("samples taken during the outage arrive", || async {
+        let q = TelemetryQuery {
+            metric: "cpu.usage_pct".into(),
+            from: Some(down_from),
+            to: Some(down_to),
+            bucket_secs: Some(1),
+            agg: None,
+        };
+        client.telemetry(&device.id, &q).await.ok().filter(|s| s.points.len() >= 2)
+    })
+    .await;
+    // Bucket starts are whole milliseconds within the asked range.
+    let range = down_from.timestamp_millis()..=down_to.timestamp_millis();
+    assert!(during.points.iter().all(|p| range.contains(&p.ts.timestamp_millis())), "{:?}", during.points);
+
+    // The agent stops; a command queued meanwhile waits, and runs once it is back.
+    agent.stop();
+    online(&client, "E2E-2", false).await;
+    let echo = CommandSpec::Exec {
+        program: Some("echo".into()),
+        args: vec!["queued while offline".into()],
+        shell: None,
+        timeout_secs: None,
+    };
+    let id = send(&client, &device.id, echo).await;
+    assert_eq!(client.command(&id).await.expect("command").state, CommandState::Queued);
+    let _agent = AgentProcess::start(&server.url, &token, &state, "E2E-2", &config);
+    let done = finished(&client, &id).await;
+    assert_eq!(done.state, CommandState::Succeeded);
+    assert_eq!(done.result.expect("result").stdout, "queued while offline\n");
+    let again = device_by_serial(&client, "E2E-2").await.expect("device");
+    assert_eq!(again.id, device.id, "the same device, not a duplicate");
+}
+
+#[tokio::test]
+async fn a_decommissioned_agent_is_refused_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let state = dir.path().join("state");
+    let config = agent_config(dir.path());
+    let mut agent = AgentProcess::start(&server.url, &token, &state, "E2E-3", &config);
+    let device = online(&client, "E2E-3", true).await;
+
+    client.decommission_device(&device.id, true).await.expect("decommissioned");
+    let status = tokio::task::spawn_blocking(move || agent.child.wait()).await.expect("join").expect("exit status");
+    assert_eq!(status.code(), Some(3), "the agent exits as decommissioned");
+    assert!(!state.join("identity.json").exists(), "wiped: the identity is gone");
+    assert!(state.join("decommissioned").exists());
+
+    // Started again, it does not hammer the server: it stops at once, saying why.
+    let out = Command::new(AGENT)
+        .args(["run", "--server", &server.url, "--token", &token, "--serial", "E2E-3", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("decommissioned"));
+    let after = client.device(&device.id).await.expect("kept with its history");
+    assert_eq!((after.status.as_str(), after.connectivity.online), ("decommissioned", false));
+}

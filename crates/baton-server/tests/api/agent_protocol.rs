@@ -1,0 +1,181 @@
+//! The agent protocol under bad input, from a raw WebSocket client: frames out of order,
+//! malformed, oversize or of the wrong kind close that one connection with a code and a reason;
+//! the server and other devices carry on. Wrong secrets never get a connection.
+
+use baton_proto::{
+    agent::{AgentMessage, PROTOCOL_VERSION, ServerMessage, close},
+    api::enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
+};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+use crate::support::{TestApp, raw, spawn_app};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn enrolled_device(app: &TestApp, serial: &str) -> EnrollResponse {
+    let token =
+        app.admin.create_enrollment_token(&EnrollmentTokenCreate { name: serial.into(), ..Default::default() }).await;
+    let req = EnrollRequest { token: token.expect("token").secret, serial: serial.into(), inventory: None };
+    let response = raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("enroll");
+    response.json().await.expect("json")
+}
+
+async fn connect(
+    app: &TestApp,
+    device: &EnrollResponse,
+    secret: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("{}/api/v1/agent/connect", app.url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Bearer {secret}").parse().expect("header"));
+    request.headers_mut().insert("x-baton-device-id", device.device_id.parse().expect("header"));
+    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+}
+
+fn hello() -> Message {
+    let hello =
+        AgentMessage::Hello { protocol: PROTOCOL_VERSION, agent_version: "test".into(), inventory: Box::default() };
+    Message::Text(serde_json::to_string(&hello).expect("json").into())
+}
+
+/// Reads until the server closes; returns its close code and reason.
+async fn closed_with(ws: &mut Ws) -> (u16, String) {
+    while let Some(frame) = ws.next().await {
+        match frame {
+            Ok(Message::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string()),
+            Ok(Message::Close(None)) | Err(_) => return (0, String::new()),
+            Ok(_) => {}
+        }
+    }
+    (0, String::new())
+}
+
+async fn next_message(ws: &mut Ws) -> ServerMessage {
+    loop {
+        match ws.next().await.expect("a frame").expect("no error") {
+            Message::Text(text) => return serde_json::from_str(&text).expect("server frames parse"),
+            Message::Close(f) => panic!("closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_own_connection_with_a_reason() {
+    let app = spawn_app().await;
+    let good = enrolled_device(&app, "GOOD-1").await;
+    let bad = enrolled_device(&app, "BAD-1").await;
+
+    let mut bystander = connect(&app, &good, &good.secret).await.expect("good device connects");
+    bystander.send(hello()).await.expect("hello");
+    assert!(matches!(next_message(&mut bystander).await, ServerMessage::Welcome { .. }));
+
+    let telemetry_first = r#"{"type":"telemetry","seq":1,"samples":[]}"#;
+    let huge = format!(r#"{{"type":"inventory","inventory":{{"hostname":"{}"}}}}"#, "x".repeat(2 * 1024 * 1024));
+    let cases: Vec<(&str, Vec<Message>, u16)> = vec![
+        ("telemetry before hello", vec![Message::Text(telemetry_first.into())], close::PROTOCOL_VIOLATION),
+        ("malformed JSON", vec![Message::Text("{not json".into())], close::INVALID_FRAME),
+        (
+            "an unsupported protocol",
+            vec![Message::Text(r#"{"type":"hello","protocol":99,"agent_version":"x","inventory":{}}"#.into())],
+            close::PROTOCOL_VIOLATION,
+        ),
+        ("a second hello", vec![hello(), hello()], close::PROTOCOL_VIOLATION),
+        (
+            "an unknown frame type",
+            vec![hello(), Message::Text(r#"{"type":"reboot_server"}"#.into())],
+            close::INVALID_FRAME,
+        ),
+        ("a binary frame", vec![hello(), Message::Binary(vec![0, 0, 0, 1, 42].into())], close::PROTOCOL_VIOLATION),
+        ("an oversize frame", vec![hello(), Message::Text(huge.into())], close::TOO_LARGE),
+        (
+            "bad telemetry",
+            vec![
+                hello(),
+                Message::Text(
+                    format!(
+                        r#"{{"type":"telemetry","seq":1,"samples":[{{"ts":1,"metrics":{{"{}":1.0}}}}]}}"#,
+                        "m".repeat(200)
+                    )
+                    .into(),
+                ),
+            ],
+            close::INVALID_FRAME,
+        ),
+    ];
+    for (what, frames, code) in cases {
+        let mut ws = connect(&app, &bad, &bad.secret).await.unwrap_or_else(|e| panic!("{what}: connects: {e}"));
+        for frame in frames {
+            if ws.send(frame).await.is_err() {
+                break;
+            }
+        }
+        let (got, reason) = closed_with(&mut ws).await;
+        assert_eq!(got, code, "{what}: closed with {got} ({reason})");
+        assert!(!reason.is_empty(), "{what}: a reason is given");
+    }
+
+    // The bystander is still served: its telemetry is stored and acknowledged.
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch =
+        format!(r#"{{"type":"telemetry","seq":7,"samples":[{{"ts":{now},"metrics":{{"temp[cpu].celsius":41.5}}}}]}}"#);
+    bystander.send(Message::Text(batch.into())).await.expect("telemetry");
+    loop {
+        match next_message(&mut bystander).await {
+            ServerMessage::TelemetryAck { seq } => {
+                assert_eq!(seq, 7);
+                break;
+            }
+            ServerMessage::Heartbeat => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let latest = app.admin.latest_telemetry(&good.device_id).await.expect("latest");
+    assert_eq!(latest.metrics["temp[cpu].celsius"], 41.5);
+    assert!(app.admin.device(&good.device_id).await.expect("device").connectivity.online);
+    assert_eq!(raw().get(format!("{}/readyz", app.url)).send().await.expect("readyz").status(), 200);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_unknown_device_never_gets_a_connection() {
+    let app = spawn_app().await;
+    let device = enrolled_device(&app, "SEC-1").await;
+    for secret in ["bd_wrong", "", &device.secret[..device.secret.len() - 1]] {
+        let err = connect(&app, &device, secret).await.expect_err("refused");
+        let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("an HTTP refusal") };
+        assert_eq!(response.status(), 401);
+    }
+    let stranger = EnrollResponse { device_id: uuid::Uuid::new_v4().to_string(), ..device.clone() };
+    assert!(connect(&app, &stranger, &device.secret).await.is_err());
+}
+
+#[tokio::test]
+async fn a_resent_batch_is_acknowledged_but_stored_once() {
+    let app = spawn_app().await;
+    let device = enrolled_device(&app, "DUP-1").await;
+    let mut ws = connect(&app, &device, &device.secret).await.expect("connects");
+    ws.send(hello()).await.expect("hello");
+    next_message(&mut ws).await;
+    let ts = chrono::Utc::now().timestamp_millis();
+    let batch = format!(r#"{{"type":"telemetry","seq":3,"samples":[{{"ts":{ts},"metrics":{{"x":1.0}}}}]}}"#);
+    for _ in 0..2 {
+        ws.send(Message::Text(batch.clone().into())).await.expect("send");
+        loop {
+            if let ServerMessage::TelemetryAck { seq } = next_message(&mut ws).await {
+                assert_eq!(seq, 3);
+                break;
+            }
+        }
+    }
+    let q = baton_proto::api::telemetry::TelemetryQuery {
+        metric: "x".into(),
+        bucket_secs: Some(3600),
+        ..Default::default()
+    };
+    let series = app.admin.telemetry(&device.device_id, &q).await.expect("series");
+    assert_eq!(series.points.iter().map(|p| p.count).sum::<u64>(), 1, "stored once");
+}

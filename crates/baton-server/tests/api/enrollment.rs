@@ -1,0 +1,147 @@
+//! Zero-touch enrollment through the API, as an agent does it: pre-registered serials are
+//! approved on arrival with their name, groups and labels; unknown serials under an approval
+//! token wait until approved; re-enrolling never duplicates; tokens past their uses, expiry or
+//! revocation are refused.
+
+use std::collections::BTreeMap;
+
+use baton_proto::api::{
+    devices::{DeviceCreate, DeviceQuery, DeviceStatus},
+    enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
+    groups::GroupCreate,
+};
+
+use crate::support::{TestApp, expect_problem, raw, spawn_app};
+
+async fn enroll(app: &TestApp, token: &str, serial: &str) -> reqwest::Response {
+    let req = EnrollRequest { token: token.into(), serial: serial.into(), inventory: None };
+    raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("send")
+}
+
+async fn enrolled(app: &TestApp, token: &str, serial: &str) -> EnrollResponse {
+    let response = enroll(app, token, serial).await;
+    assert_eq!(response.status(), 201, "{serial} enrolls");
+    response.json().await.expect("json")
+}
+
+async fn token(app: &TestApp, req: EnrollmentTokenCreate) -> String {
+    app.admin.create_enrollment_token(&req).await.expect("token").secret
+}
+
+#[tokio::test]
+async fn a_pre_registered_serial_is_approved_on_arrival_with_its_group_and_labels() {
+    let app = spawn_app().await;
+    let stores =
+        app.admin.create_group(&GroupCreate { name: "stores".into(), ..Default::default() }).await.expect("group");
+    let pre = DeviceCreate {
+        serial: "POS-42".into(),
+        name: Some("Till 42".into()),
+        labels: BTreeMap::from([("store".into(), "berlin-12".into())]),
+        groups: vec![stores.id.clone()],
+        ..Default::default()
+    };
+    let registered = app.admin.create_device(&pre).await.expect("pre-registered");
+    let strict =
+        token(&app, EnrollmentTokenCreate { name: "strict".into(), requires_approval: true, ..Default::default() })
+            .await;
+
+    let answer = enrolled(&app, &strict, "POS-42").await;
+    assert_eq!(answer.device_id, registered.id, "the pre-registered device, not a new one");
+    assert_eq!(answer.status, DeviceStatus::Active, "approved on arrival despite the approval token");
+    let device = app.admin.device(&registered.id).await.expect("device");
+    assert_eq!(device.name, "Till 42");
+    assert_eq!(device.labels["store"], "berlin-12");
+    assert_eq!(device.groups, vec![stores.id]);
+}
+
+#[tokio::test]
+async fn an_unknown_serial_under_an_approval_token_waits_until_approved() {
+    let app = spawn_app().await;
+    let labels = BTreeMap::from([("source".into(), "factory".into())]);
+    let strict =
+        EnrollmentTokenCreate { name: "factory".into(), requires_approval: true, labels, ..Default::default() };
+    let strict = token(&app, strict).await;
+    let answer = enrolled(&app, &strict, "UNKNOWN-1").await;
+    assert_eq!(answer.status, DeviceStatus::Pending);
+
+    let pending = DeviceQuery { status: Some("pending".into()), ..Default::default() };
+    let listed = app.admin.devices(&pending).await.expect("pending");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].labels["source"], "factory", "the token's labels apply");
+
+    // While pending, the agent's connection is refused with a reason it understands.
+    let connect = raw()
+        .get(format!("{}/api/v1/agent/connect", app.url))
+        .bearer_auth(&answer.secret)
+        .header("x-baton-device-id", &answer.device_id)
+        .send()
+        .await
+        .expect("send");
+    let problem = expect_problem(connect, 403).await;
+    assert!(problem["type"].as_str().is_some_and(|t| t.ends_with("/pending-approval")), "{problem}");
+
+    let operator = app.client_with_role("operator").await;
+    let approved = operator.approve_device(&answer.device_id).await.expect("approved");
+    assert_eq!(approved.status, DeviceStatus::Active);
+    assert_eq!(
+        operator.approve_device(&answer.device_id).await.expect_err("twice").status().map(|s| s.as_u16()),
+        Some(409)
+    );
+
+    // Another unknown serial is rejected: it is decommissioned, and cannot enroll again.
+    let other = enrolled(&app, &strict, "UNKNOWN-2").await;
+    let rejected = operator.reject_device(&other.device_id).await.expect("rejected");
+    assert_eq!(rejected.status, DeviceStatus::Decommissioned);
+    expect_problem(enroll(&app, &strict, "UNKNOWN-2").await, 403).await;
+}
+
+#[tokio::test]
+async fn re_enrolling_the_same_hardware_never_duplicates_it() {
+    let app = spawn_app().await;
+    let open = token(&app, EnrollmentTokenCreate { name: "open".into(), ..Default::default() }).await;
+    let first = enrolled(&app, &open, "HW-1").await;
+    let second = enrolled(&app, &open, "HW-1").await;
+    assert_eq!(first.device_id, second.device_id);
+    assert_ne!(first.secret, second.secret, "a fresh secret");
+    let all = app.admin.devices(&DeviceQuery::default()).await.expect("list");
+    assert_eq!(all.items.len(), 1);
+    // The old secret no longer opens anything.
+    let old = raw()
+        .get(format!("{}/api/v1/agent/connect", app.url))
+        .bearer_auth(&first.secret)
+        .header("x-baton-device-id", &first.device_id)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(old, 401).await;
+}
+
+#[tokio::test]
+async fn tokens_past_their_uses_expiry_or_revocation_are_refused() {
+    let app = spawn_app().await;
+    let once = EnrollmentTokenCreate { name: "once".into(), max_uses: Some(1), ..Default::default() };
+    let once = app.admin.create_enrollment_token(&once).await.expect("token");
+    enrolled(&app, &once.secret, "A-1").await;
+    let used_up = expect_problem(enroll(&app, &once.secret, "A-2").await, 401).await;
+    assert!(used_up["detail"].as_str().is_some_and(|d| d.contains("used")), "{used_up}");
+    assert_eq!(app.admin.enrollment_token(&once.token.id).await.expect("token").uses, 1);
+
+    let expiring = EnrollmentTokenCreate { name: "expiring".into(), expires_in_hours: Some(1), ..Default::default() };
+    let expiring = app.admin.create_enrollment_token(&expiring).await.expect("token");
+    app.stage_sql(&format!("UPDATE enrollment_tokens SET expires_at = 1 WHERE id = '{}'", expiring.token.id)).await;
+    let expired = expect_problem(enroll(&app, &expiring.secret, "B-1").await, 401).await;
+    assert!(expired["detail"].as_str().is_some_and(|d| d.contains("expired")), "{expired}");
+
+    let revocable = app
+        .admin
+        .create_enrollment_token(&EnrollmentTokenCreate { name: "r".into(), ..Default::default() })
+        .await
+        .expect("token");
+    app.admin.revoke_enrollment_token(&revocable.token.id).await.expect("revoked");
+    expect_problem(enroll(&app, &revocable.secret, "C-1").await, 401).await;
+    expect_problem(enroll(&app, "be_not-a-token", "C-2").await, 401).await;
+    expect_problem(enroll(&app, &once.secret, "bad serial!").await, 422).await;
+
+    let devices = app.admin.devices(&DeviceQuery::default()).await.expect("list");
+    assert_eq!(devices.items.len(), 1, "only the one enrollment that was allowed made a device");
+}

@@ -1,0 +1,303 @@
+//! `baton bench fleet`: the fleet benchmark. It starts `baton serve` as a child process on a
+//! fresh embedded database, connects a simulated fleet from this process, and measures what
+//! operators size servers by — time until every device is online, server memory per connected
+//! device, telemetry points stored per second, command round trip — then the real agent's idle
+//! footprint. As a peer measured in the same run, it opens idle MQTT connections to the local
+//! Mosquitto and reports its memory per connection beside Baton's. Linux only (reads /proc).
+
+mod peer;
+mod proc;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use baton_client::Client;
+use baton_proto::api::{
+    commands::{CommandCreate, CommandSpec, CommandTarget},
+    devices::DeviceQuery,
+    enrollment::EnrollmentTokenCreate,
+};
+
+use crate::sim::fleet::{FleetConfig, Progress, run_fleet};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// A simulated fleet against one server.
+    Fleet(FleetArgs),
+}
+
+#[derive(clap::Args)]
+pub struct FleetArgs {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 10_000)]
+    devices: u32,
+    /// Telemetry interval of every device, in seconds.
+    #[arg(long, default_value_t = 10)]
+    telemetry_interval: u32,
+    /// Seconds over which telemetry throughput is measured.
+    #[arg(long, default_value_t = 30)]
+    measure_secs: u64,
+    /// Single-device pings timed one after another.
+    #[arg(long, default_value_t = 200)]
+    pings: usize,
+    /// Idle MQTT connections opened to the local Mosquitto as the peer (0 to skip).
+    #[arg(long, default_value_t = 2_000)]
+    peer_connections: usize,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchCommand::Fleet(a) => fleet(a).await,
+    }
+}
+
+/// The server under test.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(token: &str, interval: u32) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("BATON_BOOTSTRAP_TOKEN", token)
+        .env("BATON_DEVICE_CONNECTS_PER_SECOND", "100000")
+        .env("BATON_DEVICE_CONNECT_BURST", "100000")
+        .env("BATON_TELEMETRY_INTERVAL_SECS", interval.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).context("the server did not start")?;
+        if let Some(url) = line.strip_prefix("Baton is listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    Ok(Server { child, url, _dir: dir })
+}
+
+/// A number from the server's /metrics.
+async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
+    let token = format!("bench-{}", uuid_like());
+    let server = start_server(&token, a.telemetry_interval)?;
+    let pid = server.child.id();
+    let client = Client::new(&server.url, Some(token), None)?;
+    let idle_rss = proc::rss_bytes(pid)?;
+    let enrollment =
+        client.create_enrollment_token(&EnrollmentTokenCreate { name: "bench".into(), ..Default::default() }).await?;
+    println!("server {} (pid {pid}), {} devices, telemetry every {} s", server.url, a.devices, a.telemetry_interval);
+
+    // 1. Time until every device is online.
+    let config = FleetConfig {
+        server: server.url.clone(),
+        enrollment_token: enrollment.secret.clone(),
+        devices: a.devices,
+        prefix: "bench".into(),
+        fail_rate: 0.0,
+        flap_rate: 0.0,
+        connect_rate: 5_000,
+        ca_cert: None,
+    };
+    let (progress, _) = tokio::sync::watch::channel(Progress::default());
+    let (stop_fleet, fleet_stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let fleet = tokio::spawn(run_fleet(config, progress, async {
+        let _ = fleet_stopped.await;
+    }));
+    let bar = indicatif::ProgressBar::new(u64::from(a.devices)).with_message("devices online");
+    loop {
+        let online = metric(&server.url, "baton_agents_connected").await? as u64;
+        bar.set_position(online);
+        if online >= u64::from(a.devices) {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "not every device came online within 15 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish();
+    let all_online = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await; // let the first telemetry round settle before measuring memory
+    let loaded_rss = proc::rss_bytes(pid)?;
+
+    // 2. Telemetry stored per second, over the measuring window.
+    let before = metric(&server.url, "baton_telemetry_points_stored_total").await?;
+    let cpu_before = proc::cpu_time(pid)?;
+    tokio::time::sleep(Duration::from_secs(a.measure_secs)).await;
+    let stored = metric(&server.url, "baton_telemetry_points_stored_total").await? - before;
+    let server_cpu = (proc::cpu_time(pid)? - cpu_before).as_secs_f64() / a.measure_secs as f64;
+    let points_per_sec = stored / a.measure_secs as f64;
+
+    // 3. Command round trip: one device at a time, server clock, created → finished.
+    let some = client.devices(&DeviceQuery { limit: Some(500), online: Some(true), ..Default::default() }).await?.items;
+    anyhow::ensure!(!some.is_empty(), "no online device to ping");
+    let mut rtts = Vec::with_capacity(a.pings);
+    for i in 0..a.pings {
+        let device = &some[i % some.len()];
+        let target = CommandTarget { device_ids: vec![device.id.clone()], ..Default::default() };
+        let req = CommandCreate { target, command: CommandSpec::Ping, ttl_secs: Some(60), idempotency_key: None };
+        let batch = client.create_commands(&req).await?;
+        let query = baton_proto::api::commands::CommandQuery { batch: Some(batch.id), ..Default::default() };
+        let id = client.commands(&query).await?.items.first().map(|c| c.id.clone()).context("the ping")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = client.command(&id).await?;
+            if let Some(done) = c.finished_at.filter(|_| c.state.is_final()) {
+                rtts.push((done - c.created_at).to_std().unwrap_or_default());
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "a ping did not come back within 30 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    rtts.sort();
+
+    // 4. One ping to the whole fleet at once.
+    let everyone = CommandTarget { labels: None, group: None, device_ids: vec![] };
+    let all = CommandCreate {
+        target: CommandTarget { labels: Some("!nonexistent-label".into()), ..everyone },
+        command: CommandSpec::Ping,
+        ttl_secs: Some(600),
+        idempotency_key: None,
+    };
+    let fan_started = Instant::now();
+    let batch = client.create_commands(&all).await?;
+    loop {
+        let b = client.command_batch(&batch.id).await?;
+        if b.finished() >= b.total {
+            break;
+        }
+        anyhow::ensure!(fan_started.elapsed() < Duration::from_secs(600), "the fleet-wide ping did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fan_out = fan_started.elapsed();
+    let _ = stop_fleet.send(());
+    let _ = fleet.await;
+
+    // 5. The real agent, idle, against the same server.
+    let agent = agent_footprint(&server.url, &enrollment.secret).await;
+
+    // 6. The peer: Mosquitto's memory per idle MQTT connection, same machine, same run.
+    let peer = if a.peer_connections > 0 {
+        peer::mosquitto_per_connection(a.peer_connections).await
+    } else {
+        Err(anyhow::anyhow!("skipped"))
+    };
+
+    let per_device = loaded_rss.saturating_sub(idle_rss) as f64 / f64::from(a.devices);
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| devices | {} |", a.devices);
+    println!(
+        "| time until all online (enroll + connect, 5,000 starts/s offered) | {:.1} s |",
+        all_online.as_secs_f64()
+    );
+    println!("| server RSS idle → with all connected | {:.1} MiB → {:.1} MiB |", mib(idle_rss), mib(loaded_rss));
+    println!("| server memory per connected device | {:.1} KiB |", per_device / 1024.0);
+    match &peer {
+        Ok(bytes) => println!("| peer: Mosquitto memory per idle MQTT connection | {:.1} KiB |", bytes / 1024.0),
+        Err(e) => println!("| peer: Mosquitto memory per idle MQTT connection | not measured ({e}) |"),
+    }
+    println!("| telemetry points stored per second (over {} s) | {points_per_sec:.0} |", a.measure_secs);
+    println!("| server CPU while storing | {:.0} % of one core |", server_cpu * 100.0);
+    println!(
+        "| command round trip, one device (p50 / p99 of {}) | {:.1} ms / {:.1} ms |",
+        rtts.len(),
+        proc::percentile(&rtts, 50.0).as_secs_f64() * 1000.0,
+        proc::percentile(&rtts, 99.0).as_secs_f64() * 1000.0
+    );
+    println!("| ping to every device, until all answered | {:.2} s |", fan_out.as_secs_f64());
+    match agent {
+        Ok(f) => {
+            println!("| agent idle RSS | {:.1} MiB |", mib(f.rss));
+            println!(
+                "| agent CPU, idle connected (telemetry every {} s) | {:.2} % of one core |",
+                a.telemetry_interval,
+                f.cpu * 100.0
+            );
+            println!("| agent binary (release, stripped) | {:.1} MiB |", mib(f.binary));
+        }
+        Err(e) => println!("| agent footprint | not measured ({e}) |"),
+    }
+    Ok(())
+}
+
+struct Footprint {
+    rss: u64,
+    cpu: f64,
+    binary: u64,
+}
+
+/// Runs the `baton-agent` next to this binary against the server and measures it idle.
+async fn agent_footprint(server: &str, token: &str) -> anyhow::Result<Footprint> {
+    let binary: PathBuf =
+        std::env::current_exe()?.with_file_name(format!("baton-agent{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(binary.exists(), "{} is missing: cargo build --release -p baton-agent", binary.display());
+    let state = tempfile::tempdir()?;
+    let mut child = Command::new(&binary)
+        .args(["run", "--server", server, "--token", token, "--serial", "BENCH-AGENT", "--state-dir"])
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(10)).await; // started, enrolled, connected, first samples taken
+    let cpu_before = proc::cpu_time(pid)?;
+    let window = Duration::from_secs(30);
+    tokio::time::sleep(window).await;
+    let cpu = (proc::cpu_time(pid)? - cpu_before).as_secs_f64() / window.as_secs_f64();
+    let rss = proc::rss_bytes(pid)?;
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(Footprint { rss, cpu, binary: std::fs::metadata(&binary)?.len() })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..24).map(|_| char::from(b'a' + rng.random_range(0..26))).collect()
+}
