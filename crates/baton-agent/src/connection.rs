@@ -54,6 +54,8 @@ const INVENTORY_EVERY: Duration = Duration::from_secs(300);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// Results kept to answer a server that sends a finished command again.
 const RESULTS_KEPT: usize = 256;
+/// Telemetry batches sent but not yet acknowledged, at most.
+const IN_FLIGHT: usize = 64;
 
 /// How a session ended.
 enum End {
@@ -83,6 +85,8 @@ struct Life {
     /// Updates a session could not send; sent first by the next one.
     unsent: VecDeque<CommandUpdate>,
     executed: HashSet<String>,
+    /// Commands running now (their answer will come).
+    running: HashSet<String>,
     recent: VecDeque<CommandUpdate>,
     stop: watch::Receiver<bool>,
 }
@@ -130,6 +134,7 @@ async fn live(
     tokio::spawn(sample(source.clone(), backlog.clone(), interval_rx, metrics_rx, inventory_tx, stop.clone()));
     let (results_tx, results_rx) = mpsc::channel(1024);
     let executed = storage.executed()?.into_iter().collect();
+    let recent = storage.results()?.into_iter().collect();
     let executor = Executor {
         reboot_command: config.reboot_command.clone(),
         max_output_bytes: config.max_output_bytes,
@@ -147,17 +152,22 @@ async fn live(
         results_rx,
         unsent: VecDeque::new(),
         executed,
-        recent: VecDeque::new(),
+        running: HashSet::new(),
+        recent,
         stop,
     };
     let mut backoff = Backoff::new(Duration::from_secs(config.max_backoff_secs));
+    // Set when the server refused our credentials: enroll again, keeping the old identity
+    // until a new one is granted.
+    let mut reenroll = false;
     loop {
         if *life.stop.borrow() {
             return Ok(Exit::Stopped);
         }
-        let identity = match life.storage.identity()? {
-            Some(identity) => identity,
-            None => {
+        let current = life.storage.identity()?;
+        let identity = match current {
+            Some(identity) if !reenroll => identity,
+            current => {
                 let token = config.enrollment_token.as_deref().ok_or_else(|| {
                     AgentError::Config(
                         "not enrolled: run `baton-agent enroll --server URL --token TOKEN`, or set `enrollment_token`"
@@ -172,16 +182,29 @@ async fn live(
                 status.send_replace(Status::Enrolling);
                 match enroll(&http, &server, token, &serial, inventory).await {
                     Ok((identity, status)) => {
+                        // The old identity is replaced only now that a new one exists.
                         life.storage.save_identity(&identity)?;
+                        reenroll = false;
                         tracing::info!(device_id = %identity.device_id, status = status.as_str(), "enrolled");
                         identity
                     }
-                    Err(EnrollFailure::Fatal(e)) => {
-                        if matches!(e, AgentError::Decommissioned) {
-                            life.storage.decommission(false)?;
-                        }
-                        return Err(e);
+                    Err(EnrollFailure::Fatal(AgentError::Decommissioned)) => {
+                        life.storage.decommission(false)?;
+                        return Err(AgentError::Decommissioned);
                     }
+                    Err(EnrollFailure::Fatal(e)) => match current {
+                        // Keep the identity we have (the refusal may pass, e.g. a tenant
+                        // re-enabled) and try it again later.
+                        Some(identity) => {
+                            tracing::error!(error = %e, "enrolling again was refused; keeping the current identity");
+                            reenroll = false;
+                            if pause(&mut life.stop, backoff.next_delay()).await {
+                                return Ok(Exit::Stopped);
+                            }
+                            identity
+                        }
+                        None => return Err(e),
+                    },
                     Err(EnrollFailure::Retry(why, after)) => {
                         tracing::warn!(%why, "enrollment failed; retrying");
                         let delay = after.map(Duration::from_secs).unwrap_or_else(|| backoff.next_delay());
@@ -215,9 +238,9 @@ async fn live(
                 }
             }
             Err(Refused::Unauthorized) if config.enrollment_token.is_some() => {
-                tracing::warn!("the server does not know these credentials; enrolling again");
-                life.storage.forget_identity()?;
-                continue;
+                tracing::warn!("the server does not know these credentials; enrolling again after a pause");
+                reenroll = true;
+                backoff.next_delay()
             }
             Err(Refused::Unauthorized) => {
                 tracing::error!(
@@ -293,8 +316,13 @@ async fn connect(identity: &Identity, tls: Arc<rustls::ClientConfig>) -> Result<
     let bearer = format!("Bearer {}", identity.secret).parse().map_err(|_| Refused::Unauthorized)?;
     headers.insert("authorization", bearer);
     headers.insert(DEVICE_ID_HEADER, identity.device_id.parse().map_err(|_| Refused::Unauthorized)?);
-    let config =
-        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+    // Small buffers (the library's default read buffer is 128 KiB): an agent exchanges little,
+    // and a simulator runs thousands of these.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024);
     let connecting =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(Connector::Rustls(tls)));
     match timeout(Duration::from_secs(20), connecting).await {
@@ -324,8 +352,12 @@ async fn connect(identity: &Identity, tls: Arc<rustls::ClientConfig>) -> Result<
 /// One connection, from hello to its end.
 async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watch::Sender<Status>) -> End {
     let inventory = Box::new(life.inventory.borrow_and_update().clone());
-    let hello =
-        AgentMessage::Hello { protocol: PROTOCOL_VERSION, agent_version: crate::AGENT_VERSION.into(), inventory };
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: crate::AGENT_VERSION.into(),
+        inventory,
+        backlog_epoch: Some(life.backlog.epoch().await),
+    };
     if let Err(e) = send(&mut ws, &hello).await {
         return e;
     }
@@ -346,12 +378,15 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
         }
     }
     let mut last_sent = None;
+    let mut in_flight = 0usize;
     let mut ticker = tokio::time::interval(heartbeat);
     let mut heard = Instant::now();
     loop {
-        // New telemetry (and, on connect, the whole backlog) goes out first.
-        for batch in life.backlog.since(last_sent).await {
+        // New telemetry (and, on connect, the backlog) goes out first — a bounded window of
+        // unacknowledged batches, so a long backlog never floods a connection.
+        for batch in life.backlog.since(last_sent, IN_FLIGHT.saturating_sub(in_flight)).await {
             last_sent = Some(batch.seq);
+            in_flight += 1;
             if let Err(e) = send(&mut ws, &AgentMessage::Telemetry(batch)).await {
                 return e;
             }
@@ -371,6 +406,9 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                 match frame {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
                         Ok(message) => {
+                            if matches!(message, ServerMessage::TelemetryAck { .. }) {
+                                in_flight = in_flight.saturating_sub(1);
+                            }
                             if let Some(end) = handle(&mut ws, message, life).await {
                                 return end;
                             }
@@ -385,7 +423,8 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
             }
             Event::Telemetry => {}
             Event::Result(update) => {
-                remember(&mut life.recent, &update);
+                life.running.remove(&update.command_id);
+                remember(life, &update);
                 if let Err(e) = send(&mut ws, &AgentMessage::CommandUpdate(update.clone())).await {
                     life.unsent.push_back(update);
                     return e;
@@ -473,10 +512,17 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, life: &mut Life) -> Res
     let id = envelope.id.clone();
     if life.executed.contains(&id) {
         // The server sent it again (a reconnect): repeat the answer, never the command.
-        let update = life.recent.iter().find(|u| u.command_id == id).cloned().unwrap_or_else(|| {
-            update(&id, Outcome::failed("the agent restarted while this command ran; it was not run again"))
-        });
-        return send(ws, &AgentMessage::CommandUpdate(update)).await;
+        // A reboot with no answer kept is one that rebooted the device: it worked.
+        let kept = life.recent.iter().find(|u| u.command_id == id).cloned();
+        let answer = match (kept, &envelope.command) {
+            (Some(kept), _) => kept,
+            (None, _) if life.running.contains(&id) => return Ok(()),
+            (None, CommandSpec::Reboot) => update(&id, Outcome::ok(CommandResult::default())),
+            (None, _) => {
+                update(&id, Outcome::failed("the agent restarted while this command ran; it was not run again"))
+            }
+        };
+        return send(ws, &AgentMessage::CommandUpdate(answer)).await;
     }
     life.executed.insert(id.clone());
     if let Err(e) = life.storage.mark_executed(&id) {
@@ -501,18 +547,19 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, life: &mut Life) -> Res
             let every = Duration::from_secs(u64::from(seconds.max(1)));
             life.interval.send_if_modified(|old| replace_if_changed(old, every));
             let done = update(&id, Outcome::ok(CommandResult::default()));
-            remember(&mut life.recent, &done);
-            send(ws, &AgentMessage::CommandUpdate(done)).await
+            remember(life, &done);
+            send_or_keep(ws, life, done).await
         }
         CommandSpec::RefreshInventory => {
             let inventory = lock(&life.source).inventory();
             send(ws, &AgentMessage::Inventory { inventory: Box::new(inventory) }).await?;
             let done = update(&id, Outcome::ok(CommandResult::default()));
-            remember(&mut life.recent, &done);
-            send(ws, &AgentMessage::CommandUpdate(done)).await
+            remember(life, &done);
+            send_or_keep(ws, life, done).await
         }
         spec => {
             let (executor, results) = (life.executor.clone(), life.results_tx.clone());
+            life.running.insert(id.clone());
             tokio::spawn(async move {
                 let outcome = executor.run(&spec).await;
                 let _ = results.send(update(&id, outcome)).await;
@@ -527,11 +574,26 @@ fn update(id: &str, outcome: Outcome) -> CommandUpdate {
     CommandUpdate { command_id: id.to_owned(), state, result: Some(outcome.result) }
 }
 
-fn remember(recent: &mut VecDeque<CommandUpdate>, update: &CommandUpdate) {
-    recent.push_back(update.clone());
-    while recent.len() > RESULTS_KEPT {
-        recent.pop_front();
+/// Keeps a final result (on disk too), to answer a server that asks again after a reconnect
+/// or a restart.
+fn remember(life: &mut Life, update: &CommandUpdate) {
+    life.recent.push_back(update.clone());
+    while life.recent.len() > RESULTS_KEPT {
+        life.recent.pop_front();
     }
+    let kept: Vec<CommandUpdate> = life.recent.iter().cloned().collect();
+    if let Err(e) = life.storage.save_results(&kept) {
+        tracing::warn!(error = %e, "cannot keep a command result");
+    }
+}
+
+/// Sends a final answer; if the connection breaks, it goes out first on the next one.
+async fn send_or_keep(ws: &mut Ws, life: &mut Life, done: CommandUpdate) -> Result<(), End> {
+    let result = send(ws, &AgentMessage::CommandUpdate(done.clone())).await;
+    if result.is_err() {
+        life.unsent.push_back(done);
+    }
+    result
 }
 
 fn closed(frame: Option<tungstenite::protocol::CloseFrame>) -> End {

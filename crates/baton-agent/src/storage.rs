@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use baton_proto::agent::TelemetryBatch;
+use baton_proto::agent::{CommandUpdate, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -21,11 +21,28 @@ pub struct Identity {
     pub secret: String,
 }
 
-/// Telemetry waiting for the server's acknowledgement, and the next batch number.
+/// Telemetry waiting for the server's acknowledgement, and the next batch number. `epoch`
+/// names this numbering: a backlog that starts over (lost or damaged file) gets a new one, so
+/// the server does not mistake its new batches for ones it already stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Backlog {
+    #[serde(default)]
+    pub epoch: u64,
     pub next_seq: u64,
     pub batches: VecDeque<TelemetryBatch>,
+}
+
+/// One line of the on-disk backlog log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    Header {
+        epoch: u64,
+        next_seq: u64,
+    },
+    Batch(TelemetryBatch),
+    /// Batches up to and including this number are gone (acknowledged or dropped).
+    Done(u64),
 }
 
 /// Where the agent's state lives.
@@ -40,12 +57,16 @@ pub struct MemoryState {
     identity: Option<Identity>,
     backlog: Backlog,
     executed: Vec<String>,
+    results: Vec<CommandUpdate>,
     decommissioned: bool,
 }
 
 const IDENTITY: &str = "identity.json";
-const BACKLOG: &str = "telemetry-backlog.json";
+/// An append-only log: a batch line per sample taken, a `done` line per acknowledgement; compacted
+/// when loaded. Appending keeps the cost of a sample constant however long the device is offline.
+const BACKLOG: &str = "telemetry-backlog.jsonl";
 const EXECUTED: &str = "executed-commands.json";
+const RESULTS: &str = "command-results.json";
 const DECOMMISSIONED: &str = "decommissioned";
 /// Command ids remembered; older ones are forgotten (their commands expired long ago).
 const EXECUTED_KEPT: usize = 2_000;
@@ -88,18 +109,72 @@ impl Storage {
         }
     }
 
-    pub fn backlog(&self) -> Result<Backlog, AgentError> {
+    /// Loads the backlog (compacting the log on disk), starting a new epoch when there is none.
+    pub fn load_backlog(&self) -> Result<Backlog, AgentError> {
+        let mut backlog = match self {
+            Self::Disk(dir) => replay(&dir.join(BACKLOG))?,
+            Self::Memory(m) => lock(m).backlog.clone(),
+        };
+        if backlog.epoch == 0 {
+            backlog.epoch = rand::random::<u64>() >> 1 | 1;
+        }
+        self.compact_backlog(&backlog)?;
+        Ok(backlog)
+    }
+
+    /// Rewrites the backlog as it is now.
+    pub fn compact_backlog(&self, backlog: &Backlog) -> Result<(), AgentError> {
         match self {
-            Self::Disk(dir) => Ok(read_json(&dir.join(BACKLOG))?.unwrap_or_default()),
-            Self::Memory(m) => Ok(lock(m).backlog.clone()),
+            Self::Disk(dir) => {
+                let mut text = line(&Entry::Header { epoch: backlog.epoch, next_seq: backlog.next_seq })?;
+                for batch in &backlog.batches {
+                    text.push_str(&line(&Entry::Batch(batch.clone()))?);
+                }
+                write_bytes(&dir.join(BACKLOG), text.as_bytes())
+            }
+            Self::Memory(m) => {
+                lock(m).backlog = backlog.clone();
+                Ok(())
+            }
         }
     }
 
-    pub fn save_backlog(&self, backlog: &Backlog) -> Result<(), AgentError> {
+    /// Records a new batch durably.
+    pub fn append_batch(&self, batch: &TelemetryBatch, backlog: &Backlog) -> Result<(), AgentError> {
         match self {
-            Self::Disk(dir) => write_json(&dir.join(BACKLOG), backlog),
+            Self::Disk(dir) => append(&dir.join(BACKLOG), &line(&Entry::Batch(batch.clone()))?, true),
             Self::Memory(m) => {
                 lock(m).backlog = backlog.clone();
+                Ok(())
+            }
+        }
+    }
+
+    /// Records that batches up to `seq` are gone. Not flushed: a lost line only means a batch is
+    /// sent again, and the server stores it once.
+    pub fn append_done(&self, seq: u64, backlog: &Backlog) -> Result<(), AgentError> {
+        match self {
+            Self::Disk(dir) => append(&dir.join(BACKLOG), &line(&Entry::Done(seq))?, false),
+            Self::Memory(m) => {
+                lock(m).backlog = backlog.clone();
+                Ok(())
+            }
+        }
+    }
+
+    /// Final command results kept to answer a server that asks again.
+    pub fn results(&self) -> Result<Vec<CommandUpdate>, AgentError> {
+        match self {
+            Self::Disk(dir) => Ok(read_json(&dir.join(RESULTS))?.unwrap_or_default()),
+            Self::Memory(m) => Ok(lock(m).results.clone()),
+        }
+    }
+
+    pub fn save_results(&self, results: &[CommandUpdate]) -> Result<(), AgentError> {
+        match self {
+            Self::Disk(dir) => write_json(&dir.join(RESULTS), &results),
+            Self::Memory(m) => {
+                lock(m).results = results.to_vec();
                 Ok(())
             }
         }
@@ -141,7 +216,7 @@ impl Storage {
         match self {
             Self::Disk(dir) => {
                 if wipe {
-                    for file in [IDENTITY, BACKLOG, EXECUTED] {
+                    for file in [IDENTITY, BACKLOG, EXECUTED, RESULTS] {
                         remove(&dir.join(file))?;
                     }
                 }
@@ -181,14 +256,63 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Age
     }
 }
 
-/// Writes through a temporary file and a rename, so a crash never leaves half a file; the file
-/// is readable by its owner only.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), AgentError> {
     let bytes = serde_json::to_vec(value).map_err(|e| AgentError::State(e.to_string()))?;
+    write_bytes(path, &bytes)
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a file; the file
+/// is readable by its owner only.
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     let tmp = path.with_extension("tmp");
     let fail = |e: std::io::Error| AgentError::State(format!("cannot write {}: {e}", path.display()));
-    write_private(&tmp, &bytes).map_err(fail)?;
+    write_private(&tmp, bytes).map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+fn line(entry: &Entry) -> Result<String, AgentError> {
+    let mut text = serde_json::to_string(entry).map_err(|e| AgentError::State(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn append(path: &Path, text: &str, flush: bool) -> Result<(), AgentError> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| AgentError::State(format!("cannot append to {}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(fail)?;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    if flush {
+        f.sync_data().map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the backlog from its log. A torn last line (a crash mid-append) is ignored; a
+/// damaged line elsewhere loses that line only.
+fn replay(path: &Path) -> Result<Backlog, AgentError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Backlog::default()),
+        Err(e) => return Err(AgentError::State(format!("cannot read {}: {e}", path.display()))),
+    };
+    let mut backlog = Backlog::default();
+    for entry in text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()) {
+        match entry {
+            Entry::Header { epoch, next_seq } => {
+                backlog.epoch = epoch;
+                backlog.next_seq = backlog.next_seq.max(next_seq);
+            }
+            Entry::Batch(batch) => {
+                backlog.next_seq = backlog.next_seq.max(batch.seq + 1);
+                backlog.batches.push_back(batch);
+            }
+            Entry::Done(seq) => {
+                backlog.next_seq = backlog.next_seq.max(seq + 1);
+                backlog.batches.retain(|b| b.seq > seq);
+            }
+        }
+    }
+    Ok(backlog)
 }
 
 fn remove(path: &Path) -> Result<(), AgentError> {

@@ -66,11 +66,14 @@ pub mod close {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentMessage {
-    /// First frame of every connection.
+    /// First frame of every connection. `backlog_epoch` names the agent's telemetry numbering;
+    /// when it changes (the agent lost its backlog) the server starts counting afresh.
     Hello {
         protocol: u32,
         agent_version: String,
         inventory: Box<Inventory>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backlog_epoch: Option<u64>,
     },
     /// The inventory changed (or was asked for).
     Inventory {

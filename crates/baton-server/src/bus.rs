@@ -16,6 +16,8 @@ pub enum Message {
     CommandsQueued { tenant: String, device_ids: Vec<String> },
     /// The device was decommissioned: close its connection (wiping it if asked).
     Decommissioned { tenant: String, device_id: String, wipe: bool },
+    /// The device enrolled again: connections with its old secret must close.
+    CredentialsChanged { tenant: String, device_id: String },
     /// Telemetry was stored.
     Telemetry { tenant: String, event: TelemetryEvent },
     /// An event was recorded in the log.

@@ -155,7 +155,7 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
     let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
     let now = now_ms();
     let mut tx = db.writer().begin().await?;
-    let existing = sqlx::query("SELECT id, status FROM devices WHERE tenant_id = $1 AND serial = $2")
+    let existing = sqlx::query("SELECT id, status, enrolled_at FROM devices WHERE tenant_id = $1 AND serial = $2")
         .bind(scope.id())
         .bind(&req.serial)
         .fetch_optional(&mut *tx)
@@ -170,6 +170,16 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
                     req.serial
                 )));
             }
+            // A device that enrolled before and enrolls again under an approval token waits for
+            // approval again: knowing a serial must not be enough to take a device over. A
+            // pre-registered device (never enrolled) is approved on arrival.
+            let enrolled_before = row.try_get::<Option<i64>, _>("enrolled_at")?.is_some();
+            let status = if grant.requires_approval && enrolled_before { DeviceStatus::Pending } else { status };
+            sqlx::query("UPDATE devices SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
             (id, status, false)
         }
         None => {
@@ -199,6 +209,13 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
         devices::store_inventory(&mut tx, &device_id, inventory).await?;
     }
     tx.commit().await?;
+    if !created {
+        // Connections with the old secret close now.
+        bus.publish(crate::bus::Message::CredentialsChanged {
+            tenant: scope.id().to_owned(),
+            device_id: device_id.clone(),
+        });
+    }
     let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
     events::record(db, bus, &scope, Some(&device_id), events::kind::ENROLLED, data).await;
     Ok(EnrollResponse { device_id, secret, status })

@@ -17,20 +17,21 @@ use tokio::sync::mpsc;
 
 use crate::bus::{Message, SharedBus};
 
-/// What a session is asked to do from outside.
+/// What a session is told from outside that it must act on. Kept apart from delivery hints,
+/// so a burst of hints can never crowd one of these out.
 #[derive(Debug)]
-pub enum Nudge {
-    /// Commands may be waiting: look and send.
-    Deliver,
+pub enum Control {
     /// The device was decommissioned: tell it and close.
     Decommission { wipe: bool },
-    /// A newer connection of the same device took over.
+    /// A newer connection of the same device took over, or its credentials changed.
     Replaced,
 }
 
 struct Entry {
     connection: u64,
-    tx: mpsc::Sender<Nudge>,
+    /// "Commands may be waiting": a hint; a full queue already means "look again".
+    deliver: mpsc::Sender<()>,
+    control: mpsc::Sender<Control>,
 }
 
 /// Live sessions by device id.
@@ -58,7 +59,8 @@ impl Drop for Running {
 /// A session's registration; dropping it does not unregister (the session does, on exit).
 pub struct Registration {
     pub connection: u64,
-    pub nudges: mpsc::Receiver<Nudge>,
+    pub deliver: mpsc::Receiver<()>,
+    pub control: mpsc::Receiver<Control>,
 }
 
 impl Registry {
@@ -89,14 +91,15 @@ impl Registry {
     /// Registers a session, replacing (and telling) an older one of the same device.
     pub fn register(&self, device_id: &str) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
-        // Small: nudges are hints, and a full queue already means "look again".
-        let (tx, nudges) = mpsc::channel(8);
-        let old = self.lock().insert(device_id.to_owned(), Entry { connection, tx });
+        let (deliver_tx, deliver) = mpsc::channel(1);
+        let (control_tx, control) = mpsc::channel(4);
+        let entry = Entry { connection, deliver: deliver_tx, control: control_tx };
+        let old = self.lock().insert(device_id.to_owned(), entry);
         if let Some(old) = old {
-            let _ = old.tx.try_send(Nudge::Replaced);
+            let _ = old.control.try_send(Control::Replaced);
         }
         metrics::gauge!("baton_agents_connected").set(self.len() as f64);
-        Registration { connection, nudges }
+        Registration { connection, deliver, control }
     }
 
     /// Removes a session, unless a newer one of the device replaced it already.
@@ -122,10 +125,16 @@ impl Registry {
         self.len() == 0
     }
 
-    fn nudge(&self, device_id: &str, nudge: Nudge) {
+    fn deliver(&self, device_id: &str) {
         if let Some(entry) = self.lock().get(device_id) {
-            // A full queue means a nudge is already pending; the session will look anyway.
-            let _ = entry.tx.try_send(nudge);
+            // A full queue means a hint is already pending; the session will look anyway.
+            let _ = entry.deliver.try_send(());
+        }
+    }
+
+    fn control(&self, device_id: &str, control: Control) {
+        if let Some(entry) = self.lock().get(device_id) {
+            let _ = entry.control.try_send(control);
         }
     }
 
@@ -143,11 +152,14 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
                 Ok(message) => match message.as_ref() {
                     Message::CommandsQueued { device_ids, .. } => {
                         for id in device_ids {
-                            registry.nudge(id, Nudge::Deliver);
+                            registry.deliver(id);
                         }
                     }
                     Message::Decommissioned { device_id, wipe, .. } => {
-                        registry.nudge(device_id, Nudge::Decommission { wipe: *wipe });
+                        registry.control(device_id, Control::Decommission { wipe: *wipe });
+                    }
+                    Message::CredentialsChanged { device_id, .. } => {
+                        registry.control(device_id, Control::Replaced);
                     }
                     _ => {}
                 },
@@ -156,7 +168,7 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
                     tracing::warn!(missed = n, "dispatcher fell behind; nudging every session");
                     let ids: Vec<String> = registry.lock().keys().cloned().collect();
                     for id in ids {
-                        registry.nudge(&id, Nudge::Deliver);
+                        registry.deliver(&id);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

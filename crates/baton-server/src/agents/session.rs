@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use baton_proto::agent::{self, AgentMessage, PROTOCOL_VERSION, ServerMessage, close};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
-use super::{Nudge, Registration};
+use super::{Control, Registration};
 use crate::{
     Error,
     commands::delivery,
@@ -22,6 +22,8 @@ use crate::{
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `last_seen_at` is written for a device that is only sending heartbeats.
 const SEEN_EVERY: Duration = Duration::from_secs(60);
+/// How long one frame may take to go out; an agent that stops reading is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a session ended, as the close frame says it.
 struct Ending {
@@ -63,9 +65,11 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             return;
         }
     };
-    let (agent_version, inventory) = match hello {
-        Ok(AgentMessage::Hello { protocol, agent_version, inventory }) if protocol == PROTOCOL_VERSION => {
-            (agent_version, inventory)
+    let (agent_version, inventory, backlog_epoch) = match hello {
+        Ok(AgentMessage::Hello { protocol, agent_version, inventory, backlog_epoch })
+            if protocol == PROTOCOL_VERSION =>
+        {
+            (agent_version, inventory, backlog_epoch)
         }
         Ok(AgentMessage::Hello { protocol, .. }) => {
             let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
@@ -86,7 +90,12 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     let id = device.device_id.clone();
     let mut inventory = *inventory;
     inventory.agent_version.get_or_insert(agent_version);
-    if let Err(e) = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory).await {
+    // Registered before presence is written: an older session of the same device that ends
+    // now sees this one and leaves the device online.
+    let registration = app.agents.register(&id);
+    let connection = registration.connection;
+    let connected = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await;
+    if let Err(e) = connected {
         let reason = match e {
             Error::Invalid { detail, .. } => detail,
             other => {
@@ -94,11 +103,10 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
                 "the server could not record the connection; retry later".into()
             }
         };
+        app.agents.unregister(&id, connection);
         let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
         return;
     }
-    let registration = app.agents.register(&id);
-    let connection = registration.connection;
     events::record(
         &app.db,
         &app.bus,
@@ -174,20 +182,20 @@ impl Session {
                         let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
                     }
                 }
-                nudge = registration.nudges.recv() => match nudge {
-                    Some(Nudge::Deliver) => {
-                        if let Err(e) = self.deliver(socket).await {
-                            return e;
-                        }
-                    }
-                    Some(Nudge::Decommission { wipe }) => {
+                control = registration.control.recv() => match control {
+                    Some(Control::Decommission { wipe }) => {
                         let _ = send(socket, &ServerMessage::Decommissioned { wipe }).await;
                         return Ending::new(close::DECOMMISSIONED, "the device was decommissioned; stop connecting");
                     }
-                    Some(Nudge::Replaced) | None => {
+                    Some(Control::Replaced) | None => {
                         return Ending::new(close::REPLACED, "another connection of this device replaced this one");
                     }
                 },
+                Some(()) = registration.deliver.recv() => {
+                    if let Err(e) = self.deliver(socket).await {
+                        return e;
+                    }
+                }
                 _ = ticker.tick() => {
                     if heard.elapsed() > heartbeat * 3 {
                         return Ending::new(close::HEARTBEAT_TIMEOUT, "nothing heard from the agent within three heartbeats");
@@ -215,14 +223,20 @@ impl Session {
             AgentMessage::Heartbeat => {}
             AgentMessage::Inventory { inventory } => {
                 let mut tx = db.writer().begin().await.map_err(internal)?;
-                presence::store_inventory(&mut tx, id, &inventory).await.map_err(invalid_or_internal)?;
+                let changed = presence::store_inventory(&mut tx, id, &inventory).await.map_err(invalid_or_internal)?;
                 tx.commit().await.map_err(internal)?;
-                events::record(db, &self.app.bus, scope, Some(id), events::kind::INVENTORY, serde_json::json!({}))
-                    .await;
+                if changed {
+                    events::record(db, &self.app.bus, scope, Some(id), events::kind::INVENTORY, serde_json::json!({}))
+                        .await;
+                }
             }
-            AgentMessage::Telemetry(batch) => {
-                telemetry::validate(&batch.samples)
+            AgentMessage::Telemetry(mut batch) => {
+                let dropped = telemetry::sanitize(&mut batch.samples)
                     .map_err(|m| Ending::new(close::INVALID_FRAME, format!("invalid telemetry: {m}")))?;
+                if dropped > 0 {
+                    metrics::counter!("baton_telemetry_values_dropped_total").increment(dropped as u64);
+                    tracing::debug!(device_id = id, dropped, "dropped implausible telemetry values");
+                }
                 self.app.telemetry.store(scope, id, batch.seq, batch.samples).await.map_err(internal)?;
                 send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
             }
@@ -253,7 +267,11 @@ impl Session {
 
 async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ending> {
     let text = serde_json::to_string(message).map_err(|e| internal(anyhow::Error::from(e)))?;
-    socket.send(WsMessage::Text(text.into())).await.map_err(|_| Ending::new(close::GOING_AWAY, "the connection broke"))
+    match timeout(SEND_TIMEOUT, socket.send(WsMessage::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::new(close::GOING_AWAY, "the connection broke")),
+        Err(_) => Err(Ending::new(close::GOING_AWAY, "the agent stopped reading")),
+    }
 }
 
 async fn close_with(socket: &mut WebSocket, ending: Ending) -> Result<(), axum::Error> {

@@ -14,7 +14,7 @@ use crate::{
     access::TenantScope,
     bus::SharedBus,
     events,
-    store::{Db, now_ms},
+    store::{Db, now_ms, sql::Sql},
 };
 
 /// How long after its expiry an acknowledged command may still report before it counts as lost.
@@ -22,13 +22,14 @@ const ACKED_GRACE_MS: i64 = 60 * 60 * 1000;
 /// Most commands handed to a device at once; the rest follow as these finish.
 const DELIVERY_WINDOW: i64 = 100;
 
-/// Commands waiting for this device, oldest first, marked SENT. Commands already SENT are
-/// included again: after a reconnect the device may not have received them (it runs a command
-/// id at most once, so a repeat is harmless).
+/// Commands waiting for this device, oldest first; queued ones are marked SENT. Commands already
+/// SENT or ACKED are included again: after a reconnect the device may not have received them,
+/// or its answer may have been lost — it runs a command id at most once and answers a repeat
+/// with the result it kept.
 pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Vec<CommandEnvelope>, Error> {
     let now = now_ms();
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND state IN ('QUEUED', 'SENT') \
+        "SELECT {COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND state IN ('QUEUED', 'SENT', 'ACKED') \
          AND expires_at > $3 ORDER BY created_at, id LIMIT $4"
     )))
     .bind(scope.id())
@@ -37,21 +38,24 @@ pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Ve
     .bind(DELIVERY_WINDOW)
     .fetch_all(db.reader())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let command = from_row(row)?;
-        sqlx::query("UPDATE commands SET state = 'SENT', sent_at = COALESCE(sent_at, $1) WHERE id = $2 AND state IN ('QUEUED', 'SENT')")
-            .bind(now)
-            .bind(&command.id)
-            .execute(db.writer())
-            .await?;
-        out.push(CommandEnvelope {
-            id: command.id,
-            command: command.command,
-            expires_at: command.expires_at.timestamp_millis(),
-        });
+    let commands = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let queued: Vec<&str> =
+        commands.iter().filter(|c| c.state == CommandState::Queued).map(|c| c.id.as_str()).collect();
+    if !queued.is_empty() {
+        let mut sql = Sql::new("UPDATE commands SET state = 'SENT', sent_at = ");
+        sql.bind(now).push(" WHERE state = 'QUEUED' AND device_id = ").bind(device_id).push(" AND id IN (");
+        for (i, id) in queued.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(*id);
+        }
+        sql.push(")").query().execute(db.writer()).await?;
     }
-    Ok(out)
+    Ok(commands
+        .into_iter()
+        .map(|c| CommandEnvelope { id: c.id, command: c.command, expires_at: c.expires_at.timestamp_millis() })
+        .collect())
 }
 
 /// Applies a device's report about one of its commands. Returns whether the command finished.

@@ -172,9 +172,9 @@ async fn targets(db: &Db, scope: &TenantScope, req: &CommandCreate) -> Result<Ve
             crate::devices::list::active_ids(db, scope, t.group.as_deref(), t.labels.as_deref(), MAX_TARGETS).await?;
         if t.device_ids.is_empty() { ids } else { ids.into_iter().filter(|id| t.device_ids.contains(id)).collect() }
     } else {
-        let mut ids = t.device_ids.clone();
-        ids.dedup();
-        ids
+        // Each device once, in the order named: a repeated id must not run the command twice.
+        let mut seen = std::collections::HashSet::new();
+        t.device_ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
     };
     if selected.is_empty() {
         return Err(Error::invalid("/target", "no active device matches the target"));

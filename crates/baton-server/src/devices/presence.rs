@@ -14,15 +14,28 @@ use crate::{
 /// Largest stored inventory, in bytes of JSON.
 pub const MAX_INVENTORY_BYTES: usize = 256 * 1024;
 
-/// Marks a device connected and stores the inventory it sent in its hello.
+/// Marks a device connected and stores the inventory it sent in its hello. A new telemetry
+/// epoch (the agent's backlog started over) restarts the stored batch numbering.
 pub async fn connected(
     db: &Db,
     scope: &TenantScope,
     id: &str,
     remote: &str,
     inventory: &Inventory,
+    telemetry_epoch: Option<u64>,
 ) -> Result<(), Error> {
     let mut tx = db.writer().begin().await?;
+    if let Some(epoch) = telemetry_epoch.and_then(|e| i64::try_from(e).ok()) {
+        sqlx::query(
+            "UPDATE devices SET telemetry_epoch = $1, telemetry_seq = NULL WHERE tenant_id = $2 AND id = $3 \
+             AND (telemetry_epoch IS NULL OR telemetry_epoch <> $1)",
+        )
+        .bind(epoch)
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query("UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2 WHERE tenant_id = $3 AND id = $4")
         .bind(now_ms())
         .bind(remote)
@@ -63,18 +76,20 @@ pub async fn reset_all(db: &Db) -> Result<u64, Error> {
     Ok(sqlx::query("UPDATE devices SET online = 0 WHERE online = 1").execute(db.writer()).await?.rows_affected())
 }
 
-/// Stores the inventory and copies its registry fields onto the device row.
-pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory: &Inventory) -> Result<(), Error> {
+/// Stores the inventory and copies its registry fields onto the device row. Returns whether it
+/// differed from the stored one.
+pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory: &Inventory) -> Result<bool, Error> {
     let json = serde_json::to_string(inventory).map_err(anyhow::Error::from)?;
     if json.len() > MAX_INVENTORY_BYTES {
         return Err(Error::invalid("/inventory", format!("must be at most {MAX_INVENTORY_BYTES} bytes of JSON")));
     }
     let text =
         |v: &Option<String>| v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>());
-    sqlx::query(
+    let changed = sqlx::query(
         "UPDATE devices SET inventory = $1, os_family = COALESCE($2, os_family), os_version = COALESCE($3, os_version), \
          architecture = COALESCE($4, architecture), agent_version = COALESCE($5, agent_version), \
-         manufacturer = COALESCE(manufacturer, $6), model = COALESCE(model, $7) WHERE id = $8",
+         manufacturer = COALESCE(manufacturer, $6), model = COALESCE(model, $7) \
+         WHERE id = $8 AND (inventory IS NULL OR inventory <> $1)",
     )
     .bind(json)
     .bind(text(&inventory.os_family))
@@ -85,8 +100,9 @@ pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory:
     .bind(text(&inventory.model))
     .bind(id)
     .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
 }
 
 /// The stored inventory of a device (already scoped by the caller).

@@ -78,7 +78,9 @@ impl Db {
         let pool = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(Duration::from_secs(60))
+                // Waiting for the single writer is normal under load; warn only when it is long.
+                .acquire_slow_threshold(Duration::from_secs(10))
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(

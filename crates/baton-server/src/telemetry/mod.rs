@@ -19,37 +19,40 @@ use crate::{
     store::{Db, from_ms, now_ms},
 };
 
-/// Most samples in one batch, and metrics in one sample.
+/// Most samples in one batch, and values in one batch altogether.
 pub const MAX_SAMPLES: usize = 1_000;
-pub const MAX_METRICS: usize = 512;
-/// Longest metric name.
+pub const MAX_POINTS: usize = 20_000;
+/// Longest metric name, in bytes.
 pub const MAX_NAME: usize = 128;
 /// Most buckets one query may return.
 pub const MAX_BUCKETS: i64 = 10_000;
 
-/// Checks a batch from outside: sizes, names, finite values, plausible times. The first
-/// problem is returned; nothing of a bad batch is stored.
-pub fn validate(samples: &[Sample]) -> Result<(), String> {
+/// Keeps the believable part of a batch from outside: samples at plausible times, metrics with
+/// valid names and finite values. Returns how many values were dropped. A batch too large to
+/// be a batch is an error (the connection closes); a batch with some bad values is not, so one
+/// bad sensor never stalls a device's telemetry.
+pub fn sanitize(samples: &mut Vec<Sample>) -> Result<usize, String> {
     if samples.len() > MAX_SAMPLES {
         return Err(format!("a batch holds at most {MAX_SAMPLES} samples"));
     }
+    let points: usize = samples.iter().map(|s| s.metrics.len()).sum();
+    if points > MAX_POINTS {
+        return Err(format!("a batch holds at most {MAX_POINTS} values"));
+    }
     let now = now_ms();
-    for s in samples {
-        if s.metrics.len() > MAX_METRICS {
-            return Err(format!("a sample holds at most {MAX_METRICS} metrics"));
-        }
+    let mut dropped = 0;
+    samples.retain_mut(|s| {
         // Devices with bad clocks exist; a year back or a day ahead is still believable.
         if s.ts < now - 366 * 86_400_000 || s.ts > now + 86_400_000 {
-            return Err(format!("sample time {} is implausible", s.ts));
+            dropped += s.metrics.len();
+            return false;
         }
-        for (name, value) in &s.metrics {
-            validate_name(name)?;
-            if !value.is_finite() {
-                return Err(format!("metric `{name}` is not a finite number"));
-            }
-        }
-    }
-    Ok(())
+        let before = s.metrics.len();
+        s.metrics.retain(|name, value| validate_name(name).is_ok() && value.is_finite());
+        dropped += before - s.metrics.len();
+        !s.metrics.is_empty()
+    });
+    Ok(dropped)
 }
 
 pub fn validate_name(name: &str) -> Result<(), String> {

@@ -3,7 +3,7 @@
 //! transaction committed — so an acknowledged sample is durable, and a fleet's small batches
 //! cost a few large writes instead of many small ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use baton_proto::{agent::Sample, api::telemetry::TelemetryEvent};
 use sqlx::{Any, Row, Transaction};
@@ -64,7 +64,12 @@ impl TelemetryWriter {
     }
 }
 
+/// The newest values of each device, as stored: kept here so a batch costs one UPDATE of its
+/// device instead of a read and a write. Only this task writes them.
+type LatestCache = HashMap<String, (i64, BTreeMap<String, f64>)>;
+
 async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
+    let mut cache = LatestCache::new();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut rows = jobs[0].samples.iter().map(|s| s.metrics.len()).sum::<usize>();
@@ -77,7 +82,7 @@ async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = write(&db, &jobs).await;
+        let outcome = write(&db, &mut cache, &jobs).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, batches = jobs.len(), "storing telemetry failed");
         }
@@ -102,21 +107,30 @@ async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn write(db: &Db, jobs: &[Job]) -> Result<(), Error> {
+async fn write(db: &Db, cache: &mut LatestCache, jobs: &[Job]) -> Result<(), Error> {
     let mut tx = db.writer().begin().await?;
     let mut fresh = Vec::with_capacity(jobs.len());
+    let mut staged = Vec::with_capacity(jobs.len());
     for job in jobs {
+        let (at, latest) = merged_latest(&mut tx, cache, job).await?;
         let seq = i64::try_from(job.seq).unwrap_or(i64::MAX);
+        // One statement per batch: the numbering check (a resent batch changes nothing) and the
+        // device's latest values together.
         let newer = sqlx::query(
-            "UPDATE devices SET telemetry_seq = $1 WHERE id = $2 AND (telemetry_seq IS NULL OR telemetry_seq < $1)",
+            "UPDATE devices SET telemetry_seq = $1, latest_telemetry = $2, latest_at = $3, last_seen_at = $4 \
+             WHERE id = $5 AND (telemetry_seq IS NULL OR telemetry_seq < $1)",
         )
         .bind(seq)
+        .bind(serde_json::to_string(&latest).map_err(anyhow::Error::from)?)
+        .bind((at > 0).then_some(at))
+        .bind(now_ms())
         .bind(&job.device_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if newer > 0 {
             fresh.push(job);
+            staged.push((job.device_id.clone(), (at, latest)));
         }
     }
     let mut pending = Sql::default();
@@ -142,40 +156,42 @@ async fn write(db: &Db, jobs: &[Job]) -> Result<(), Error> {
     if in_statement > 0 {
         pending.query().execute(&mut *tx).await?;
     }
-    for job in fresh {
-        update_latest(&mut tx, job).await?;
-    }
     tx.commit().await?;
+    // Only what was committed enters the cache.
+    cache.extend(staged);
     Ok(())
 }
 
-/// Merges the batch's newest values into the device's latest values.
-async fn update_latest(tx: &mut Transaction<'_, Any>, job: &Job) -> Result<(), Error> {
-    let mut ordered: Vec<&Sample> = job.samples.iter().collect();
+/// The device's latest values with this batch merged in (an old batch, resent after a
+/// reconnect, does not overwrite newer values).
+async fn merged_latest(
+    tx: &mut Transaction<'_, Any>,
+    cache: &LatestCache,
+    job: &Job,
+) -> Result<(i64, BTreeMap<String, f64>), Error> {
+    let (mut at, mut latest) = match cache.get(&job.device_id) {
+        Some(known) => known.clone(),
+        None => {
+            let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
+                .bind(&job.device_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match row {
+                Some(row) => (
+                    row.try_get::<Option<i64>, _>("latest_at")?.unwrap_or(0),
+                    row.try_get::<Option<String>, _>("latest_telemetry")?
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_default(),
+                ),
+                None => (0, BTreeMap::new()),
+            }
+        }
+    };
+    let mut ordered: Vec<&Sample> = job.samples.iter().filter(|s| s.ts >= at).collect();
     ordered.sort_by_key(|s| s.ts);
-    let Some(newest) = ordered.last().map(|s| s.ts) else { return Ok(()) };
-    let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
-        .bind(&job.device_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else { return Ok(()) };
-    let stored_at: Option<i64> = row.try_get("latest_at")?;
-    if stored_at.is_some_and(|at| at > newest) {
-        return Ok(()); // an old batch resent after a reconnect: the latest values are newer
-    }
-    let mut latest: BTreeMap<String, f64> = row
-        .try_get::<Option<String>, _>("latest_telemetry")?
-        .and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default();
     for sample in ordered {
         latest.extend(sample.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        at = sample.ts;
     }
-    sqlx::query("UPDATE devices SET latest_telemetry = $1, latest_at = $2, last_seen_at = $3 WHERE id = $4")
-        .bind(serde_json::to_string(&latest).map_err(anyhow::Error::from)?)
-        .bind(newest)
-        .bind(now_ms())
-        .bind(&job.device_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    Ok((at, latest))
 }

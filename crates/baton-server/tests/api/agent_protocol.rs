@@ -36,9 +36,18 @@ async fn connect(
     tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
 }
 
+fn too_many_samples() -> String {
+    let sample = format!(r#"{{"ts":{},"metrics":{{"x":1.0}}}}"#, chrono::Utc::now().timestamp_millis());
+    format!(r#"{{"type":"telemetry","seq":1,"samples":[{}]}}"#, vec![sample; 1001].join(","))
+}
+
 fn hello() -> Message {
-    let hello =
-        AgentMessage::Hello { protocol: PROTOCOL_VERSION, agent_version: "test".into(), inventory: Box::default() };
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "test".into(),
+        inventory: Box::default(),
+        backlog_epoch: None,
+    };
     Message::Text(serde_json::to_string(&hello).expect("json").into())
 }
 
@@ -92,20 +101,7 @@ async fn bad_frames_close_only_their_own_connection_with_a_reason() {
         ),
         ("a binary frame", vec![hello(), Message::Binary(vec![0, 0, 0, 1, 42].into())], close::PROTOCOL_VIOLATION),
         ("an oversize frame", vec![hello(), Message::Text(huge.into())], close::TOO_LARGE),
-        (
-            "bad telemetry",
-            vec![
-                hello(),
-                Message::Text(
-                    format!(
-                        r#"{{"type":"telemetry","seq":1,"samples":[{{"ts":1,"metrics":{{"{}":1.0}}}}]}}"#,
-                        "m".repeat(200)
-                    )
-                    .into(),
-                ),
-            ],
-            close::INVALID_FRAME,
-        ),
+        ("a batch too large to be one", vec![hello(), Message::Text(too_many_samples().into())], close::INVALID_FRAME),
     ];
     for (what, frames, code) in cases {
         let mut ws = connect(&app, &bad, &bad.secret).await.unwrap_or_else(|e| panic!("{what}: connects: {e}"));
@@ -178,4 +174,27 @@ async fn a_resent_batch_is_acknowledged_but_stored_once() {
     };
     let series = app.admin.telemetry(&device.device_id, &q).await.expect("series");
     assert_eq!(series.points.iter().map(|p| p.count).sum::<u64>(), 1, "stored once");
+}
+
+#[tokio::test]
+async fn implausible_values_are_dropped_and_the_rest_is_stored_and_acknowledged() {
+    let app = spawn_app().await;
+    let device = enrolled_device(&app, "ODD-1").await;
+    let mut ws = connect(&app, &device, &device.secret).await.expect("connects");
+    ws.send(hello()).await.expect("hello");
+    next_message(&mut ws).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let long = "m".repeat(200);
+    let batch = format!(
+        r#"{{"type":"telemetry","seq":1,"samples":[{{"ts":{now},"metrics":{{"good":1.0,"{long}":2.0}}}},{{"ts":1,"metrics":{{"from_1970":3.0}}}}]}}"#
+    );
+    ws.send(Message::Text(batch.into())).await.expect("send");
+    loop {
+        if let ServerMessage::TelemetryAck { seq } = next_message(&mut ws).await {
+            assert_eq!(seq, 1, "acknowledged: the device is not stuck resending it");
+            break;
+        }
+    }
+    let latest = app.admin.latest_telemetry(&device.device_id).await.expect("latest");
+    assert_eq!(latest.metrics.keys().collect::<Vec<_>>(), ["good"]);
 }

@@ -122,8 +122,12 @@ async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
     request.headers_mut().insert("authorization", format!("Bearer {}", dev.secret).parse().expect("header"));
     request.headers_mut().insert("x-baton-device-id", dev.device_id.parse().expect("header"));
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    let hello =
-        AgentMessage::Hello { protocol: PROTOCOL_VERSION, agent_version: "t".into(), inventory: Box::default() };
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "t".into(),
+        inventory: Box::default(),
+        backlog_epoch: None,
+    };
     ws.send(Message::Text(serde_json::to_string(&hello).expect("json").into())).await.expect("hello");
 
     let mut next = async || loop {
@@ -148,12 +152,17 @@ async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
         let update = AgentMessage::CommandUpdate(CommandUpdate { command_id: id.into(), state, result });
         Message::Text(serde_json::to_string(&update).expect("json").into())
     };
+    // A report for another device's command changes nothing.
+    let other =
+        app.admin.create_device(&DeviceCreate { serial: "OTHER".into(), ..Default::default() }).await.expect("other");
+    let theirs = app.admin.create_commands(&create(to(&[&other.id]), CommandSpec::Ping)).await.expect("queued");
+    let theirs =
+        app.admin.commands(&CommandQuery { batch: Some(theirs.id), ..Default::default() }).await.expect("list").items;
+    ws.send(report(&theirs[0].id, CommandProgress::Succeeded, None)).await.expect("stray");
     ws.send(report(&first.id, CommandProgress::Acked, None)).await.expect("ack");
     let output = CommandResult { stdout: "pong".into(), exit_code: Some(0), ..Default::default() };
     ws.send(report(&first.id, CommandProgress::Succeeded, Some(output))).await.expect("result");
     ws.send(report(&second.id, CommandProgress::Failed, None)).await.expect("result");
-    // A report for a command that is not this device's changes nothing.
-    ws.send(report(&uuid::Uuid::new_v4().to_string(), CommandProgress::Succeeded, None)).await.expect("stray");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let done = loop {
@@ -168,6 +177,9 @@ async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
     assert_eq!(done.result.expect("result").stdout, "pong");
     assert!(done.sent_at.is_some() && done.acked_at.is_some() && done.finished_at.is_some());
     assert_eq!(app.admin.command_batch(&early.id).await.expect("batch").states.get("SUCCEEDED"), Some(&1));
+    // The stray report came before the reports just seen on the same connection: it was
+    // handled, and left the other device's command alone.
+    assert_eq!(app.admin.command(&theirs[0].id).await.expect("theirs").state, CommandState::Queued);
     loop {
         let b = app.admin.command_batch(&later.id).await.expect("batch");
         if b.states.get("FAILED") == Some(&1) {

@@ -97,7 +97,13 @@ async fn connect(
     let upgrade = match upgrade {
         // Frames up to 4× the limit are read and refused with a close reason (`session`); beyond
         // that the connection is cut without reading further.
-        Ok(u) => u.max_message_size(MAX_FRAME_BYTES * 4).max_frame_size(MAX_FRAME_BYTES * 4),
+        // Small buffers: an idle agent sends a heartbeat now and then, and the library's 128 KiB
+        // default read buffer per connection would dominate a large fleet's memory.
+        Ok(u) => u
+            .max_message_size(MAX_FRAME_BYTES * 4)
+            .max_frame_size(MAX_FRAME_BYTES * 4)
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(4 * 1024),
         Err(e) => {
             return problem(
                 StatusCode::BAD_REQUEST,
