@@ -19,6 +19,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// A PEM file with a CA to trust for the server, besides the system's roots.
     pub ca_cert: Option<PathBuf>,
+    /// Trust only `ca_cert` for the server (pin it), not the system's roots.
+    pub pin_ca: bool,
     /// The device's serial; defaults to the hardware serial (DMI), else the machine id.
     pub serial: Option<String>,
     /// Program and arguments run for the `reboot` command, e.g. `["systemctl", "reboot"]`.
@@ -39,6 +41,7 @@ impl Default for AgentConfig {
             enrollment_token: None,
             state_dir: default_state_dir(),
             ca_cert: None,
+            pin_ca: false,
             serial: None,
             reboot_command: None,
             buffer_max_batches: 10_000,
@@ -111,6 +114,9 @@ impl AgentConfig {
 
     /// The CA certificate's PEM bytes, if one is configured.
     pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, AgentError> {
+        if self.pin_ca && self.ca_cert.is_none() {
+            return Err(AgentError::Config("pin_ca needs ca_cert: the CA to pin".into()));
+        }
         self.ca_cert
             .as_ref()
             .map(|p| {

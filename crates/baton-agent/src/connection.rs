@@ -120,7 +120,7 @@ async fn live(
     }
     let server = config.server_url()?;
     let ca = config.ca_pem()?;
-    let (http, tls) = transport(ca)?;
+    let (http, tls) = transport(ca, config.pin_ca)?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -628,22 +628,25 @@ fn now_ms() -> i64 {
 
 /// The HTTP client and TLS configuration for a CA, built once per process and shared: building
 /// them reads and parses certificate stores, which thousands of simulated agents must not repeat.
-fn transport(ca: Option<Vec<u8>>) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), AgentError> {
-    type Cache = std::collections::HashMap<Option<Vec<u8>>, (reqwest::Client, Arc<rustls::ClientConfig>)>;
+fn transport(ca: Option<Vec<u8>>, pin: bool) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), AgentError> {
+    type Cache = std::collections::HashMap<(Option<Vec<u8>>, bool), (reqwest::Client, Arc<rustls::ClientConfig>)>;
     static CACHE: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(found) = cache.get(&ca) {
+    let key = (ca, pin);
+    if let Some(found) = cache.get(&key) {
         return Ok(found.clone());
     }
-    let built = (http_client(ca.as_deref())?, tls_config(ca.as_deref())?);
-    cache.insert(ca, built.clone());
+    let built = (http_client(key.0.as_deref(), pin)?, tls_config(key.0.as_deref(), pin)?);
+    cache.insert(key, built.clone());
     Ok(built)
 }
 
-/// TLS for the WebSocket: the system's web roots plus the configured CA.
-fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+/// TLS for the WebSocket: the web's roots plus the configured CA, or only the CA when pinned.
+fn tls_config(ca_pem: Option<&[u8]>, pin: bool) -> Result<Arc<rustls::ClientConfig>, AgentError> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if !pin {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
     if let Some(pem) = ca_pem {
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
             let cert = cert.map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
@@ -659,8 +662,8 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, AgentE
     Ok(Arc::new(config))
 }
 
-/// HTTP for enrollment, trusting the same CA.
-fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, AgentError> {
+/// HTTP for enrollment, trusting the same CA (only it, when pinned).
+fn http_client(ca_pem: Option<&[u8]>, pin: bool) -> Result<reqwest::Client, AgentError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
@@ -668,7 +671,7 @@ fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, AgentError> {
     if let Some(pem) = ca_pem {
         let cert =
             reqwest::Certificate::from_pem(pem).map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
-        builder = builder.add_root_certificate(cert);
+        builder = if pin { builder.tls_certs_only([cert]) } else { builder.add_root_certificate(cert) };
     }
     builder.build().map_err(|e| AgentError::Config(e.to_string()))
 }

@@ -12,5 +12,6 @@ mod enrollment;
 mod groups;
 mod openapi_walk;
 mod support;
+mod telemetry;
 mod tenancy;
 mod tls;

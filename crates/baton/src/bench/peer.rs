@@ -1,7 +1,11 @@
-//! The peer of the fleet benchmark: Mosquitto (already running on this machine, port 1883)
-//! holding idle MQTT connections, measured in the same run as Baton.
+//! The peer of the fleet benchmark: Mosquitto holding idle MQTT connections, measured in the
+//! same run as Baton. The bench starts its own broker (Debian's `mosquitto`) on a free port, so
+//! the figure is not blurred by a long-running broker's earlier clients.
 
-use std::time::Duration;
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -10,13 +14,40 @@ use tokio::{
 
 use super::proc;
 
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Mosquitto's memory per idle MQTT 3.1.1 connection, in bytes, from `connections` clients.
 pub async fn mosquitto_per_connection(connections: usize) -> anyhow::Result<f64> {
-    let pid = proc::pid_of("mosquitto").ok_or_else(|| anyhow::anyhow!("no single mosquitto process runs here"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("mosquitto.conf");
+    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"))?;
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start mosquitto ({e}); install Debian's mosquitto"))?;
+    let broker = Broker(child);
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while TcpStream::connect(&address).await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = broker.0.id();
     let before = proc::rss_bytes(pid)?;
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {
-        let mut stream = TcpStream::connect("127.0.0.1:1883").await?;
+        let mut stream = TcpStream::connect(&address).await?;
         stream.write_all(&connect_packet(&format!("baton-bench-peer-{i}"))).await?;
         let mut connack = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut connack)).await??;
@@ -27,7 +58,6 @@ pub async fn mosquitto_per_connection(connections: usize) -> anyhow::Result<f64>
         );
         held.push(stream);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the broker settle its buffers before reading its size
     let after = proc::rss_bytes(pid)?;
     drop(held);
     Ok(after.saturating_sub(before) as f64 / connections as f64)

@@ -31,22 +31,6 @@ fn clock_ticks() -> u64 {
     100
 }
 
-/// The pid of a running program by name, if exactly one runs.
-pub fn pid_of(name: &str) -> Option<u32> {
-    let mut found = None;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { continue };
-        if comm.trim() == name {
-            if found.is_some() {
-                return None;
-            }
-            found = Some(pid);
-        }
-    }
-    found
-}
-
 /// A value at a percentile (0–100) of sorted samples.
 pub fn percentile(sorted: &[Duration], pct: f64) -> Duration {
     if sorted.is_empty() {

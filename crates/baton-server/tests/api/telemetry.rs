@@ -1,0 +1,142 @@
+//! Telemetry through the API, fed by a raw agent connection: bucketed series with each
+//! aggregate, the live stream with its filters, and retention pruning old samples.
+
+use baton_proto::{
+    agent::{AgentMessage, PROTOCOL_VERSION, ServerMessage},
+    api::{
+        enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
+        telemetry::{Aggregate, TelemetryQuery, TelemetryStreamQuery},
+    },
+};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+use crate::support::{TestApp, raw, spawn_app};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn device(app: &TestApp, serial: &str) -> (EnrollResponse, Ws) {
+    let token =
+        app.admin.create_enrollment_token(&EnrollmentTokenCreate { name: serial.into(), ..Default::default() }).await;
+    let req = EnrollRequest { token: token.expect("token").secret, serial: serial.into(), inventory: None };
+    let enrolled: EnrollResponse = raw()
+        .post(format!("{}/api/v1/enroll", app.url))
+        .json(&req)
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("json");
+    let url = format!("{}/api/v1/agent/connect", app.url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Bearer {}", enrolled.secret).parse().expect("header"));
+    request.headers_mut().insert("x-baton-device-id", enrolled.device_id.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "t".into(),
+        inventory: Box::default(),
+        backlog_epoch: Some(1),
+    };
+    ws.send(Message::Text(serde_json::to_string(&hello).expect("json").into())).await.expect("hello");
+    (enrolled, ws)
+}
+
+/// Sends one batch of `(ts, value)` samples of metric `m` and waits for its acknowledgement.
+async fn send(ws: &mut Ws, seq: u64, samples: &[(i64, f64)]) {
+    let samples: Vec<String> =
+        samples.iter().map(|(ts, v)| format!(r#"{{"ts":{ts},"metrics":{{"m":{v}}}}}"#)).collect();
+    let batch = format!(r#"{{"type":"telemetry","seq":{seq},"samples":[{}]}}"#, samples.join(","));
+    ws.send(Message::Text(batch.into())).await.expect("send");
+    loop {
+        let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("connection ended") };
+        if let Ok(ServerMessage::TelemetryAck { seq: acked }) = serde_json::from_str(&text) {
+            assert_eq!(acked, seq);
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn series_aggregate_each_bucket_as_asked() {
+    let app = spawn_app().await;
+    let (dev, mut ws) = device(&app, "SERIES-1").await;
+    let t0 = (chrono::Utc::now().timestamp_millis() / 60_000 - 10) * 60_000; // a whole minute, ten minutes ago
+    send(&mut ws, 1, &[(t0, 1.0), (t0 + 10_000, 5.0), (t0 + 20_000, 3.0), (t0 + 60_000, 10.0)]).await;
+    let from = chrono::DateTime::from_timestamp_millis(t0).expect("time");
+    for (agg, first, second) in [
+        (Aggregate::Avg, 3.0, 10.0),
+        (Aggregate::Min, 1.0, 10.0),
+        (Aggregate::Max, 5.0, 10.0),
+        (Aggregate::Last, 3.0, 10.0),
+    ] {
+        let q =
+            TelemetryQuery { metric: "m".into(), from: Some(from), to: None, bucket_secs: Some(60), agg: Some(agg) };
+        let series = app.admin.telemetry(&dev.device_id, &q).await.expect("series");
+        let values: Vec<(f64, u64)> = series.points.iter().map(|p| (p.value, p.count)).collect();
+        assert_eq!(values, [(first, 3), (second, 1)], "{agg:?}");
+        assert_eq!(series.points[0].ts, from);
+    }
+    let unknown = TelemetryQuery { metric: "nothing".into(), ..Default::default() };
+    assert!(app.admin.telemetry(&dev.device_id, &unknown).await.expect("empty").points.is_empty());
+    let backwards =
+        TelemetryQuery { metric: "m".into(), from: Some(chrono::Utc::now()), to: Some(from), ..Default::default() };
+    assert_eq!(
+        app.admin.telemetry(&dev.device_id, &backwards).await.expect_err("422").status().map(|s| s.as_u16()),
+        Some(422)
+    );
+}
+
+#[tokio::test]
+async fn the_live_stream_follows_the_devices_asked_for() {
+    let app = spawn_app().await;
+    let (watched, mut ws_watched) = device(&app, "LIVE-1").await;
+    let (_other, mut ws_other) = device(&app, "LIVE-2").await;
+    let query = TelemetryStreamQuery { device: Some(watched.device_id.clone()), ..Default::default() };
+    let mut stream = app.admin.telemetry_stream(&query).await.expect("stream");
+    let now = chrono::Utc::now().timestamp_millis();
+    send(&mut ws_other, 1, &[(now, 99.0)]).await;
+    send(&mut ws_watched, 1, &[(now, 42.0)]).await;
+    let event =
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.expect("an event").expect("open");
+    let baton_client::Live::Item(event) = event.expect("parses") else { panic!("an item") };
+    assert_eq!(
+        (event.device_id.as_str(), event.metrics["m"]),
+        (watched.device_id.as_str(), 42.0),
+        "only the watched device"
+    );
+}
+
+#[tokio::test]
+async fn samples_past_the_retention_period_are_pruned() {
+    let mut app = spawn_app().await;
+    let (dev, mut ws) = device(&app, "OLD-1").await;
+    let day = 86_400_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    send(&mut ws, 1, &[(now - 40 * day, 1.0), (now - day, 2.0)]).await;
+    drop(ws);
+    let all = TelemetryQuery {
+        metric: "m".into(),
+        from: chrono::DateTime::from_timestamp_millis(now - 41 * day),
+        to: None,
+        bucket_secs: Some(86_400),
+        agg: None,
+    };
+    assert_eq!(app.admin.telemetry(&dev.device_id, &all).await.expect("series").points.len(), 2);
+    // Pruning runs when the server starts, and hourly after.
+    app.restart(|s| s.telemetry_retention_days = 30).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let points = app.admin.telemetry(&dev.device_id, &all).await.expect("series").points;
+        if points.len() == 1 {
+            assert_eq!(points[0].value, 2.0, "the recent sample stays");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the old sample is pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
