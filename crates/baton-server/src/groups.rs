@@ -333,14 +333,7 @@ async fn subtree_height(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: 
     while !level.is_empty() && height <= MAX_DEPTH {
         height += 1;
         let mut sql = Sql::new("SELECT id FROM device_groups WHERE tenant_id = ");
-        sql.bind(scope.id()).push(" AND parent_id IN (");
-        for (i, g) in level.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(g.as_str());
-        }
-        sql.push(")");
+        sql.bind(scope.id()).push(" AND parent_id IN ").bind_list(level.iter().map(String::as_str));
         level = sql.query().fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     }
     Ok(height)

@@ -1,70 +1,19 @@
 //! The real `baton` binary: `baton serve` as a child process on a random port, and the admin CLI
 //! against it — signing in, tokens, devices as JSON and YAML, and the errors a user meets first.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
-const BATON: &str = env!("CARGO_BIN_EXE_baton");
+use support::{BATON, Server};
+
 const PASSWORD: &str = "correct-horse-battery-staple";
-
-/// A `baton serve` process; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    /// What the server printed to stdout before it was ready.
-    banner: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut command = Command::new(BATON);
-        command
-            .arg("serve")
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("BATON_ADMIN_PASSWORD")
-            .env_remove("BATON_HTTP_ADDR")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("baton serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining after the banner: a closed pipe would make the server's next print fail.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut banner = Vec::new();
-        let url = loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server says where it listens");
-            if let Some(url) = line.strip_prefix("Baton is listening on ") {
-                break url.trim().to_owned();
-            }
-            banner.push(line);
-        };
-        Self { child, url, banner, _dir: dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs the CLI with its own config dir, feeding `stdin`.
 fn baton(config_dir: &Path, args: &[&str], stdin: &str) -> Output {
@@ -369,17 +318,8 @@ fn devices_watch_prints_events_as_they_happen() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("watch runs");
-    let lines = |pipe: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        rx
-    };
-    let stderr = lines(Box::new(watch.stderr.take().expect("stderr")));
-    let stdout = lines(Box::new(watch.stdout.take().expect("stdout")));
+    let stderr = support::lines(watch.stderr.take().expect("stderr"));
+    let stdout = support::lines(watch.stdout.take().expect("stdout"));
     let ready = stderr.recv_timeout(Duration::from_secs(30)).expect("the watcher says it is watching");
     assert!(ready.contains("Watching device events"), "{ready}");
 

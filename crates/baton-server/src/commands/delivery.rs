@@ -43,14 +43,8 @@ pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Ve
         commands.iter().filter(|c| c.state == CommandState::Queued).map(|c| c.id.as_str()).collect();
     if !queued.is_empty() {
         let mut sql = Sql::new("UPDATE commands SET state = 'SENT', sent_at = ");
-        sql.bind(now).push(" WHERE state = 'QUEUED' AND device_id = ").bind(device_id).push(" AND id IN (");
-        for (i, id) in queued.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(*id);
-        }
-        sql.push(")").query().execute(db.writer()).await?;
+        sql.bind(now).push(" WHERE state = 'QUEUED' AND device_id = ").bind(device_id).push(" AND id IN ");
+        sql.bind_list(queued).query().execute(db.writer()).await?;
     }
     Ok(commands
         .into_iter()

@@ -200,14 +200,7 @@ fn push_requirement(sql: &mut Sql, r: &Requirement) {
             .bind(key);
     };
     let values = |sql: &mut Sql, values: &[String]| {
-        sql.push(" AND l.value IN (");
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(v.as_str());
-        }
-        sql.push("))");
+        sql.push(" AND l.value IN ").bind_list(values.iter().map(String::as_str)).push(")");
     };
     match r {
         Requirement::Exists(k) => {

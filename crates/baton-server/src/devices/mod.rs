@@ -410,14 +410,10 @@ pub(crate) async fn hydrate(db: &Db, scope: &TenantScope, rows: Vec<AnyRow>) -> 
 
 fn in_list(scope: &TenantScope, select: &str, ids: &[String]) -> Sql {
     let mut sql = Sql::new(select);
-    sql.push(" WHERE tenant_id = ").bind(scope.id()).push(" AND device_id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(id.as_str());
-    }
-    sql.push(")");
+    sql.push(" WHERE tenant_id = ")
+        .bind(scope.id())
+        .push(" AND device_id IN ")
+        .bind_list(ids.iter().map(String::as_str));
     sql
 }
 
