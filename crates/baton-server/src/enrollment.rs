@@ -23,8 +23,7 @@ use crate::{
     bus::SharedBus,
     devices,
     error::Violations,
-    events,
-    pagination::{self, Cursor},
+    events, pagination,
     store::{Db, from_ms, is_id, new_id, now_ms},
 };
 
@@ -106,8 +105,7 @@ pub async fn list_tokens(
     cursor: Option<&str>,
 ) -> Result<Page<EnrollmentToken>, Error> {
     let limit = pagination::limit(limit)?;
-    let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
-    let (after_ts, after_id) = after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new()));
+    let (after_ts, after_id) = pagination::after_created(cursor)?;
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM enrollment_tokens WHERE tenant_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
          ORDER BY created_at, id LIMIT $4"
@@ -119,12 +117,7 @@ pub async fn list_tokens(
     .fetch_all(db.reader())
     .await?;
     let items = rows.iter().map(token_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(pagination::finish(items, limit, |t| Cursor {
-        order: "created_at".into(),
-        text: None,
-        int: Some(t.created_at.timestamp_millis()),
-        id: t.id.clone(),
-    }))
+    Ok(pagination::finish(items, limit, |t| pagination::created_cursor(t.created_at, &t.id)))
 }
 
 pub async fn revoke_token(db: &Db, scope: &TenantScope, id: &str) -> Result<EnrollmentToken, Error> {

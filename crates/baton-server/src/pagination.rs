@@ -41,6 +41,18 @@ impl Cursor {
     }
 }
 
+/// Where an oldest-first list (ordered by `created_at, id`) resumes: after this time and id,
+/// or from the start without a cursor.
+pub fn after_created(cursor: Option<&str>) -> Result<(i64, String), Error> {
+    let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
+    Ok(after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new())))
+}
+
+/// The cursor of a row in an oldest-first list.
+pub fn created_cursor(created_at: chrono::DateTime<chrono::Utc>, id: &str) -> Cursor {
+    Cursor { order: "created_at".into(), text: None, int: Some(created_at.timestamp_millis()), id: id.to_owned() }
+}
+
 /// The page size asked for, checked.
 pub fn limit(requested: Option<u32>) -> Result<i64, Error> {
     match requested.unwrap_or(DEFAULT_LIMIT) {

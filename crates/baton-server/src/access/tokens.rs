@@ -9,8 +9,7 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 use super::{Principal, Role, Subject, TenantScope, secrets};
 use crate::{
-    Error,
-    pagination::{self, Cursor},
+    Error, pagination,
     store::{Db, from_ms, new_id, now_ms},
 };
 
@@ -128,8 +127,7 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<Page<ApiToken>, Error> {
     let limit = pagination::limit(limit)?;
-    let after = cursor.map(|c| Cursor::decode(c, "created_at")).transpose()?;
-    let (after_ts, after_id) = after.map(|c| (c.int.unwrap_or(0), c.id)).unwrap_or((i64::MIN, String::new()));
+    let (after_ts, after_id) = pagination::after_created(cursor)?;
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM api_tokens WHERE tenant_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
          ORDER BY created_at, id LIMIT $4"
@@ -141,12 +139,7 @@ pub async fn list(
     .fetch_all(db.reader())
     .await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(pagination::finish(items, limit, |t| Cursor {
-        order: "created_at".into(),
-        text: None,
-        int: Some(t.created_at.timestamp_millis()),
-        id: t.id.clone(),
-    }))
+    Ok(pagination::finish(items, limit, |t| pagination::created_cursor(t.created_at, &t.id)))
 }
 
 /// Revokes a token; it is refused from now on. Revoking twice is harmless.

@@ -3,25 +3,19 @@
 //! the server and other devices carry on. Wrong secrets never get a connection.
 
 use baton_proto::{
-    agent::{AgentMessage, PROTOCOL_VERSION, ServerMessage, close},
-    api::enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
+    agent::{ServerMessage, close},
+    api::enrollment::EnrollResponse,
 };
 use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest},
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    agent::{self, Ws},
+    support::{TestApp, raw, spawn_app},
 };
 
-use crate::support::{TestApp, raw, spawn_app};
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn enrolled_device(app: &TestApp, serial: &str) -> EnrollResponse {
-    let token =
-        app.admin.create_enrollment_token(&EnrollmentTokenCreate { name: serial.into(), ..Default::default() }).await;
-    let req = EnrollRequest { token: token.expect("token").secret, serial: serial.into(), inventory: None };
-    let response = raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("enroll");
-    response.json().await.expect("json")
+    agent::enroll(app, serial).await
 }
 
 async fn connect(
@@ -29,11 +23,7 @@ async fn connect(
     device: &EnrollResponse,
     secret: &str,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let url = format!("{}/api/v1/agent/connect", app.url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert("authorization", format!("Bearer {secret}").parse().expect("header"));
-    request.headers_mut().insert("x-baton-device-id", device.device_id.parse().expect("header"));
-    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+    agent::connect(app, &device.device_id, secret).await
 }
 
 fn too_many_samples() -> String {
@@ -42,13 +32,7 @@ fn too_many_samples() -> String {
 }
 
 fn hello() -> Message {
-    let hello = AgentMessage::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: "test".into(),
-        inventory: Box::default(),
-        backlog_epoch: None,
-    };
-    Message::Text(serde_json::to_string(&hello).expect("json").into())
+    agent::hello(None)
 }
 
 /// Reads until the server closes; returns its close code and reason.

@@ -5,16 +5,15 @@
 use std::collections::BTreeMap;
 
 use baton_proto::{
-    agent::{AgentMessage, CommandProgress, CommandUpdate, PROTOCOL_VERSION, ServerMessage},
+    agent::{AgentMessage, CommandProgress, CommandUpdate, ServerMessage},
     api::{
         commands::{CommandCreate, CommandQuery, CommandResult, CommandSpec, CommandState, CommandTarget},
         devices::DeviceCreate,
-        enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
         groups::GroupCreate,
     },
 };
 use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{TestApp, spawn_app};
 
@@ -101,34 +100,13 @@ async fn idempotency_cancel_and_expiry() {
 #[tokio::test]
 async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
     let app = spawn_app().await;
-    let token =
-        app.admin.create_enrollment_token(&EnrollmentTokenCreate { name: "t".into(), ..Default::default() }).await;
-    let req = EnrollRequest { token: token.expect("token").secret, serial: "WS-1".into(), inventory: None };
-    let dev: EnrollResponse = crate::support::raw()
-        .post(format!("{}/api/v1/enroll", app.url))
-        .json(&req)
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
+    let dev = crate::agent::enroll(&app, "WS-1").await;
     // A command queued before the device connects…
     let early = app.admin.create_commands(&create(to(&[&dev.device_id]), CommandSpec::Ping)).await.expect("queued");
     let mut events = app.admin.event_stream(&Default::default()).await.expect("event stream");
 
-    let url = format!("{}/api/v1/agent/connect", app.url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert("authorization", format!("Bearer {}", dev.secret).parse().expect("header"));
-    request.headers_mut().insert("x-baton-device-id", dev.device_id.parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    let hello = AgentMessage::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: "t".into(),
-        inventory: Box::default(),
-        backlog_epoch: None,
-    };
-    ws.send(Message::Text(serde_json::to_string(&hello).expect("json").into())).await.expect("hello");
+    let mut ws = crate::agent::connect(&app, &dev.device_id, &dev.secret).await.expect("connects");
+    ws.send(crate::agent::hello(None)).await.expect("hello");
 
     let mut next = async || loop {
         if let Message::Text(t) = ws.next().await.expect("frame").expect("ok") {

@@ -145,3 +145,37 @@ async fn tokens_past_their_uses_expiry_or_revocation_are_refused() {
     let devices = app.admin.devices(&DeviceQuery::default()).await.expect("list");
     assert_eq!(devices.items.len(), 1, "only the one enrollment that was allowed made a device");
 }
+
+#[tokio::test]
+async fn re_enrolling_under_an_approval_token_needs_approval_again_and_drops_the_old_connection() {
+    let app = spawn_app().await;
+    let open = token(&app, EnrollmentTokenCreate { name: "open".into(), ..Default::default() }).await;
+    let first = enrolled(&app, &open, "HW-9").await;
+    assert_eq!(first.status, DeviceStatus::Active);
+    let mut old = crate::agent::connect(&app, &first.device_id, &first.secret).await.expect("connects");
+    futures::SinkExt::send(&mut old, crate::agent::hello(None)).await.expect("hello");
+    let mut device = app.admin.device(&first.device_id).await.expect("device");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !device.connectivity.online {
+        assert!(std::time::Instant::now() < deadline, "the device comes online");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        device = app.admin.device(&first.device_id).await.expect("device");
+    }
+
+    // Someone who knows the serial and holds an approval token cannot take the device over.
+    let strict = token(&app, EnrollmentTokenCreate { name: "strict".into(), requires_approval: true, ..Default::default() }).await;
+    let second = enrolled(&app, &strict, "HW-9").await;
+    assert_eq!(second.device_id, first.device_id);
+    assert_eq!(second.status, DeviceStatus::Pending);
+    // The connection with the old secret is closed by the server.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(frame) = futures::StreamExt::next(&mut old).await {
+            if matches!(frame, Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the old connection ends");
+}

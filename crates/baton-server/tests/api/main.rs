@@ -3,6 +3,7 @@
 //! PostgreSQL when `BATON_TEST_DATABASE_URL` is set.
 
 mod access;
+mod agent;
 mod agent_protocol;
 mod bad_input;
 mod commands;

@@ -2,47 +2,24 @@
 //! aggregate, the live stream with its filters, and retention pruning old samples.
 
 use baton_proto::{
-    agent::{AgentMessage, PROTOCOL_VERSION, ServerMessage},
+    agent::ServerMessage,
     api::{
-        enrollment::{EnrollRequest, EnrollResponse, EnrollmentTokenCreate},
+        enrollment::EnrollResponse,
         telemetry::{Aggregate, TelemetryQuery, TelemetryStreamQuery},
     },
 };
 use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest},
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    agent::{self, Ws},
+    support::{TestApp, spawn_app},
 };
 
-use crate::support::{TestApp, raw, spawn_app};
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn device(app: &TestApp, serial: &str) -> (EnrollResponse, Ws) {
-    let token =
-        app.admin.create_enrollment_token(&EnrollmentTokenCreate { name: serial.into(), ..Default::default() }).await;
-    let req = EnrollRequest { token: token.expect("token").secret, serial: serial.into(), inventory: None };
-    let enrolled: EnrollResponse = raw()
-        .post(format!("{}/api/v1/enroll", app.url))
-        .json(&req)
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
-    let url = format!("{}/api/v1/agent/connect", app.url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().expect("request");
-    request.headers_mut().insert("authorization", format!("Bearer {}", enrolled.secret).parse().expect("header"));
-    request.headers_mut().insert("x-baton-device-id", enrolled.device_id.parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
-    let hello = AgentMessage::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: "t".into(),
-        inventory: Box::default(),
-        backlog_epoch: Some(1),
-    };
-    ws.send(Message::Text(serde_json::to_string(&hello).expect("json").into())).await.expect("hello");
+    let enrolled = agent::enroll(app, serial).await;
+    let mut ws = agent::connect(app, &enrolled.device_id, &enrolled.secret).await.expect("connects");
+    ws.send(agent::hello(Some(1))).await.expect("hello");
     (enrolled, ws)
 }
 
