@@ -163,7 +163,9 @@ async fn re_enrolling_under_an_approval_token_needs_approval_again_and_drops_the
     }
 
     // Someone who knows the serial and holds an approval token cannot take the device over.
-    let strict = token(&app, EnrollmentTokenCreate { name: "strict".into(), requires_approval: true, ..Default::default() }).await;
+    let strict =
+        token(&app, EnrollmentTokenCreate { name: "strict".into(), requires_approval: true, ..Default::default() })
+            .await;
     let second = enrolled(&app, &strict, "HW-9").await;
     assert_eq!(second.device_id, first.device_id);
     assert_eq!(second.status, DeviceStatus::Pending);
