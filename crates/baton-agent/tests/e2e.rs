@@ -43,7 +43,7 @@ struct Server {
 impl Server {
     fn start(data: &Path, addr: &str) -> Self {
         let mut child = Command::new(server_binary())
-            .args(["serve", "--http-addr", addr, "--data-dir"])
+            .args(["serve", "--http-addr", addr, "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .env("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP)
             .env("BATON_ADMIN_PASSWORD", "correct-horse-battery-staple")

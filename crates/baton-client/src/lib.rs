@@ -10,8 +10,9 @@ use baton_proto::{
     api::{
         Changed, Page,
         access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
+        attributes::DeviceAttributes,
         commands::{Command, CommandBatch, CommandCreate, CommandQuery},
-        devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+        devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
         enrollment::{DeviceImport, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenCreated},
         events::{Event, EventQuery, EventStreamQuery},
         groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
@@ -257,6 +258,26 @@ impl Client {
     /// What the device reported about itself; `None` before its first connection.
     pub async fn device_inventory(&self, id: &str) -> Result<Option<Inventory>> {
         self.get(&format!("/api/v1/devices/{}/inventory", seg(id)), &()).await
+    }
+
+    /// A device's reported and desired attributes.
+    pub async fn device_attributes(&self, id: &str) -> Result<DeviceAttributes> {
+        self.get(&format!("/api/v1/devices/{}/attributes", seg(id)), &()).await
+    }
+
+    /// Merges `patch` into the device's desired attributes (`null` removes a key).
+    pub async fn patch_desired_attributes(
+        &self,
+        id: &str,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<DeviceAttributes> {
+        let path = format!("/api/v1/devices/{}/attributes/desired", seg(id));
+        self.write(Method::PATCH, &path, patch).await
+    }
+
+    /// Issues a new secret for the device (returned this once); the old one stops working.
+    pub async fn issue_device_credential(&self, id: &str) -> Result<DeviceCredential> {
+        self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/credentials", seg(id)))).await
     }
 
     /// Pre-registers many devices, all or nothing.

@@ -4,6 +4,7 @@
 //! - [`api`]: request and response bodies of the REST API under `/api/v1`, one module per noun.
 //! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
 //! - [`inventory`]: what a device reports about itself.
+//! - [`mqtt`]: MQTT 3.1.1 and 5 packets, topics and matching, for the MQTT front door.
 //! - [`labels`]: label keys, values and label selectors, parsed once here so every side agrees.
 //!
 //! This crate does no I/O. Storage rows are never these structs: the server converts explicitly,
@@ -13,6 +14,7 @@ pub mod agent;
 pub mod api;
 pub mod inventory;
 pub mod labels;
+pub mod mqtt;
 
 /// The version of the REST API this crate describes; it is the `/api/v1` prefix.
 pub const API_VERSION: &str = "v1";

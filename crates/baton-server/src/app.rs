@@ -23,6 +23,7 @@ pub struct App {
     local_addr: SocketAddr,
     state: http::AppState,
     bootstrap: Bootstrap,
+    mqtt: crate::mqtt::Listeners,
 }
 
 impl App {
@@ -41,6 +42,7 @@ impl App {
         let bootstrap =
             tenants::bootstrap(&db, settings.admin_password.as_deref(), settings.bootstrap_token.as_deref()).await?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::from)?;
+        let mqtt = crate::mqtt::Listeners::bind(&settings).await?;
         let reset = crate::devices::presence::reset_all(&db).await?;
         if reset > 0 {
             tracing::info!(devices = reset, "marked devices offline until they reconnect");
@@ -60,11 +62,21 @@ impl App {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         crate::jobs::spawn(&state);
-        Ok(Self { listener, local_addr, state, bootstrap })
+        Ok(Self { listener, local_addr, state, bootstrap, mqtt })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where plain MQTT listens (`None` when it is turned off).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.addr()
+    }
+
+    /// Where MQTT over TLS listens (only with a certificate).
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.tls_addr()
     }
 
     /// The base URL clients use to reach this server.
@@ -94,6 +106,7 @@ impl App {
             (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
             _ => None,
         };
+        self.mqtt.spawn(self.state.clone());
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = match tls {
             Some(config) => {

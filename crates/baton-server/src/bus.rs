@@ -18,6 +18,8 @@ pub enum Message {
     Decommissioned { tenant: String, device_id: String, wipe: bool },
     /// The device enrolled again: connections with its old secret must close.
     CredentialsChanged { tenant: String, device_id: String },
+    /// Operators changed the attributes they want the device to have: push them if connected.
+    DesiredChanged { tenant: String, device_id: String },
     /// Telemetry was stored.
     Telemetry { tenant: String, event: TelemetryEvent },
     /// An event was recorded in the log.

@@ -33,6 +33,13 @@ const ENV_KEYS: &[&str] = &[
     "device_connects_per_second",
     "device_connect_burst",
     "log_format",
+    "mqtt_enabled",
+    "mqtt_addr",
+    "mqtt_tls_addr",
+    "mqtt_max_packet_bytes",
+    "mqtt_messages_per_second",
+    "mqtt_message_burst",
+    "mqtt_max_keepalive_secs",
     "admin_password",
     "bootstrap_token",
 ];
@@ -55,6 +62,13 @@ pub struct Settings {
     pub command_expiry_check_secs: u32,
     pub device_connects_per_second: u32,
     pub device_connect_burst: u32,
+    pub mqtt_enabled: bool,
+    pub mqtt_addr: SocketAddr,
+    pub mqtt_tls_addr: SocketAddr,
+    pub mqtt_max_packet_bytes: usize,
+    pub mqtt_messages_per_second: u32,
+    pub mqtt_message_burst: u32,
+    pub mqtt_max_keepalive_secs: u32,
     pub log_format: LogFormat,
     /// From `BATON_ADMIN_PASSWORD` only.
     #[serde(skip_serializing)]
@@ -90,6 +104,13 @@ impl Default for Settings {
             command_expiry_check_secs: 15,
             device_connects_per_second: 100,
             device_connect_burst: 1000,
+            mqtt_enabled: true,
+            mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            mqtt_tls_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            mqtt_max_packet_bytes: 256 * 1024,
+            mqtt_messages_per_second: 50,
+            mqtt_message_burst: 200,
+            mqtt_max_keepalive_secs: 1200,
             log_format: LogFormat::Text,
             admin_password: None,
             bootstrap_token: None,
@@ -151,6 +172,15 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return Err(Error::Config("max_body_bytes must be at least 1024".into()));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&self.mqtt_max_packet_bytes) {
+            return Err(Error::Config("mqtt_max_packet_bytes must be between 1024 and 268435456".into()));
+        }
+        if self.mqtt_messages_per_second == 0 || self.mqtt_message_burst == 0 {
+            return Err(Error::Config("mqtt_messages_per_second and mqtt_message_burst must be at least 1".into()));
+        }
+        if !(1..=65_535).contains(&self.mqtt_max_keepalive_secs) {
+            return Err(Error::Config("mqtt_max_keepalive_secs must be between 1 and 65535".into()));
         }
         Ok(())
     }

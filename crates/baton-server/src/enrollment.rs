@@ -142,8 +142,19 @@ struct Grant {
 
 /// Enrolls a device with an enrollment token. Returns its id and a new secret.
 pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<EnrollResponse, Error> {
+    enroll_keyed(db, bus, req, None).await
+}
+
+/// Enrolls as [`enroll`] does; with `key`, the token must also have that id or name (MQTT
+/// provisioning sends a key and a secret, as ThingsBoard's does).
+pub async fn enroll_keyed(
+    db: &Db,
+    bus: &SharedBus,
+    req: EnrollRequest,
+    key: Option<&str>,
+) -> Result<EnrollResponse, Error> {
     devices::validate_serial(&req.serial).map_err(|m| Error::invalid("/serial", m))?;
-    let grant = redeem(db, &req.token).await?;
+    let grant = redeem(db, &req.token, key).await?;
     let scope = grant.scope.clone();
     let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
     let now = now_ms();
@@ -215,10 +226,10 @@ pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<Enro
 }
 
 /// Checks a token secret and counts one use, atomically (so `max_uses` holds under races).
-async fn redeem(db: &Db, secret: &str) -> Result<Grant, Error> {
+async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error> {
     let refused = |why: &str| Error::Unauthorized(format!("enrollment token refused: {why}"));
     let row = sqlx::query(
-        "SELECT t.id, t.tenant_id, t.groups, t.labels, t.requires_approval, t.expires_at, t.revoked_at, n.disabled \
+        "SELECT t.id, t.name, t.tenant_id, t.groups, t.labels, t.requires_approval, t.expires_at, t.revoked_at, n.disabled \
          FROM enrollment_tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.secret_hash = $1",
     )
     .bind(secrets::hash_token(secret))
@@ -232,6 +243,9 @@ async fn redeem(db: &Db, secret: &str) -> Result<Grant, Error> {
         return Err(refused("expired"));
     }
     let id: String = row.try_get("id")?;
+    if key.is_some_and(|k| k != id && k != row.try_get::<String, _>("name").unwrap_or_default()) {
+        return Err(refused("the provisioning key does not belong to this secret"));
+    }
     let counted = sqlx::query(
         "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)",
     )

@@ -24,6 +24,14 @@ pub mod kind {
     pub const OFFLINE: &str = "device.offline";
     pub const INVENTORY: &str = "device.inventory";
     pub const DECOMMISSIONED: &str = "device.decommissioned";
+    /// Operators changed the desired attributes; `data.changed` names the keys.
+    pub const ATTRIBUTES: &str = "device.attributes";
+    /// A new device secret was issued through the API; the old one stopped working.
+    pub const CREDENTIALS: &str = "device.credentials";
+    /// A device sent something that was dropped (bad payload, a topic outside its namespace,
+    /// over its message rate); `data` says what and why. At most one every few seconds per
+    /// connection, counting the ones in between.
+    pub const MESSAGE_REJECTED: &str = "device.message_rejected";
     pub const COMMAND_FINISHED: &str = "command.finished";
 }
 

@@ -6,8 +6,8 @@
 //! - [`config`]: layered settings.
 //! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
 //! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
-//! - [`tenants`], [`devices`], [`groups`], [`enrollment`], [`telemetry`], [`commands`],
-//!   [`events`]: domain modules, each owning its tables and queries.
+//! - [`tenants`], [`devices`], [`attributes`], [`groups`], [`enrollment`], [`telemetry`],
+//!   [`commands`], [`events`]: domain modules, each owning its tables and queries.
 //! - [`agents`]: live agent connections (sessions, registry, connection rate limit).
 //! - [`bus`]: publish/subscribe between parts of the server (in-process today).
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
@@ -18,6 +18,7 @@
 pub mod access;
 pub mod agents;
 pub mod app;
+pub mod attributes;
 pub mod bus;
 pub mod commands;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod groups;
 pub mod http;
 pub mod jobs;
+pub mod mqtt;
 pub mod observability;
 pub mod pagination;
 pub mod store;

@@ -302,6 +302,36 @@ fn no_pending_devices_and_no_telemetry_read_as_such() {
 }
 
 #[test]
+fn desired_attributes_are_set_and_unset_and_a_credential_is_printed_once() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let device = json(&baton(cfg, &["devices", "create", "--serial", "MQTT-7", "-o", "json"], ""));
+    let id = device["id"].as_str().expect("id");
+    assert!(ok(&baton(cfg, &["devices", "attributes", id], "")).contains("has no attributes yet"));
+
+    let args = ["devices", "set-desired", id, "interval=60", "mode=eco", "flags=[1,2]", "-o", "json"];
+    let set = json(&baton(cfg, &args, ""));
+    assert_eq!(set["desired"], serde_json::json!({"interval": 60, "mode": "eco", "flags": [1, 2]}));
+    let unset =
+        json(&baton(cfg, &["devices", "set-desired", id, "interval=\"60\"", "--unset", "mode", "-o", "json"], ""));
+    assert_eq!(unset["desired"], serde_json::json!({"interval": "60", "flags": [1, 2]}));
+    let table = ok(&baton(cfg, &["devices", "attributes", id], ""));
+    assert!(table.contains("DESIRED") && table.contains("flags") && table.contains("[1,2]"), "{table}");
+    one_line_error(&baton(cfg, &["devices", "set-desired", id, "oops"], ""), "key=value");
+
+    let issued = baton(cfg, &["devices", "credentials", id], "");
+    let stdout = ok(&issued);
+    assert_eq!(stdout.lines().count(), 1, "only the secret on stdout: {stdout}");
+    assert!(stdout.trim().starts_with("bd_"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&issued.stderr);
+    assert!(stderr.contains("not shown again") && stderr.contains(&format!("username `{id}`")), "{stderr}");
+    let again = json(&baton(cfg, &["devices", "credentials", id, "-o", "json"], ""));
+    assert_eq!(again["device_id"], id);
+    assert_ne!(again["secret"].as_str(), Some(stdout.trim()));
+}
+
+#[test]
 fn devices_watch_prints_events_as_they_happen() {
     let server = start();
     let home = admin(&server);

@@ -63,6 +63,10 @@ pub struct Device {
     pub groups: Vec<String>,
     pub status: DeviceStatus,
     pub connectivity: Connectivity,
+    /// How the device connects, `agent` or `mqtt`; `null` until it first connected.
+    pub transport: Option<String>,
+    /// For a sub-device, the gateway that relays it.
+    pub gateway_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -146,6 +150,9 @@ pub struct DeviceQuery {
     /// A label selector, e.g. `store=berlin-12,tier!=test`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<String>,
+    /// A gateway's device id: the sub-devices it relays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<String>,
     /// Case-insensitive text found in the name or serial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
@@ -158,4 +165,15 @@ pub struct DeviceQuery {
     /// `next_cursor` from the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// A device secret issued through the API, for devices that never enroll themselves (MQTT
+/// devices). The secret is returned once; only its hash is stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceCredential {
+    pub device_id: String,
+    /// `bd_…`. Over MQTT: the device id as username and this as password, or this alone as
+    /// username.
+    pub secret: String,
 }

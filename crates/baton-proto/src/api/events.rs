@@ -9,7 +9,8 @@ pub struct Event {
     pub id: String,
     pub device_id: Option<String>,
     /// `device.enrolled`, `device.approved`, `device.online`, `device.offline`,
-    /// `device.decommissioned`, `device.inventory`, `command.finished`, …
+    /// `device.decommissioned`, `device.inventory`, `device.attributes`, `device.credentials`,
+    /// `command.finished`, …
     pub kind: String,
     pub data: serde_json::Value,
     pub at: DateTime<Utc>,

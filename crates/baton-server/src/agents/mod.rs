@@ -29,9 +29,23 @@ pub enum Control {
 
 struct Entry {
     connection: u64,
-    /// "Commands may be waiting": a hint; a full queue already means "look again".
-    deliver: mpsc::Sender<()>,
-    control: mpsc::Sender<Control>,
+    route: Route,
+}
+
+/// How hints reach a device's session.
+enum Route {
+    /// The device's own connection. `deliver` says "commands (or desired attributes) may be
+    /// waiting": a hint; a full queue already means "look again".
+    Direct { deliver: mpsc::Sender<()>, control: mpsc::Sender<Control> },
+    /// Through the connection of the gateway that relays the device.
+    Relayed(mpsc::Sender<Relayed>),
+}
+
+/// A hint for a sub-device, sent to its gateway's session: deliver, or the control message.
+#[derive(Debug)]
+pub struct Relayed {
+    pub device_id: String,
+    pub control: Option<Control>,
 }
 
 /// Live sessions by device id.
@@ -93,10 +107,10 @@ impl Registry {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let (deliver_tx, deliver) = mpsc::channel(1);
         let (control_tx, control) = mpsc::channel(4);
-        let entry = Entry { connection, deliver: deliver_tx, control: control_tx };
+        let entry = Entry { connection, route: Route::Direct { deliver: deliver_tx, control: control_tx } };
         let old = self.lock().insert(device_id.to_owned(), entry);
         if let Some(old) = old {
-            let _ = old.control.try_send(Control::Replaced);
+            old.tell(device_id, Control::Replaced);
         }
         metrics::gauge!("baton_agents_connected").set(self.len() as f64);
         Registration { connection, deliver, control }
@@ -113,6 +127,21 @@ impl Registry {
         metrics::gauge!("baton_agents_connected").set(n as f64);
     }
 
+    /// Registers a sub-device as reachable through its gateway's session (`connection` is the
+    /// gateway's). Hints for it arrive on `gateway` as [`Relayed`].
+    pub fn register_relayed(&self, device_id: &str, connection: u64, gateway: mpsc::Sender<Relayed>) {
+        let entry = Entry { connection, route: Route::Relayed(gateway) };
+        let old = self.lock().insert(device_id.to_owned(), entry);
+        if let Some(old) = old.filter(|o| o.connection != connection) {
+            old.tell(device_id, Control::Replaced);
+        }
+    }
+
+    /// Removes every sub-device a gateway's session registered.
+    pub fn unregister_relayed(&self, connection: u64) {
+        self.lock().retain(|_, e| !(e.connection == connection && matches!(e.route, Route::Relayed(_))));
+    }
+
     pub fn is_connected(&self, device_id: &str) -> bool {
         self.lock().contains_key(device_id)
     }
@@ -127,19 +156,40 @@ impl Registry {
 
     fn deliver(&self, device_id: &str) {
         if let Some(entry) = self.lock().get(device_id) {
-            // A full queue means a hint is already pending; the session will look anyway.
-            let _ = entry.deliver.try_send(());
+            match &entry.route {
+                // A full queue means a hint is already pending; the session will look anyway.
+                Route::Direct { deliver, .. } => {
+                    let _ = deliver.try_send(());
+                }
+                // A full gateway queue loses this hint; the gateway's periodic sweep finds it.
+                Route::Relayed(gateway) => {
+                    let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: None });
+                }
+            }
         }
     }
 
     fn control(&self, device_id: &str, control: Control) {
         if let Some(entry) = self.lock().get(device_id) {
-            let _ = entry.control.try_send(control);
+            entry.tell(device_id, control);
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Entry {
+    fn tell(&self, device_id: &str, control: Control) {
+        match &self.route {
+            Route::Direct { control: tx, .. } => {
+                let _ = tx.try_send(control);
+            }
+            Route::Relayed(gateway) => {
+                let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: Some(control) });
+            }
+        }
     }
 }
 
@@ -155,6 +205,7 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
                             registry.deliver(id);
                         }
                     }
+                    Message::DesiredChanged { device_id, .. } => registry.deliver(device_id),
                     Message::Decommissioned { device_id, wipe, .. } => {
                         registry.control(device_id, Control::Decommission { wipe: *wipe });
                     }

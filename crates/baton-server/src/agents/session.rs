@@ -237,7 +237,7 @@ impl Session {
                     metrics::counter!("baton_telemetry_values_dropped_total").increment(dropped as u64);
                     tracing::debug!(device_id = id, dropped, "dropped implausible telemetry values");
                 }
-                self.app.telemetry.store(scope, id, batch.seq, batch.samples).await.map_err(internal)?;
+                self.app.telemetry.store(scope, id, Some(batch.seq), batch.samples).await.map_err(internal)?;
                 send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
             }
             AgentMessage::CommandUpdate(update) => {

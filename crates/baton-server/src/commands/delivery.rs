@@ -52,6 +52,32 @@ pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Ve
         .collect())
 }
 
+/// Ids of a device's commands that were sent and are not finished.
+pub async fn delivered(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Vec<String>, Error> {
+    let rows =
+        sqlx::query("SELECT id FROM commands WHERE tenant_id = $1 AND device_id = $2 AND state IN ('SENT', 'ACKED')")
+            .bind(scope.id())
+            .bind(device_id)
+            .fetch_all(db.reader())
+            .await?;
+    Ok(rows.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?)
+}
+
+/// Sub-devices of a gateway that have commands waiting (a gateway's periodic look, in case a
+/// delivery hint for one of them was lost).
+pub async fn waiting_behind(db: &Db, scope: &TenantScope, gateway_id: &str) -> Result<Vec<String>, Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT c.device_id FROM commands c JOIN devices d ON d.id = c.device_id \
+         WHERE d.tenant_id = $1 AND d.gateway_id = $2 AND c.state IN ('QUEUED', 'SENT', 'ACKED') AND c.expires_at > $3",
+    )
+    .bind(scope.id())
+    .bind(gateway_id)
+    .bind(now_ms())
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.iter().map(|r| r.try_get::<String, _>("device_id")).collect::<Result<_, _>>()?)
+}
+
 /// Applies a device's report about one of its commands. Returns whether the command finished.
 pub async fn report(
     db: &Db,

@@ -1,12 +1,16 @@
 //! Device credentials: a random 256-bit secret per device, stored as SHA-256 (checking it on
-//! every reconnect of a large fleet must be cheap; argon2 would not be).
+//! every reconnect of a large fleet must be cheap; argon2 would not be). A secret comes from
+//! enrollment (`enrollment::enroll`) or, for devices that never run the agent (MQTT), from an
+//! operator through the API ([`issue`]).
 
 use sqlx::Row;
 
 use crate::{
     Error,
     access::{TenantScope, secrets},
-    store::{Db, is_id},
+    bus::{Message, SharedBus},
+    events,
+    store::{Db, is_id, now_ms},
 };
 use baton_proto::api::devices::DeviceStatus;
 
@@ -21,6 +25,47 @@ pub struct DeviceIdentity {
     pub status: DeviceStatus,
     pub wipe_requested: bool,
     pub telemetry_interval_secs: Option<u32>,
+}
+
+/// Issues a new secret for a device and returns it: the only time it is seen. Connections
+/// with the old secret close. The device counts as enrolled from now on; a pending device stays
+/// pending (the secret opens nothing until it is approved). A decommissioned device is refused:
+/// its identity is retired for good.
+pub async fn issue(db: &Db, bus: &SharedBus, scope: &TenantScope, device_id: &str) -> Result<String, Error> {
+    let not_found = || Error::NotFound(format!("device {device_id}"));
+    if !is_id(device_id) {
+        return Err(not_found());
+    }
+    let secret = secrets::generate(SECRET_PREFIX);
+    let now = now_ms();
+    let mut tx = db.writer().begin().await?;
+    let status: String = sqlx::query("SELECT status FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.id())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(not_found)?
+        .try_get("status")?;
+    if status == DeviceStatus::Decommissioned.as_str() {
+        return Err(Error::Conflict(format!(
+            "device {device_id} is decommissioned and gets no new credentials; delete it and create it again"
+        )));
+    }
+    sqlx::query(
+        "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2 \
+         WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(secrets::hash_token(&secret))
+    .bind(now)
+    .bind(scope.id())
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    bus.publish(Message::CredentialsChanged { tenant: scope.id().to_owned(), device_id: device_id.to_owned() });
+    let data = serde_json::json!({ "status": status });
+    events::record(db, bus, scope, Some(device_id), events::kind::CREDENTIALS, data).await;
+    Ok(secret)
 }
 
 /// The device behind an id and secret, whatever its status (the caller decides what a pending
@@ -52,6 +97,22 @@ pub async fn authenticate(db: &Db, device_id: &str, secret: &str) -> Result<Opti
             .try_get::<Option<i64>, _>("telemetry_interval_secs")?
             .and_then(|s| u32::try_from(s).ok()),
     }))
+}
+
+/// The device whose secret this is (MQTT logins in ThingsBoard's style send only the secret, as
+/// the user name). `None` when no device has it.
+pub async fn authenticate_secret(db: &Db, secret: &str) -> Result<Option<DeviceIdentity>, Error> {
+    if secret.len() > 256 || !secret.starts_with(SECRET_PREFIX) {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT id FROM devices WHERE credential_hash = $1")
+        .bind(secrets::hash_token(secret))
+        .fetch_optional(db.reader())
+        .await?;
+    match row {
+        Some(row) => authenticate(db, &row.try_get::<String, _>("id")?, secret).await,
+        None => Ok(None),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

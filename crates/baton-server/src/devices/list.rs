@@ -1,5 +1,5 @@
-//! Listing devices: filters (status, online, OS, group with or without subgroups, label
-//! selector, text), an order, and keyset cursors that stay stable while devices are added.
+//! Listing devices: filters (status, online, OS, group with or without subgroups, gateway,
+//! label selector, text), an order, and keyset cursors that stay stable while devices are added.
 
 use baton_proto::{
     api::{
@@ -24,6 +24,7 @@ struct Plan {
     online: Option<bool>,
     os: Option<String>,
     group: Option<(String, bool)>,
+    gateway: Option<String>,
     selector: Selector,
     text: Option<String>,
     sort: DeviceSort,
@@ -88,6 +89,11 @@ fn plan(q: &DeviceQuery) -> Result<Plan, Error> {
     {
         return Err(Error::invalid("group", "is not a group id"));
     }
+    if let Some(g) = &q.gateway_id
+        && !crate::store::is_id(g)
+    {
+        return Err(Error::invalid("gateway_id", "is not a device id"));
+    }
     if q.recursive.is_some() && q.group.is_none() {
         return Err(Error::invalid("recursive", "only applies together with `group`"));
     }
@@ -97,6 +103,7 @@ fn plan(q: &DeviceQuery) -> Result<Plan, Error> {
         online: q.online,
         os: q.os.as_deref().map(|o| super::text_filter("os", o)).transpose()?,
         group: q.group.clone().map(|g| (g, q.recursive.unwrap_or(true))),
+        gateway: q.gateway_id.clone(),
         selector,
         text: q.q.as_deref().filter(|t| !t.is_empty()).map(|t| super::text_filter("q", t)).transpose()?,
         sort,
@@ -155,6 +162,9 @@ fn build(scope: &TenantScope, p: &Plan, backend: Backend) -> Sql {
     }
     if let Some(os) = &p.os {
         sql.push(" AND LOWER(d.os_family) = ").bind(os.as_str());
+    }
+    if let Some(gateway) = &p.gateway {
+        sql.push(" AND d.gateway_id = ").bind(gateway.as_str());
     }
     match &p.group {
         Some((_, true)) => {

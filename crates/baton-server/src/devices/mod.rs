@@ -6,6 +6,7 @@
 pub mod credentials;
 pub mod list;
 pub mod presence;
+pub mod relayed;
 
 pub use presence::store_inventory;
 
@@ -27,7 +28,8 @@ use crate::{
 };
 
 pub(crate) const COLUMNS: &str = "d.id, d.name, d.serial, d.manufacturer, d.model, d.os_family, d.os_version, \
-    d.architecture, d.agent_version, d.status, d.online, d.last_seen_at, d.remote_addr, d.created_at, d.updated_at";
+    d.architecture, d.agent_version, d.status, d.online, d.last_seen_at, d.remote_addr, d.transport, d.gateway_id, \
+    d.created_at, d.updated_at";
 
 /// Longest device name and free-text attribute.
 const MAX_TEXT: usize = 128;
@@ -437,6 +439,8 @@ fn to_wire(row: &AnyRow, labels: BTreeMap<String, String>, groups: Vec<String>) 
             last_seen_at: row.try_get::<Option<i64>, _>("last_seen_at")?.map(from_ms),
             remote_addr: row.try_get("remote_addr")?,
         },
+        transport: row.try_get("transport")?,
+        gateway_id: row.try_get("gateway_id")?,
         created_at: from_ms(row.try_get("created_at")?),
         updated_at: from_ms(row.try_get("updated_at")?),
     })

@@ -36,7 +36,9 @@ pub async fn connected(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2 WHERE tenant_id = $3 AND id = $4")
+    sqlx::query(
+        "UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2, transport = 'agent' WHERE tenant_id = $3 AND id = $4",
+    )
         .bind(now_ms())
         .bind(remote)
         .bind(scope.id())
@@ -45,6 +47,33 @@ pub async fn connected(
         .await?;
     store_inventory(&mut tx, id, inventory).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Marks a device connected over a transport that sends no hello (MQTT devices, and the
+/// sub-devices a gateway relays).
+pub async fn online(db: &Db, scope: &TenantScope, id: &str, remote: &str, transport: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2, transport = $3 WHERE tenant_id = $4 AND id = $5",
+    )
+    .bind(now_ms())
+    .bind(remote)
+    .bind(transport)
+    .bind(scope.id())
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Marks these devices offline (the sub-devices of a gateway that went away), in statements of
+/// at most 500 ids.
+pub async fn offline_many(db: &Db, scope: &TenantScope, ids: &[String]) -> Result<(), Error> {
+    for chunk in ids.chunks(500) {
+        let mut sql = crate::store::sql::Sql::new("UPDATE devices SET online = 0, last_seen_at = ");
+        sql.bind(now_ms()).push(" WHERE tenant_id = ").bind(scope.id()).push(" AND id IN ");
+        sql.bind_list(chunk.iter().map(String::as_str)).query().execute(db.writer()).await?;
+    }
     Ok(())
 }
 

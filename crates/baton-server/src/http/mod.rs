@@ -158,6 +158,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::devices::router())
+        .merge(routes::attributes::router())
         .merge(routes::groups::router())
         .merge(routes::auth::router())
         .merge(routes::tokens::router())

@@ -26,8 +26,9 @@ const QUEUE: usize = 4_096;
 struct Job {
     scope: TenantScope,
     device_id: String,
-    /// The agent's batch number; a batch at or below the stored one is a resend.
-    seq: u64,
+    /// The agent's batch number; a batch at or below the stored one is a resend. MQTT devices
+    /// have none: their QoS 1 redelivery may store a message twice, as MQTT allows.
+    seq: Option<u64>,
     samples: Vec<Sample>,
     done: oneshot::Sender<Result<(), String>>,
 }
@@ -51,7 +52,7 @@ impl TelemetryWriter {
         &self,
         scope: &TenantScope,
         device_id: &str,
-        seq: u64,
+        seq: Option<u64>,
         samples: Vec<Sample>,
     ) -> Result<(), Error> {
         let (done, stored) = oneshot::channel();
@@ -110,28 +111,55 @@ async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
 async fn write(db: &Db, cache: &mut LatestCache, jobs: &[Job]) -> Result<(), Error> {
     let mut tx = db.writer().begin().await?;
     let mut fresh = Vec::with_capacity(jobs.len());
-    let mut staged = Vec::with_capacity(jobs.len());
+    // The latest values as this transaction leaves them, so several batches of one device in one
+    // transaction build on each other; committed into the cache at the end.
+    let mut staged = LatestCache::new();
+    // Devices whose latest values still need writing: those whose batches carry no number
+    // (MQTT) get one UPDATE per transaction, however many batches they sent.
+    let mut unwritten = std::collections::BTreeSet::new();
     for job in jobs {
-        let (at, latest) = merged_latest(&mut tx, cache, job).await?;
-        let seq = i64::try_from(job.seq).unwrap_or(i64::MAX);
-        // One statement per batch: the numbering check (a resent batch changes nothing) and the
-        // device's latest values together.
-        let newer = sqlx::query(
-            "UPDATE devices SET telemetry_seq = $1, latest_telemetry = $2, latest_at = $3, last_seen_at = $4 \
-             WHERE id = $5 AND (telemetry_seq IS NULL OR telemetry_seq < $1)",
-        )
-        .bind(seq)
-        .bind(serde_json::to_string(&latest).map_err(anyhow::Error::from)?)
-        .bind((at > 0).then_some(at))
-        .bind(now_ms())
-        .bind(&job.device_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if newer > 0 {
-            fresh.push(job);
-            staged.push((job.device_id.clone(), (at, latest)));
+        let base = match staged.get(&job.device_id).or_else(|| cache.get(&job.device_id)) {
+            Some(known) => known.clone(),
+            None => stored_latest(&mut tx, &job.device_id).await?,
+        };
+        let (at, latest) = merged_latest(base, job);
+        match job.seq {
+            Some(seq) => {
+                // The numbering check (a resent batch changes nothing) and the latest values in
+                // one statement.
+                let newer = sqlx::query(
+                    "UPDATE devices SET telemetry_seq = $1, latest_telemetry = $2, latest_at = $3, last_seen_at = $4 \
+                     WHERE id = $5 AND (telemetry_seq IS NULL OR telemetry_seq < $1)",
+                )
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .bind(serde_json::to_string(&latest).map_err(anyhow::Error::from)?)
+                .bind((at > 0).then_some(at))
+                .bind(now_ms())
+                .bind(&job.device_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if newer > 0 {
+                    fresh.push(job);
+                    staged.insert(job.device_id.clone(), (at, latest));
+                }
+            }
+            None => {
+                fresh.push(job);
+                staged.insert(job.device_id.clone(), (at, latest));
+                unwritten.insert(job.device_id.as_str());
+            }
         }
+    }
+    for device_id in unwritten {
+        let Some((at, latest)) = staged.get(device_id) else { continue };
+        sqlx::query("UPDATE devices SET latest_telemetry = $1, latest_at = $2, last_seen_at = $3 WHERE id = $4")
+            .bind(serde_json::to_string(latest).map_err(anyhow::Error::from)?)
+            .bind((*at > 0).then_some(*at))
+            .bind(now_ms())
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
     }
     let mut pending = Sql::default();
     let mut in_statement = 0;
@@ -162,36 +190,32 @@ async fn write(db: &Db, cache: &mut LatestCache, jobs: &[Job]) -> Result<(), Err
     Ok(())
 }
 
-/// The device's latest values with this batch merged in (an old batch, resent after a
-/// reconnect, does not overwrite newer values).
-async fn merged_latest(
-    tx: &mut Transaction<'_, Any>,
-    cache: &LatestCache,
-    job: &Job,
-) -> Result<(i64, BTreeMap<String, f64>), Error> {
-    let (mut at, mut latest) = match cache.get(&job.device_id) {
-        Some(known) => known.clone(),
-        None => {
-            let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
-                .bind(&job.device_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            match row {
-                Some(row) => (
-                    row.try_get::<Option<i64>, _>("latest_at")?.unwrap_or(0),
-                    row.try_get::<Option<String>, _>("latest_telemetry")?
-                        .and_then(|j| serde_json::from_str(&j).ok())
-                        .unwrap_or_default(),
-                ),
-                None => (0, BTreeMap::new()),
-            }
-        }
-    };
+/// A device's latest values as stored (for a device not in the cache yet).
+async fn stored_latest(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<(i64, BTreeMap<String, f64>), Error> {
+    let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(row) => (
+            row.try_get::<Option<i64>, _>("latest_at")?.unwrap_or(0),
+            row.try_get::<Option<String>, _>("latest_telemetry")?
+                .and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default(),
+        ),
+        None => (0, BTreeMap::new()),
+    })
+}
+
+/// The latest values with this batch merged in (an old batch, resent after a reconnect, does
+/// not overwrite newer values).
+fn merged_latest(base: (i64, BTreeMap<String, f64>), job: &Job) -> (i64, BTreeMap<String, f64>) {
+    let (mut at, mut latest) = base;
     let mut ordered: Vec<&Sample> = job.samples.iter().filter(|s| s.ts >= at).collect();
     ordered.sort_by_key(|s| s.ts);
     for sample in ordered {
         latest.extend(sample.metrics.iter().map(|(k, v)| (k.clone(), *v)));
         at = sample.ts;
     }
-    Ok((at, latest))
+    (at, latest)
 }

@@ -1,6 +1,6 @@
 //! The device registry through the API: pre-registration, filters, label selectors, sorting,
 //! cursor pagination that stays stable while devices are added, relabeling, and the
-//! decommission-then-delete rule.
+//! decommission-then-delete rule; sub-devices by their gateway.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -186,4 +186,35 @@ async fn names_sort_bytewise_on_every_engine() {
     let names: Vec<String> =
         app.admin.devices(&DeviceQuery::default()).await.expect("list").items.into_iter().map(|d| d.name).collect();
     assert_eq!(names, ["A", "B", "a", "b"]);
+}
+
+#[tokio::test]
+async fn sub_devices_are_listed_by_their_gateway_with_their_transport() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for serial in ["GW-1", "SENSOR-1", "SENSOR-2", "LONE-1"] {
+        let req = DeviceCreate { serial: serial.into(), ..Default::default() };
+        ids.push(app.admin.create_device(&req).await.expect("device").id);
+    }
+    let fresh = app.admin.device(&ids[0]).await.expect("device");
+    assert_eq!((fresh.transport, fresh.gateway_id), (None, None), "unknown until it connects");
+    // Staged: the MQTT front door records these when a gateway announces its sub-devices.
+    app.stage_sql(&format!(
+        "UPDATE devices SET transport = 'mqtt' WHERE id IN ('{}', '{}', '{}')",
+        ids[0], ids[1], ids[2]
+    ))
+    .await;
+    app.stage_sql(&format!("UPDATE devices SET gateway_id = '{}' WHERE id IN ('{}', '{}')", ids[0], ids[1], ids[2]))
+        .await;
+
+    let by_gateway = DeviceQuery { gateway_id: Some(ids[0].clone()), ..Default::default() };
+    let subs = app.admin.devices(&by_gateway).await.expect("list").items;
+    let serials: Vec<_> = subs.iter().filter_map(|d| d.serial.as_deref()).collect();
+    assert_eq!(serials, ["SENSOR-1", "SENSOR-2"]);
+    assert!(subs.iter().all(|d| d.transport.as_deref() == Some("mqtt") && d.gateway_id.as_deref() == Some(&*ids[0])));
+
+    let nobody = DeviceQuery { gateway_id: Some(ids[3].clone()), ..Default::default() };
+    assert!(app.admin.devices(&nobody).await.expect("list").items.is_empty());
+    let bad = DeviceQuery { gateway_id: Some("not an id".into()), ..Default::default() };
+    assert_eq!(app.admin.devices(&bad).await.expect_err("bad id").status().map(|s| s.as_u16()), Some(422));
 }

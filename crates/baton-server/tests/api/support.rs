@@ -18,6 +18,8 @@ pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 pub struct TestApp {
     pub url: String,
     pub addr: SocketAddr,
+    /// Where the MQTT listener is (plain TCP).
+    pub mqtt_addr: SocketAddr,
     /// Admin of tenant `default`, also platform administrator (the bootstrap token).
     pub admin: Client,
     /// The secret behind `admin`, for raw requests.
@@ -38,6 +40,8 @@ pub struct TestApp {
 pub fn test_settings(dir: &std::path::Path) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        mqtt_addr: "127.0.0.1:0".parse().expect("addr"),
+        mqtt_tls_addr: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
         admin_password: Some(ADMIN_PASSWORD.into()),
         bootstrap_token: Some(format!("bootstrap-{}", uuid::Uuid::new_v4().simple())),
@@ -52,17 +56,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(test_settings(dir.path()), dir).await
 }
 
-type Running = (SocketAddr, String, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), baton_server::Error>>);
+type Running =
+    (SocketAddr, String, SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), baton_server::Error>>);
 
 async fn start(settings: Settings) -> Running {
     let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
     let app = App::build_with_listener(settings, listener).await.expect("app builds");
     let (addr, url) = (app.local_addr(), app.url());
+    let mqtt_addr = app.mqtt_addr().expect("MQTT listens");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    (addr, url, stop, server)
+    (addr, url, mqtt_addr, stop, server)
 }
 
 pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestApp {
@@ -85,7 +91,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", settings.data_dir.join("baton.db").display()));
-    let (addr, url, stop, server) = start(settings.clone()).await;
+    let (addr, url, mqtt_addr, stop, server) = start(settings.clone()).await;
     let anon = Client::new(&url, None, None).expect("client");
     TestApp {
         admin: anon.with_token(token.clone()),
@@ -93,6 +99,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         anon,
         url,
         addr,
+        mqtt_addr,
         data_dir: dir.path().to_path_buf(),
         database_url,
         _dir: dir,
@@ -133,7 +140,8 @@ impl TestApp {
         self.stop().await;
         let mut settings = self.settings.clone();
         change(&mut settings);
-        let (addr, url, stop, server) = start(settings.clone()).await;
+        let (addr, url, mqtt_addr, stop, server) = start(settings.clone()).await;
+        self.mqtt_addr = mqtt_addr;
         self.anon = Client::new(&url, None, None).expect("client");
         self.admin_token = settings.bootstrap_token.clone().expect("bootstrap token");
         self.admin = self.anon.with_token(self.admin_token.clone());

@@ -4,7 +4,11 @@
 //! device, telemetry points stored per second, command round trip — then the real agent's idle
 //! footprint. As a peer measured in the same run, it opens idle MQTT connections to the local
 //! Mosquitto and reports its memory per connection beside Baton's. Linux only (reads /proc).
+//!
+//! `baton bench mqtt` ([`mqtt`]) measures the MQTT front door beside Mosquitto: QoS 1 telemetry
+//! throughput and memory per idle connection.
 
+mod mqtt;
 mod peer;
 mod proc;
 
@@ -36,6 +40,9 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// A simulated fleet against one server.
     Fleet(FleetArgs),
+    /// The MQTT front door beside Mosquitto: QoS 1 telemetry throughput and memory per idle
+    /// connection.
+    Mqtt(mqtt::MqttArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +67,7 @@ pub struct FleetArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Fleet(a) => fleet(a).await,
+        BenchCommand::Mqtt(a) => mqtt::run(a).await,
     }
 }
 
@@ -67,6 +75,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 struct Server {
     child: Child,
     url: String,
+    /// Where plain MQTT listens, from the banner.
+    mqtt: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,18 +88,26 @@ impl Drop for Server {
 }
 
 fn start_server(token: &str, interval: u32) -> anyhow::Result<Server> {
+    start_server_with(token, &[("BATON_TELEMETRY_INTERVAL_SECS", interval.to_string())])
+}
+
+/// Starts the server with the bench's settings plus `env`, which may override them.
+fn start_server_with(token: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("BATON_BOOTSTRAP_TOKEN", token)
         .env("BATON_DEVICE_CONNECTS_PER_SECOND", "100000")
         .env("BATON_DEVICE_CONNECT_BURST", "100000")
-        .env("BATON_TELEMETRY_INTERVAL_SECS", interval.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().context("server stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -97,13 +115,21 @@ fn start_server(token: &str, interval: u32) -> anyhow::Result<Server> {
             let _ = tx.send(line);
         }
     });
-    let url = loop {
+    let mut url = None;
+    let mut mqtt = None;
+    // The banner: the URL, then one line per listener, then how to sign in.
+    loop {
         let line = rx.recv_timeout(Duration::from_secs(60)).context("the server did not start")?;
-        if let Some(url) = line.strip_prefix("Baton is listening on ") {
-            break url.trim().to_owned();
+        if let Some(u) = line.strip_prefix("Baton is listening on ") {
+            url = Some(u.trim().to_owned());
+        } else if let Some(rest) = line.trim_start().strip_prefix("MQTT:") {
+            mqtt = rest.split_whitespace().next().map(str::to_owned);
+        } else if line.trim_start().starts_with("Sign in:") && url.is_some() {
+            break;
         }
-    };
-    Ok(Server { child, url, _dir: dir })
+    }
+    let url = url.context("the server printed no URL")?;
+    Ok(Server { child, url, mqtt, _dir: dir })
 }
 
 /// A number from the server's /metrics.

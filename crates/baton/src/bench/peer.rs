@@ -1,6 +1,7 @@
-//! The peer of the fleet benchmark: Mosquitto holding idle MQTT connections, measured in the
-//! same run as Baton. The bench starts its own broker (Debian's `mosquitto`) on a free port, so
-//! the figure is not blurred by a long-running broker's earlier clients.
+//! The peer of the benchmarks: Mosquitto, measured in the same run as Baton. The bench starts its
+//! own broker (Debian's `mosquitto`) on a free port, so the figures are not blurred by a
+//! long-running broker's earlier clients. The fleet bench measures its memory per idle MQTT
+//! connection here; `bench mqtt` uses [`start_mosquitto`] for its side-by-side figures.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -14,21 +15,34 @@ use tokio::{
 
 use super::proc;
 
-struct Broker(Child);
+/// A Mosquitto broker of the bench's own, on a free loopback port; stopped when dropped.
+pub(super) struct Broker {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Broker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
-/// Mosquitto's memory per idle MQTT 3.1.1 connection, in bytes, from `connections` clients.
-pub async fn mosquitto_per_connection(connections: usize) -> anyhow::Result<f64> {
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Debian's `mosquitto` allowing anonymous clients and any number of connections, plus
+/// `extra` configuration lines, and waits until it listens.
+pub(super) async fn start_mosquitto(extra: &str) -> anyhow::Result<Broker> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("mosquitto.conf");
-    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"))?;
+    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n{extra}"))?;
     let child = Command::new("mosquitto")
         .arg("-c")
         .arg(&config)
@@ -36,14 +50,20 @@ pub async fn mosquitto_per_connection(connections: usize) -> anyhow::Result<f64>
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start mosquitto ({e}); install Debian's mosquitto"))?;
-    let broker = Broker(child);
-    let address = format!("127.0.0.1:{port}");
+    let broker = Broker { child, address: format!("127.0.0.1:{port}"), _dir: dir };
     let started = Instant::now();
-    while TcpStream::connect(&address).await.is_err() {
+    while TcpStream::connect(&broker.address).await.is_err() {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start listening");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = broker.0.id();
+    Ok(broker)
+}
+
+/// Mosquitto's memory per idle MQTT 3.1.1 connection, in bytes, from `connections` clients.
+pub async fn mosquitto_per_connection(connections: usize) -> anyhow::Result<f64> {
+    let broker = start_mosquitto("").await?;
+    let address = broker.address.clone();
+    let pid = broker.pid();
     let before = proc::rss_bytes(pid)?;
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {

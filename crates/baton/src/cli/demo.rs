@@ -69,8 +69,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let candidate = env_password.clone().or(saved.clone()).unwrap_or_else(|| random(24));
     settings.admin_password = Some(candidate.clone());
 
+    settings.mqtt_addr.set_ip(args.http_addr.ip());
+    if settings.mqtt_enabled && std::net::TcpListener::bind(settings.mqtt_addr).is_err() {
+        // Another broker has the port (often Mosquitto on 1883): the demo takes a free one.
+        settings.mqtt_addr.set_port(0);
+    }
     let app = App::build(settings).await?;
     let url = app.url();
+    let mqtt_addr = app.mqtt_addr();
     let created_admin = app.bootstrap().created_admin;
     let signal = shutdown_signal()?;
     let (server_stop, server_stopped) = oneshot::channel::<()>();
@@ -113,11 +119,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         eprintln!("Some devices are still connecting; the groups get those enrolled so far.");
     }
     let placed = place_devices(&client, &groups).await?;
+    let (mqtt_stop, mqtt_stopped) = watch::channel(false);
+    let mqtt_devices = match mqtt_addr {
+        Some(addr) => super::demo_mqtt::start(&client, addr, mqtt_stopped).await,
+        None => 0,
+    };
 
     say!();
     say!("Baton demo: {} simulated device(s), {failing} of them failing every command", args.devices);
     say!("  Console and API:  {url}");
     say!("  API docs:         {url}/api/docs");
+    if let Some(addr) = mqtt_addr {
+        say!("  MQTT:             {addr} — {mqtt_devices} simulated device(s) without the agent (docs/mqtt.md)");
+    }
     say!("  Sign in:          user `admin`, password {password}");
     say!("  CLI:              baton login --server {url}");
     say!("  Try:              baton devices list -l demo=true");
@@ -135,6 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let _ = fleet_stop.send(());
+    let _ = mqtt_stop.send(true);
     fleet.await??;
     settle_offline(&client).await;
     let _ = server_stop.send(());

@@ -1,5 +1,6 @@
-//! `baton devices …`: the device registry, approval of enrolled devices, inventory, CSV import
-//! (in [`super::import`]) and the live event feed (in [`super::events`]).
+//! `baton devices …`: the device registry, approval of enrolled devices, inventory, attributes
+//! and credentials (in [`super::attributes`]), CSV import (in [`super::import`]) and the live
+//! event feed (in [`super::events`]).
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -12,7 +13,7 @@ use baton_proto::{
 use super::{
     Global,
     access::done,
-    events, import,
+    attributes, events, import,
     output::{self, Format, Tabular, ago, or_dash},
 };
 
@@ -66,6 +67,22 @@ pub enum DevicesCommand {
     Reject { id: String },
     /// Show what a device reported about itself: OS, hardware, disks, network.
     Inventory { id: String },
+    /// Show a device's attributes: what it reported and what operators want it to have.
+    Attributes { id: String },
+    /// Change the attributes operators want a device to have: `key=value` sets one (the value
+    /// is read as JSON when it parses, else as a string: `n=5` is a number, `n='"5"'` a
+    /// string), `--unset key` (or `key=null`) removes one.
+    SetDesired {
+        id: String,
+        #[arg(required_unless_present = "unset")]
+        changes: Vec<String>,
+        /// Attribute to remove, repeatable.
+        #[arg(long)]
+        unset: Vec<String>,
+    },
+    /// Issue a new secret for a device (printed once; the old one stops working), e.g. for an
+    /// MQTT device that never runs the agent.
+    Credentials { id: String },
     /// Pre-register devices from a CSV file with the header `serial,name,groups,labels`
     /// (groups by name, separated by `;`; labels as `k=v;k2=v2`), all or nothing.
     Import { file: PathBuf },
@@ -94,6 +111,9 @@ pub struct ListArgs {
     /// Label selector, e.g. 'store=berlin-12,tier!=test'.
     #[arg(long, short = 'l')]
     labels: Option<String>,
+    /// A gateway's device id: the sub-devices it relays.
+    #[arg(long)]
+    gateway: Option<String>,
     /// Text in the name or serial.
     #[arg(long, short = 'q')]
     query: Option<String>,
@@ -117,6 +137,7 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
                 os: a.os,
                 group: a.group,
                 labels: a.labels,
+                gateway_id: a.gateway,
                 q: a.query,
                 sort: a.sort,
                 limit: Some(a.limit),
@@ -173,6 +194,11 @@ pub async fn run(cmd: DevicesCommand, client: &Client, g: &Global) -> anyhow::Re
             (Some(inventory), f) => output::one(f, &inventory),
             (None, f) => output::structured(f, &None::<Inventory>),
         },
+        DevicesCommand::Attributes { id } => attributes::show(client, &id, g).await,
+        DevicesCommand::SetDesired { id, changes, unset } => {
+            attributes::set_desired(client, &id, &changes, &unset, g).await
+        }
+        DevicesCommand::Credentials { id } => attributes::issue_credential(client, &id, g).await,
         DevicesCommand::Import { file } => import::run(&file, client, g).await,
         DevicesCommand::Watch { device } => events::watch(client, device, g).await,
     }
@@ -209,7 +235,7 @@ pub fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String
 
 impl Tabular for Device {
     fn headers() -> &'static [&'static str] {
-        &["ID", "NAME", "SERIAL", "STATUS", "ONLINE", "LAST SEEN", "OS", "LABELS"]
+        &["ID", "NAME", "SERIAL", "STATUS", "ONLINE", "LAST SEEN", "OS", "TRANSPORT", "LABELS"]
     }
     fn row(&self) -> Vec<String> {
         let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -221,6 +247,7 @@ impl Tabular for Device {
             if self.connectivity.online { "yes" } else { "no" }.to_owned(),
             ago(self.connectivity.last_seen_at),
             or_dash(&self.os_family),
+            or_dash(&self.transport),
             labels.join(","),
         ]
     }

@@ -14,9 +14,11 @@ macro_rules! say {
 }
 
 mod access;
+mod attributes;
 mod commands;
 mod csv;
 mod demo;
+mod demo_mqtt;
 mod devices;
 mod enrollment;
 mod events;

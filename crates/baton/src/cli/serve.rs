@@ -23,6 +23,18 @@ pub struct ServeArgs {
     #[arg(long, hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
+    /// Address of the MQTT listener for devices without the agent (docs/mqtt.md).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt_addr: Option<SocketAddr>,
+    /// Address of MQTT over TLS (used with --tls-cert).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt_tls_addr: Option<SocketAddr>,
+    /// Do not listen for MQTT.
+    #[arg(long)]
+    #[serde(skip)]
+    no_mqtt: bool,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, requires = "tls_key")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +59,10 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(args.config.as_deref(), &args)?;
+    let mut settings = Settings::load(args.config.as_deref(), &args)?;
+    if args.no_mqtt {
+        settings.mqtt_enabled = false;
+    }
     init_tracing(settings.log_format, "info,sqlx=warn,tower_http=warn");
     let app = App::build(settings).await?;
     let shutdown = shutdown_signal()?;
@@ -58,6 +73,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     say!("Baton is listening on {url}");
     say!("  API docs:  {url}/api/docs");
+    if let Some(addr) = app.mqtt_addr() {
+        say!("  MQTT:      {addr} (devices without the agent; see docs/mqtt.md)");
+    }
+    if let Some(addr) = app.mqtt_tls_addr() {
+        say!("  MQTT/TLS:  {addr}");
+    }
     say!("  Sign in:   baton login --server {url} --username admin");
     tracing::info!(%url, "serving");
     app.run_until_stopped(shutdown).await?;

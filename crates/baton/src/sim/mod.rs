@@ -2,13 +2,15 @@
 //! commands at scale without real hardware. Each device is a real agent (`baton-agent`) with
 //! memory storage, a synthetic inventory and metrics ([`source`]) and a command runner that never
 //! touches the host ([`runner`]); [`fleet`] starts and watches them, and is also called as a
-//! library by `baton demo`.
+//! library by `baton demo`. [`mqtt`] adds devices that speak MQTT instead of running the agent
+//! (sensors, and a gateway in ThingsBoard's dialect), for the demo.
 //!
 //! The command shows a progress bar of connected devices while the fleet comes up (on a
 //! terminal), then a status line every few seconds, and stops on Ctrl-C, SIGTERM or after
 //! `--duration`.
 
 pub mod fleet;
+pub mod mqtt;
 pub mod runner;
 pub mod source;
 

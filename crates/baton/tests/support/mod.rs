@@ -28,12 +28,14 @@ impl Server {
         let mut command = Command::new(BATON);
         command
             .arg("serve")
+            .args(["--mqtt-addr", "127.0.0.1:0"])
             .args(args)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env_remove("BATON_ADMIN_PASSWORD")
             .env_remove("BATON_BOOTSTRAP_TOKEN")
             .env_remove("BATON_HTTP_ADDR")
+            .env_remove("BATON_MQTT_ADDR")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

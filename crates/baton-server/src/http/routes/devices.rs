@@ -4,7 +4,7 @@ use axum::{extract::State, http::StatusCode};
 use baton_proto::{
     api::{
         Page,
-        devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
+        devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
         enrollment::DeviceImport,
     },
     inventory::Inventory,
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve_device))
         .routes(routes!(reject_device))
         .routes(routes!(device_inventory))
+        .routes(routes!(issue_device_credential))
         .routes(routes!(import_devices))
 }
 
@@ -142,6 +143,20 @@ async fn device_inventory(
     Path(id): Path<String>,
 ) -> Result<Json<Option<Inventory>>, Error> {
     devices::presence::inventory(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Issue a new secret for the device, returned only in this answer; connections with the old
+/// secret close. For devices that never enroll themselves, such as MQTT devices (username: the
+/// device id, password: the secret; or the secret alone as username).
+#[utoipa::path(post, path = "/api/v1/devices/{id}/credentials", tag = "devices", params(("id" = String, Path)),
+    responses((status = 201, body = DeviceCredential)))]
+async fn issue_device_credential(
+    auth: Authz<perm::DevicesWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeviceCredential>), Error> {
+    let secret = devices::credentials::issue(&app.db, &app.bus, auth.scope(), &id).await?;
+    Ok((StatusCode::CREATED, Json(DeviceCredential { device_id: id, secret })))
 }
 
 /// Pre-register many devices (e.g. from a CSV file of serial, name, groups, labels), all or nothing.

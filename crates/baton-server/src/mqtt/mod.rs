@@ -1,0 +1,182 @@
+//! The MQTT front door: devices that will never run the agent (sensors, controllers, gateways
+//! and firmware written for ThingsBoard) connect with unmodified MQTT 3.1.1 or 5 clients and
+//! share everything agent devices have — registry, telemetry, presence, events, the durable
+//! command outbox.
+//!
+//! Baton is the device endpoint here, not a broker: devices never talk to each other, every
+//! message goes to or comes from the server, so each connection is a session over its own
+//! namespace of topics (`baton_proto::mqtt::dialect`). The packet codec is ours
+//! (`baton_proto::mqtt`), small enough to fuzz and cheap per connection.
+//!
+//! - [`wire`]: bytes in and out of a connection.
+//! - [`auth`]: who the client is; [`provision`]: devices provisioning themselves.
+//! - [`session`]: one device's connection: subscriptions, presence, keep-alive, its end.
+//! - [`inbound`]: what the device's publishes do.
+//! - [`outbound`]: commands and desired attributes going out, in the device's dialect.
+//! - [`gateway`]: ThingsBoard's gateway API and the sub-devices it relays.
+
+mod auth;
+mod gateway;
+mod inbound;
+mod outbound;
+mod provision;
+mod session;
+mod wire;
+
+use std::{net::SocketAddr, time::Duration};
+
+use baton_proto::mqtt::{ConnAck, DecodeError, Packet, Properties, Property, Version, reason};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
+    time::timeout,
+};
+
+use crate::{Error, config::Settings, http::AppState};
+use wire::{Wire, WireError};
+
+/// Time a client has to send CONNECT (and finish the TLS handshake) after connecting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound MQTT listeners, before they serve.
+pub struct Listeners {
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+}
+
+impl Listeners {
+    /// Binds what the settings ask for: plain MQTT, and MQTT over TLS when a certificate is set.
+    pub async fn bind(settings: &Settings) -> Result<Self, Error> {
+        if !settings.mqtt_enabled {
+            return Ok(Self { plain: None, tls: None });
+        }
+        let bind = |addr: SocketAddr, key: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                Error::Config(format!("cannot listen for MQTT on {addr}: {e} (set {key}, or mqtt_enabled = false)"))
+            })
+        };
+        let plain = Some(bind(settings.mqtt_addr, "mqtt_addr").await?);
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                let config = crate::http::tls::server_config(cert, key)?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                Some((bind(settings.mqtt_tls_addr, "mqtt_tls_addr").await?, acceptor))
+            }
+            _ => None,
+        };
+        Ok(Self { plain, tls })
+    }
+
+    /// Where plain MQTT listens, if it does.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where MQTT over TLS listens, if it does.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Accepts connections until the server shuts down.
+    pub fn spawn(self, app: AppState) {
+        if let Some(listener) = self.plain {
+            tokio::spawn(accept(app.clone(), listener, None));
+        }
+        if let Some((listener, acceptor)) = self.tls {
+            tokio::spawn(accept(app, listener, Some(acceptor)));
+        }
+    }
+}
+
+async fn accept(app: AppState, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let mut stop = app.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors, mostly: wait a little rather than spin.
+                tracing::warn!(error = %e, "MQTT accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve(app, stream, peer));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    if let Ok(Ok(stream)) = timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                        serve(app, stream, peer).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Serves one connection: CONNECT, login, then the device's session (or provisioning).
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(app: AppState, stream: S, peer: SocketAddr) {
+    let mut wire = Wire::new(stream, app.settings.mqtt_max_packet_bytes);
+    let connect = match timeout(CONNECT_TIMEOUT, wire.read(false)).await {
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Err(WireError::Decode(DecodeError::UnsupportedVersion(_)))) => {
+            // The 3.1.1 refusal is the one every version can read.
+            let _ = wire.stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            metrics::counter!("baton_mqtt_connections_refused_total", "reason" => "version").increment(1);
+            return;
+        }
+        Ok(Err(WireError::Decode(e))) => {
+            tracing::debug!(%peer, error = %e, "closing an MQTT connection that sent a bad packet");
+            metrics::counter!("baton_mqtt_malformed_packets_total").increment(1);
+            return;
+        }
+        _ => return,
+    };
+    // From here on the connection may write; shutdown waits for it.
+    let _running = app.agents.running();
+    wire.version = connect.version;
+    if let Some(max) = connect.properties.maximum_packet_size() {
+        wire.max_out = usize::try_from(max).unwrap_or(usize::MAX);
+    }
+    if let Err(wait) = app.connect_limiter.check(peer.ip()) {
+        let text = format!("too many connections from this address; retry in {wait} s");
+        refuse(&mut wire, reason::CONNECTION_RATE_EXCEEDED, &text).await;
+        return;
+    }
+    if connect.client_id.is_empty() && !connect.clean_start && connect.version == Version::V311 {
+        refuse(&mut wire, reason::CLIENT_ID_NOT_VALID, "an empty client id needs a clean session").await;
+        return;
+    }
+    match auth::login(&app, &connect).await {
+        Err(refusal) => {
+            tracing::debug!(%peer, reason = refusal.text, "MQTT login refused");
+            refuse(&mut wire, refusal.reason, &refusal.text).await;
+        }
+        Ok(auth::Login::Provision) => {
+            wire.queue(&Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason: reason::SUCCESS,
+                properties: Properties::default(),
+            }));
+            if wire.flush().await.is_ok() {
+                Box::pin(provision::serve(&app, &mut wire, peer)).await;
+            }
+        }
+        Ok(auth::Login::Device(device)) => session::run(app.clone(), wire, connect, device, peer).await,
+    }
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>, code: u8, text: &str) {
+    let reason_label = format!("{code:#04x}");
+    metrics::counter!("baton_mqtt_connections_refused_total", "reason" => reason_label).increment(1);
+    let mut properties = Properties::default();
+    properties.push(Property::ReasonString(text.to_owned()));
+    wire.finish(Some(&Packet::ConnAck(ConnAck { session_present: false, reason: code, properties }))).await;
+}
