@@ -17,6 +17,10 @@ use crate::{
 };
 
 pub mod kind {
+    /// Pre-registered through the API or the console.
+    pub const CREATED: &str = "device.created";
+    /// Pre-registered in bulk (a serial import); `data.imported` counts them.
+    pub const IMPORTED: &str = "devices.imported";
     pub const ENROLLED: &str = "device.enrolled";
     pub const APPROVED: &str = "device.approved";
     pub const REJECTED: &str = "device.rejected";

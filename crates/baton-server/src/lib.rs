@@ -22,6 +22,7 @@ pub mod attributes;
 pub mod bus;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod devices;
 pub mod enrollment;
 pub mod error;

@@ -242,6 +242,18 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page
 
 /// Cancels a command that has not finished. A command already sent may still run on a device
 /// that got it before the cancel; its late result is then ignored.
+/// How many of the tenant's commands are waiting or running (queued, sent or acknowledged).
+pub async fn in_flight(db: &Db, scope: &TenantScope) -> Result<u64, Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM commands WHERE tenant_id = $1 AND state IN ('QUEUED', 'SENT', 'ACKED') AND expires_at > $2",
+    )
+    .bind(scope.id())
+    .bind(crate::store::now_ms())
+    .fetch_one(db.reader())
+    .await?;
+    Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+}
+
 pub async fn cancel(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, Error> {
     let command = get(db, scope, id).await?;
     if command.state.is_final() {

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod list;
 pub mod presence;
 pub mod relayed;
+pub mod summary;
 
 pub use presence::store_inventory;
 
@@ -35,16 +36,23 @@ pub(crate) const COLUMNS: &str = "d.id, d.name, d.serial, d.manufacturer, d.mode
 const MAX_TEXT: usize = 128;
 
 /// Pre-registers a device by serial.
-pub async fn create(db: &Db, scope: &TenantScope, req: DeviceCreate) -> Result<Device, Error> {
+pub async fn create(db: &Db, bus: &SharedBus, scope: &TenantScope, req: DeviceCreate) -> Result<Device, Error> {
     check_create(&req, "")?;
     let mut tx = db.writer().begin().await?;
     let id = insert_created(&mut tx, scope, &req, "").await?;
     tx.commit().await?;
+    let data = serde_json::json!({"serial": req.serial});
+    events::record(db, bus, scope, Some(&id), events::kind::CREATED, data).await;
     get(db, scope, &id).await
 }
 
 /// Pre-registers many devices (a CSV import), all or nothing; errors name the row.
-pub async fn import(db: &Db, scope: &TenantScope, devices: Vec<DeviceCreate>) -> Result<Vec<Device>, Error> {
+pub async fn import(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    devices: Vec<DeviceCreate>,
+) -> Result<Vec<Device>, Error> {
     if devices.is_empty() || devices.len() > MAX_IMPORT {
         return Err(Error::invalid("/devices", format!("import 1 to {MAX_IMPORT} devices at a time")));
     }
@@ -61,6 +69,9 @@ pub async fn import(db: &Db, scope: &TenantScope, devices: Vec<DeviceCreate>) ->
         ids.push(insert_created(&mut tx, scope, req, &format!("/devices/{i}")).await?);
     }
     tx.commit().await?;
+    // One event for the import, not one per device: an import may hold thousands.
+    let data = serde_json::json!({"imported": ids.len()});
+    events::record(db, bus, scope, None, events::kind::IMPORTED, data).await;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         out.push(get(db, scope, &id).await?);

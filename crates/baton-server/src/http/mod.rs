@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .merge(api)
+        .merge(crate::console::router())
         .merge(
             SwaggerUi::new("/api/docs")
                 .url("/api/v1/openapi.json", openapi)

@@ -8,6 +8,8 @@ mod agent_protocol;
 mod attributes;
 mod bad_input;
 mod commands;
+mod console;
+mod console_browser;
 mod devices;
 mod docs;
 mod enrollment;

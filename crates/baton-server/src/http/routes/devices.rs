@@ -60,7 +60,7 @@ async fn create_device(
     State(app): State<AppState>,
     Json(req): Json<DeviceCreate>,
 ) -> Result<(StatusCode, Json<Device>), Error> {
-    let device = devices::create(&app.db, auth.scope(), req).await?;
+    let device = devices::create(&app.db, &app.bus, auth.scope(), req).await?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 
@@ -167,6 +167,6 @@ async fn import_devices(
     State(app): State<AppState>,
     Json(req): Json<DeviceImport>,
 ) -> Result<(StatusCode, Json<Vec<Device>>), Error> {
-    let devices = devices::import(&app.db, auth.scope(), req.devices).await?;
+    let devices = devices::import(&app.db, &app.bus, auth.scope(), req.devices).await?;
     Ok((StatusCode::CREATED, Json(devices)))
 }

@@ -1,0 +1,41 @@
+// Baton console: the CSRF header on every htmx request, live refreshes from the server's event
+// stream, and times shown relative and in the viewer's time zone. No framework; htmx does the rest.
+(() => {
+  "use strict";
+  const csrf = document.querySelector('meta[name="csrf-token"]');
+
+  document.body.addEventListener("htmx:configRequest", (e) => {
+    if (csrf) e.detail.headers["x-csrf-token"] = csrf.content;
+  });
+
+  // Server-Sent Events: any event of the tenant asks the live parts of the page to refresh,
+  // at most twice a second.
+  if (csrf && window.EventSource) {
+    let pending = null;
+    const changed = () => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        document.body.dispatchEvent(new CustomEvent("baton:changed"));
+      }, 500);
+    };
+    const stream = new EventSource("/api/v1/events/stream");
+    stream.addEventListener("event", changed);
+  }
+
+  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+  const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const relative = (root) => {
+    for (const el of root.querySelectorAll("time[datetime]")) {
+      const at = new Date(el.getAttribute("datetime"));
+      if (isNaN(at)) continue;
+      const secs = Math.round((at - Date.now()) / 1000);
+      const [unit, size] = units.find(([, s]) => Math.abs(secs) >= s) || ["second", 1];
+      el.textContent = format.format(Math.round(secs / size), unit);
+      el.title = at.toLocaleString();
+    }
+  };
+  relative(document);
+  document.body.addEventListener("htmx:afterSwap", (e) => relative(e.target));
+  setInterval(() => relative(document), 30000);
+})();

@@ -1,0 +1,31 @@
+//! The web console, served by `baton serve` at `/`: server-rendered pages (askama templates in
+//! `templates/`) made live with htmx and the event stream, with every asset inside the binary
+//! (`assets/`, the JavaScript libraries pinned through npm in `console/` and copied by
+//! `scripts/vendor-js`). Pages call the same domain modules as the API under the same
+//! permissions; without a session a page redirects to the sign-in page, and a change needs the
+//! session's CSRF token (htmx sends it as the `x-csrf-token` header, forms as a field).
+//!
+//! - [`session`]: who is signed in (the cookie), signing in and out.
+//! - [`pages`]: one handler per page and live fragment.
+//! - [`assets`]: the embedded files.
+
+mod assets;
+mod pages;
+mod session;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+use crate::http::AppState;
+
+/// The console's routes; merged beside the API by [`crate::http::router`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/console/overview", get(pages::overview_live))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/assets/{*path}", get(assets::serve))
+}

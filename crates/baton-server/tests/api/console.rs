@@ -1,0 +1,149 @@
+//! The web console over plain HTTP (the browser tests are in `console_browser.rs`): every page
+//! sends a visitor without a session to the sign-in page, a wrong password is answered on the
+//! page, the session cookie is `HttpOnly` and `SameSite`, and a change without the session's
+//! CSRF token is refused.
+
+use reqwest::{StatusCode, redirect::Policy};
+
+use crate::support::{ADMIN_PASSWORD, TestApp, spawn_app};
+
+/// An HTML form's body (`application/x-www-form-urlencoded`).
+trait FormBody {
+    fn form_body(self, fields: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, fields: &[(&str, &str)]) -> Self {
+        let encode = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+        self.header("content-type", "application/x-www-form-urlencoded").body(body.join("&"))
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
+}
+
+/// Signs in through the form; returns the session cookie (`name=value`).
+async fn sign_in(app: &TestApp, username: &str, password: &str) -> Option<String> {
+    let response = browser()
+        .post(format!("{}/login", app.url))
+        .form_body(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .expect("login");
+    let cookie = response.headers().get("set-cookie")?.to_str().expect("ascii").to_owned();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "no Secure flag without TLS (the browser would drop it)");
+    Some(cookie.split(';').next().expect("pair").to_owned())
+}
+
+#[tokio::test]
+async fn every_page_sends_a_visitor_without_a_session_to_sign_in() {
+    let app = spawn_app().await;
+    for path in ["/", "/console/overview"] {
+        for cookie in [None, Some("baton_session=bs_forged"), Some("baton_session=")] {
+            let mut request = browser().get(format!("{}{path}", app.url));
+            if let Some(c) = cookie {
+                request = request.header("cookie", c);
+            }
+            let response = request.send().await.expect("page");
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} with {cookie:?}");
+            assert_eq!(response.headers()["location"], "/login", "{path}");
+        }
+        // An API token is not a browser session.
+        let response =
+            browser().get(format!("{}{path}", app.url)).bearer_auth(&app.admin_token).send().await.expect("page");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} with a bearer token");
+    }
+    let login = browser().get(format!("{}/login", app.url)).send().await.expect("login page");
+    assert_eq!(login.status(), StatusCode::OK);
+    let html = login.text().await.expect("html");
+    assert!(html.contains(r#"<form id="login""#), "{html}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_answered_on_the_page_and_the_right_one_opens_the_overview() {
+    let app = spawn_app().await;
+    assert_eq!(sign_in(&app, "admin", "not-the-password").await, None, "no session for a wrong password");
+    let page = browser()
+        .post(format!("{}/login", app.url))
+        .form_body(&[("username", "admin"), ("password", "not-the-password")])
+        .send()
+        .await
+        .expect("login")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(r#"role="alert""#) && page.contains("Wrong tenant, user name or password"), "{page}");
+
+    let cookie = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("signed in");
+    let overview = browser().get(format!("{}/", app.url)).header("cookie", &cookie).send().await.expect("overview");
+    assert_eq!(overview.status(), StatusCode::OK);
+    let html = overview.text().await.expect("html");
+    assert!(html.contains("<h1>Overview</h1>") && html.contains(r#"data-testid="count-total">0<"#), "{html}");
+    // Signed in: the sign-in page sends the user on.
+    let again = browser().get(format!("{}/login", app.url)).header("cookie", &cookie).send().await.expect("login");
+    assert_eq!(again.headers()["location"], "/");
+}
+
+#[tokio::test]
+async fn signing_out_needs_the_pages_csrf_token_and_ends_the_session() {
+    let app = spawn_app().await;
+    let cookie = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("signed in");
+    let html = browser().get(format!("{}/", app.url)).header("cookie", &cookie).send().await.expect("page");
+    let html = html.text().await.expect("html");
+    let csrf = html
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its CSRF token")
+        .to_owned();
+
+    // Another site can make the browser post, but cannot know the token.
+    for forged in [vec![], vec![("csrf", "guessed")]] {
+        let refused =
+            browser().post(format!("{}/logout", app.url)).header("cookie", &cookie).form_body(&forged).send().await;
+        assert_eq!(refused.expect("logout").status(), StatusCode::FORBIDDEN, "{forged:?}");
+    }
+    let still = browser().get(format!("{}/", app.url)).header("cookie", &cookie).send().await.expect("page");
+    assert_eq!(still.status(), StatusCode::OK, "the refused sign-out changed nothing");
+
+    let out = browser()
+        .post(format!("{}/logout", app.url))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!((out.status(), out.headers()["location"].to_str().expect("ascii")), (StatusCode::SEE_OTHER, "/login"));
+    let after = browser().get(format!("{}/", app.url)).header("cookie", &cookie).send().await.expect("page");
+    assert_eq!(after.headers()["location"], "/login", "the old cookie opens nothing");
+}
+
+#[tokio::test]
+async fn assets_are_served_from_the_binary() {
+    let app = spawn_app().await;
+    for (path, kind) in [
+        ("/assets/vendor/htmx.min.js", "text/javascript"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/vendor/uPlot.iife.min.js", "text/javascript"),
+    ] {
+        let response = browser().get(format!("{}{path}", app.url)).send().await.expect("asset");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        assert!(!response.bytes().await.expect("body").is_empty());
+    }
+    let missing = browser().get(format!("{}/assets/nope.js", app.url)).send().await.expect("asset");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,337 @@
+// Runs one web-console scenario in headless Chromium and reports it as one JSON line.
+//
+//   BATON_BROWSER_CONFIG='{"url": "http://127.0.0.1:PORT", "username": "...", "password": "...",
+//                          "screenshot_dir": "...", ...}' node run.mjs <scenario>
+//
+// Drives Debian's /usr/bin/chromium through playwright-core, which comes from console/node_modules
+// (`npm ci --prefix console`): it is the browser test harness, not part of what Baton ships. The
+// Rust tests in tests/api/console_browser.rs start the server and run this once per scenario.
+//
+// Every scenario fails on any console error, uncaught page error, failed request or response with
+// status >= 400 that the scenario did not expect, and saves a full-page screenshot
+// `<screenshot_dir>/<scenario>.png` whether it passed or not. The last line on stdout is
+// `{"ok": true, ...findings}` (exit 0) or `{"ok": false, "error": "..."}` (exit 1); anything else
+// goes to stderr.
+//
+// Config fields: `url`, `username`, `password`, `screenshot_dir`; optional `tenant` (typed into
+// `input[name=tenant]` when the form has one), `chromium` (the browser's path), `timeout_ms`
+// (each wait; 15000), `viewport` ({width, height}), `timezone`; and each scenario's own, below.
+
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const { chromium } = createRequire(path.join(root, 'console', 'package.json'))('playwright-core');
+
+const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--no-first-run',
+  // Chromium's own connections (updates, sync, QUIC probes) go nowhere on a closed network.
+  '--disable-quic',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** The console contract each scenario checks, by name. */
+const scenarios = {
+  /** `/` without a session redirects to /login; a wrong password is refused in place; the right one lands on the overview. */
+  async login(t) {
+    await t.goto('/');
+    t.expectPath('/login', 'opening / without a session');
+    const wrong = t.config.wrong_password ?? `${t.config.password}-wrong`;
+    await t.allowing({ method: 'POST', path: '/login', statuses: [400, 401, 403, 422] }, async () => {
+      await t.submitLogin(t.config.username, wrong);
+      const alert = t.page.locator('[role=alert]').filter({ hasText: /\S/ }).first();
+      await alert.waitFor({ state: 'visible' });
+      t.findings.wrong_password_alert = (await alert.innerText()).trim();
+    });
+    t.expectPath('/login', 'after a wrong password');
+    await t.submitLogin(t.config.username, t.config.password);
+    await t.page.waitForURL((u) => u.pathname === '/');
+    await t.expectHeading('Overview');
+  },
+
+  /**
+   * Reads the four counts; then, with `expect_total_after`, writes `ready_file` and waits until
+   * the total shows that number without the page reloading.
+   */
+  async overview(t) {
+    await t.signIn();
+    const counts = {};
+    for (const name of ['total', 'online', 'offline', 'pending']) {
+      counts[name] = await t.readCount(name);
+    }
+    Object.assign(t.findings, counts);
+    const want = t.config.expect_total_after;
+    if (want === undefined || want === null) return;
+    // Survives any htmx swap, not a reload or a navigation.
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    if (t.config.ready_file) writeAtomically(t.config.ready_file, JSON.stringify(counts));
+    await t.waitForCount('total', want);
+    t.findings.total_after = want;
+    const still = await t.page.evaluate(() => window.__batonMarker);
+    if (still !== marker) throw new Error('the page reloaded or navigated while waiting for the live update');
+  },
+
+  /** The logout button ends the session: /login, and / redirects there again. */
+  async logout(t) {
+    await t.signIn();
+    await t.page.locator('button[data-testid=logout]').click();
+    await t.page.waitForURL((u) => u.pathname === '/login');
+    await t.goto('/');
+    t.expectPath('/login', 'opening / after logging out');
+  },
+
+  /** No `[data-mutating]` element on the overview (or on each of `paths`, when given). */
+  async viewer(t) {
+    await t.signIn();
+    const paths = t.config.paths ?? ['/'];
+    const mutating = {};
+    for (const p of paths) {
+      if (t.path() !== p) await t.goto(p);
+      await t.settled();
+      const found = await t.page.locator('[data-mutating]').evaluateAll((els) => els.map((e) => e.outerHTML.slice(0, 120)));
+      if (found.length > 0) throw new Error(`${p} shows ${found.length} mutating control(s) to a viewer: ${found.join(' | ')}`);
+      mutating[p] = 0;
+    }
+    t.findings.mutating = mutating;
+  },
+};
+
+/** One scenario's browser page, what it observed, and the steps scenarios share. */
+class Trial {
+  constructor(config, page, timeout) {
+    this.config = config;
+    this.page = page;
+    this.timeout = timeout;
+    this.base = config.url.replace(/\/+$/, '');
+    this.findings = {};
+    this.problems = [];
+    /** Responses >= 400 a step expects: {method, path, statuses}. */
+    this.allowed = [];
+    /** Each response's method by URL, for Chromium's console line about it. */
+    this.seen = new Map();
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      const where = msg.location()?.url ?? '';
+      // Chromium also logs every response >= 400 as an error; an expected one is no problem.
+      const status = /status of (\d{3})/.exec(msg.text())?.[1];
+      if (status && this.isAllowed(this.method(where), where, Number(status))) return;
+      this.problems.push(`console error: ${msg.text()}${where ? ` (${where})` : ''}`);
+    });
+    page.on('pageerror', (err) => this.problems.push(`page error: ${err.message}`));
+    page.on('requestfailed', (req) => {
+      const why = req.failure()?.errorText ?? 'failed';
+      // A stream or an htmx request cut short by navigating away (or by htmx replacing it) is
+      // the page working as meant; a document, script, style or image that did not load is not.
+      const streamed = ['eventsource', 'fetch', 'xhr'].includes(req.resourceType());
+      if (why === 'net::ERR_ABORTED' && streamed) return;
+      this.problems.push(`request failed: ${req.method()} ${req.url()}: ${why}`);
+    });
+    page.on('response', (res) => {
+      const req = res.request();
+      this.seen.set(res.url(), req.method());
+      if (res.status() >= 400 && !this.isAllowed(req.method(), res.url(), res.status())) {
+        this.problems.push(`HTTP ${res.status()}: ${req.method()} ${res.url()}`);
+      }
+    });
+  }
+
+  /** Runs `during` with responses matching `rule` ({method, path, statuses}) allowed. */
+  async allowing(rule, during) {
+    this.allowed.push(rule);
+    try {
+      return await during();
+    } finally {
+      this.allowed.splice(this.allowed.indexOf(rule), 1);
+    }
+  }
+
+  isAllowed(method, url, status) {
+    const pathname = safePath(url);
+    return this.allowed.some(
+      (r) => (!r.method || r.method === method) && r.path === pathname && r.statuses.includes(status),
+    );
+  }
+
+  method(url) {
+    return this.seen.get(url) ?? 'GET';
+  }
+
+  async goto(p) {
+    await this.page.goto(this.base + p);
+  }
+
+  path() {
+    return new URL(this.page.url()).pathname;
+  }
+
+  expectPath(want, when) {
+    const got = this.path();
+    if (got !== want) throw new Error(`${when}: expected to be at ${want}, but at ${this.page.url()}`);
+  }
+
+  async expectHeading(text) {
+    await this.page.locator('h1').filter({ hasText: text }).first().waitFor({ state: 'visible' });
+  }
+
+  /** Fills and submits `form#login` on the current page. */
+  async submitLogin(username, password) {
+    const form = this.page.locator('form#login');
+    await form.locator('input[name=username]').fill(username);
+    await form.locator('input[name=password]').fill(password);
+    const tenant = form.locator('input[name=tenant]');
+    if (this.config.tenant !== undefined && (await tenant.count()) > 0) await tenant.fill(this.config.tenant);
+    await form.locator('button[type=submit]').click();
+  }
+
+  /** From no session to the overview with the configured account. */
+  async signIn() {
+    await this.goto('/login');
+    await this.submitLogin(this.config.username, this.config.password);
+    await this.page.waitForURL((u) => u.pathname === '/');
+    await this.expectHeading('Overview');
+  }
+
+  async readCount(name) {
+    const el = this.page.locator(`[data-testid=count-${name}]`);
+    await el.waitFor({ state: 'attached' });
+    const text = await el.textContent();
+    const n = parseCount(text);
+    if (n === null) throw new Error(`[data-testid=count-${name}] shows ${JSON.stringify(text)}, not an integer`);
+    return n;
+  }
+
+  /** Waits (polling the DOM, up to the timeout) until count `name` shows `want`. */
+  async waitForCount(name, want) {
+    try {
+      await this.page.waitForFunction(
+        ([sel, n]) => {
+          const text = document.querySelector(sel)?.textContent ?? '';
+          return text.replace(/[\s,'\u00a0\u202f]/g, '') === String(n);
+        },
+        [`[data-testid=count-${name}]`, want],
+        { timeout: this.timeout },
+      );
+    } catch (err) {
+      const now = await this.page.locator(`[data-testid=count-${name}]`).textContent().catch(() => '?');
+      throw new Error(`count-${name} did not become ${want} (it shows ${JSON.stringify(now)}): ${err.message}`);
+    }
+  }
+
+  /** Loaded, and no htmx request in flight (content that htmx loads after the page is there). */
+  async settled() {
+    await this.page.waitForLoadState('load');
+    await this.page.waitForFunction(() => document.querySelectorAll('.htmx-request').length === 0);
+  }
+}
+
+function parseCount(text) {
+  const digits = (text ?? '').replace(/[\s,'\u00a0\u202f]/g, '');
+  return /^\d+$/.test(digits) ? Number(digits) : null;
+}
+
+function safePath(url) {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
+/** Writes `file` whole or not at all, so a watcher never reads half of it. */
+function writeAtomically(file, text) {
+  const temp = `${file}.tmp-${process.pid}`;
+  writeFileSync(temp, text);
+  renameSync(temp, file);
+}
+
+function readConfig() {
+  const raw = process.env.BATON_BROWSER_CONFIG;
+  if (!raw) throw new Error('BATON_BROWSER_CONFIG is not set');
+  const config = JSON.parse(raw);
+  for (const field of ['url', 'username', 'password', 'screenshot_dir']) {
+    if (typeof config[field] !== 'string') throw new Error(`config field ${field} is missing`);
+  }
+  return config;
+}
+
+async function main() {
+  const name = process.argv[2];
+  let config;
+  try {
+    if (!Object.hasOwn(scenarios, name ?? '')) {
+      throw new Error(`usage: run.mjs <${Object.keys(scenarios).join('|')}>; got ${JSON.stringify(name)}`);
+    }
+    config = readConfig();
+  } catch (err) {
+    return report({ ok: false, error: err.message });
+  }
+  const screenshot = path.join(config.screenshot_dir, `${name}.png`);
+  const timeout = config.timeout_ms ?? 15_000;
+  let browser;
+  let trial;
+  let failure;
+  try {
+    browser = await chromium.launch({
+      executablePath: config.chromium ?? '/usr/bin/chromium',
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+    });
+    const context = await browser.newContext({
+      viewport: config.viewport ?? { width: 1280, height: 800 },
+      timezoneId: config.timezone,
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(timeout);
+    page.setDefaultNavigationTimeout(timeout);
+    trial = new Trial(config, page, timeout);
+    await scenarios[name](trial);
+  } catch (err) {
+    failure = describe(err);
+  }
+  if (trial) {
+    try {
+      mkdirSync(config.screenshot_dir, { recursive: true });
+      await trial.page.screenshot({ path: screenshot, fullPage: true });
+    } catch (err) {
+      failure ??= `screenshot: ${err.message}`;
+    }
+  }
+  await browser?.close().catch(() => {});
+  const problems = trial?.problems ?? [];
+  if (failure || problems.length > 0) {
+    const error = [failure, ...problems].filter(Boolean).join('; ');
+    return report({ ok: false, error, at: safeUrl(trial), screenshot });
+  }
+  return report({ ok: true, ...trial.findings, screenshot });
+}
+
+/** The first line of a Playwright error, with what it was waiting for from its call log. */
+function describe(err) {
+  const plain = String(err?.message ?? err).replace(/\u001b\[\d+m/g, '');
+  const lines = plain.split('\n').map((l) => l.trim());
+  const waiting = lines.find((l) => l.startsWith('- waiting for'));
+  return waiting ? `${lines[0]} (${waiting.slice(2)})` : lines[0];
+}
+
+function safeUrl(trial) {
+  try {
+    return trial?.page.url();
+  } catch {
+    return undefined;
+  }
+}
+
+function report(result) {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exitCode = result.ok ? 0 : 1;
+}
+
+await main();
