@@ -6,10 +6,11 @@
 //! session's CSRF token (htmx sends it as the `x-csrf-token` header, forms as a field).
 //!
 //! - [`session`]: who is signed in (the cookie), signing in and out.
-//! - [`pages`]: one handler per page and live fragment.
+//! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page.
 //! - [`assets`]: the embedded files.
 
 mod assets;
+mod devices;
 mod pages;
 mod session;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::overview))
         .route("/console/overview", get(pages::overview_live))
+        .route("/devices", get(devices::page))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{*path}", get(assets::serve))

@@ -147,3 +147,44 @@ async fn assets_are_served_from_the_binary() {
     let missing = browser().get(format!("{}/assets/nope.js", app.url)).send().await.expect("asset");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_devices_page_filters_sorts_and_pages_on_the_server() {
+    use baton_proto::api::devices::DeviceCreate;
+    let app = spawn_app().await;
+    for (serial, store) in [("POS-1", "berlin"), ("POS-2", "berlin"), ("POS-3", "paris"), ("KIOSK-1", "berlin")] {
+        let labels = std::collections::BTreeMap::from([("store".to_owned(), store.to_owned())]);
+        let req = DeviceCreate { serial: serial.into(), labels, ..Default::default() };
+        app.admin.create_device(&req).await.expect("device");
+    }
+    let cookie = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("signed in");
+    let page = |query: &'static str| {
+        let (url, cookie) = (format!("{}/devices?{query}", app.url), cookie.clone());
+        async move {
+            let response = browser().get(url).header("cookie", cookie).send().await.expect("page");
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            response.text().await.expect("html")
+        }
+    };
+    let rows = |html: &str| html.matches("<tr data-device=").count();
+
+    assert_eq!(rows(&page("").await), 4);
+    let berlin_pos = page("q=pos&labels=store%3Dberlin").await;
+    assert_eq!(rows(&berlin_pos), 2, "{berlin_pos}");
+    assert!(berlin_pos.contains("POS-1") && berlin_pos.contains("POS-2") && !berlin_pos.contains("POS-3"));
+    let none = page("q=nothing-like-this").await;
+    assert!(none.contains("No device matches these filters."), "an empty state that says why");
+
+    // A filter the server refuses is answered on the page, in the server's words.
+    let bad = page("labels=store%3D%3D%3D").await;
+    assert!(bad.contains(r#"role="alert""#) && bad.contains("labels"), "{bad}");
+
+    // Sorted by serial, one page at a time through the `Next page` link (limit 50: all fit).
+    let sorted = page("sort=serial").await;
+    let order: Vec<usize> = ["KIOSK-1", "POS-1", "POS-2", "POS-3"].iter().map(|s| sorted.find(s).expect(s)).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "sorted by serial: {order:?}");
+    assert!(!sorted.contains(r#"rel="next""#), "one page holds them all");
+
+    let anonymous = browser().get(format!("{}/devices", app.url)).send().await.expect("page");
+    assert_eq!(anonymous.headers()["location"], "/login");
+}

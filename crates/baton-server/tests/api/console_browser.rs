@@ -69,6 +69,21 @@ async fn overview_counts_match_the_api_and_update_live() {
 }
 
 #[tokio::test]
+async fn filtering_the_device_list_narrows_it_on_the_server_without_a_reload() {
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    for serial in ["POS-0001", "POS-0002", "KIOSK-0001"] {
+        app.admin.create_device(&DeviceCreate { serial: serial.into(), ..Default::default() }).await.expect("device");
+    }
+    let config = json!({"q": "kiosk", "expect_rows_before": 3, "expect_rows_after": 1});
+    let seen = run_scenario(&app, "devices_filter", config).await;
+    assert_eq!(seen["serials"], json!(["KIOSK-0001"]), "{seen}");
+    assert!(seen["url"].as_str().is_some_and(|u| u.contains("q=kiosk")), "the filter is in the URL: {seen}");
+}
+
+#[tokio::test]
 async fn logout_ends_the_session() {
     if !have_browser() {
         return;
@@ -86,8 +101,8 @@ async fn a_viewer_sees_no_controls_that_change_anything() {
     let viewer = UserCreate { username: "vera".into(), password: ADMIN_PASSWORD.into(), role: Some("viewer".into()) };
     app.admin.create_user(&viewer).await.expect("viewer created");
     app.admin.create_device(&DeviceCreate { serial: "CB-V".into(), ..Default::default() }).await.expect("device");
-    let seen = run_scenario(&app, "viewer", json!({"username": "vera"})).await;
-    assert_eq!(seen["mutating"]["/"], 0, "{seen}");
+    let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": ["/", "/devices"]})).await;
+    assert_eq!((&seen["mutating"]["/"], &seen["mutating"]["/devices"]), (&json!(0), &json!(0)), "{seen}");
 }
 
 /// Runs scenario `name` of `run.mjs` against `app` as `admin` of tenant `default` (fields of

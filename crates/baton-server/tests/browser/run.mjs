@@ -88,6 +88,26 @@ const scenarios = {
     t.expectPath('/login', 'opening / after logging out');
   },
 
+  /**
+   * The devices page: all `expect_rows_before` rows, then typing `q` into the search narrows the
+   * list on the server to `expect_rows_after` rows without a reload, and the URL keeps the filter.
+   */
+  async devices_filter(t) {
+    await t.signIn();
+    await t.page.locator('nav a[href="/devices"]').click();
+    await t.page.waitForURL((u) => u.pathname === '/devices');
+    await t.expectHeading('Devices');
+    const rows = t.page.locator('#devices tbody tr');
+    await t.page.waitForFunction((n) => document.querySelectorAll('#devices tbody tr').length === n, t.config.expect_rows_before, { timeout: t.timeout });
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    await t.page.locator('#filters input[name=q]').fill(t.config.q);
+    await t.page.waitForFunction((n) => document.querySelectorAll('#devices tbody tr').length === n, t.config.expect_rows_after, { timeout: t.timeout });
+    await t.settled();
+    t.findings.serials = await rows.evaluateAll((trs) => trs.map((tr) => tr.children[1].textContent.trim()));
+    t.findings.url = t.page.url();
+    if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating the list');
+  },
+
   /** No `[data-mutating]` element on the overview (or on each of `paths`, when given). */
   async viewer(t) {
     await t.signIn();
@@ -131,7 +151,9 @@ class Trial {
       // A stream or an htmx request cut short by navigating away (or by htmx replacing it) is
       // the page working as meant; a document, script, style or image that did not load is not.
       const streamed = ['eventsource', 'fetch', 'xhr'].includes(req.resourceType());
-      if (why === 'net::ERR_ABORTED' && streamed) return;
+      // So is the tab's icon, which the browser fetches for itself and drops when the page moves on.
+      const icon = /\/favicon\.(svg|ico)$/.test(new URL(req.url()).pathname);
+      if (why === 'net::ERR_ABORTED' && (streamed || icon)) return;
       this.problems.push(`request failed: ${req.method()} ${req.url()}: ${why}`);
     });
     page.on('response', (res) => {
