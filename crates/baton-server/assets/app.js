@@ -23,6 +23,28 @@
     stream.addEventListener("event", changed);
   }
 
+  // A refused change is answered in place, in the server's words (problem+json `detail`).
+  document.body.addEventListener("htmx:responseError", (e) => {
+    const xhr = e.detail.xhr;
+    let words = `${xhr.status} ${xhr.statusText}`;
+    try {
+      const problem = JSON.parse(xhr.responseText);
+      if (problem.detail) words = problem.detail;
+    } catch (_) { /* not JSON: keep the status line */ }
+    const near = e.detail.elt.closest("form, section") || document.querySelector("main");
+    let alert = near.querySelector(":scope > [role=alert]");
+    if (!alert) {
+      alert = document.createElement("p");
+      alert.setAttribute("role", "alert");
+      alert.className = "error";
+      near.prepend(alert);
+    }
+    alert.textContent = words;
+  });
+  document.body.addEventListener("htmx:afterRequest", (e) => {
+    if (e.detail.successful) e.detail.elt.closest("form")?.querySelector(":scope > [role=alert]")?.remove();
+  });
+
   const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
   const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   const relative = (root) => {

@@ -6,10 +6,12 @@
 //! session's CSRF token (htmx sends it as the `x-csrf-token` header, forms as a field).
 //!
 //! - [`session`]: who is signed in (the cookie), signing in and out.
-//! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page.
+//! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page;
+//!   [`device`]: one device's page.
 //! - [`assets`]: the embedded files.
 
 mod assets;
+mod device;
 mod devices;
 mod pages;
 mod session;
@@ -27,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(pages::overview))
         .route("/console/overview", get(pages::overview_live))
         .route("/devices", get(devices::page))
+        .route("/devices/{id}", get(device::page))
+        .route("/devices/{id}/commands", post(device::send_command))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{*path}", get(assets::serve))

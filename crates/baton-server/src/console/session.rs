@@ -61,6 +61,18 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
+impl User {
+    /// A change from a page must carry this session's CSRF token (htmx sends it as a header).
+    pub(super) fn check_csrf(&self, headers: &HeaderMap) -> Result<(), Error> {
+        let sent = headers.get(crate::http::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if sent.is_some_and(|s| !self.csrf.is_empty() && s == self.csrf) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("missing or wrong CSRF token; reload the page".into()))
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {

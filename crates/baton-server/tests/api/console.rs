@@ -188,3 +188,83 @@ async fn the_devices_page_filters_sorts_and_pages_on_the_server() {
     let anonymous = browser().get(format!("{}/devices", app.url)).send().await.expect("page");
     assert_eq!(anonymous.headers()["location"], "/login");
 }
+
+#[tokio::test]
+async fn a_device_page_shows_what_the_device_is_and_reports_and_another_tenants_device_is_not_found() {
+    use baton_proto::api::devices::DeviceCreate;
+    let app = spawn_app().await;
+    let labels = std::collections::BTreeMap::from([("store".to_owned(), "berlin".to_owned())]);
+    let req = DeviceCreate { serial: "POS-9".into(), name: Some("Till 9".into()), labels, ..Default::default() };
+    let device = app.admin.create_device(&req).await.expect("device");
+    let cookie = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("signed in");
+    let get = |path: String| {
+        let cookie = cookie.clone();
+        async move { browser().get(path).header("cookie", cookie).send().await.expect("page") }
+    };
+
+    let page = get(format!("{}/devices/{}", app.url, device.id)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    for expected in ["<h1>Till 9</h1>", "POS-9", "store=berlin", r#"data-testid="status">active<"#, "device.created"] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    let list = get(format!("{}/devices", app.url)).await.text().await.expect("html");
+    assert!(list.contains(&format!(r#"href="/devices/{}""#, device.id)), "the list links to the page");
+
+    let unknown = get(format!("{}/devices/01a21b00-0000-7000-8000-000000000000", app.url)).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let other = app.tenant_admin("other").await;
+    let theirs =
+        other.create_device(&DeviceCreate { serial: "THEIRS".into(), ..Default::default() }).await.expect("device");
+    let foreign = get(format!("{}/devices/{}", app.url, theirs.id)).await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND, "another tenant's device does not exist here");
+}
+
+/// The CSRF token a signed-in page carries in its `<meta name="csrf-token">`.
+async fn page_csrf(app: &TestApp, cookie: &str) -> String {
+    let html = browser().get(format!("{}/", app.url)).header("cookie", cookie).send().await.expect("page");
+    let html = html.text().await.expect("html");
+    html.split(r#"<meta name="csrf-token" content=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its CSRF token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn sending_a_command_from_a_page_needs_the_csrf_token_and_the_permission() {
+    use baton_proto::api::{
+        access::UserCreate,
+        commands::{CommandQuery, CommandState},
+        devices::DeviceCreate,
+    };
+    let app = spawn_app().await;
+    let device = app.admin.create_device(&DeviceCreate { serial: "CMD-1".into(), ..Default::default() }).await;
+    let device = device.expect("device");
+    let viewer = UserCreate { username: "vic".into(), password: ADMIN_PASSWORD.into(), role: Some("viewer".into()) };
+    app.admin.create_user(&viewer).await.expect("viewer");
+    let send = |cookie: String, csrf: Option<String>| {
+        let url = format!("{}/devices/{}/commands", app.url, device.id);
+        async move {
+            let mut request = browser().post(url).header("cookie", cookie);
+            if let Some(token) = csrf {
+                request = request.header("x-csrf-token", token);
+            }
+            request.form_body(&[("kind", "ping")]).send().await.expect("post").status()
+        }
+    };
+    let admin = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("admin");
+    let vic = sign_in(&app, "vic", ADMIN_PASSWORD).await.expect("viewer");
+    assert_eq!(send(admin.clone(), None).await, StatusCode::FORBIDDEN, "no CSRF token");
+    assert_eq!(send(admin.clone(), Some("guessed".into())).await, StatusCode::FORBIDDEN, "a wrong token");
+    let vic_csrf = page_csrf(&app, &vic).await;
+    assert_eq!(send(vic, Some(vic_csrf)).await, StatusCode::FORBIDDEN, "a viewer may not send commands");
+    let query = CommandQuery { device: Some(device.id.clone()), ..Default::default() };
+    assert!(app.admin.commands(&query).await.expect("commands").items.is_empty(), "nothing was queued");
+
+    let csrf = page_csrf(&app, &admin).await;
+    assert_eq!(send(admin, Some(csrf)).await, StatusCode::OK);
+    let queued = app.admin.commands(&query).await.expect("commands").items;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].state, CommandState::Queued);
+}

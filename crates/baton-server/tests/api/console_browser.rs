@@ -84,6 +84,45 @@ async fn filtering_the_device_list_narrows_it_on_the_server_without_a_reload() {
 }
 
 #[tokio::test]
+async fn sending_exec_from_a_device_page_shows_its_output_without_a_reload() {
+    use baton_proto::agent::{AgentMessage, CommandProgress, CommandUpdate, ServerMessage};
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let enrolled = crate::agent::enroll(&app, "DESK-1").await;
+    let mut ws = crate::agent::connect(&app, &enrolled.device_id, &enrolled.secret).await.expect("agent connects");
+    ws.send(crate::agent::hello(None)).await.expect("hello");
+    // The device: answers every exec with what the shell line would print.
+    let device = tokio::spawn(async move {
+        while let Some(Ok(frame)) = ws.next().await {
+            let Message::Text(text) = frame else { continue };
+            let Ok(ServerMessage::Command(envelope)) = serde_json::from_str(&text) else { continue };
+            let shell =
+                serde_json::to_value(&envelope.command).expect("json")["shell"].as_str().unwrap_or("").to_owned();
+            let result = baton_proto::api::commands::CommandResult {
+                exit_code: Some(0),
+                stdout: format!("ran: {shell}\n"),
+                ..Default::default()
+            };
+            let update =
+                CommandUpdate { command_id: envelope.id, state: CommandProgress::Succeeded, result: Some(result) };
+            let reply = serde_json::to_string(&AgentMessage::CommandUpdate(update)).expect("json");
+            if ws.send(Message::Text(reply.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let config =
+        json!({"device_id": enrolled.device_id, "shell": "echo console", "expect_output": "ran: echo console"});
+    let seen = run_scenario(&app, "send_exec", config).await;
+    assert_eq!(seen["output"], "ran: echo console", "{seen}");
+    device.abort();
+}
+
+#[tokio::test]
 async fn logout_ends_the_session() {
     if !have_browser() {
         return;
@@ -100,9 +139,13 @@ async fn a_viewer_sees_no_controls_that_change_anything() {
     let app = spawn_app().await;
     let viewer = UserCreate { username: "vera".into(), password: ADMIN_PASSWORD.into(), role: Some("viewer".into()) };
     app.admin.create_user(&viewer).await.expect("viewer created");
-    app.admin.create_device(&DeviceCreate { serial: "CB-V".into(), ..Default::default() }).await.expect("device");
-    let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": ["/", "/devices"]})).await;
-    assert_eq!((&seen["mutating"]["/"], &seen["mutating"]["/devices"]), (&json!(0), &json!(0)), "{seen}");
+    let device =
+        app.admin.create_device(&DeviceCreate { serial: "CB-V".into(), ..Default::default() }).await.expect("device");
+    let page = format!("/devices/{}", device.id);
+    let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": ["/", "/devices", page]})).await;
+    for path in ["/", "/devices", page.as_str()] {
+        assert_eq!(seen["mutating"][path], json!(0), "{path}: {seen}");
+    }
 }
 
 /// Runs scenario `name` of `run.mjs` against `app` as `admin` of tenant `default` (fields of

@@ -108,6 +108,24 @@ const scenarios = {
     if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating the list');
   },
 
+  /**
+   * A device's page: send `exec` with the shell line `shell` from the form, and see the command's
+   * output (`expect_output`) appear without reloading the page.
+   */
+  async send_exec(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    await t.page.locator('#send-command select[name=kind]').selectOption('exec');
+    await t.page.locator('#send-command input[name=shell]').fill(t.config.shell);
+    await t.page.locator('#send-command button[type=submit]').click();
+    const output = t.page.locator('[data-testid=command-output]').filter({ hasText: t.config.expect_output }).first();
+    await output.waitFor({ state: 'visible', timeout: t.timeout });
+    t.findings.output = (await output.innerText()).trim();
+    if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating');
+  },
+
   /** No `[data-mutating]` element on the overview (or on each of `paths`, when given). */
   async viewer(t) {
     await t.signIn();
