@@ -45,6 +45,16 @@
     if (e.detail.successful) e.detail.elt.closest("form")?.querySelector(":scope > [role=alert]")?.remove();
   });
 
+  // Copy buttons: `data-copy` names the element whose text to copy.
+  document.body.addEventListener("click", (e) => {
+    const button = e.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    if (source && navigator.clipboard) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(() => { button.textContent = "Copied"; }, () => {});
+    }
+  });
+
   const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
   const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   const relative = (root) => {

@@ -7,12 +7,13 @@
 //!
 //! - [`session`]: who is signed in (the cookie), signing in and out.
 //! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page;
-//!   [`device`]: one device's page.
+//!   [`device`]: one device's page; [`enrollment`]: tokens and approvals.
 //! - [`assets`]: the embedded files.
 
 mod assets;
 mod device;
 mod devices;
+mod enrollment;
 mod pages;
 mod session;
 
@@ -31,6 +32,11 @@ pub fn router() -> Router<AppState> {
         .route("/devices", get(devices::page))
         .route("/devices/{id}", get(device::page))
         .route("/devices/{id}/commands", post(device::send_command))
+        .route("/devices/{id}/approve", post(enrollment::approve))
+        .route("/devices/{id}/reject", post(enrollment::reject))
+        .route("/enrollment", get(enrollment::page))
+        .route("/enrollment/tokens", post(enrollment::create_token))
+        .route("/enrollment/tokens/{id}/revoke", post(enrollment::revoke_token))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{*path}", get(assets::serve))

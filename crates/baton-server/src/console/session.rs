@@ -30,6 +30,8 @@ pub(super) struct User {
     pub role: String,
     pub tenant: String,
     pub csrf: String,
+    /// Whether the enrollment page is open to them (the menu shows only what they may open).
+    pub sees_enrollment: bool,
 }
 
 /// Pages take a [`User`]; without a live session the browser is sent to the sign-in page.
@@ -56,6 +58,7 @@ impl FromRequestParts<AppState> for User {
             role: principal.role.name.to_owned(),
             tenant: principal.tenant_name.clone(),
             csrf: principal.csrf_token.clone().unwrap_or_default(),
+            sees_enrollment: principal.can(crate::access::Permission::EnrollmentRead),
             principal,
         })
     }

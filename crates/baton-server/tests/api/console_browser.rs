@@ -123,6 +123,40 @@ async fn sending_exec_from_a_device_page_shows_its_output_without_a_reload() {
 }
 
 #[tokio::test]
+async fn creating_a_token_shows_its_install_line_and_a_pending_device_is_approved() {
+    use baton_proto::api::{
+        devices::DeviceStatus,
+        enrollment::{EnrollRequest, EnrollmentTokenCreate},
+    };
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let gate = EnrollmentTokenCreate { name: "gate".into(), requires_approval: true, ..Default::default() };
+    let secret = app.admin.create_enrollment_token(&gate).await.expect("token").secret;
+    let req = EnrollRequest { token: secret, serial: "NEW-1".into(), inventory: None };
+    let enrolled = crate::support::raw()
+        .post(format!("{}/api/v1/enroll", app.url))
+        .json(&req)
+        .send()
+        .await
+        .expect("enroll")
+        .json::<baton_proto::api::enrollment::EnrollResponse>()
+        .await
+        .expect("json");
+    assert_eq!(enrolled.status, DeviceStatus::Pending);
+
+    let config = json!({"token_name": "line 2", "approve_device_id": enrolled.device_id});
+    let seen = run_scenario(&app, "enrollment", config).await;
+    let line = seen["install_line"].as_str().unwrap_or_default();
+    assert!(line.starts_with("baton-agent run --server http://127.0.0.1:") && line.contains("--token be_"), "{seen}");
+    let tokens = app.admin.enrollment_tokens(&Default::default()).await.expect("tokens").items;
+    assert!(tokens.iter().any(|t| t.name == "line 2"), "the token exists: {tokens:?}");
+    let device = app.admin.device(&enrolled.device_id).await.expect("device");
+    assert_eq!(device.status, DeviceStatus::Active, "approved from the page");
+}
+
+#[tokio::test]
 async fn logout_ends_the_session() {
     if !have_browser() {
         return;
@@ -142,7 +176,8 @@ async fn a_viewer_sees_no_controls_that_change_anything() {
     let device =
         app.admin.create_device(&DeviceCreate { serial: "CB-V".into(), ..Default::default() }).await.expect("device");
     let page = format!("/devices/{}", device.id);
-    let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": ["/", "/devices", page]})).await;
+    let paths = json!(["/", "/devices", page]);
+    let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": paths})).await;
     for path in ["/", "/devices", page.as_str()] {
         assert_eq!(seen["mutating"][path], json!(0), "{path}: {seen}");
     }

@@ -126,6 +126,26 @@ const scenarios = {
     if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating');
   },
 
+  /**
+   * The enrollment page: create a token named `token_name` (its install line is shown once), then
+   * approve the pending device `approve_device_id` (its row leaves the list).
+   */
+  async enrollment(t) {
+    await t.signIn();
+    await t.page.locator('nav a[href="/enrollment"]').click();
+    await t.page.waitForURL((u) => u.pathname === '/enrollment');
+    await t.expectHeading('Enrollment');
+    await t.page.locator('#create-token input[name=name]').fill(t.config.token_name);
+    await t.page.locator('#create-token button[type=submit]').click();
+    const line = t.page.locator('[data-testid=install-line]');
+    await line.waitFor({ state: 'visible', timeout: t.timeout });
+    t.findings.install_line = (await line.innerText()).trim();
+    const row = t.page.locator(`#pending tr[data-device="${t.config.approve_device_id}"]`);
+    await row.locator('button', { hasText: 'Approve' }).click();
+    await row.waitFor({ state: 'detached', timeout: t.timeout });
+    await t.settled();
+  },
+
   /** No `[data-mutating]` element on the overview (or on each of `paths`, when given). */
   async viewer(t) {
     await t.signIn();

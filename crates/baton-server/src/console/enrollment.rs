@@ -1,0 +1,200 @@
+//! The enrollment page: enrollment tokens (create — the secret and the agent's install line shown
+//! once — and revoke) and the devices waiting for approval (approve, reject).
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Path, State},
+    http::HeaderMap,
+    response::Response,
+};
+use baton_proto::api::{
+    devices::{DeviceQuery, DeviceStatus},
+    enrollment::EnrollmentTokenCreate,
+};
+use serde::Deserialize;
+
+use super::session::{User, render};
+use crate::{Error, access::Permission, devices, enrollment, http::AppState};
+
+struct TokenLine {
+    id: String,
+    name: String,
+    uses: String,
+    requires_approval: bool,
+    state: &'static str,
+}
+
+struct PendingLine {
+    id: String,
+    name: String,
+    serial: String,
+    since: String,
+}
+
+/// A token just created: its secret, this once.
+struct Created {
+    name: String,
+    install: String,
+}
+
+#[derive(Template)]
+#[template(path = "enrollment.html")]
+struct EnrollmentPage<'a> {
+    user: Option<&'a User>,
+    csrf: Option<&'a str>,
+    nav: &'a str,
+    created: Option<Created>,
+    can_enroll: bool,
+    can_approve: bool,
+    tokens: Vec<TokenLine>,
+    pending: Vec<PendingLine>,
+}
+
+pub(super) async fn page(user: User, State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    show(&app, &user, &headers, None).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenForm {
+    name: String,
+    #[serde(default)]
+    max_uses: String,
+    #[serde(default)]
+    requires_approval: Option<String>,
+}
+
+pub(super) async fn create_token(
+    user: User,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, Error> {
+    user.check_csrf(&headers)?;
+    need(&user, Permission::EnrollmentWrite)?;
+    let max_uses = match form.max_uses.trim() {
+        "" => None,
+        n => Some(n.parse::<u32>().map_err(|_| Error::invalid("/max_uses", "must be a whole number"))?),
+    };
+    let req = EnrollmentTokenCreate {
+        name: form.name,
+        requires_approval: form.requires_approval.is_some(),
+        max_uses,
+        ..EnrollmentTokenCreate::default()
+    };
+    let created = enrollment::create_token(&app.db, &user.principal.scope, &user.principal, req).await?;
+    let server = server_url(&app, &headers);
+    let install = format!("baton-agent run --server {server} --token {}", created.secret);
+    show(&app, &user, &headers, Some(Created { name: created.token.name, install })).await
+}
+
+pub(super) async fn revoke_token(
+    user: User,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    user.check_csrf(&headers)?;
+    need(&user, Permission::EnrollmentWrite)?;
+    enrollment::revoke_token(&app.db, &user.principal.scope, &id).await?;
+    show(&app, &user, &headers, None).await
+}
+
+pub(super) async fn approve(
+    user: User,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    user.check_csrf(&headers)?;
+    need(&user, Permission::DevicesWrite)?;
+    devices::approve(&app.db, &app.bus, &user.principal.scope, &id).await?;
+    show(&app, &user, &headers, None).await
+}
+
+pub(super) async fn reject(
+    user: User,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    user.check_csrf(&headers)?;
+    need(&user, Permission::DevicesWrite)?;
+    devices::reject(&app.db, &app.bus, &user.principal.scope, &id).await?;
+    show(&app, &user, &headers, None).await
+}
+
+fn need(user: &User, permission: Permission) -> Result<(), Error> {
+    if user.principal.can(permission) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", user.role)))
+    }
+}
+
+/// Where devices reach this server: the configured public URL, else the address the browser used.
+fn server_url(app: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.settings.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let scheme = if app.settings.tls_enabled() { "https" } else { "http" };
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+async fn show(app: &AppState, user: &User, _headers: &HeaderMap, created: Option<Created>) -> Result<Response, Error> {
+    need(user, Permission::EnrollmentRead)?;
+    let scope = &user.principal.scope;
+    let page = enrollment::list_tokens(&app.db, scope, Some(100), None).await?;
+    let now = chrono::Utc::now();
+    let tokens = page
+        .items
+        .into_iter()
+        .map(|t| TokenLine {
+            state: if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.expires_at.is_some_and(|e| e <= now) {
+                "expired"
+            } else if t.max_uses.is_some_and(|m| t.uses >= m) {
+                "used up"
+            } else {
+                "usable"
+            },
+            uses: match t.max_uses {
+                Some(m) => format!("{} of {m}", t.uses),
+                None => t.uses.to_string(),
+            },
+            id: t.id,
+            name: t.name,
+            requires_approval: t.requires_approval,
+        })
+        .collect();
+    let query = DeviceQuery {
+        status: Some(DeviceStatus::Pending.as_str().into()),
+        sort: Some("-created_at".into()),
+        limit: Some(100),
+        ..DeviceQuery::default()
+    };
+    let pending = devices::list::list(&app.db, scope, &query)
+        .await?
+        .items
+        .into_iter()
+        .map(|d| PendingLine {
+            id: d.id,
+            name: d.name,
+            serial: d.serial.unwrap_or_default(),
+            since: d.created_at.to_rfc3339(),
+        })
+        .collect();
+    let csrf = user.csrf.clone();
+    Ok(render(EnrollmentPage {
+        user: Some(user),
+        csrf: Some(&csrf),
+        nav: "enrollment",
+        created,
+        can_enroll: user.principal.can(Permission::EnrollmentWrite),
+        can_approve: user.principal.can(Permission::DevicesWrite),
+        tokens,
+        pending,
+    }))
+}
