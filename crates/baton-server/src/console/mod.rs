@@ -8,12 +8,13 @@
 //! - [`session`]: who is signed in (the cookie), signing in and out.
 //! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page;
 //!   [`device`]: one device's page; [`enrollment`]: tokens and approvals.
-//! - [`assets`]: the embedded files.
+//! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages.
 
 mod assets;
 mod device;
 mod devices;
 mod enrollment;
+mod errors;
 mod pages;
 mod session;
 
@@ -40,4 +41,5 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{*path}", get(assets::serve))
+        .layer(axum::middleware::from_fn(errors::as_pages))
 }

@@ -268,3 +268,26 @@ async fn sending_a_command_from_a_page_needs_the_csrf_token_and_the_permission()
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].state, CommandState::Queued);
 }
+
+#[tokio::test]
+async fn a_failed_page_is_an_html_page_for_the_browser_and_problem_json_for_htmx() {
+    let app = spawn_app().await;
+    let cookie = sign_in(&app, "admin", ADMIN_PASSWORD).await.expect("signed in");
+    let url = format!("{}/devices/01a21b00-0000-7000-8000-000000000000", app.url);
+    let page = browser().get(&url).header("cookie", &cookie).header("accept", "text/html").send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<h1>Not found</h1>") && html.contains(r#"role="alert""#), "{html}");
+
+    let htmx = browser()
+        .get(&url)
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .header("hx-request", "true")
+        .send()
+        .await
+        .expect("fragment");
+    assert_eq!(htmx.status(), StatusCode::NOT_FOUND);
+    assert_eq!(htmx.headers()["content-type"], "application/problem+json", "htmx shows the detail in place");
+}
