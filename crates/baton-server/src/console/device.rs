@@ -78,9 +78,7 @@ pub(super) async fn send_command(
     Form(form): Form<CommandForm>,
 ) -> Result<Response, Error> {
     user.check_csrf(&headers)?;
-    if !user.principal.can(Permission::CommandsWrite) {
-        return Err(Error::Forbidden(format!("role `{}` cannot send commands", user.role)));
-    }
+    user.need(Permission::CommandsWrite)?;
     let command = match form.kind.as_str() {
         "ping" => CommandSpec::Ping,
         "reboot" => CommandSpec::Reboot,
@@ -97,9 +95,7 @@ pub(super) async fn send_command(
 
 async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> {
     let id = id.to_owned();
-    if !user.principal.can(Permission::DevicesRead) {
-        return Err(Error::Forbidden(format!("role `{}` cannot see devices", user.role)));
-    }
+    user.need(Permission::DevicesRead)?;
     let scope = &user.principal.scope;
     let d = devices::get(&app.db, scope, &id).await?;
     let inventory = devices::presence::inventory(&app.db, scope, &id).await?;

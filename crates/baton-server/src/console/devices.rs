@@ -145,9 +145,7 @@ pub(super) async fn page(
     State(app): State<AppState>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, Error> {
-    if !user.principal.can(Permission::DevicesRead) {
-        return Err(Error::Forbidden(format!("role `{}` cannot see devices", user.role)));
-    }
+    user.need(Permission::DevicesRead)?;
     let (devices, next, error) = match devices::list::list(&app.db, &user.principal.scope, &filters.query()).await {
         Ok(page) => (page.items.into_iter().map(Row::from).collect(), page.next_cursor, None),
         Err(Error::Invalid { detail, errors }) => {

@@ -51,8 +51,8 @@ struct EnrollmentPage<'a> {
     pending: Vec<PendingLine>,
 }
 
-pub(super) async fn page(user: User, State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    show(&app, &user, &headers, None).await
+pub(super) async fn page(user: User, State(app): State<AppState>) -> Result<Response, Error> {
+    show(&app, &user, None).await
 }
 
 #[derive(Deserialize)]
@@ -71,7 +71,7 @@ pub(super) async fn create_token(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, Error> {
     user.check_csrf(&headers)?;
-    need(&user, Permission::EnrollmentWrite)?;
+    user.need(Permission::EnrollmentWrite)?;
     let max_uses = match form.max_uses.trim() {
         "" => None,
         n => Some(n.parse::<u32>().map_err(|_| Error::invalid("/max_uses", "must be a whole number"))?),
@@ -85,7 +85,7 @@ pub(super) async fn create_token(
     let created = enrollment::create_token(&app.db, &user.principal.scope, &user.principal, req).await?;
     let server = server_url(&app, &headers);
     let install = format!("baton-agent run --server {server} --token {}", created.secret);
-    show(&app, &user, &headers, Some(Created { name: created.token.name, install })).await
+    show(&app, &user, Some(Created { name: created.token.name, install })).await
 }
 
 pub(super) async fn revoke_token(
@@ -95,9 +95,9 @@ pub(super) async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     user.check_csrf(&headers)?;
-    need(&user, Permission::EnrollmentWrite)?;
+    user.need(Permission::EnrollmentWrite)?;
     enrollment::revoke_token(&app.db, &user.principal.scope, &id).await?;
-    show(&app, &user, &headers, None).await
+    show(&app, &user, None).await
 }
 
 pub(super) async fn approve(
@@ -106,10 +106,7 @@ pub(super) async fn approve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.check_csrf(&headers)?;
-    need(&user, Permission::DevicesWrite)?;
-    devices::approve(&app.db, &app.bus, &user.principal.scope, &id).await?;
-    show(&app, &user, &headers, None).await
+    decide(&app, &user, &headers, &id, true).await
 }
 
 pub(super) async fn reject(
@@ -118,18 +115,19 @@ pub(super) async fn reject(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.check_csrf(&headers)?;
-    need(&user, Permission::DevicesWrite)?;
-    devices::reject(&app.db, &app.bus, &user.principal.scope, &id).await?;
-    show(&app, &user, &headers, None).await
+    decide(&app, &user, &headers, &id, false).await
 }
 
-fn need(user: &User, permission: Permission) -> Result<(), Error> {
-    if user.principal.can(permission) {
-        Ok(())
+/// Approves or rejects a pending device, then shows the page again.
+async fn decide(app: &AppState, user: &User, headers: &HeaderMap, id: &str, approve: bool) -> Result<Response, Error> {
+    user.check_csrf(headers)?;
+    user.need(Permission::DevicesWrite)?;
+    if approve {
+        devices::approve(&app.db, &app.bus, &user.principal.scope, id).await?;
     } else {
-        Err(Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", user.role)))
+        devices::reject(&app.db, &app.bus, &user.principal.scope, id).await?;
     }
+    show(app, user, None).await
 }
 
 /// Where devices reach this server: the configured public URL, else the address the browser used.
@@ -142,8 +140,8 @@ fn server_url(app: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn show(app: &AppState, user: &User, _headers: &HeaderMap, created: Option<Created>) -> Result<Response, Error> {
-    need(user, Permission::EnrollmentRead)?;
+async fn show(app: &AppState, user: &User, created: Option<Created>) -> Result<Response, Error> {
+    user.need(Permission::EnrollmentRead)?;
     let scope = &user.principal.scope;
     let page = enrollment::list_tokens(&app.db, scope, Some(100), None).await?;
     let now = chrono::Utc::now();

@@ -35,9 +35,7 @@ struct OverviewLive {
 }
 
 async fn overview_data(app: &AppState, user: &User) -> Result<(Summary, u64, Vec<EventLine>), Error> {
-    if !user.principal.can(Permission::DevicesRead) {
-        return Err(Error::Forbidden(format!("role `{}` cannot see devices", user.role)));
-    }
+    user.need(Permission::DevicesRead)?;
     let scope = &user.principal.scope;
     let summary = devices::summary::summarize(&app.db, scope).await?;
     let in_flight = commands::in_flight(&app.db, scope).await?;

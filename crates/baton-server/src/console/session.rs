@@ -65,6 +65,15 @@ impl FromRequestParts<AppState> for User {
 }
 
 impl User {
+    /// Refuses a user whose role lacks `permission`, in the API's words.
+    pub(super) fn need(&self, permission: crate::access::Permission) -> Result<(), Error> {
+        if self.principal.can(permission) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role)))
+        }
+    }
+
     /// A change from a page must carry this session's CSRF token (htmx sends it as a header).
     pub(super) fn check_csrf(&self, headers: &HeaderMap) -> Result<(), Error> {
         let sent = headers.get(crate::http::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
