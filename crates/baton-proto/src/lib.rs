@@ -5,6 +5,7 @@
 //! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
 //! - [`inventory`]: what a device reports about itself.
 //! - [`mqtt`]: MQTT 3.1.1 and 5 packets, topics and matching, for the MQTT front door.
+//! - [`import`]: the device import CSV, read the same way by the CLI and the console.
 //! - [`labels`]: label keys, values and label selectors, parsed once here so every side agrees.
 //!
 //! This crate does no I/O. Storage rows are never these structs: the server converts explicitly,
@@ -12,6 +13,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod import;
 pub mod inventory;
 pub mod labels;
 pub mod mqtt;

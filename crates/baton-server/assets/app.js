@@ -23,6 +23,21 @@
     stream.addEventListener("event", changed);
   }
 
+  // An error shown at the top of `near` (a form or a section), in place of the previous one;
+  // no words: the error is gone. Also used by chart.js.
+  const say = (near, words) => {
+    let alert = near.querySelector(":scope > [role=alert]");
+    if (!words) { alert?.remove(); return; }
+    if (!alert) {
+      alert = document.createElement("p");
+      alert.setAttribute("role", "alert");
+      alert.className = "error";
+      near.prepend(alert);
+    }
+    alert.textContent = words;
+  };
+  window.batonSay = say;
+
   // A refused change is answered in place, in the server's words (problem+json `detail`).
   document.body.addEventListener("htmx:responseError", (e) => {
     const xhr = e.detail.xhr;
@@ -31,18 +46,22 @@
       const problem = JSON.parse(xhr.responseText);
       if (problem.detail) words = problem.detail;
     } catch (_) { /* not JSON: keep the status line */ }
-    const near = e.detail.elt.closest("form, section") || document.querySelector("main");
-    let alert = near.querySelector(":scope > [role=alert]");
-    if (!alert) {
-      alert = document.createElement("p");
-      alert.setAttribute("role", "alert");
-      alert.className = "error";
-      near.prepend(alert);
-    }
-    alert.textContent = words;
+    say(e.detail.elt.closest("form, section") || document.querySelector("main"), words);
   });
   document.body.addEventListener("htmx:afterRequest", (e) => {
-    if (e.detail.successful) e.detail.elt.closest("form")?.querySelector(":scope > [role=alert]")?.remove();
+    if (!e.detail.successful) return;
+    const form = e.detail.elt.closest("form");
+    form?.querySelector(":scope > [role=alert]")?.remove();
+    // A form that adds one thing at a time is emptied for the next.
+    if (form?.hasAttribute("data-reset-on-success")) form.reset();
+  });
+
+  // A file input with `data-fill` puts the chosen (text) file into the named field.
+  document.body.addEventListener("change", (e) => {
+    const input = e.target.closest?.("input[type=file][data-fill]");
+    const target = input && document.querySelector(input.dataset.fill);
+    if (!target || !input.files[0]) return;
+    input.files[0].text().then((text) => { target.value = text; });
   });
 
   // Copy buttons: `data-copy` names the element whose text to copy.
@@ -54,6 +73,40 @@
       navigator.clipboard.writeText(source.textContent.trim()).then(() => { button.textContent = "Copied"; }, () => {});
     }
   });
+
+  // Picking devices for a bulk action: the count, the buttons enabled only with a selection,
+  // "select all on this page", and the picks kept when the live list is redrawn.
+  const picked = new Set();
+  const syncPicks = () => {
+    const bulk = document.getElementById("bulk");
+    if (!bulk) return;
+    const boxes = [...document.querySelectorAll('input[name="device"][form="bulk"]')];
+    const present = new Set(boxes.map((b) => b.value));
+    for (const id of [...picked]) if (!present.has(id)) picked.delete(id);
+    for (const b of boxes) b.checked = picked.has(b.value);
+    const all = document.getElementById("pick-all");
+    if (all) all.checked = boxes.length > 0 && boxes.every((b) => b.checked);
+    bulk.querySelector("[data-testid=selected-count]").textContent = String(picked.size);
+    for (const button of bulk.querySelectorAll("button")) button.disabled = picked.size === 0;
+  };
+  document.body.addEventListener("change", (e) => {
+    const box = e.target;
+    if (box.id === "pick-all") {
+      for (const b of document.querySelectorAll('input[name="device"][form="bulk"]')) {
+        if (box.checked) picked.add(b.value); else picked.delete(b.value);
+      }
+    } else if (box.matches?.('input[name="device"][form="bulk"]')) {
+      if (box.checked) picked.add(box.value); else picked.delete(box.value);
+    } else {
+      return;
+    }
+    syncPicks();
+  });
+  document.body.addEventListener("htmx:afterSettle", syncPicks);
+  document.body.addEventListener("htmx:afterRequest", (e) => {
+    if (e.detail.successful && e.detail.elt.closest("#bulk")) { picked.clear(); syncPicks(); }
+  });
+  syncPicks();
 
   const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
   const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });

@@ -159,8 +159,15 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
     if let Some(name) = &req.name {
         sql.push(", name = ").bind(name.trim()).push(", search_key = ").bind(name.trim().to_lowercase());
     }
-    if let Some(description) = &req.description {
-        sql.push(", description = ").bind(description.as_str());
+    match req.description.as_deref().map(str::trim) {
+        // An empty description clears it, as if the group had been created without one.
+        Some("") => {
+            sql.push(", description = NULL");
+        }
+        Some(description) => {
+            sql.push(", description = ").bind(description);
+        }
+        None => {}
     }
     match &req.parent_id {
         Some(Some(parent)) => {
@@ -178,6 +185,19 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
     )))?;
     tx.commit().await?;
     get(db, scope, id).await
+}
+
+/// The group named exactly `name` (names are unique within a tenant).
+pub async fn find_by_name(db: &Db, scope: &TenantScope, name: &str) -> Result<Option<Group>, Error> {
+    let row = sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND name = $2")
+        .bind(scope.id())
+        .bind(name)
+        .fetch_optional(db.reader())
+        .await?;
+    match row {
+        Some(row) => Ok(Some(get(db, scope, &row.try_get::<String, _>("id")?).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Deletes a group and its memberships (the devices stay). A group with subgroups is kept:

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use baton_proto::api::{
     Page,
+    access::PageQuery,
     commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState},
     devices::DeviceStatus,
 };
@@ -219,17 +220,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page
             .ok_or_else(|| Error::invalid("state", format!("`{state}` is not a command state")))?;
         sql.push(" AND state = ").bind(state.as_str());
     }
-    if let Some(c) = q.cursor.as_deref().map(|c| Cursor::decode(c, "-created_at")).transpose()? {
-        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
-        sql.push(" AND (created_at < ")
-            .bind(at)
-            .push(" OR (created_at = ")
-            .bind(at)
-            .push(" AND id < ")
-            .bind(c.id)
-            .push("))");
-    }
-    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
+    newest_first(&mut sql, q.cursor.as_deref(), limit)?;
     let rows = sql.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(pagination::finish(items, limit, |c| Cursor {
@@ -240,8 +231,23 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page
     }))
 }
 
-/// Cancels a command that has not finished. A command already sent may still run on a device
-/// that got it before the cancel; its late result is then ignored.
+/// Ends a query of rows newest first (`created_at`, then `id`): after the cursor's row, at most
+/// `limit` + 1 of them, so [`pagination::finish`] can tell whether more follow.
+fn newest_first(sql: &mut Sql, cursor: Option<&str>, limit: i64) -> Result<(), Error> {
+    if let Some(c) = cursor.map(|c| Cursor::decode(c, "-created_at")).transpose()? {
+        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
+        sql.push(" AND (created_at < ")
+            .bind(at)
+            .push(" OR (created_at = ")
+            .bind(at)
+            .push(" AND id < ")
+            .bind(c.id)
+            .push("))");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
+    Ok(())
+}
+
 /// How many of the tenant's commands are waiting or running (queued, sent or acknowledged).
 pub async fn in_flight(db: &Db, scope: &TenantScope) -> Result<u64, Error> {
     let row = sqlx::query(
@@ -254,6 +260,8 @@ pub async fn in_flight(db: &Db, scope: &TenantScope) -> Result<u64, Error> {
     Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
 }
 
+/// Cancels a command that has not finished. A command already sent may still run on a device
+/// that got it before the cancel; its late result is then ignored.
 pub async fn cancel(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, Error> {
     let command = get(db, scope, id).await?;
     if command.state.is_final() {
@@ -269,6 +277,42 @@ pub async fn cancel(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, E
     .execute(db.writer())
     .await?;
     get(db, scope, id).await
+}
+
+/// Cancels every command of a batch that has not finished, and answers with the batch.
+pub async fn cancel_batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatch, Error> {
+    batch(db, scope, id).await?;
+    let canceled = sqlx::query(
+        "UPDATE commands SET state = 'CANCELED', finished_at = $1 WHERE tenant_id = $2 AND batch_id = $3 \
+         AND state IN ('QUEUED', 'SENT', 'ACKED')",
+    )
+    .bind(now_ms())
+    .bind(scope.id())
+    .bind(id)
+    .execute(db.writer())
+    .await?
+    .rows_affected();
+    metrics::counter!("baton_commands_canceled_total").increment(canceled);
+    batch(db, scope, id).await
+}
+
+/// The tenant's command batches (every command request is one), newest first, each with its
+/// progress by state.
+pub async fn batches(db: &Db, scope: &TenantScope, q: &PageQuery) -> Result<Page<CommandBatch>, Error> {
+    let limit = pagination::limit(q.limit)?;
+    let mut sql = Sql::new("SELECT id FROM command_batches WHERE tenant_id = ");
+    sql.bind(scope.id());
+    newest_first(&mut sql, q.cursor.as_deref(), limit)?;
+    let mut items = Vec::new();
+    for row in sql.query().fetch_all(db.reader()).await? {
+        items.push(batch(db, scope, &row.try_get::<String, _>("id")?).await?);
+    }
+    Ok(pagination::finish(items, limit, |b| Cursor {
+        order: "-created_at".into(),
+        text: None,
+        int: Some(b.created_at.timestamp_millis()),
+        id: b.id.clone(),
+    }))
 }
 
 /// A batch with its progress by state.

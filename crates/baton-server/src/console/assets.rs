@@ -10,6 +10,7 @@ use axum::{
 
 const FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
+    ("chart.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/chart.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
     ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx.min.js")),

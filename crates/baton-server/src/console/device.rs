@@ -1,21 +1,26 @@
-//! A device's page: what it is and reports (status, connection, inventory, latest telemetry),
-//! its commands and its events — refreshed live from the event stream.
+//! A device's page: what it is and reports (status, connection, inventory, latest telemetry and
+//! a chart of any metric over an hour, a day or a week), its commands and its events — live
+//! from the event and telemetry streams — and what an operator changes from it: labels,
+//! groups, a command, decommissioning.
+
+use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::{
-    Form,
     extract::{Path, State},
-    http::HeaderMap,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use baton_proto::api::{
     commands::{CommandCreate, CommandQuery, CommandSpec, CommandTarget},
+    devices::DeviceUpdate,
     events::EventQuery,
+    groups::GroupQuery,
 };
 use serde::Deserialize;
 
-use super::session::{User, render};
-use crate::{Error, access::Permission, commands, devices, events, http::AppState, telemetry};
+use super::form::Form;
+use super::session::{Changing, User, render};
+use crate::{Error, access::Permission, commands, devices, events, groups, http::AppState, telemetry};
 
 /// The device as the page's header shows it.
 struct Facts {
@@ -27,7 +32,9 @@ struct Facts {
     last_seen: Option<String>,
     transport: String,
     gateway: Option<String>,
-    labels: Vec<String>,
+    labels: Vec<(String, String)>,
+    /// The groups it is directly in: id and name.
+    groups: Vec<(String, String)>,
 }
 
 /// A command as the history lists it.
@@ -47,6 +54,10 @@ struct DevicePage<'a> {
     nav: &'a str,
     device: Facts,
     can_command: bool,
+    /// Labels, groups and decommissioning.
+    can_edit: bool,
+    /// Groups it could join (id, name), for the "add to group" choice.
+    other_groups: Vec<(String, String)>,
     inventory: Vec<(String, String)>,
     telemetry: Vec<(String, f64)>,
     commands: Vec<CommandLine>,
@@ -71,26 +82,101 @@ pub(super) struct CommandForm {
 /// `POST /devices/{id}/commands`: queues a command from the page's form and answers with the
 /// page, whose command list then follows the command live to its output.
 pub(super) async fn send_command(
-    user: User,
+    Changing(user): Changing,
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Form(form): Form<CommandForm>,
 ) -> Result<Response, Error> {
-    user.check_csrf(&headers)?;
     user.need(Permission::CommandsWrite)?;
-    let command = match form.kind.as_str() {
-        "ping" => CommandSpec::Ping,
-        "reboot" => CommandSpec::Reboot,
-        "refresh-inventory" => CommandSpec::RefreshInventory,
-        "exec" => CommandSpec::Exec { program: None, args: Vec::new(), shell: Some(form.shell), timeout_secs: None },
-        "custom" => CommandSpec::Custom { name: form.name, params: serde_json::Value::Null },
-        other => return Err(Error::invalid("/kind", format!("`{other}` is not a command this form sends"))),
-    };
+    let command = command_from_form(&form.kind, form.shell, form.name)?;
     let target = CommandTarget { device_ids: vec![id.clone()], ..CommandTarget::default() };
     let req = CommandCreate { target, command, ttl_secs: None, idempotency_key: None };
     commands::create(&app.db, &app.bus, &user.principal.scope, &user.principal, req).await?;
     show(&app, &user, &id).await
+}
+
+/// The commands the console's forms offer, from their fields.
+pub(super) fn command_from_form(kind: &str, shell: String, name: String) -> Result<CommandSpec, Error> {
+    Ok(match kind {
+        "ping" => CommandSpec::Ping,
+        "reboot" => CommandSpec::Reboot,
+        "refresh-inventory" => CommandSpec::RefreshInventory,
+        "exec" if shell.trim().is_empty() => return Err(Error::invalid("/shell", "give the shell line to run")),
+        "exec" => CommandSpec::Exec { program: None, args: Vec::new(), shell: Some(shell), timeout_secs: None },
+        "custom" => CommandSpec::Custom { name, params: serde_json::Value::Null },
+        other => return Err(Error::invalid("/kind", format!("`{other}` is not a command this form sends"))),
+    })
+}
+
+/// Adds (`set` = `key=value`) or removes (`remove` = `key`) one label.
+#[derive(Deserialize)]
+pub(super) struct LabelForm {
+    #[serde(default)]
+    set: String,
+    #[serde(default)]
+    remove: String,
+}
+
+/// `POST /devices/{id}/labels`.
+pub(super) async fn edit_labels(
+    Changing(user): Changing,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<LabelForm>,
+) -> Result<Response, Error> {
+    user.need(Permission::DevicesWrite)?;
+    let mut labels = BTreeMap::new();
+    if !form.remove.is_empty() {
+        labels.insert(form.remove, None);
+    } else {
+        let (key, value) = form
+            .set
+            .split_once('=')
+            .ok_or_else(|| Error::invalid("/labels", "write the label as key=value, e.g. store=berlin-12"))?;
+        labels.insert(key.trim().to_owned(), Some(value.trim().to_owned()));
+    }
+    devices::update(&app.db, &user.principal.scope, &id, DeviceUpdate { name: None, labels }).await?;
+    show(&app, &user, &id).await
+}
+
+/// Puts the device in a group or takes it out.
+#[derive(Deserialize)]
+pub(super) struct GroupForm {
+    group: String,
+    action: String,
+}
+
+/// `POST /devices/{id}/groups`.
+pub(super) async fn edit_groups(
+    Changing(user): Changing,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<GroupForm>,
+) -> Result<Response, Error> {
+    user.need(Permission::GroupsWrite)?;
+    let scope = &user.principal.scope;
+    if form.group.is_empty() {
+        return Err(Error::invalid("/group", "choose a group"));
+    }
+    let ids = [id.clone()];
+    match form.action.as_str() {
+        "add" => groups::add_members(&app.db, scope, &form.group, &ids).await?,
+        "remove" => groups::remove_members(&app.db, scope, &form.group, &ids).await?,
+        other => return Err(Error::invalid("/action", format!("`{other}` is neither add nor remove"))),
+    };
+    show(&app, &user, &id).await
+}
+
+/// `POST /devices/{id}/decommission`: retires the device, then the page is loaded again (its
+/// controls change with its status).
+pub(super) async fn decommission(
+    Changing(user): Changing,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    user.need(Permission::DevicesWrite)?;
+    devices::decommission(&app.db, &app.bus, &user.principal.scope, &id, false).await?;
+    Ok(([("hx-refresh", "true")], show(&app, &user, &id).await?).into_response())
 }
 
 async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> {
@@ -109,32 +195,27 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     };
     let telemetry = telemetry::latest(&app.db, scope, &id).await?.metrics.into_iter().collect();
     let query = CommandQuery { device: Some(id.clone()), limit: Some(20), ..CommandQuery::default() };
-    let commands = commands::list(&app.db, scope, &query)
-        .await?
-        .items
-        .into_iter()
-        .map(|c| CommandLine {
-            what: match &c.command {
-                baton_proto::api::commands::CommandSpec::Custom { name, .. } => format!("custom {name}"),
-                other => other.kind().to_owned(),
-            },
-            state: c.state.as_str(),
-            at: c.created_at.to_rfc3339(),
-            output: c.result.as_ref().and_then(|r| {
-                let text = if let Some(e) = &r.error {
-                    e.clone()
-                } else if !r.stdout.is_empty() || !r.stderr.is_empty() {
-                    format!("{}{}", r.stdout, r.stderr)
-                } else {
-                    r.output.as_ref().map(ToString::to_string)?
-                };
-                Some(text.chars().take(4000).collect())
-            }),
-        })
-        .collect();
+    let commands = commands::list(&app.db, scope, &query).await?.items.into_iter().map(command_line).collect();
     let query = EventQuery { device: Some(id.clone()), limit: Some(20), ..EventQuery::default() };
     let events =
         events::list(&app.db, scope, &query).await?.items.into_iter().map(|e| (e.at.to_rfc3339(), e.kind)).collect();
+    let mut member_of = Vec::new();
+    for group in &d.groups {
+        member_of.push((group.clone(), groups::get(&app.db, scope, group).await?.name));
+    }
+    let can_edit = user.principal.can(Permission::DevicesWrite) && d.status.as_str() != "decommissioned";
+    let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
+        let query = GroupQuery { limit: Some(crate::pagination::MAX_LIMIT), ..GroupQuery::default() };
+        groups::list(&app.db, scope, &query)
+            .await?
+            .items
+            .into_iter()
+            .filter(|g| !d.groups.contains(&g.id))
+            .map(|g| (g.id, g.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let facts = Facts {
         id: d.id,
         name: d.name,
@@ -144,7 +225,8 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         last_seen: d.connectivity.last_seen_at.map(|t| t.to_rfc3339()),
         transport: d.transport.unwrap_or_else(|| "not connected yet".into()),
         gateway: d.gateway_id,
-        labels: d.labels.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        labels: d.labels.into_iter().collect(),
+        groups: member_of,
     };
     let csrf = user.csrf.clone();
     Ok(render(DevicePage {
@@ -152,10 +234,33 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         csrf: Some(&csrf),
         nav: "devices",
         can_command: user.principal.can(Permission::CommandsWrite) && facts.status == "active",
+        can_edit,
+        other_groups,
         device: facts,
         inventory,
         telemetry,
         commands,
         events,
     }))
+}
+
+fn command_line(c: baton_proto::api::commands::Command) -> CommandLine {
+    CommandLine {
+        what: match &c.command {
+            CommandSpec::Custom { name, .. } => format!("custom {name}"),
+            other => other.kind().to_owned(),
+        },
+        state: c.state.as_str(),
+        at: c.created_at.to_rfc3339(),
+        output: c.result.as_ref().and_then(|r| {
+            let text = if let Some(e) = &r.error {
+                e.clone()
+            } else if !r.stdout.is_empty() || !r.stderr.is_empty() {
+                format!("{}{}", r.stdout, r.stderr)
+            } else {
+                r.output.as_ref().map(ToString::to_string)?
+            };
+            Some(text.chars().take(4000).collect())
+        }),
+    }
 }

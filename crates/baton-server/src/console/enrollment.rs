@@ -1,9 +1,11 @@
 //! The enrollment page: enrollment tokens (create — the secret and the agent's install line shown
-//! once — and revoke) and the devices waiting for approval (approve, reject).
+//! once — and revoke), the devices waiting for approval (approve, reject), and serials
+//! pre-registered from a CSV file (the same file `baton devices import` reads).
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::{
-    Form,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
@@ -14,8 +16,9 @@ use baton_proto::api::{
 };
 use serde::Deserialize;
 
-use super::session::{User, render};
-use crate::{Error, access::Permission, devices, enrollment, http::AppState};
+use super::form::Form;
+use super::session::{Changing, User, render};
+use crate::{Error, access::Permission, devices, enrollment, groups, http::AppState};
 
 struct TokenLine {
     id: String,
@@ -45,6 +48,9 @@ struct EnrollmentPage<'a> {
     csrf: Option<&'a str>,
     nav: &'a str,
     created: Option<Created>,
+    /// What the last import did.
+    notice: Option<String>,
+    can_import: bool,
     can_enroll: bool,
     can_approve: bool,
     tokens: Vec<TokenLine>,
@@ -52,7 +58,7 @@ struct EnrollmentPage<'a> {
 }
 
 pub(super) async fn page(user: User, State(app): State<AppState>) -> Result<Response, Error> {
-    show(&app, &user, None).await
+    show(&app, &user, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -65,12 +71,11 @@ pub(super) struct TokenForm {
 }
 
 pub(super) async fn create_token(
-    user: User,
+    Changing(user): Changing,
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, Error> {
-    user.check_csrf(&headers)?;
     user.need(Permission::EnrollmentWrite)?;
     let max_uses = match form.max_uses.trim() {
         "" => None,
@@ -85,49 +90,89 @@ pub(super) async fn create_token(
     let created = enrollment::create_token(&app.db, &user.principal.scope, &user.principal, req).await?;
     let server = server_url(&app, &headers);
     let install = format!("baton-agent run --server {server} --token {}", created.secret);
-    show(&app, &user, Some(Created { name: created.token.name, install })).await
+    show(&app, &user, Some(Created { name: created.token.name, install }), None).await
 }
 
 pub(super) async fn revoke_token(
-    user: User,
+    Changing(user): Changing,
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.check_csrf(&headers)?;
     user.need(Permission::EnrollmentWrite)?;
     enrollment::revoke_token(&app.db, &user.principal.scope, &id).await?;
-    show(&app, &user, None).await
+    show(&app, &user, None, None).await
 }
 
 pub(super) async fn approve(
-    user: User,
+    Changing(user): Changing,
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    decide(&app, &user, &headers, &id, true).await
+    decide(&app, &user, &id, true).await
 }
 
 pub(super) async fn reject(
-    user: User,
+    Changing(user): Changing,
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    decide(&app, &user, &headers, &id, false).await
+    decide(&app, &user, &id, false).await
 }
 
 /// Approves or rejects a pending device, then shows the page again.
-async fn decide(app: &AppState, user: &User, headers: &HeaderMap, id: &str, approve: bool) -> Result<Response, Error> {
-    user.check_csrf(headers)?;
+async fn decide(app: &AppState, user: &User, id: &str, approve: bool) -> Result<Response, Error> {
     user.need(Permission::DevicesWrite)?;
     if approve {
         devices::approve(&app.db, &app.bus, &user.principal.scope, id).await?;
     } else {
         devices::reject(&app.db, &app.bus, &user.principal.scope, id).await?;
     }
-    show(app, user, None).await
+    show(app, user, None, None).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct ImportForm {
+    csv: String,
+}
+
+/// `POST /enrollment/import`: pre-registers the devices of a CSV file (serial, name, groups by
+/// name, labels), all or nothing; an error names the file's line.
+pub(super) async fn import(
+    Changing(user): Changing,
+    State(app): State<AppState>,
+    Form(form): Form<ImportForm>,
+) -> Result<Response, Error> {
+    user.need(Permission::DevicesWrite)?;
+    let scope = &user.principal.scope;
+    let rows = baton_proto::import::read(&form.csv).map_err(|e| Error::invalid("/csv", e))?;
+    let mut group_ids: HashMap<String, String> = HashMap::new();
+    let mut lines = Vec::with_capacity(rows.len());
+    let mut devices = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        for name in &row.group_names {
+            if !group_ids.contains_key(name) {
+                let id = groups::find_by_name(&app.db, scope, name)
+                    .await?
+                    .ok_or_else(|| Error::invalid("/csv", format!("line {}: no group is named `{name}`", row.line)))?;
+                group_ids.insert(name.clone(), id.id);
+            }
+            row.device.groups.push(group_ids[name].clone());
+        }
+        lines.push(row.line);
+        devices.push(row.device);
+    }
+    let created = devices::import(&app.db, &app.bus, scope, devices).await.map_err(|e| match e {
+        Error::Invalid { detail, errors } => {
+            let located: Vec<String> =
+                errors.iter().filter_map(|f| baton_proto::import::locate(&f.field, &f.message, &lines)).collect();
+            let words = if located.is_empty() { detail } else { located.join("; ") };
+            Error::invalid("/csv", words)
+        }
+        other => other,
+    })?;
+    let n = created.len();
+    let notice = format!("Imported {n} device{}; they wait for their first connection.", if n == 1 { "" } else { "s" });
+    show(&app, &user, None, Some(notice)).await
 }
 
 /// Where devices reach this server: the configured public URL, else the address the browser used.
@@ -140,7 +185,12 @@ fn server_url(app: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn show(app: &AppState, user: &User, created: Option<Created>) -> Result<Response, Error> {
+async fn show(
+    app: &AppState,
+    user: &User,
+    created: Option<Created>,
+    notice: Option<String>,
+) -> Result<Response, Error> {
     user.need(Permission::EnrollmentRead)?;
     let scope = &user.principal.scope;
     let page = enrollment::list_tokens(&app.db, scope, Some(100), None).await?;
@@ -190,6 +240,8 @@ async fn show(app: &AppState, user: &User, created: Option<Created>) -> Result<R
         csrf: Some(&csrf),
         nav: "enrollment",
         created,
+        notice,
+        can_import: user.principal.can(Permission::DevicesWrite),
         can_enroll: user.principal.can(Permission::EnrollmentWrite),
         can_approve: user.principal.can(Permission::DevicesWrite),
         tokens,

@@ -6,16 +6,16 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::{
-    Form,
     extract::{ConnectInfo, FromRequestParts, State},
     http::{HeaderMap, HeaderValue, header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 
+use super::form::Form;
 use crate::{
     Error,
-    access::{Principal, Subject, secrets, sessions, users},
+    access::{Permission, Principal, Subject, secrets, sessions, users},
     http::{
         AppState,
         extract::{SESSION_COOKIE, credentials},
@@ -30,8 +30,11 @@ pub(super) struct User {
     pub role: String,
     pub tenant: String,
     pub csrf: String,
-    /// Whether the enrollment page is open to them (the menu shows only what they may open).
+    /// Which pages are open to them (the menu shows only what they may open).
     pub sees_enrollment: bool,
+    pub sees_groups: bool,
+    pub sees_commands: bool,
+    pub sees_admin: bool,
 }
 
 /// Pages take a [`User`]; without a live session the browser is sent to the sign-in page.
@@ -58,7 +61,12 @@ impl FromRequestParts<AppState> for User {
             role: principal.role.name.to_owned(),
             tenant: principal.tenant_name.clone(),
             csrf: principal.csrf_token.clone().unwrap_or_default(),
-            sees_enrollment: principal.can(crate::access::Permission::EnrollmentRead),
+            sees_enrollment: principal.can(Permission::EnrollmentRead),
+            sees_groups: principal.can(Permission::GroupsRead),
+            sees_commands: principal.can(Permission::CommandsRead),
+            sees_admin: principal.can(Permission::UsersRead)
+                || principal.can(Permission::TokensRead)
+                || principal.can(Permission::TenantsRead),
             principal,
         })
     }
@@ -66,21 +74,30 @@ impl FromRequestParts<AppState> for User {
 
 impl User {
     /// Refuses a user whose role lacks `permission`, in the API's words.
-    pub(super) fn need(&self, permission: crate::access::Permission) -> Result<(), Error> {
+    pub(super) fn need(&self, permission: Permission) -> Result<(), Error> {
         if self.principal.can(permission) {
             Ok(())
         } else {
             Err(Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role)))
         }
     }
+}
 
-    /// A change from a page must carry this session's CSRF token (htmx sends it as a header).
-    pub(super) fn check_csrf(&self, headers: &HeaderMap) -> Result<(), Error> {
-        let sent = headers.get(crate::http::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if sent.is_some_and(|s| !self.csrf.is_empty() && s == self.csrf) {
-            Ok(())
+/// A signed-in person making a change: the request carries the session's CSRF token (htmx sends
+/// it as the `x-csrf-token` header), so another site cannot make the change in their name.
+/// Every handler that changes something takes this instead of [`User`].
+pub(super) struct Changing(pub User);
+
+impl FromRequestParts<AppState> for Changing {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let user = User::from_request_parts(parts, app).await?;
+        let sent = parts.headers.get(crate::http::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if sent.is_some_and(|s| !user.csrf.is_empty() && s == user.csrf) {
+            Ok(Changing(user))
         } else {
-            Err(Error::Forbidden("missing or wrong CSRF token; reload the page".into()))
+            Err(Error::Forbidden("missing or wrong CSRF token; reload the page".into()).into_response())
         }
     }
 }

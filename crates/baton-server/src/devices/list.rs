@@ -56,7 +56,7 @@ pub async fn list(db: &Db, scope: &TenantScope, query: &DeviceQuery) -> Result<P
             })
         })
         .collect::<Result<_, _>>()?;
-    let devices = hydrate(db, scope, rows).await?;
+    let devices = hydrate(db, rows).await?;
     let page = pagination::finish(devices.into_iter().zip(keys).collect(), plan.limit, |(_, k)| k.clone());
     Ok(Page { items: page.items.into_iter().map(|(d, _)| d).collect(), next_cursor: page.next_cursor })
 }

@@ -184,7 +184,7 @@ pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Device, Error
             .fetch_optional(db.reader())
             .await?
             .ok_or_else(not_found)?;
-    let mut devices = hydrate(db, scope, vec![row]).await?;
+    let mut devices = hydrate(db, vec![row]).await?;
     devices.pop().ok_or_else(not_found)
 }
 
@@ -395,20 +395,43 @@ pub(crate) fn validate_text(text: &str, required: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Turns device rows into wire devices, loading their labels and groups in two queries.
-pub(crate) async fn hydrate(db: &Db, scope: &TenantScope, rows: Vec<AnyRow>) -> Result<Vec<Device>, Error> {
+/// The ids of the devices whose serial or name is exactly `text` (at most a few: enough to tell
+/// one from several).
+pub async fn find_exact(db: &Db, scope: &TenantScope, text: &str) -> Result<Vec<String>, Error> {
+    let rows = sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND (serial = $2 OR name = $2) LIMIT 3")
+        .bind(scope.id())
+        .bind(text)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter().map(|r| r.try_get("id").map_err(Error::from)).collect()
+}
+
+/// The names of the given devices of the tenant, by id (ids not found are left out).
+pub async fn names(db: &Db, scope: &TenantScope, ids: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    let mut names = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::new("SELECT id, name FROM devices WHERE tenant_id = ");
+        sql.bind(scope.id()).push(" AND id IN ").bind_list(chunk.iter().map(String::as_str));
+        for row in sql.query().fetch_all(db.reader()).await? {
+            names.insert(row.try_get("id")?, row.try_get("name")?);
+        }
+    }
+    Ok(names)
+}
+
+/// Turns device rows (read with the tenant in the query) into wire devices, loading their labels
+/// and groups in two queries.
+pub(crate) async fn hydrate(db: &Db, rows: Vec<AnyRow>) -> Result<Vec<Device>, Error> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for row in
-        in_list(scope, "SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await?
-    {
+    for row in in_list("SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await? {
         labels.entry(row.try_get("device_id")?).or_default().insert(row.try_get("key")?, row.try_get("value")?);
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut sql = in_list(scope, "SELECT device_id, group_id FROM group_members", &ids);
+    let mut sql = in_list("SELECT device_id, group_id FROM group_members", &ids);
     sql.push(" ORDER BY group_id");
     for row in sql.query().fetch_all(db.reader()).await? {
         groups.entry(row.try_get("device_id")?).or_default().push(row.try_get("group_id")?);
@@ -421,12 +444,14 @@ pub(crate) async fn hydrate(db: &Db, scope: &TenantScope, rows: Vec<AnyRow>) -> 
         .collect()
 }
 
-fn in_list(scope: &TenantScope, select: &str, ids: &[String]) -> Sql {
+/// Rows of a per-device table for devices just read from the tenant's `devices` rows. The ids
+/// alone select them (device ids are unique across tenants, and these came from a query scoped to
+/// the tenant); a `tenant_id` term here led SQLite to read every label of the tenant through the
+/// `(tenant_id, key, value)` index instead of the few rows of these devices (40 ms instead of
+/// 0.4 ms for a page of 50 among 10,000 devices).
+fn in_list(select: &str, ids: &[String]) -> Sql {
     let mut sql = Sql::new(select);
-    sql.push(" WHERE tenant_id = ")
-        .bind(scope.id())
-        .push(" AND device_id IN ")
-        .bind_list(ids.iter().map(String::as_str));
+    sql.push(" WHERE device_id IN ").bind_list(ids.iter().map(String::as_str));
     sql
 }
 

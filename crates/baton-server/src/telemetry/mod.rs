@@ -83,32 +83,79 @@ pub async fn series(db: &Db, scope: &TenantScope, device_id: &str, q: &Telemetry
         ));
     }
     let agg = q.agg.unwrap_or_default();
+    let points = if agg == Aggregate::Last {
+        last_per_bucket(db, device_id, &q.metric, from, to, bucket).await?
+    } else {
+        aggregated(db, device_id, &q.metric, agg, (from, to, bucket)).await?
+    };
+    Ok(Series { metric: q.metric.clone(), agg, bucket_secs, points })
+}
+
+/// Averages, minima or maxima per bucket, computed by the database from the index alone.
+async fn aggregated(
+    db: &Db,
+    device_id: &str,
+    metric: &str,
+    agg: Aggregate,
+    (from, to, bucket): (i64, i64, i64),
+) -> Result<Vec<Point>, Error> {
+    let function = match agg {
+        Aggregate::Avg => "AVG",
+        Aggregate::Min => "MIN",
+        Aggregate::Max => "MAX",
+        Aggregate::Last => unreachable!("`last` is bucketed in Rust"),
+    };
+    let sql = format!(
+        "SELECT (ts - $3) / $5 AS bucket, {function}(value) AS value, COUNT(*) AS n FROM telemetry \
+         WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4 GROUP BY bucket ORDER BY bucket"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(device_id)
+        .bind(metric)
+        .bind(from)
+        .bind(to)
+        .bind(bucket)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let index: i64 = row.try_get("bucket")?;
+            let count: i64 = row.try_get("n")?;
+            Ok(Point {
+                ts: from_ms(from + index * bucket),
+                value: row.try_get("value")?,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The newest sample of each bucket: no portable SQL form, so the rows stream through here in
+/// time order, keeping one entry per bucket in memory.
+async fn last_per_bucket(
+    db: &Db,
+    device_id: &str,
+    metric: &str,
+    from: i64,
+    to: i64,
+    bucket: i64,
+) -> Result<Vec<Point>, Error> {
     let mut rows = sqlx::query(
         "SELECT ts, value FROM telemetry WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
     )
     .bind(device_id)
-    .bind(&q.metric)
+    .bind(metric)
     .bind(from)
     .bind(to)
     .fetch(db.reader());
-    // Aggregated here rather than in SQL: `last` has no portable SQL form, and a stream keeps
-    // memory at one entry per bucket.
     let mut buckets: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
     while let Some(row) = rows.try_next().await? {
         let ts: i64 = row.try_get("ts")?;
-        let value: f64 = row.try_get("value")?;
         let start = from + (ts - from) / bucket * bucket;
-        let entry = buckets.entry(start).or_insert((value, 0));
-        entry.0 = match (agg, entry.1) {
-            (_, 0) | (Aggregate::Last, _) => value,
-            (Aggregate::Avg, n) => entry.0 + (value - entry.0) / (n as f64 + 1.0),
-            (Aggregate::Min, _) => entry.0.min(value),
-            (Aggregate::Max, _) => entry.0.max(value),
-        };
-        entry.1 += 1;
+        let entry = buckets.entry(start).or_insert((0.0, 0));
+        *entry = (row.try_get("value")?, entry.1 + 1);
     }
-    let points = buckets.into_iter().map(|(ts, (value, count))| Point { ts: from_ms(ts), value, count }).collect();
-    Ok(Series { metric: q.metric.clone(), agg, bucket_secs, points })
+    Ok(buckets.into_iter().map(|(ts, (value, count))| Point { ts: from_ms(ts), value, count }).collect())
 }
 
 /// The newest value of every metric of a device.

@@ -176,11 +176,214 @@ async fn a_viewer_sees_no_controls_that_change_anything() {
     let device =
         app.admin.create_device(&DeviceCreate { serial: "CB-V".into(), ..Default::default() }).await.expect("device");
     let page = format!("/devices/{}", device.id);
-    let paths = json!(["/", "/devices", page]);
+    // Every page a viewer's menu offers (enrollment and administration are not among them).
+    let paths = json!(["/", "/devices", page, "/groups", "/commands"]);
     let seen = run_scenario(&app, "viewer", json!({"username": "vera", "paths": paths})).await;
-    for path in ["/", "/devices", page.as_str()] {
+    for path in ["/", "/devices", page.as_str(), "/groups", "/commands"] {
         assert_eq!(seen["mutating"][path], json!(0), "{path}: {seen}");
     }
+}
+
+#[tokio::test]
+async fn every_page_reads_at_tablet_width_names_its_controls_and_works_from_the_keyboard() {
+    use baton_proto::api::{
+        commands::{CommandCreate, CommandSpec, CommandTarget},
+        groups::GroupCreate,
+    };
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let group = app.admin.create_group(&GroupCreate { name: "stores".into(), ..Default::default() }).await;
+    let group = group.expect("group");
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("store".to_owned(), "berlin-12".to_owned());
+    let create =
+        DeviceCreate { serial: "TABLET-1".into(), labels, groups: vec![group.id.clone()], ..Default::default() };
+    let device = app.admin.create_device(&create).await.expect("device");
+    let req = CommandCreate {
+        target: CommandTarget { device_ids: vec![device.id.clone()], ..Default::default() },
+        command: CommandSpec::Ping,
+        ttl_secs: None,
+        idempotency_key: None,
+    };
+    let batch = app.admin.create_commands(&req).await.expect("batch");
+    let paths = [
+        "/".to_owned(),
+        "/devices".to_owned(),
+        format!("/devices/{}", device.id),
+        "/groups".to_owned(),
+        format!("/groups/{}", group.id),
+        "/commands".to_owned(),
+        format!("/commands/{}", batch.id),
+        "/enrollment".to_owned(),
+        "/admin".to_owned(),
+    ];
+    let config = json!({"paths": paths, "viewport": {"width": 768, "height": 1024}});
+    let seen = run_scenario(&app, "basics", config).await;
+    for path in &paths {
+        assert!(seen["pages"][path].as_u64().is_some_and(|n| n >= 8), "{path}: {seen}");
+    }
+}
+
+#[tokio::test]
+async fn a_device_page_charts_stored_telemetry_over_each_range_and_live() {
+    use futures::SinkExt;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let enrolled = crate::agent::enroll(&app, "CHART-1").await;
+    let mut ws = crate::agent::connect(&app, &enrolled.device_id, &enrolled.secret).await.expect("agent connects");
+    ws.send(crate::agent::hello(Some(1))).await.expect("hello");
+    let now = chrono::Utc::now().timestamp_millis();
+    let (minute, hour, day) = (60_000, 3_600_000, 86_400_000);
+    // The last 50 minutes, a sample a minute; then one an hour back to a day; then one a day
+    // back to a week.
+    let mut samples: Vec<(i64, f64)> = (1..=50).map(|k| (now - k * minute, k as f64)).collect();
+    samples.extend((2..=23).map(|h| (now - h * hour, 100.0 + h as f64)));
+    samples.extend((2..=6).map(|d| (now - d * day, 200.0 + d as f64)));
+    crate::telemetry::send(&mut ws, 1, &samples).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let config = json!({"device_id": enrolled.device_id, "expect_hour_points": 50, "expect_points_after": 51,
+        "ready_file": ready});
+    let scenario = run_scenario(&app, "chart", config);
+    tokio::pin!(scenario);
+    tokio::select! {
+        seen = &mut scenario => panic!("the scenario ended without writing its ready file: {seen}"),
+        () = until_exists(&ready) => {}
+    }
+    // A new sample now: the chart follows without a reload.
+    crate::telemetry::send(&mut ws, 2, &[(chrono::Utc::now().timestamp_millis() - 1_000, 7.0)]).await;
+    let seen = scenario.await;
+    assert_eq!(seen["metric"], "m", "{seen}");
+    assert_eq!(seen["hour_points"], 50, "one point per sample of the last hour: {seen}");
+    assert!(seen["canvas_width"].as_u64().is_some_and(|w| w > 200), "the chart is drawn: {seen}");
+    // Five-minute buckets: the 50 minutes fill 10 or 11 of them (by where the range starts),
+    // plus the 22 hourly samples.
+    let day = seen["day_points"].as_u64().unwrap_or_default();
+    assert!((32..=33).contains(&day), "last day: {seen}");
+    // Half-hour buckets: 2 or 3 for the 50 minutes, 22 hourly, 5 daily.
+    let week = seen["week_points"].as_u64().unwrap_or_default();
+    assert!((29..=30).contains(&week), "last week: {seen}");
+    assert_eq!(seen["points_after"], 51, "{seen}");
+}
+
+#[tokio::test]
+async fn labels_and_groups_are_edited_on_the_device_page() {
+    use baton_proto::api::groups::GroupCreate;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let device =
+        app.admin.create_device(&DeviceCreate { serial: "EDIT-1".into(), ..Default::default() }).await.expect("device");
+    let group = app.admin.create_group(&GroupCreate { name: "kiosks".into(), ..Default::default() }).await;
+    let group = group.expect("group");
+    let config = json!({"device_id": device.id, "label": "store=b12", "group_name": "kiosks"});
+    let seen = run_scenario(&app, "edit_device", config).await;
+    assert_eq!(seen["labels_set"], "store=b12", "{seen}");
+    assert_eq!(seen["input_after"], "", "the form is emptied once the label is set: {seen}");
+    assert_eq!(seen["groups"], "kiosks", "{seen}");
+    let stored = app.admin.device(&device.id).await.expect("device");
+    assert!(stored.labels.is_empty(), "the label was removed again: {:?}", stored.labels);
+    assert_eq!(stored.groups, [group.id]);
+}
+
+#[tokio::test]
+async fn decommissioning_from_the_device_page_retires_the_device() {
+    use baton_proto::api::devices::DeviceStatus;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let device =
+        app.admin.create_device(&DeviceCreate { serial: "OLD-1".into(), ..Default::default() }).await.expect("device");
+    let seen = run_scenario(&app, "decommission", json!({"device_id": device.id})).await;
+    assert!(seen["confirm"].as_str().is_some_and(|m| m.contains("Decommission")), "asked first: {seen}");
+    assert_eq!(seen["button_left"], 0, "{seen}");
+    let stored = app.admin.device(&device.id).await.expect("device");
+    assert_eq!(stored.status, DeviceStatus::Decommissioned);
+}
+
+#[tokio::test]
+async fn devices_picked_on_the_list_are_added_to_a_group_together() {
+    use baton_proto::api::groups::GroupCreate;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for serial in ["TILL-1", "TILL-2", "TILL-3"] {
+        let d = app.admin.create_device(&DeviceCreate { serial: serial.into(), ..Default::default() }).await;
+        ids.push(d.expect("device").id);
+    }
+    let group = app.admin.create_group(&GroupCreate { name: "berlin".into(), ..Default::default() }).await;
+    let group = group.expect("group");
+    let config = json!({"pick_serials": ["TILL-1", "TILL-3"], "group_name": "berlin"});
+    let seen = run_scenario(&app, "bulk_group", config).await;
+    assert_eq!(seen["selected"], 2, "{seen}");
+    assert!(seen["notice"].as_str().is_some_and(|n| n.contains("Added 2 of 2")), "{seen}");
+    assert_eq!(seen["selected_after"], 0, "the selection is cleared once done: {seen}");
+    let members = app.admin.group(&group.id).await.expect("group");
+    assert_eq!(members.device_count, 2);
+    for (id, want) in ids.iter().zip([true, false, true]) {
+        let d = app.admin.device(id).await.expect("device");
+        assert_eq!(d.groups.contains(&group.id), want, "{}", d.name);
+    }
+}
+
+#[tokio::test]
+async fn a_group_is_created_in_the_tree_and_gets_a_device_by_serial() {
+    use baton_proto::api::groups::GroupCreate;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let device = app
+        .admin
+        .create_device(&DeviceCreate { serial: "KIOSK-7".into(), ..Default::default() })
+        .await
+        .expect("device");
+    app.admin.create_group(&GroupCreate { name: "europe".into(), ..Default::default() }).await.expect("group");
+    let config = json!({"group_name": "lisbon", "parent_name": "europe", "add_serial": "KIOSK-7"});
+    let seen = run_scenario(&app, "groups", config).await;
+    assert_eq!(seen["members"], json!(["KIOSK-7"]), "{seen}");
+    assert_eq!(seen["tree"], json!([["europe", 0], ["lisbon", 1]]), "{seen}");
+    let id = seen["group_id"].as_str().expect("group id");
+    let group = app.admin.group(id).await.expect("group");
+    assert_eq!(group.name, "lisbon");
+    assert!(app.admin.device(&device.id).await.expect("device").groups.contains(&group.id));
+}
+
+#[tokio::test]
+async fn the_commands_page_shows_a_batch_by_state_and_cancels_it() {
+    use baton_proto::api::commands::{CommandCreate, CommandSpec, CommandTarget};
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for serial in ["Q-1", "Q-2"] {
+        let d = app.admin.create_device(&DeviceCreate { serial: serial.into(), ..Default::default() }).await;
+        ids.push(d.expect("device").id);
+    }
+    // Offline devices: the commands wait, QUEUED.
+    let req = CommandCreate {
+        target: CommandTarget { device_ids: ids, ..Default::default() },
+        command: CommandSpec::Ping,
+        ttl_secs: None,
+        idempotency_key: None,
+    };
+    let batch = app.admin.create_commands(&req).await.expect("batch");
+    let seen = run_scenario(&app, "commands", json!({"batch_id": batch.id})).await;
+    assert!(seen["before"].as_str().is_some_and(|s| s.contains("2 QUEUED")), "{seen}");
+    assert!(seen["after"].as_str().is_some_and(|s| s.contains("2 CANCELED")), "{seen}");
+    assert_eq!(seen["cancel_left"], 0, "{seen}");
+    let stored = app.admin.command_batch(&batch.id).await.expect("batch");
+    assert_eq!(stored.states.get("CANCELED"), Some(&2), "{stored:?}");
 }
 
 /// Runs scenario `name` of `run.mjs` against `app` as `admin` of tenant `default` (fields of

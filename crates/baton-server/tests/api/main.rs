@@ -10,6 +10,7 @@ mod bad_input;
 mod commands;
 mod console;
 mod console_browser;
+mod console_pages;
 mod devices;
 mod docs;
 mod enrollment;

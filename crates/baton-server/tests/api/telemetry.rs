@@ -24,7 +24,7 @@ async fn device(app: &TestApp, serial: &str) -> (EnrollResponse, Ws) {
 }
 
 /// Sends one batch of `(ts, value)` samples of metric `m` and waits for its acknowledgement.
-async fn send(ws: &mut Ws, seq: u64, samples: &[(i64, f64)]) {
+pub async fn send(ws: &mut Ws, seq: u64, samples: &[(i64, f64)]) {
     let samples: Vec<String> =
         samples.iter().map(|(ts, v)| format!(r#"{{"ts":{ts},"metrics":{{"m":{v}}}}}"#)).collect();
     let batch = format!(r#"{{"type":"telemetry","seq":{seq},"samples":[{}]}}"#, samples.join(","));

@@ -146,6 +146,219 @@ const scenarios = {
     await t.settled();
   },
 
+  /**
+   * A device's telemetry chart: the last hour shows `expect_hour_points` buckets drawn from the
+   * samples in the database; "Last day" and "Last week" load wider ranges. Then `ready_file` is
+   * written and the hour view must grow to `expect_points_after` as a new sample arrives, without
+   * a reload.
+   */
+  async chart(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    const points = async (range, want) => {
+      const check = ([r, n]) => {
+        const box = document.getElementById('chart');
+        return box?.dataset.range === String(r) && (n === null ? box.dataset.points !== undefined : box.dataset.points === String(n));
+      };
+      try {
+        await t.page.waitForFunction(check, [range, want ?? null], { timeout: t.timeout });
+      } catch (err) {
+        const now = await t.page.evaluate(() => JSON.stringify(document.getElementById('chart')?.dataset ?? {}));
+        throw new Error(`the chart (range ${range}) did not show ${want ?? 'its'} points; it has ${now}: ${err.message}`);
+      }
+      return Number(await t.page.locator('#chart').getAttribute('data-points'));
+    };
+    t.findings.metric = await t.page.locator('#chart-metric').inputValue();
+    t.findings.hour_points = await points(3600, t.config.expect_hour_points);
+    const canvas = t.page.locator('#chart canvas');
+    await canvas.first().waitFor({ state: 'visible' });
+    t.findings.canvas_width = await canvas.first().evaluate((c) => c.width);
+    for (const [label, range, key] of [['Last day', 86400, 'day_points'], ['Last week', 604800, 'week_points']]) {
+      await t.page.getByRole('button', { name: label }).click();
+      t.findings[key] = await points(range, null);
+      const pressed = await t.page.getByRole('button', { name: label }).getAttribute('aria-pressed');
+      if (pressed !== 'true') throw new Error(`${label} is not shown as the chosen range`);
+    }
+    await t.page.getByRole('button', { name: 'Last hour' }).click();
+    await points(3600, t.config.expect_hour_points);
+    if (t.config.ready_file) writeAtomically(t.config.ready_file, JSON.stringify(t.findings));
+    if (t.config.expect_points_after !== undefined) {
+      t.findings.points_after = await points(3600, t.config.expect_points_after);
+    }
+    if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating');
+  },
+
+  /**
+   * A device's page: set the label `label` (k=v) and add the device to group `group_name`, each
+   * shown in place; then remove the label with its × button.
+   */
+  async edit_device(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    const labels = t.page.locator('[data-testid=labels]');
+    await t.page.locator('#label-set').fill(t.config.label);
+    await t.page.getByRole('button', { name: 'Set label' }).click();
+    await labels.filter({ hasText: t.config.label }).waitFor({ state: 'visible' });
+    t.findings.input_after = await t.page.locator('#label-set').inputValue();
+    await t.page.locator('#group-add').selectOption({ label: t.config.group_name });
+    await t.page.getByRole('button', { name: 'Add to group' }).click();
+    await t.page.locator('[data-testid=groups]').filter({ hasText: t.config.group_name }).waitFor({ state: 'visible' });
+    await t.settled();
+    t.findings.labels_set = (await labels.innerText()).replace(/×/g, '').trim();
+    const key = t.config.label.split('=')[0];
+    await t.page.getByRole('button', { name: `Remove label ${key}` }).click();
+    await labels.filter({ hasText: 'none' }).waitFor({ state: 'visible' });
+    await t.settled();
+    t.findings.groups = (await t.page.locator('[data-testid=groups]').innerText()).replace(/×/g, '').trim();
+    if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating');
+  },
+
+  /** A device's page: Decommission (confirmed in the dialog) leaves it decommissioned, without the button. */
+  async decommission(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    t.page.once('dialog', (d) => {
+      t.findings.confirm = d.message();
+      d.accept();
+    });
+    await t.page.locator('button[data-testid=decommission]').click();
+    await t.page.locator('[data-testid=status]').filter({ hasText: 'decommissioned' }).waitFor({ state: 'visible' });
+    await t.settled();
+    t.findings.button_left = await t.page.locator('button[data-testid=decommission]').count();
+    t.findings.send_form_left = await t.page.locator('#send-command').count();
+  },
+
+  /**
+   * The devices page: tick the rows of `pick_serials`, choose group `group_name` and add them to
+   * it; the page says what it did, and the selection is cleared.
+   */
+  async bulk_group(t) {
+    await t.signIn();
+    await t.goto('/devices');
+    await t.settled();
+    for (const serial of t.config.pick_serials) {
+      const row = t.page.locator('#devices tbody tr').filter({ has: t.page.locator('td', { hasText: new RegExp(`^${serial}$`) }) });
+      await row.locator('input[type=checkbox]').check();
+    }
+    const count = await t.page.locator('[data-testid=selected-count]').innerText();
+    t.findings.selected = Number(count);
+    await t.page.locator('#bulk-group').selectOption({ label: t.config.group_name });
+    await t.page.getByRole('button', { name: 'Add to group' }).click();
+    const notice = t.page.locator('#bulk-status').filter({ hasText: /\S/ });
+    await notice.waitFor({ state: 'visible' });
+    t.findings.notice = (await notice.innerText()).trim();
+    await t.settled();
+    t.findings.selected_after = Number(await t.page.locator('[data-testid=selected-count]').innerText());
+  },
+
+  /**
+   * The groups page: create `group_name` inside `parent_name`, land on its page, add the device
+   * with serial `add_serial`, and see it among the members; the tree shows the new group nested.
+   */
+  async groups(t) {
+    await t.signIn();
+    await t.page.locator('nav a[href="/groups"]').click();
+    await t.page.waitForURL((u) => u.pathname === '/groups');
+    await t.expectHeading('Groups');
+    await t.page.locator('#group-name').fill(t.config.group_name);
+    await t.page.locator('#group-parent').selectOption({ label: t.config.parent_name });
+    await t.page.getByRole('button', { name: 'Create group' }).click();
+    await t.page.waitForURL((u) => u.pathname.startsWith('/groups/'));
+    await t.expectHeading(t.config.group_name);
+    t.findings.group_id = t.path().split('/').pop();
+    t.findings.crumbs = (await t.page.locator('.crumbs').innerText()).trim();
+    await t.page.locator('#add').fill(t.config.add_serial);
+    await t.page.getByRole('button', { name: 'Add', exact: true }).click();
+    await t.page.locator('#members tbody tr').first().waitFor({ state: 'visible' });
+    t.findings.members = await t.page.locator('#members tbody tr td:nth-child(2)').allInnerTexts();
+    await t.goto('/groups');
+    await t.settled();
+    t.findings.tree = await t.page.locator('#group-tree li').evaluateAll((lis) =>
+      lis.map((li) => [li.querySelector('a').textContent.trim(), Number(li.style.getPropertyValue('--depth'))]));
+  },
+
+  /**
+   * The commands page: the batch `batch_id` shows its queued commands; Cancel (confirmed) turns
+   * them CANCELED on the page without a reload.
+   */
+  async commands(t) {
+    await t.signIn();
+    await t.page.locator('nav a[href="/commands"]').click();
+    await t.page.waitForURL((u) => u.pathname === '/commands');
+    await t.expectHeading('Commands');
+    const row = t.page.locator(`tr[data-batch="${t.config.batch_id}"]`);
+    await row.waitFor({ state: 'visible' });
+    t.findings.before = (await row.locator('.states').innerText()).trim();
+    const marker = await t.page.evaluate(() => (window.__batonMarker = `${Date.now()}-${Math.random()}`));
+    t.page.once('dialog', (d) => d.accept());
+    await row.getByRole('button', { name: /^Cancel/ }).click();
+    await row.locator('[data-state=CANCELED]').waitFor({ state: 'visible' });
+    t.findings.after = (await row.locator('.states').innerText()).trim();
+    t.findings.cancel_left = await row.getByRole('button', { name: /^Cancel/ }).count();
+    if ((await t.page.evaluate(() => window.__batonMarker)) !== marker) throw new Error('the page reloaded instead of updating');
+  },
+
+  /**
+   * The basics on each of `paths`, at the configured viewport (a tablet's, say): nothing makes
+   * the page scroll sideways, every visible control has an accessible name, and the Tab key walks
+   * through the controls (each focused one visible, with a focus outline), starting with the menu.
+   */
+  async basics(t) {
+    await t.signIn();
+    const report = {};
+    for (const p of t.config.paths) {
+      if (t.path() !== p) await t.goto(p);
+      await t.settled();
+      const found = await t.page.evaluate(() => {
+        const visible = (el) => {
+          const r = el.getBoundingClientRect();
+          return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden';
+        };
+        const named = (el) =>
+          (el.labels && el.labels.length > 0) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.title;
+        const unnamed = [];
+        for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+          if (visible(el) && !named(el)) unnamed.push(el.outerHTML.slice(0, 100));
+        }
+        for (const el of document.querySelectorAll('button, a[href]')) {
+          if (visible(el) && !(el.textContent.trim() || el.getAttribute('aria-label'))) unnamed.push(el.outerHTML.slice(0, 100));
+        }
+        return { overflow: document.documentElement.scrollWidth - window.innerWidth, unnamed };
+      });
+      if (found.overflow > 1) throw new Error(`${p} scrolls sideways by ${found.overflow}px at ${t.page.viewportSize().width}px wide`);
+      if (found.unnamed.length > 0) throw new Error(`${p} has controls without a name: ${found.unnamed.join(' | ')}`);
+      // Keyboard: from the top of the page, Tab reaches the menu, then the page's controls.
+      await t.page.evaluate(() => document.activeElement?.blur());
+      const walked = [];
+      for (let i = 0; i < 12; i += 1) {
+        await t.page.keyboard.press('Tab');
+        const at = await t.page.evaluate(() => {
+          const el = document.activeElement;
+          if (!el || el === document.body) return null;
+          const r = el.getBoundingClientRect();
+          const style = getComputedStyle(el);
+          return {
+            what: `${el.tagName.toLowerCase()}:${(el.textContent || el.getAttribute('aria-label') || el.name || '').trim().slice(0, 30)}`,
+            visible: r.width > 0 && r.height > 0,
+            outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0,
+          };
+        });
+        if (!at) continue;
+        if (!at.visible) throw new Error(`${p}: Tab focused ${at.what}, which cannot be seen`);
+        if (!at.outline) throw new Error(`${p}: ${at.what} shows no focus outline`);
+        walked.push(at.what);
+      }
+      if (!walked.some((w) => w.startsWith('a:Devices'))) throw new Error(`${p}: Tab never reached the menu: ${walked.join(', ')}`);
+      report[p] = walked.length;
+    }
+    t.findings.pages = report;
+  },
+
   /** No `[data-mutating]` element on the overview (or on each of `paths`, when given). */
   async viewer(t) {
     await t.signIn();

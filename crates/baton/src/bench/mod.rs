@@ -7,14 +7,18 @@
 //!
 //! `baton bench mqtt` ([`mqtt`]) measures the MQTT front door beside Mosquitto: QoS 1 telemetry
 //! throughput and memory per idle connection.
+//!
+//! `baton bench console` ([`console`]) measures the web console's pages and chart data over
+//! 10,000 devices and a week of telemetry, beside the JSON API.
 
+mod console;
 mod mqtt;
 mod peer;
 mod proc;
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -43,6 +47,9 @@ enum BenchCommand {
     /// The MQTT front door beside Mosquitto: QoS 1 telemetry throughput and memory per idle
     /// connection.
     Mqtt(mqtt::MqttArgs),
+    /// The web console's pages and chart data over 10,000 devices and a week of telemetry,
+    /// beside the JSON API.
+    Console(console::ConsoleArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +75,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Fleet(a) => fleet(a).await,
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
+        BenchCommand::Console(a) => console::run(a).await,
     }
 }
 
@@ -77,7 +85,8 @@ struct Server {
     url: String,
     /// Where plain MQTT listens, from the banner.
     mqtt: Option<String>,
-    _dir: tempfile::TempDir,
+    /// The fresh data dir, removed with the server; `None` when the caller owns the data dir.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -91,13 +100,22 @@ fn start_server(token: &str, interval: u32) -> anyhow::Result<Server> {
     start_server_with(token, &[("BATON_TELEMETRY_INTERVAL_SECS", interval.to_string())])
 }
 
-/// Starts the server with the bench's settings plus `env`, which may override them.
+/// Starts the server on a fresh data dir with the bench's settings plus `env`, which may
+/// override them.
 fn start_server_with(token: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
+    let mut server = start_server_in(dir.path(), token, env)?;
+    server._dir = Some(dir);
+    Ok(server)
+}
+
+/// Starts the server on `data_dir`, which outlives it (a bench that restarts the server keeps
+/// its database).
+fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(data_dir)
         .env("BATON_BOOTSTRAP_TOKEN", token)
         .env("BATON_DEVICE_CONNECTS_PER_SECOND", "100000")
         .env("BATON_DEVICE_CONNECT_BURST", "100000")
@@ -129,7 +147,7 @@ fn start_server_with(token: &str, env: &[(&str, String)]) -> anyhow::Result<Serv
         }
     }
     let url = url.context("the server printed no URL")?;
-    Ok(Server { child, url, mqtt, _dir: dir })
+    Ok(Server { child, url, mqtt, _dir: None })
 }
 
 /// A number from the server's /metrics.

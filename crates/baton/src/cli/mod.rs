@@ -16,7 +16,6 @@ macro_rules! say {
 mod access;
 mod attributes;
 mod commands;
-mod csv;
 mod demo;
 mod demo_mqtt;
 mod devices;

@@ -3,6 +3,7 @@
 use axum::{extract::State, http::StatusCode};
 use baton_proto::api::{
     Page,
+    access::PageQuery,
     commands::{Command, CommandBatch, CommandCreate, CommandQuery},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,7 +21,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_commands, create_commands))
         .routes(routes!(get_command))
         .routes(routes!(cancel_command))
+        .routes(routes!(list_batches))
         .routes(routes!(get_batch))
+        .routes(routes!(cancel_batch))
 }
 
 /// Queue a command for one device or a selection (ids, group, label selector). Returns the
@@ -78,4 +81,26 @@ async fn get_batch(
     Path(id): Path<String>,
 ) -> Result<Json<CommandBatch>, Error> {
     commands::batch(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Command batches (one per request), newest first, each with its progress by state.
+#[utoipa::path(get, path = "/api/v1/command-batches", tag = "commands", params(PageQuery),
+    responses((status = 200, body = Page<CommandBatch>)))]
+async fn list_batches(
+    auth: Authz<perm::CommandsRead>,
+    State(app): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<CommandBatch>>, Error> {
+    commands::batches(&app.db, auth.scope(), &q).await.map(Json)
+}
+
+/// Cancel every command of a batch that has not finished.
+#[utoipa::path(post, path = "/api/v1/command-batches/{id}/cancel", tag = "commands", params(("id" = String, Path)),
+    responses((status = 200, body = CommandBatch)))]
+async fn cancel_batch(
+    auth: Authz<perm::CommandsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CommandBatch>, Error> {
+    commands::cancel_batch(&app.db, auth.scope(), &id).await.map(Json)
 }

@@ -12,7 +12,7 @@ pub struct Record {
 }
 
 /// Every record of `text`.
-pub fn parse(text: &str) -> anyhow::Result<Vec<Record>> {
+pub fn parse(text: &str) -> Result<Vec<Record>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut chars = text.chars().peekable();
     let mut line = 1;
@@ -45,7 +45,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Record>> {
 }
 
 /// Reads one field, leaving the separator or line break after it unread.
-fn field(chars: &mut Peekable<Chars<'_>>, line: &mut usize, start: usize) -> anyhow::Result<String> {
+fn field(chars: &mut Peekable<Chars<'_>>, line: &mut usize, start: usize) -> Result<String, String> {
     let mut out = String::new();
     if chars.peek() != Some(&'"') {
         while let Some(&c) = chars.peek() {
@@ -60,7 +60,7 @@ fn field(chars: &mut Peekable<Chars<'_>>, line: &mut usize, start: usize) -> any
     chars.next();
     loop {
         match chars.next() {
-            None => anyhow::bail!("line {start}: a quoted field is not closed (a `\"` is missing)"),
+            None => bail!("line {start}: a quoted field is not closed (a `\"` is missing)"),
             Some('"') if chars.peek() == Some(&'"') => {
                 chars.next();
                 out.push('"');
@@ -76,7 +76,7 @@ fn field(chars: &mut Peekable<Chars<'_>>, line: &mut usize, start: usize) -> any
     }
     match chars.peek() {
         None | Some(',' | '\n' | '\r') => Ok(out),
-        Some(_) => anyhow::bail!(
+        Some(_) => bail!(
             "line {line}: text after the closing quote of a field; put the whole field in quotes and double any quote inside"
         ),
     }
