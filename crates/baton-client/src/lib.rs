@@ -10,6 +10,7 @@ use baton_proto::{
     api::{
         Changed, Page,
         access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
+        artifacts::{Artifact, ArtifactQuery, ArtifactUpload, SigningKey, SigningKeyCreate},
         attributes::DeviceAttributes,
         commands::{Command, CommandBatch, CommandCreate, CommandQuery},
         devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
@@ -84,6 +85,11 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The same server with another token.
@@ -335,6 +341,45 @@ impl Client {
     /// A metric of a device over time, in buckets.
     pub async fn telemetry(&self, device: &str, query: &TelemetryQuery) -> Result<Series> {
         self.get(&format!("/api/v1/devices/{}/telemetry", seg(device)), query).await
+    }
+
+    /// Uploads an artifact: `len` bytes from `body`, with its facts. The server refuses it if
+    /// the bytes differ from a declared hash or an offline signature does not verify.
+    pub async fn upload_artifact<S>(&self, facts: &ArtifactUpload, len: u64, body: S) -> Result<Artifact>
+    where
+        S: futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static,
+    {
+        let request = self
+            .request(Method::POST, "/api/v1/artifacts")
+            .query(facts)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(body));
+        self.send(request).await
+    }
+
+    pub async fn artifacts(&self, query: &ArtifactQuery) -> Result<Page<Artifact>> {
+        self.get("/api/v1/artifacts", query).await
+    }
+
+    pub async fn artifact(&self, id: &str) -> Result<Artifact> {
+        self.get(&format!("/api/v1/artifacts/{}", seg(id)), &()).await
+    }
+
+    pub async fn delete_artifact(&self, id: &str) -> Result<()> {
+        self.open(self.request(Method::DELETE, &format!("/api/v1/artifacts/{}", seg(id)))).await.map(|_| ())
+    }
+
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        self.get("/api/v1/signing-keys", &()).await
+    }
+
+    pub async fn create_signing_key(&self, req: &SigningKeyCreate) -> Result<SigningKey> {
+        self.send(self.request(Method::POST, "/api/v1/signing-keys").json(req)).await
+    }
+
+    pub async fn revoke_signing_key(&self, id: &str) -> Result<SigningKey> {
+        self.send(self.request(Method::POST, &format!("/api/v1/signing-keys/{}/revoke", seg(id)))).await
     }
 
     /// The newest value of every metric of a device.

@@ -47,6 +47,9 @@ impl App {
         if reset > 0 {
             tracing::info!(devices = reset, "marked devices offline until they reconnect");
         }
+        let dir = settings.data_dir.join("artifacts");
+        let artifacts = crate::artifacts::LocalStore::open(&dir)
+            .map_err(|e| Error::Config(format!("cannot open the artifact store in {}: {e}", dir.display())))?;
         let bus = LocalBus::shared();
         let agents = Registry::shared();
         crate::agents::spawn_dispatcher(&bus, agents.clone());
@@ -55,6 +58,7 @@ impl App {
             connect_limiter: ConnectLimiter::new(settings.device_connects_per_second, settings.device_connect_burst),
             metrics: crate::observability::prometheus(),
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
+            artifacts: Arc::new(artifacts),
             bus,
             agents,
             db,

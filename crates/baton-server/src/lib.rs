@@ -7,7 +7,7 @@
 //! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
 //! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
 //! - [`tenants`], [`devices`], [`attributes`], [`groups`], [`enrollment`], [`telemetry`],
-//!   [`commands`], [`events`]: domain modules, each owning its tables and queries.
+//!   [`commands`], [`events`], [`artifacts`]: domain modules, each owning its tables and queries.
 //! - [`agents`]: live agent connections (sessions, registry, connection rate limit).
 //! - [`bus`]: publish/subscribe between parts of the server (in-process today).
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
@@ -18,6 +18,7 @@
 pub mod access;
 pub mod agents;
 pub mod app;
+pub mod artifacts;
 pub mod attributes;
 pub mod bus;
 pub mod commands;

@@ -366,3 +366,39 @@ fn devices_watch_prints_events_as_they_happen() {
     let table = ok(&baton(cfg, &["events", "list", "--device", id], ""));
     assert!(table.contains("device.decommissioned"), "{table}");
 }
+
+#[test]
+fn an_artifact_is_pushed_with_progress_signed_by_the_server_key_listed_and_deleted() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let key = json(&baton(cfg, &["signing-keys", "create", "release", "-o", "json"], ""));
+    assert_eq!(key["held_by_server"], true, "{key}");
+    let file = cfg.join("app.bin");
+    let bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &bytes).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let args = ["artifacts", "push", path, "--name", "kiosk-app", "--version", "2.0.1", "--kind", "package"];
+    let pushed = json(&baton(cfg, &[&args[..], &["--os", "linux", "-o", "json"]].concat(), ""));
+    assert_eq!(pushed["size"], 2_000_000, "{pushed}");
+    assert_eq!(pushed["kind"], "package");
+    assert_eq!(pushed["signature"]["key_id"], key["id"], "{pushed}");
+    let sha = pushed["sha256"].as_str().expect("sha256");
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sha, expected);
+
+    let table = ok(&baton(cfg, &["artifacts", "list"], ""));
+    assert!(table.contains("kiosk-app") && table.contains("2.0.1") && table.contains("1.91 MiB"), "{table}");
+    one_line_error(&baton(cfg, &args, ""), "kiosk-app 2.0.1 exists already");
+    one_line_error(
+        &baton(cfg, &["artifacts", "push", "/nonexistent/file", "--name", "x", "--version", "1"], ""),
+        "cannot open /nonexistent/file",
+    );
+    let id = pushed["id"].as_str().expect("id");
+    ok(&baton(cfg, &["artifacts", "delete", id], ""));
+    let listed = json(&baton(cfg, &["artifacts", "list", "-o", "json"], ""));
+    assert_eq!(listed, serde_json::json!([]));
+    let revoked = json(&baton(cfg, &["signing-keys", "revoke", key["id"].as_str().expect("id"), "-o", "json"], ""));
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+}

@@ -1,6 +1,7 @@
 //! REST API bodies. Every request body refuses unknown fields, so a typo is an error, not a no-op.
 
 pub mod access;
+pub mod artifacts;
 pub mod attributes;
 pub mod commands;
 pub mod devices;

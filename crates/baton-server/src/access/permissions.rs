@@ -17,13 +17,17 @@ pub enum Permission {
     CommandsWrite,
     EnrollmentRead,
     EnrollmentWrite,
+    ArtifactsRead,
+    ArtifactsWrite,
+    /// Making, registering and revoking the keys that sign artifacts.
+    SigningKeysWrite,
     /// Platform-wide: only platform administrators, whatever their role.
     TenantsRead,
     TenantsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 17] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -36,6 +40,9 @@ impl Permission {
         Self::CommandsWrite,
         Self::EnrollmentRead,
         Self::EnrollmentWrite,
+        Self::ArtifactsRead,
+        Self::ArtifactsWrite,
+        Self::SigningKeysWrite,
         Self::TenantsRead,
         Self::TenantsWrite,
     ];
@@ -54,6 +61,9 @@ impl Permission {
             Self::CommandsWrite => "commands:write",
             Self::EnrollmentRead => "enrollment:read",
             Self::EnrollmentWrite => "enrollment:write",
+            Self::ArtifactsRead => "artifacts:read",
+            Self::ArtifactsWrite => "artifacts:write",
+            Self::SigningKeysWrite => "signing-keys:write",
             Self::TenantsRead => "tenants:read",
             Self::TenantsWrite => "tenants:write",
         }
@@ -85,7 +95,7 @@ use Permission::*;
 pub const BUILTIN_ROLES: &[Role] = &[
     Role {
         name: "admin",
-        description: "Everything in the tenant, including users, API tokens and enrollment tokens.",
+        description: "Everything in the tenant, including users, API tokens, enrollment tokens and signing keys.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -99,17 +109,30 @@ pub const BUILTIN_ROLES: &[Role] = &[
             TokensWrite,
             UsersRead,
             UsersWrite,
+            ArtifactsRead,
+            ArtifactsWrite,
+            SigningKeysWrite,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices.",
-        permissions: &[DevicesRead, DevicesWrite, GroupsRead, GroupsWrite, CommandsRead, CommandsWrite, EnrollmentRead],
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts.",
+        permissions: &[
+            DevicesRead,
+            DevicesWrite,
+            GroupsRead,
+            GroupsWrite,
+            CommandsRead,
+            CommandsWrite,
+            EnrollmentRead,
+            ArtifactsRead,
+            ArtifactsWrite,
+        ],
     },
     Role {
         name: "viewer",
-        description: "Reads devices, groups, telemetry, events and commands; changes nothing.",
-        permissions: &[DevicesRead, GroupsRead, CommandsRead],
+        description: "Reads devices, groups, telemetry, events, commands and artifacts; changes nothing.",
+        permissions: &[DevicesRead, GroupsRead, CommandsRead, ArtifactsRead],
     },
 ];
 

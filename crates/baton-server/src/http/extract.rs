@@ -54,6 +54,9 @@ pub mod perm {
         CommandsWrite,
         EnrollmentRead,
         EnrollmentWrite,
+        ArtifactsRead,
+        ArtifactsWrite,
+        SigningKeysWrite,
         TenantsRead,
         TenantsWrite
     );

@@ -50,6 +50,8 @@ pub struct Shared {
     /// Live agent sessions on this node.
     pub agents: Arc<Registry>,
     pub telemetry: TelemetryWriter,
+    /// Where artifact bytes live; see `artifacts::store`.
+    pub artifacts: Arc<dyn crate::artifacts::ArtifactStore>,
     /// Flips to true when the server starts shutting down, so long-lived connections (agent
     /// sessions, event streams) end instead of holding the graceful shutdown open.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -71,6 +73,7 @@ pub struct Shared {
         (name = "telemetry", description = "Telemetry series, latest values and the live stream"),
         (name = "commands", description = "The durable command outbox"),
         (name = "events", description = "The device event log"),
+        (name = "artifacts", description = "Artifacts for updates, and the keys that sign them"),
         (name = "system", description = "Health, readiness and metrics; no credentials needed"),
     )
 )]
@@ -170,6 +173,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::commands::router())
         .merge(routes::telemetry::router())
         .merge(routes::events::router())
+        .merge(routes::artifacts::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

@@ -5,6 +5,7 @@
 mod access;
 mod agent;
 mod agent_protocol;
+mod artifacts;
 mod attributes;
 mod bad_input;
 mod commands;

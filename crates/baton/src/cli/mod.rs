@@ -14,6 +14,7 @@ macro_rules! say {
 }
 
 mod access;
+mod artifacts;
 mod attributes;
 mod commands;
 mod demo;
@@ -107,6 +108,12 @@ enum Command {
     /// Tenants (platform administrators).
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// Artifacts for updates: push, list, get, delete.
+    #[command(subcommand)]
+    Artifacts(artifacts::ArtifactsCommand),
+    /// The keys that sign artifacts.
+    #[command(subcommand)]
+    SigningKeys(artifacts::SigningKeysCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -129,6 +136,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(cmd) => access::tokens(cmd, &connect(&g)?, &g).await,
         Command::Users(cmd) => access::users(cmd, &connect(&g)?, &g).await,
         Command::Tenants(cmd) => tenants::run(cmd, &connect(&g)?, &g).await,
+        Command::Artifacts(cmd) => artifacts::run(cmd, &connect(&g)?, &g).await,
+        Command::SigningKeys(cmd) => artifacts::keys(cmd, &connect(&g)?, &g).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! wrap the answer. Each carries its OpenAPI description, which `http::openapi` collects.
 
 pub mod agent;
+pub mod artifacts;
 pub mod attributes;
 pub mod auth;
 pub mod commands;
