@@ -21,7 +21,6 @@
   const draw = (metric, from, to, data) => {
     const width = Math.max(box.clientWidth, 280);
     if (plot && plot.series[1].label === metric) {
-      plot.setScale("x", { min: from, max: to });
       plot.setData(data, false);
       plot.setScale("x", { min: from, max: to });
       return;

@@ -5,7 +5,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, store::sql::Sql};
 
 /// Default and largest page size.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -51,6 +51,23 @@ pub fn after_created(cursor: Option<&str>) -> Result<(i64, String), Error> {
 /// The cursor of a row in an oldest-first list.
 pub fn created_cursor(created_at: chrono::DateTime<chrono::Utc>, id: &str) -> Cursor {
     Cursor { order: "created_at".into(), text: None, int: Some(created_at.timestamp_millis()), id: id.to_owned() }
+}
+
+/// Ends a query of a newest-first list (ordered by `created_at` then `id`, both descending):
+/// after the cursor's row, at most `limit` + 1 rows, so [`finish`] can tell whether more follow.
+pub fn newest_first(sql: &mut Sql, cursor: Option<&str>, limit: i64) -> Result<(), Error> {
+    if let Some(c) = cursor.map(|c| Cursor::decode(c, "-created_at")).transpose()? {
+        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
+        sql.push(" AND (created_at < ").bind(at).push(" OR (created_at = ").bind(at);
+        sql.push(" AND id < ").bind(c.id).push("))");
+    }
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
+    Ok(())
+}
+
+/// The cursor of a row in a newest-first list.
+pub fn newest_cursor(created_at: chrono::DateTime<chrono::Utc>, id: &str) -> Cursor {
+    Cursor { order: "-created_at".into(), text: None, int: Some(created_at.timestamp_millis()), id: id.to_owned() }
 }
 
 /// The page size asked for, checked.

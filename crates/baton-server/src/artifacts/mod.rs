@@ -32,7 +32,7 @@ use crate::{
     Error,
     access::{Principal, TenantScope},
     error::Violations,
-    pagination::{self, Cursor},
+    pagination,
     store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
 };
 
@@ -251,11 +251,17 @@ async fn exists(db: &Db, scope: &TenantScope, name: &str, version: &str) -> Resu
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Artifact, Error> {
-    Ok(get_row(db, scope, id).await?.0)
+    Ok(locate(db, scope, id).await?.artifact)
 }
 
-/// The artifact and where its bytes are in the store.
-async fn get_row(db: &Db, scope: &TenantScope, id: &str) -> Result<(Artifact, Option<String>), Error> {
+/// An artifact and where its bytes are in the store (`None` for an external one).
+pub struct Located {
+    pub artifact: Artifact,
+    key: Option<String>,
+}
+
+/// The artifact with where to [`read`] it.
+pub async fn locate(db: &Db, scope: &TenantScope, id: &str) -> Result<Located, Error> {
     let not_found = || Error::NotFound(format!("artifact {id}"));
     if !is_id(id) {
         return Err(not_found());
@@ -266,7 +272,7 @@ async fn get_row(db: &Db, scope: &TenantScope, id: &str) -> Result<(Artifact, Op
         .fetch_optional(db.reader())
         .await?
         .ok_or_else(not_found)?;
-    Ok((from_row(&row)?, row.try_get("object_key")?))
+    Ok(Located { artifact: from_row(&row)?, key: row.try_get("object_key")? })
 }
 
 /// The tenant's artifacts, newest first.
@@ -277,25 +283,15 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &ArtifactQuery) -> Result<Pag
     if let Some(name) = &q.name {
         sql.push(" AND name = ").bind(name.as_str());
     }
-    if let Some(c) = q.cursor.as_deref().map(|c| Cursor::decode(c, "-created_at")).transpose()? {
-        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
-        sql.push(" AND (created_at < ").bind(at).push(" OR (created_at = ").bind(at);
-        sql.push(" AND id < ").bind(c.id).push("))");
-    }
-    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
+    pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
     let rows = sql.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(pagination::finish(items, limit, |a| Cursor {
-        order: "-created_at".into(),
-        text: None,
-        int: Some(a.created_at.timestamp_millis()),
-        id: a.id.clone(),
-    }))
+    Ok(pagination::finish(items, limit, |a| pagination::newest_cursor(a.created_at, &a.id)))
 }
 
 /// Deletes an artifact and its bytes.
 pub async fn delete(db: &Db, store: &dyn ArtifactStore, scope: &TenantScope, id: &str) -> Result<(), Error> {
-    let (_, key) = get_row(db, scope, id).await?;
+    let key = locate(db, scope, id).await?.key;
     sqlx::query("DELETE FROM artifacts WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())
         .bind(id)
@@ -308,17 +304,16 @@ pub async fn delete(db: &Db, store: &dyn ArtifactStore, scope: &TenantScope, id:
 }
 
 /// Bytes `start..start + len` of an artifact (`len` already checked against its size).
-pub async fn read(
-    db: &Db,
-    store: &dyn ArtifactStore,
-    scope: &TenantScope,
-    id: &str,
-    start: u64,
-    len: u64,
-) -> Result<ByteStream, Error> {
-    let (artifact, key) = get_row(db, scope, id).await?;
-    let key = key.ok_or_else(|| Error::Conflict(format!("artifact {id} is served from {:?}", artifact.url)))?;
-    store.read(&key, start, len).await.map_err(io_error)
+pub async fn read(store: &dyn ArtifactStore, found: &Located, start: u64, len: u64) -> Result<ByteStream, Error> {
+    let Some(key) = &found.key else {
+        let a = &found.artifact;
+        return Err(Error::Conflict(format!(
+            "artifact {} is served from {}",
+            a.id,
+            a.url.as_deref().unwrap_or("its URL")
+        )));
+    };
+    store.read(key, start, len).await.map_err(io_error)
 }
 
 fn from_row(row: &AnyRow) -> Result<Artifact, Error> {

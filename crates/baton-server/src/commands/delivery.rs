@@ -178,14 +178,5 @@ pub async fn expire(db: &Db) -> Result<u64, Error> {
 
 /// Cancels everything a device still had waiting (it was decommissioned).
 pub async fn cancel_all_for(db: &Db, scope: &TenantScope, device_id: &str) -> Result<u64, Error> {
-    Ok(sqlx::query(
-        "UPDATE commands SET state = 'CANCELED', finished_at = $1 WHERE tenant_id = $2 AND device_id = $3 \
-         AND state IN ('QUEUED', 'SENT', 'ACKED')",
-    )
-    .bind(now_ms())
-    .bind(scope.id())
-    .bind(device_id)
-    .execute(db.writer())
-    .await?
-    .rows_affected())
+    super::cancel_open(db, scope, super::Unfinished::Device(device_id)).await
 }

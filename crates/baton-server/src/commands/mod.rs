@@ -21,7 +21,7 @@ use crate::{
     access::{Principal, TenantScope},
     bus::{Message, SharedBus},
     error::Violations,
-    pagination::{self, Cursor},
+    pagination,
     store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
 };
 
@@ -220,32 +220,10 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &CommandQuery) -> Result<Page
             .ok_or_else(|| Error::invalid("state", format!("`{state}` is not a command state")))?;
         sql.push(" AND state = ").bind(state.as_str());
     }
-    newest_first(&mut sql, q.cursor.as_deref(), limit)?;
+    pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
     let rows = sql.query().fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(pagination::finish(items, limit, |c| Cursor {
-        order: "-created_at".into(),
-        text: None,
-        int: Some(c.created_at.timestamp_millis()),
-        id: c.id.clone(),
-    }))
-}
-
-/// Ends a query of rows newest first (`created_at`, then `id`): after the cursor's row, at most
-/// `limit` + 1 of them, so [`pagination::finish`] can tell whether more follow.
-fn newest_first(sql: &mut Sql, cursor: Option<&str>, limit: i64) -> Result<(), Error> {
-    if let Some(c) = cursor.map(|c| Cursor::decode(c, "-created_at")).transpose()? {
-        let at = c.int.ok_or_else(|| Error::invalid("cursor", "is not a cursor from this list"))?;
-        sql.push(" AND (created_at < ")
-            .bind(at)
-            .push(" OR (created_at = ")
-            .bind(at)
-            .push(" AND id < ")
-            .bind(c.id)
-            .push("))");
-    }
-    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(limit + 1);
-    Ok(())
+    Ok(pagination::finish(items, limit, |c| pagination::newest_cursor(c.created_at, &c.id)))
 }
 
 /// How many of the tenant's commands are waiting or running (queued, sent or acknowledged).
@@ -267,53 +245,56 @@ pub async fn cancel(db: &Db, scope: &TenantScope, id: &str) -> Result<Command, E
     if command.state.is_final() {
         return Err(Error::Conflict(format!("command {id} already finished as {}", command.state.as_str())));
     }
-    sqlx::query(
-        "UPDATE commands SET state = 'CANCELED', finished_at = $1 WHERE tenant_id = $2 AND id = $3 \
-         AND state IN ('QUEUED', 'SENT', 'ACKED')",
-    )
-    .bind(now_ms())
-    .bind(scope.id())
-    .bind(id)
-    .execute(db.writer())
-    .await?;
+    cancel_open(db, scope, Unfinished::Command(id)).await?;
     get(db, scope, id).await
 }
 
 /// Cancels every command of a batch that has not finished, and answers with the batch.
 pub async fn cancel_batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatch, Error> {
     batch(db, scope, id).await?;
-    let canceled = sqlx::query(
-        "UPDATE commands SET state = 'CANCELED', finished_at = $1 WHERE tenant_id = $2 AND batch_id = $3 \
-         AND state IN ('QUEUED', 'SENT', 'ACKED')",
-    )
-    .bind(now_ms())
-    .bind(scope.id())
-    .bind(id)
-    .execute(db.writer())
-    .await?
-    .rows_affected();
+    let canceled = cancel_open(db, scope, Unfinished::Batch(id)).await?;
     metrics::counter!("baton_commands_canceled_total").increment(canceled);
     batch(db, scope, id).await
 }
 
+/// Which unfinished commands [`cancel_open`] cancels.
+pub(crate) enum Unfinished<'a> {
+    Command(&'a str),
+    Batch(&'a str),
+    Device(&'a str),
+}
+
+/// Cancels the chosen commands that are still queued, sent or acknowledged; returns how many.
+pub(crate) async fn cancel_open(db: &Db, scope: &TenantScope, which: Unfinished<'_>) -> Result<u64, Error> {
+    let (column, value) = match which {
+        Unfinished::Command(id) => ("id", id),
+        Unfinished::Batch(id) => ("batch_id", id),
+        Unfinished::Device(id) => ("device_id", id),
+    };
+    let mut sql = Sql::new("UPDATE commands SET state = 'CANCELED', finished_at = ");
+    sql.bind(now_ms()).push(" WHERE tenant_id = ").bind(scope.id());
+    sql.push(&format!(" AND {column} = ")).bind(value).push(" AND state IN ('QUEUED', 'SENT', 'ACKED')");
+    Ok(sql.query().execute(db.writer()).await?.rows_affected())
+}
+
 /// The tenant's command batches (every command request is one), newest first, each with its
-/// progress by state.
+/// progress by state: two queries for the page, whatever its size.
 pub async fn batches(db: &Db, scope: &TenantScope, q: &PageQuery) -> Result<Page<CommandBatch>, Error> {
     let limit = pagination::limit(q.limit)?;
-    let mut sql = Sql::new("SELECT id FROM command_batches WHERE tenant_id = ");
+    let mut sql = Sql::new(&format!("SELECT {BATCH_COLUMNS} FROM command_batches WHERE tenant_id = "));
     sql.bind(scope.id());
-    newest_first(&mut sql, q.cursor.as_deref(), limit)?;
-    let mut items = Vec::new();
-    for row in sql.query().fetch_all(db.reader()).await? {
-        items.push(batch(db, scope, &row.try_get::<String, _>("id")?).await?);
-    }
-    Ok(pagination::finish(items, limit, |b| Cursor {
-        order: "-created_at".into(),
-        text: None,
-        int: Some(b.created_at.timestamp_millis()),
-        id: b.id.clone(),
-    }))
+    pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
+    let rows = sql.query().fetch_all(db.reader()).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+    let mut states = batch_states(db, &ids).await?;
+    let items = rows
+        .iter()
+        .map(|row| batch_from_row(row, states.remove(&row.try_get::<String, _>("id")?).unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(pagination::finish(items, limit, |b| pagination::newest_cursor(b.created_at, &b.id)))
 }
+
+const BATCH_COLUMNS: &str = "id, spec, total, created_by, created_at";
 
 /// A batch with its progress by state.
 pub async fn batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatch, Error> {
@@ -321,22 +302,34 @@ pub async fn batch(db: &Db, scope: &TenantScope, id: &str) -> Result<CommandBatc
     if !is_id(id) {
         return Err(not_found());
     }
-    let row = sqlx::query(
-        "SELECT id, spec, total, created_by, created_at FROM command_batches WHERE tenant_id = $1 AND id = $2",
-    )
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {BATCH_COLUMNS} FROM command_batches WHERE tenant_id = $1 AND id = $2"
+    )))
     .bind(scope.id())
     .bind(id)
     .fetch_optional(db.reader())
     .await?
     .ok_or_else(not_found)?;
-    let counts = sqlx::query("SELECT state, COUNT(*) AS n FROM commands WHERE batch_id = $1 GROUP BY state")
-        .bind(id)
-        .fetch_all(db.reader())
-        .await?;
-    let mut states = BTreeMap::new();
-    for c in counts {
-        states.insert(c.try_get::<String, _>("state")?, u64::try_from(c.try_get::<i64, _>("n")?).unwrap_or(0));
+    let states = batch_states(db, &[id.to_owned()]).await?.remove(id).unwrap_or_default();
+    batch_from_row(&row, states)
+}
+
+/// How many commands of each batch are in each state (batches come from a tenant-scoped query).
+async fn batch_states(db: &Db, ids: &[String]) -> Result<BTreeMap<String, BTreeMap<String, u64>>, Error> {
+    let mut states: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(states);
     }
+    let mut sql = Sql::new("SELECT batch_id, state, COUNT(*) AS n FROM commands WHERE batch_id IN ");
+    sql.bind_list(ids.iter().map(String::as_str)).push(" GROUP BY batch_id, state");
+    for row in sql.query().fetch_all(db.reader()).await? {
+        let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+        states.entry(row.try_get("batch_id")?).or_default().insert(row.try_get("state")?, n);
+    }
+    Ok(states)
+}
+
+fn batch_from_row(row: &AnyRow, states: BTreeMap<String, u64>) -> Result<CommandBatch, Error> {
     Ok(CommandBatch {
         id: row.try_get("id")?,
         command: serde_json::from_str(&row.try_get::<String, _>("spec")?).map_err(anyhow::Error::from)?,

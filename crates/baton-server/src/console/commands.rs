@@ -185,14 +185,7 @@ async fn show_batch(app: &AppState, user: &User, id: &str, view: &BatchView) -> 
             id: c.id,
             state: c.state.as_str(),
             open: !c.state.is_final(),
-            output: c.result.as_ref().and_then(|r| {
-                let text = match &r.error {
-                    Some(e) => e.clone(),
-                    None if !r.stdout.is_empty() || !r.stderr.is_empty() => format!("{}{}", r.stdout, r.stderr),
-                    None => r.output.as_ref().map(ToString::to_string)?,
-                };
-                Some(text.chars().take(2000).collect())
-            }),
+            output: c.result.as_ref().and_then(|r| super::device::output_text(r, 2000)),
             at: c.finished_at.unwrap_or(c.created_at).to_rfc3339(),
         })
         .collect();

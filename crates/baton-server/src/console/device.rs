@@ -11,8 +11,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use baton_proto::api::{
-    commands::{CommandCreate, CommandQuery, CommandSpec, CommandTarget},
-    devices::DeviceUpdate,
+    commands::{CommandCreate, CommandQuery, CommandResult, CommandSpec, CommandTarget},
+    devices::{DeviceStatus, DeviceUpdate},
     events::EventQuery,
     groups::GroupQuery,
 };
@@ -203,7 +203,8 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     for group in &d.groups {
         member_of.push((group.clone(), groups::get(&app.db, scope, group).await?.name));
     }
-    let can_edit = user.principal.can(Permission::DevicesWrite) && d.status.as_str() != "decommissioned";
+    let can_edit = user.principal.can(Permission::DevicesWrite) && d.status != DeviceStatus::Decommissioned;
+    let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
     let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
         let query = GroupQuery { limit: Some(crate::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, scope, &query)
@@ -233,7 +234,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         user: Some(user),
         csrf: Some(&csrf),
         nav: "devices",
-        can_command: user.principal.can(Permission::CommandsWrite) && facts.status == "active",
+        can_command,
         can_edit,
         other_groups,
         device: facts,
@@ -252,15 +253,17 @@ fn command_line(c: baton_proto::api::commands::Command) -> CommandLine {
         },
         state: c.state.as_str(),
         at: c.created_at.to_rfc3339(),
-        output: c.result.as_ref().and_then(|r| {
-            let text = if let Some(e) = &r.error {
-                e.clone()
-            } else if !r.stdout.is_empty() || !r.stderr.is_empty() {
-                format!("{}{}", r.stdout, r.stderr)
-            } else {
-                r.output.as_ref().map(ToString::to_string)?
-            };
-            Some(text.chars().take(4000).collect())
-        }),
+        output: c.result.as_ref().and_then(|r| output_text(r, 4000)),
     }
+}
+
+/// What a finished command printed or answered, cut to `max_chars`: its error, else its
+/// output streams, else its structured answer.
+pub(super) fn output_text(r: &CommandResult, max_chars: usize) -> Option<String> {
+    let text = match &r.error {
+        Some(e) => e.clone(),
+        None if !r.stdout.is_empty() || !r.stderr.is_empty() => format!("{}{}", r.stdout, r.stderr),
+        None => r.output.as_ref().map(ToString::to_string)?,
+    };
+    Some(text.chars().take(max_chars).collect())
 }

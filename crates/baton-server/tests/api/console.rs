@@ -14,20 +14,13 @@ trait FormBody {
 
 impl FormBody for reqwest::RequestBuilder {
     fn form_body(self, fields: &[(&str, &str)]) -> Self {
-        let encode = |s: &str| {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
-        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-        self.header("content-type", "application/x-www-form-urlencoded").body(body.join("&"))
+        let body = serde_urlencoded::to_string(fields).expect("form");
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
     }
 }
 
-fn browser() -> reqwest::Client {
+/// Follows no redirect, so a test sees where the server sends the browser.
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
 }
 

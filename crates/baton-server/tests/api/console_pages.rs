@@ -20,20 +20,18 @@ use baton_proto::{
     },
 };
 use futures::{SinkExt, StreamExt};
-use reqwest::{Response, StatusCode, redirect::Policy};
+use reqwest::{Response, StatusCode};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{ADMIN_PASSWORD, TestApp, expect_problem, raw, spawn_app};
+use crate::{
+    console::browser,
+    support::{ADMIN_PASSWORD, TestApp, expect_problem, raw, spawn_app},
+};
 
 // ---------------------------------------------------------------------------------------------
 // A browser on the console
 // ---------------------------------------------------------------------------------------------
-
-/// Follows no redirect, so a test sees where the server sends the browser.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
-}
 
 /// Signs in through the form; the session cookie (`name=value`), or `None` when refused.
 async fn session(app: &TestApp, tenant: &str, username: &str, password: &str) -> Option<String> {

@@ -93,8 +93,8 @@ async fn artifact_content(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let artifact = artifacts::get(&app.db, auth.scope(), &id).await?;
-    let size = artifact.size;
+    let found = artifacts::locate(&app.db, auth.scope(), &id).await?;
+    let size = found.artifact.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range.map(|r| parse_range(r, size)) {
         None => (StatusCode::OK, 0, size),
@@ -107,14 +107,14 @@ async fn artifact_content(
             return Ok(r);
         }
     };
-    let stream = artifacts::read(&app.db, app.artifacts.as_ref(), auth.scope(), &id, start, len).await?;
+    let stream = artifacts::read(app.artifacts.as_ref(), &found, start, len).await?;
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", artifact.sha256)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", found.artifact.sha256)) {
         h.insert(header::ETAG, v);
     }
     if status == StatusCode::PARTIAL_CONTENT
