@@ -32,6 +32,19 @@ pub struct AgentConfig {
     pub max_output_bytes: usize,
     /// Longest wait between reconnection attempts, in seconds.
     pub max_backoff_secs: u64,
+    /// File updates are written under this directory (where a container sees the host's
+    /// root, say); `/` when unset.
+    pub install_root: Option<PathBuf>,
+    /// Ed25519 public keys (base64) whose signatures updates must carry. When empty, the keys
+    /// the server lists are used; set them to pin the tenant's keys on the device.
+    pub trusted_keys: Vec<String>,
+    /// Installs a package artifact, `{file}` standing for the download, e.g.
+    /// `["dpkg", "-i", "{file}"]`. A rollout's own `install.command` takes precedence.
+    pub package_command: Option<Vec<String>>,
+    /// Hands a firmware image to the device's firmware tool, `{file}` as above.
+    pub firmware_command: Option<Vec<String>>,
+    /// Run after an update is installed: exit 0 keeps it; anything else reverts it.
+    pub health_command: Option<Vec<String>>,
 }
 
 impl Default for AgentConfig {
@@ -47,6 +60,11 @@ impl Default for AgentConfig {
             buffer_max_batches: 10_000,
             max_output_bytes: 64 * 1024,
             max_backoff_secs: 60,
+            install_root: None,
+            trusted_keys: Vec::new(),
+            package_command: None,
+            firmware_command: None,
+            health_command: None,
         }
     }
 }

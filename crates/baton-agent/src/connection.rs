@@ -13,12 +13,13 @@ use std::{
 use baton_proto::{
     agent::{
         AgentMessage, CONNECT_PATH, CommandEnvelope, CommandProgress, CommandUpdate, DEVICE_ID_HEADER, MAX_FRAME_BYTES,
-        PROTOCOL_VERSION, ServerMessage, close, refusal,
+        PROTOCOL_VERSION, ServerMessage, close, feature, refusal,
     },
     api::{
         commands::{CommandResult, CommandSpec},
         problem::Problem,
     },
+    deployment::ExecutionReport,
     inventory::Inventory,
 };
 use futures::{SinkExt, StreamExt};
@@ -41,6 +42,7 @@ use crate::{
     executor::{Executor, Outcome},
     source::DeviceSource,
     storage::{Identity, Storage},
+    updates::Updates,
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -74,6 +76,9 @@ enum Refused {
 
 /// What lives across sessions.
 struct Life {
+    updates: Updates,
+    /// Execution reports waiting to go out (they wait here while disconnected).
+    reports: mpsc::Receiver<ExecutionReport>,
     storage: Storage,
     source: Source,
     backlog: SharedBacklog,
@@ -95,8 +100,8 @@ pub async fn run(
     agent: Agent,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Exit, AgentError> {
-    let Agent { config, storage, source, handlers, runner, metrics_rx, status, .. } = agent;
-    let exit = live(config, storage, source, handlers, runner, metrics_rx, &status, shutdown).await;
+    let Agent { config, storage, source, handlers, runner, installer, metrics_rx, status, .. } = agent;
+    let exit = live(config, storage, source, handlers, runner, installer, metrics_rx, &status, shutdown).await;
     status.send_replace(match &exit {
         Ok(Exit::Decommissioned { .. }) | Err(AgentError::Decommissioned) => Status::Decommissioned,
         _ => Status::Stopped,
@@ -111,6 +116,7 @@ async fn live(
     source: Box<dyn DeviceSource>,
     handlers: std::collections::HashMap<String, crate::executor::Handler>,
     runner: Option<crate::executor::Runner>,
+    installer: Arc<dyn crate::updates::Installer>,
     metrics_rx: mpsc::Receiver<BTreeMap<String, f64>>,
     status: &watch::Sender<Status>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -141,7 +147,10 @@ async fn live(
         handlers: Arc::new(handlers),
         runner,
     };
+    let (updates, reports) = Updates::new(storage.clone(), installer, http.clone(), config.trusted_keys.clone())?;
     let mut life = Life {
+        updates,
+        reports,
         storage,
         source,
         backlog,
@@ -357,6 +366,7 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
         agent_version: crate::AGENT_VERSION.into(),
         inventory,
         backlog_epoch: Some(life.backlog.epoch().await),
+        features: vec![feature::DEPLOYMENTS.into()],
     };
     if let Err(e) = send(&mut ws, &hello).await {
         return e;
@@ -396,6 +406,7 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
             frame = ws.next() => Event::Frame(frame),
             _ = added.notified() => Event::Telemetry,
             Some(update) = life.results_rx.recv() => Event::Result(update),
+            Some(report) = life.reports.recv() => Event::Report(report),
             Ok(()) = life.inventory.changed() => Event::Inventory,
             _ = ticker.tick() => Event::Tick,
             () = stopped(&mut life.stop) => Event::Stop,
@@ -409,7 +420,7 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                             if matches!(message, ServerMessage::TelemetryAck { .. }) {
                                 in_flight = in_flight.saturating_sub(1);
                             }
-                            if let Some(end) = handle(&mut ws, message, life).await {
+                            if let Some(end) = handle(&mut ws, message, identity, life).await {
                                 return end;
                             }
                         }
@@ -427,6 +438,11 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                 remember(life, &update);
                 if let Err(e) = send(&mut ws, &AgentMessage::CommandUpdate(update.clone())).await {
                     life.unsent.push_back(update);
+                    return e;
+                }
+            }
+            Event::Report(report) => {
+                if let Err(e) = send(&mut ws, &AgentMessage::ExecutionReport(report)).await {
                     return e;
                 }
             }
@@ -457,6 +473,7 @@ enum Event {
     Frame(Option<Result<Message, tungstenite::Error>>),
     Telemetry,
     Result(CommandUpdate),
+    Report(ExecutionReport),
     Inventory,
     Tick,
     Stop,
@@ -493,7 +510,7 @@ async fn welcome(ws: &mut Ws) -> Result<(Duration, Duration), End> {
 }
 
 /// Handles one message from the server; `Some` ends the session.
-async fn handle(ws: &mut Ws, message: ServerMessage, life: &mut Life) -> Option<End> {
+async fn handle(ws: &mut Ws, message: ServerMessage, identity: &Identity, life: &mut Life) -> Option<End> {
     match message {
         ServerMessage::TelemetryAck { seq } => {
             if let Err(e) = life.backlog.ack(seq).await {
@@ -503,7 +520,14 @@ async fn handle(ws: &mut Ws, message: ServerMessage, life: &mut Life) -> Option<
         }
         ServerMessage::Decommissioned { wipe } => Some(End::Decommissioned { wipe }),
         ServerMessage::Command(envelope) => command(ws, envelope, life).await.err(),
-        ServerMessage::Heartbeat | ServerMessage::Welcome { .. } => None,
+        ServerMessage::Deployment(deployment) => {
+            let inventory = life.inventory.borrow().clone();
+            let answer = life.updates.take(*deployment, identity, inventory)?;
+            send(ws, &AgentMessage::ExecutionReport(answer)).await.err()
+        }
+        // An execution is canceled only before it installs; the server ignores reports of a
+        // canceled execution, so one already downloading simply finishes its download.
+        ServerMessage::CancelExecution { .. } | ServerMessage::Heartbeat | ServerMessage::Welcome { .. } => None,
     }
 }
 

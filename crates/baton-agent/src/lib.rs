@@ -44,6 +44,7 @@ pub mod executor;
 pub mod source;
 pub mod storage;
 pub mod system;
+pub mod updates;
 
 use std::{collections::BTreeMap, collections::HashMap, future::Future, sync::Arc};
 
@@ -120,9 +121,17 @@ pub struct AgentBuilder {
     source: Option<Box<dyn DeviceSource>>,
     handlers: HashMap<String, executor::Handler>,
     runner: Option<executor::Runner>,
+    installer: Option<Arc<dyn updates::Installer>>,
 }
 
 impl AgentBuilder {
+    /// Installs updates with `installer` instead of on the machine (for simulated devices, or
+    /// an application with its own way to install).
+    pub fn installer(mut self, installer: impl updates::Installer) -> Self {
+        self.installer = Some(Arc::new(installer));
+        self
+    }
+
     /// Answers `exec`, `reboot`, `ping` and custom commands with `runner` instead of running
     /// anything on the machine (for simulated devices).
     pub fn command_runner<F, Fut>(mut self, runner: F) -> Self
@@ -162,6 +171,14 @@ impl AgentBuilder {
             None => Storage::disk(&self.config.state_dir)?,
         };
         let source = self.source.unwrap_or_else(|| Box::new(SystemSource::new()));
+        let installer = self.installer.unwrap_or_else(|| {
+            Arc::new(updates::SystemInstaller {
+                install_root: self.config.install_root.clone(),
+                package_command: self.config.package_command.clone(),
+                firmware_command: self.config.firmware_command.clone(),
+                health_command: self.config.health_command.clone(),
+            })
+        });
         let (metrics_tx, metrics_rx) = mpsc::channel(256);
         let (status, _) = tokio::sync::watch::channel(Status::Starting);
         Ok(Agent {
@@ -170,6 +187,7 @@ impl AgentBuilder {
             source,
             handlers: self.handlers,
             runner: self.runner,
+            installer,
             metrics_tx,
             metrics_rx,
             status,
@@ -184,6 +202,7 @@ pub struct Agent {
     source: Box<dyn DeviceSource>,
     handlers: HashMap<String, executor::Handler>,
     runner: Option<executor::Runner>,
+    installer: Arc<dyn updates::Installer>,
     metrics_tx: mpsc::Sender<BTreeMap<String, f64>>,
     metrics_rx: mpsc::Receiver<BTreeMap<String, f64>>,
     status: tokio::sync::watch::Sender<Status>,
@@ -191,7 +210,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn builder(config: AgentConfig) -> AgentBuilder {
-        AgentBuilder { config, storage: None, source: None, handlers: HashMap::new(), runner: None }
+        AgentBuilder { config, storage: None, source: None, handlers: HashMap::new(), runner: None, installer: None }
     }
 
     pub fn handle(&self) -> AgentHandle {

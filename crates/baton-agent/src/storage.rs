@@ -58,6 +58,7 @@ pub struct MemoryState {
     backlog: Backlog,
     executed: Vec<String>,
     results: Vec<CommandUpdate>,
+    updates: Option<crate::updates::Journal>,
     decommissioned: bool,
 }
 
@@ -68,6 +69,8 @@ const BACKLOG: &str = "telemetry-backlog.jsonl";
 const EXECUTED: &str = "executed-commands.json";
 const RESULTS: &str = "command-results.json";
 const DECOMMISSIONED: &str = "decommissioned";
+/// Installed versions and the executions carried out (see `updates::Journal`).
+const UPDATES: &str = "updates.json";
 /// Command ids remembered; older ones are forgotten (their commands expired long ago).
 const EXECUTED_KEPT: usize = 2_000;
 
@@ -176,6 +179,37 @@ impl Storage {
             Self::Memory(m) => {
                 lock(m).results = results.to_vec();
                 Ok(())
+            }
+        }
+    }
+
+    /// What updates installed, and the executions carried out.
+    pub fn updates(&self) -> Result<crate::updates::Journal, AgentError> {
+        match self {
+            Self::Disk(dir) => Ok(read_json(&dir.join(UPDATES))?.unwrap_or_default()),
+            Self::Memory(m) => Ok(lock(m).updates.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Written before each step that changes the device, so a crash never repeats one.
+    pub fn save_updates(&self, journal: &crate::updates::Journal) -> Result<(), AgentError> {
+        match self {
+            Self::Disk(dir) => write_json(&dir.join(UPDATES), journal),
+            Self::Memory(m) => {
+                lock(m).updates = Some(journal.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Where downloads are kept while they are checked and until installed: a directory in the
+    /// state directory, or (state in memory) one under the system's temporary directory.
+    pub fn downloads_dir(&self) -> std::path::PathBuf {
+        match self {
+            Self::Disk(dir) => dir.join("downloads"),
+            Self::Memory(m) => {
+                let key = std::sync::Arc::as_ptr(m) as usize;
+                std::env::temp_dir().join(format!("baton-agent-{}-{key:x}", std::process::id()))
             }
         }
     }

@@ -322,3 +322,120 @@ async fn a_decommissioned_agent_is_refused_and_stops() {
     let after = client.device(&device.id).await.expect("kept with its history");
     assert_eq!((after.status.as_str(), after.connectivity.online), ("decommissioned", false));
 }
+
+/// An agent config that installs files under `root`, with a health check that fails when the
+/// installed file says `broken`.
+fn update_config(dir: &Path, root: &Path) -> PathBuf {
+    let path = dir.join("agent.toml");
+    let file = root.join("etc/app/app.conf");
+    let text = format!(
+        "install_root = \"{}\"\nhealth_command = [\"sh\", \"-c\", \"! grep -q broken {}\"]\n",
+        root.display(),
+        file.display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+async fn rollout_done(client: &Client, id: &str) -> baton_proto::api::rollouts::Rollout {
+    eventually("the rollout finishes", || async {
+        client
+            .rollout(id)
+            .await
+            .ok()
+            .filter(|r| r.state.is_final() || r.state == baton_proto::api::rollouts::RolloutState::Paused)
+    })
+    .await
+}
+
+fn file_rollout(name: &str, artifact: &str, devices: Vec<String>) -> baton_proto::api::rollouts::RolloutCreate {
+    use baton_proto::api::rollouts::*;
+    RolloutCreate {
+        name: name.into(),
+        artifact_id: artifact.into(),
+        targets: Targets { device_ids: devices, ..Targets::default() },
+        waves: Vec::new(),
+        success_gate: SuccessGate::default(),
+        failure_gate: FailureGate {
+            failed_percent: None,
+            failed_count: Some(10),
+            min_executed: 1,
+            action: GateAction::Pause,
+        },
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        max_in_flight: None,
+        install: InstallSpec {
+            path: Some("/etc/app/app.conf".into()),
+            mode: Some("0640".into()),
+            ..InstallSpec::default()
+        },
+        allow_downgrade: false,
+        rollback_artifact_id: None,
+        start: true,
+    }
+}
+
+async fn upload(client: &Client, name: &str, version: &str, body: &'static [u8]) -> String {
+    let facts = baton_proto::api::artifacts::ArtifactUpload {
+        name: name.into(),
+        version: version.into(),
+        ..Default::default()
+    };
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(body.to_vec())]);
+    client.upload_artifact(&facts, body.len() as u64, stream).await.expect("uploaded").id
+}
+
+#[tokio::test]
+async fn a_file_rolled_out_to_two_agents_lands_whole_with_its_mode_and_a_broken_one_is_reverted() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use baton_proto::api::rollouts::{ExecutionQuery, ExecutionState, RolloutState};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let mut roots = Vec::new();
+    let mut agents = Vec::new();
+    let mut devices = Vec::new();
+    for i in 1..=2 {
+        let home = dir.path().join(format!("agent-{i}"));
+        let root = home.join("root");
+        std::fs::create_dir_all(root.join("etc/app")).expect("root");
+        // What was there before the update.
+        std::fs::write(root.join("etc/app/app.conf"), b"old settings\n").expect("old file");
+        let config = update_config(&home, &root);
+        agents.push(AgentProcess::start(&server.url, &token, &home.join("state"), &format!("FILE-{i}"), &config));
+        devices.push(online(&client, &format!("FILE-{i}"), true).await.id);
+        roots.push(root);
+    }
+
+    let v1 = upload(&client, "app.conf", "1.0", b"good settings, version one\n").await;
+    let first = client.create_rollout(&file_rollout("conf 1.0", &v1, devices.clone())).await.expect("rollout");
+    let done = rollout_done(&client, &first.id).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.progress);
+    for root in &roots {
+        let file = root.join("etc/app/app.conf");
+        assert_eq!(std::fs::read(&file).expect("installed"), b"good settings, version one\n");
+        assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> =
+            std::fs::read_dir(root.join("etc/app")).expect("dir").map(|e| e.expect("e").file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "nothing but the file itself: {leftovers:?}");
+    }
+
+    // Version 2 breaks the device's health check: each agent puts version 1 back.
+    let v2 = upload(&client, "app.conf", "2.0", b"broken settings\n").await;
+    let second = client.create_rollout(&file_rollout("conf 2.0", &v2, devices.clone())).await.expect("rollout");
+    let done = rollout_done(&client, &second.id).await;
+    let executions = client.all_rollout_executions(&second.id, &ExecutionQuery::default()).await.expect("executions");
+    for e in &executions {
+        assert_eq!(e.state, ExecutionState::RolledBack, "{e:?}");
+        assert_eq!(e.installed_version.as_deref(), Some("1.0"), "the device says it still has 1.0: {e:?}");
+        assert!(e.detail.as_deref().unwrap_or_default().contains("reverted"), "{e:?}");
+    }
+    assert_eq!(done.progress.failed, 2);
+    for root in &roots {
+        assert_eq!(std::fs::read(root.join("etc/app/app.conf")).expect("file"), b"good settings, version one\n");
+    }
+    drop(agents);
+}

@@ -18,6 +18,7 @@ use baton_proto::{
         events::{Event, EventQuery, EventStreamQuery},
         groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
         problem::Problem,
+        rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery},
         telemetry::{Latest, Series, TelemetryEvent, TelemetryQuery, TelemetryStreamQuery},
         tenants::{Tenant, TenantCreate, TenantUpdate},
     },
@@ -380,6 +381,45 @@ impl Client {
 
     pub async fn revoke_signing_key(&self, id: &str) -> Result<SigningKey> {
         self.send(self.request(Method::POST, &format!("/api/v1/signing-keys/{}/revoke", seg(id)))).await
+    }
+
+    pub async fn create_rollout(&self, req: &RolloutCreate) -> Result<Rollout> {
+        self.send(self.request(Method::POST, "/api/v1/rollouts").json(req)).await
+    }
+
+    pub async fn rollouts(&self, query: &RolloutQuery) -> Result<Page<Rollout>> {
+        self.get("/api/v1/rollouts", query).await
+    }
+
+    pub async fn rollout(&self, id: &str) -> Result<Rollout> {
+        self.get(&format!("/api/v1/rollouts/{}", seg(id)), &()).await
+    }
+
+    pub async fn rollout_executions(&self, id: &str, query: &ExecutionQuery) -> Result<Page<Execution>> {
+        self.get(&format!("/api/v1/rollouts/{}/executions", seg(id)), query).await
+    }
+
+    /// Every execution of a rollout, all pages.
+    pub async fn all_rollout_executions(&self, id: &str, query: &ExecutionQuery) -> Result<Vec<Execution>> {
+        let mut query = ExecutionQuery { limit: Some(500), ..query.clone() };
+        let mut all = Vec::new();
+        loop {
+            let page = self.rollout_executions(id, &query).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// `action` is `start`, `pause`, `resume` or `cancel`.
+    pub async fn steer_rollout(&self, id: &str, action: &str) -> Result<Rollout> {
+        self.send(self.request(Method::POST, &format!("/api/v1/rollouts/{}/{}", seg(id), seg(action)))).await
+    }
+
+    pub async fn delete_rollout(&self, id: &str) -> Result<()> {
+        self.open(self.request(Method::DELETE, &format!("/api/v1/rollouts/{}", seg(id)))).await.map(|_| ())
     }
 
     /// The newest value of every metric of a device.

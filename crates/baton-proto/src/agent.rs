@@ -19,7 +19,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::Inventory;
+use crate::{
+    deployment::{Deployment, ExecutionReport},
+    inventory::Inventory,
+};
 
 /// Version of this protocol; the server refuses versions it does not speak.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -74,6 +77,10 @@ pub enum AgentMessage {
         inventory: Box<Inventory>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         backlog_epoch: Option<u64>,
+        /// What this agent can do beyond protocol 1's base, e.g. [`feature::DEPLOYMENTS`]; the
+        /// server sends nothing an agent did not say it understands.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// The inventory changed (or was asked for).
     Inventory {
@@ -81,6 +88,8 @@ pub enum AgentMessage {
     },
     Telemetry(TelemetryBatch),
     CommandUpdate(CommandUpdate),
+    /// How an update execution goes (see [`crate::deployment`]).
+    ExecutionReport(ExecutionReport),
     Heartbeat,
 }
 
@@ -103,6 +112,19 @@ pub enum ServerMessage {
     Decommissioned {
         wipe: bool,
     },
+    /// An update to carry out (see [`crate::deployment`]); sent again after a reconnect until
+    /// its execution is final, and again with `install_now` when a maintenance window opens.
+    Deployment(Box<Deployment>),
+    /// Stop working on this execution if it has not started installing.
+    CancelExecution {
+        execution_id: String,
+    },
+}
+
+/// Optional abilities an agent announces in `hello`.
+pub mod feature {
+    /// Carries out [`super::ServerMessage::Deployment`]s.
+    pub const DEPLOYMENTS: &str = "deployments";
 }
 
 /// Samples taken at one time each; `seq` increases by one per batch an agent makes.

@@ -3,6 +3,9 @@
 //! # Layout
 //! - [`api`]: request and response bodies of the REST API under `/api/v1`, one module per noun.
 //! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
+//! - [`deployment`]: updates on that connection — what the server sends, what the agent reports,
+//!   and the execution claims the server signs.
+//! - [`version`]: version ordering and ranges, for dependency and downgrade checks.
 //! - [`inventory`]: what a device reports about itself.
 //! - [`mqtt`]: MQTT 3.1.1 and 5 packets, topics and matching, for the MQTT front door.
 //! - [`import`]: the device import CSV, read the same way by the CLI and the console.
@@ -13,10 +16,12 @@
 
 pub mod agent;
 pub mod api;
+pub mod deployment;
 pub mod import;
 pub mod inventory;
 pub mod labels;
 pub mod mqtt;
+pub mod version;
 
 /// The version of the REST API this crate describes; it is the `/api/v1` prefix.
 pub const API_VERSION: &str = "v1";

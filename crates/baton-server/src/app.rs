@@ -37,6 +37,15 @@ impl App {
 
     /// Builds on an already-bound listener (tests bind port 0).
     pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> Result<Self, Error> {
+        Self::build_with_clock(settings, listener, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    /// Builds with a clock of the caller's (tests move a [`crate::clock::ManualClock`]).
+    pub async fn build_with_clock(
+        settings: Settings,
+        listener: TcpListener,
+        clock: crate::clock::SharedClock,
+    ) -> Result<Self, Error> {
         settings.validate()?;
         let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
         let bootstrap =
@@ -59,6 +68,7 @@ impl App {
             metrics: crate::observability::prometheus(),
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
             artifacts: Arc::new(artifacts),
+            rollouts: crate::rollouts::Engine::new(clock),
             bus,
             agents,
             db,
@@ -66,6 +76,7 @@ impl App {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         crate::jobs::spawn(&state);
+        crate::rollouts::engine::spawn(&state);
         Ok(Self { listener, local_addr, state, bootstrap, mqtt })
     }
 

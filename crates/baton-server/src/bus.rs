@@ -20,6 +20,10 @@ pub enum Message {
     CredentialsChanged { tenant: String, device_id: String },
     /// Operators changed the attributes they want the device to have: push them if connected.
     DesiredChanged { tenant: String, device_id: String },
+    /// Deployments are ready for these devices: deliver if connected.
+    DeploymentsReady { tenant: String, device_ids: Vec<String> },
+    /// A rollout moved (state, wave, an execution): for live views.
+    RolloutChanged { tenant: String, rollout_id: String },
     /// Telemetry was stored.
     Telemetry { tenant: String, event: TelemetryEvent },
     /// An event was recorded in the log.

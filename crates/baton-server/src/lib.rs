@@ -7,7 +7,9 @@
 //! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
 //! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
 //! - [`tenants`], [`devices`], [`attributes`], [`groups`], [`enrollment`], [`telemetry`],
-//!   [`commands`], [`events`], [`artifacts`]: domain modules, each owning its tables and queries.
+//!   [`commands`], [`events`], [`artifacts`], [`rollouts`]: domain modules, each owning its tables
+//!   and queries.
+//! - [`clock`]: the server's now, injectable so tests move time instead of waiting.
 //! - [`agents`]: live agent connections (sessions, registry, connection rate limit).
 //! - [`bus`]: publish/subscribe between parts of the server (in-process today).
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
@@ -21,6 +23,7 @@ pub mod app;
 pub mod artifacts;
 pub mod attributes;
 pub mod bus;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
@@ -34,6 +37,7 @@ pub mod jobs;
 pub mod mqtt;
 pub mod observability;
 pub mod pagination;
+pub mod rollouts;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

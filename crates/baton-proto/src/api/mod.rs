@@ -9,6 +9,7 @@ pub mod enrollment;
 pub mod events;
 pub mod groups;
 pub mod problem;
+pub mod rollouts;
 pub mod telemetry;
 pub mod tenants;
 

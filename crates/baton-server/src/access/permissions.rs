@@ -21,13 +21,16 @@ pub enum Permission {
     ArtifactsWrite,
     /// Making, registering and revoking the keys that sign artifacts.
     SigningKeysWrite,
+    RolloutsRead,
+    /// Making, starting, pausing, resuming, canceling and deleting rollouts.
+    RolloutsWrite,
     /// Platform-wide: only platform administrators, whatever their role.
     TenantsRead,
     TenantsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 19] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -43,6 +46,8 @@ impl Permission {
         Self::ArtifactsRead,
         Self::ArtifactsWrite,
         Self::SigningKeysWrite,
+        Self::RolloutsRead,
+        Self::RolloutsWrite,
         Self::TenantsRead,
         Self::TenantsWrite,
     ];
@@ -64,6 +69,8 @@ impl Permission {
             Self::ArtifactsRead => "artifacts:read",
             Self::ArtifactsWrite => "artifacts:write",
             Self::SigningKeysWrite => "signing-keys:write",
+            Self::RolloutsRead => "rollouts:read",
+            Self::RolloutsWrite => "rollouts:write",
             Self::TenantsRead => "tenants:read",
             Self::TenantsWrite => "tenants:write",
         }
@@ -112,11 +119,13 @@ pub const BUILTIN_ROLES: &[Role] = &[
             ArtifactsRead,
             ArtifactsWrite,
             SigningKeysWrite,
+            RolloutsRead,
+            RolloutsWrite,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts.",
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts and runs rollouts.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -127,12 +136,14 @@ pub const BUILTIN_ROLES: &[Role] = &[
             EnrollmentRead,
             ArtifactsRead,
             ArtifactsWrite,
+            RolloutsRead,
+            RolloutsWrite,
         ],
     },
     Role {
         name: "viewer",
-        description: "Reads devices, groups, telemetry, events, commands and artifacts; changes nothing.",
-        permissions: &[DevicesRead, GroupsRead, CommandsRead, ArtifactsRead],
+        description: "Reads devices, groups, telemetry, events, commands, artifacts and rollouts; changes nothing.",
+        permissions: &[DevicesRead, GroupsRead, CommandsRead, ArtifactsRead, RolloutsRead],
     },
 ];
 

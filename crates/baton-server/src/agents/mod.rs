@@ -200,7 +200,7 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
         loop {
             match rx.recv().await {
                 Ok(message) => match message.as_ref() {
-                    Message::CommandsQueued { device_ids, .. } => {
+                    Message::CommandsQueued { device_ids, .. } | Message::DeploymentsReady { device_ids, .. } => {
                         for id in device_ids {
                             registry.deliver(id);
                         }

@@ -15,7 +15,7 @@ use crate::{
     devices::{credentials::DeviceIdentity, presence},
     events,
     http::AppState,
-    telemetry,
+    rollouts, telemetry,
 };
 
 /// Time an agent has to say hello after the upgrade.
@@ -65,11 +65,11 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             return;
         }
     };
-    let (agent_version, inventory, backlog_epoch) = match hello {
-        Ok(AgentMessage::Hello { protocol, agent_version, inventory, backlog_epoch })
+    let (agent_version, inventory, backlog_epoch, features) = match hello {
+        Ok(AgentMessage::Hello { protocol, agent_version, inventory, backlog_epoch, features })
             if protocol == PROTOCOL_VERSION =>
         {
-            (agent_version, inventory, backlog_epoch)
+            (agent_version, inventory, backlog_epoch, features)
         }
         Ok(AgentMessage::Hello { protocol, .. }) => {
             let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
@@ -118,7 +118,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     .await;
     tracing::info!(device_id = %id, %peer, "agent connected");
 
-    let mut session = Session { app: app.clone(), device, sent: HashSet::new() };
+    let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
+    let mut session = Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new() };
     let ending = session.serve(&mut socket, registration).await;
     let replaced = ending.code == close::REPLACED;
     let _ = close_with(&mut socket, ending).await;
@@ -138,6 +139,10 @@ struct Session {
     device: DeviceIdentity,
     /// Commands sent on this connection, so a delivery pass does not send them twice.
     sent: HashSet<String>,
+    /// Whether the agent carries out deployments (it said so in `hello`).
+    deployments: bool,
+    /// Deployments (execution, attempt) sent on this connection.
+    deployed: HashSet<(String, u32)>,
 }
 
 impl Session {
@@ -240,6 +245,15 @@ impl Session {
                 self.app.telemetry.store(scope, id, Some(batch.seq), batch.samples).await.map_err(internal)?;
                 send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
             }
+            AgentMessage::ExecutionReport(report) => {
+                let key = (report.execution_id.clone(), report.attempt);
+                let finished = rollouts::delivery::report(db, &self.app.bus, &self.app.rollouts, scope, id, report)
+                    .await
+                    .map_err(internal)?;
+                if finished {
+                    self.deployed.remove(&key);
+                }
+            }
             AgentMessage::CommandUpdate(update) => {
                 let command_id = update.command_id.clone();
                 let finished = delivery::report(db, &self.app.bus, scope, id, update).await.map_err(internal)?;
@@ -259,6 +273,17 @@ impl Session {
         for envelope in pending {
             if self.sent.insert(envelope.id.clone()) {
                 send(socket, &ServerMessage::Command(envelope)).await?;
+            }
+        }
+        if self.deployments {
+            let (db, rollouts) = (&self.app.db, &self.app.rollouts);
+            let pending = rollouts::delivery::pending(db, rollouts, &self.device.scope, &self.device.device_id)
+                .await
+                .map_err(internal)?;
+            for deployment in pending {
+                if self.deployed.insert((deployment.execution_id.clone(), deployment.attempt)) {
+                    send(socket, &ServerMessage::Deployment(Box::new(deployment))).await?;
+                }
             }
         }
         Ok(())

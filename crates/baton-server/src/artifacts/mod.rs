@@ -254,6 +254,31 @@ pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Artifact, Err
     Ok(locate(db, scope, id).await?.artifact)
 }
 
+/// Signs an artifact that arrived before the tenant had a server-held key, so devices can check
+/// it like any other. An artifact with a signature keeps it.
+pub async fn sign_if_unsigned(db: &Db, scope: &TenantScope, artifact: Artifact) -> Result<Artifact, Error> {
+    if artifact.signature.is_some() {
+        return Ok(artifact);
+    }
+    let text = statement(&artifact.name, &artifact.version, artifact.kind, artifact.size, &artifact.sha256);
+    let Some(sig) = signing::sign(db, scope, &text).await? else {
+        return Err(Error::Conflict(format!(
+            "artifact {} is not signed and the tenant has no server-held key to sign it",
+            artifact.id
+        )));
+    };
+    sqlx::query(
+        "UPDATE artifacts SET signature_key_id = $3, signature = $4 WHERE tenant_id = $1 AND id = $2 AND signature IS NULL",
+    )
+    .bind(scope.id())
+    .bind(&artifact.id)
+    .bind(&sig.key_id)
+    .bind(&sig.signature)
+    .execute(db.writer())
+    .await?;
+    get(db, scope, &artifact.id).await
+}
+
 /// An artifact and where its bytes are in the store (`None` for an external one).
 pub struct Located {
     pub artifact: Artifact,
@@ -292,6 +317,17 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &ArtifactQuery) -> Result<Pag
 /// Deletes an artifact and its bytes.
 pub async fn delete(db: &Db, store: &dyn ArtifactStore, scope: &TenantScope, id: &str) -> Result<(), Error> {
     let key = locate(db, scope, id).await?.key;
+    let used = sqlx::query(
+        "SELECT id FROM rollouts WHERE tenant_id = $1 AND (artifact_id = $2 OR rollback_artifact_id = $2) LIMIT 1",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?;
+    if let Some(rollout) = used {
+        let rollout: String = rollout.try_get("id")?;
+        return Err(Error::Conflict(format!("artifact {id} is used by rollout {rollout}; delete that first")));
+    }
     sqlx::query("DELETE FROM artifacts WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())
         .bind(id)

@@ -103,6 +103,21 @@ pub async fn revoke(db: &Db, scope: &TenantScope, key_id: &str) -> Result<Signin
     get(db, scope, key_id).await
 }
 
+/// Makes sure the tenant has a key the server holds (rollouts sign each execution's claims with
+/// it), making one named `server` if not.
+pub async fn ensure_held(db: &Db, scope: &TenantScope) -> Result<(), Error> {
+    let held = sqlx::query(
+        "SELECT key_id FROM signing_keys WHERE tenant_id = $1 AND private_key IS NOT NULL AND revoked_at IS NULL LIMIT 1",
+    )
+    .bind(scope.id())
+    .fetch_optional(db.reader())
+    .await?;
+    if held.is_none() {
+        create(db, scope, SigningKeyCreate { name: "server".into(), public_key: None }).await?;
+    }
+    Ok(())
+}
+
 /// Signs `statement` with the tenant's newest key the server holds, if it has one.
 pub async fn sign(db: &Db, scope: &TenantScope, statement: &[u8]) -> Result<Option<ArtifactSignature>, Error> {
     let row = sqlx::query(

@@ -308,11 +308,14 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
         )));
     }
     let mut tx = db.writer().begin().await?;
-    sqlx::query("DELETE FROM telemetry WHERE tenant_id = $1 AND device_id = $2")
-        .bind(scope.id())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    for table in ["telemetry", "rollout_executions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1 AND device_id = $2")))
+            .bind(scope.id())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM device_software WHERE device_id = $1").bind(id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())
         .bind(id)

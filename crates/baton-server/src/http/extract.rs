@@ -57,6 +57,8 @@ pub mod perm {
         ArtifactsRead,
         ArtifactsWrite,
         SigningKeysWrite,
+        RolloutsRead,
+        RolloutsWrite,
         TenantsRead,
         TenantsWrite
     );

@@ -52,6 +52,8 @@ pub struct Shared {
     pub telemetry: TelemetryWriter,
     /// Where artifact bytes live; see `artifacts::store`.
     pub artifacts: Arc<dyn crate::artifacts::ArtifactStore>,
+    /// The rollout engine's clock and wake-up; see `rollouts::engine`.
+    pub rollouts: crate::rollouts::Engine,
     /// Flips to true when the server starts shutting down, so long-lived connections (agent
     /// sessions, event streams) end instead of holding the graceful shutdown open.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -74,6 +76,7 @@ pub struct Shared {
         (name = "commands", description = "The durable command outbox"),
         (name = "events", description = "The device event log"),
         (name = "artifacts", description = "Artifacts for updates, and the keys that sign them"),
+        (name = "rollouts", description = "Staged updates: waves, gates, executions"),
         (name = "system", description = "Health, readiness and metrics; no credentials needed"),
     )
 )]
@@ -174,6 +177,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::telemetry::router())
         .merge(routes::events::router())
         .merge(routes::artifacts::router())
+        .merge(routes::rollouts::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

@@ -39,6 +39,7 @@ pub fn hello(backlog_epoch: Option<u64>) -> Message {
         agent_version: "test".into(),
         inventory: Box::default(),
         backlog_epoch,
+        features: Vec::new(),
     };
     Message::Text(serde_json::to_string(&hello).expect("json").into())
 }

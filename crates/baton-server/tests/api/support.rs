@@ -2,14 +2,14 @@
 //! dir, or, when `BATON_TEST_DATABASE_URL` names a PostgreSQL server, a new database there that
 //! is dropped afterwards.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use baton_client::Client;
 use baton_proto::api::{
     access::{TokenCreate, UserCreate},
     tenants::TenantCreate,
 };
-use baton_server::{App, Settings};
+use baton_server::{App, Settings, clock::ManualClock};
 use sqlx::{Connection, Executor};
 use tokio::{net::TcpListener, sync::oneshot};
 
@@ -29,6 +29,9 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// The app's database, for tests that must stage what the API cannot (time passing).
     pub database_url: String,
+    /// The server's clock: it moves only when a test moves it (rollout bake times, retry
+    /// backoff, the expiry of execution claims).
+    pub clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
     settings: Settings,
     stop: Option<oneshot::Sender<()>>,
@@ -59,9 +62,9 @@ pub async fn spawn_app() -> TestApp {
 type Running =
     (SocketAddr, String, SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), baton_server::Error>>);
 
-async fn start(settings: Settings) -> Running {
+async fn start(settings: Settings, clock: Arc<ManualClock>) -> Running {
     let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
-    let app = App::build_with_listener(settings, listener).await.expect("app builds");
+    let app = App::build_with_clock(settings, listener, clock).await.expect("app builds");
     let (addr, url) = (app.local_addr(), app.url());
     let mqtt_addr = app.mqtt_addr().expect("MQTT listens");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -91,9 +94,11 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", settings.data_dir.join("baton.db").display()));
-    let (addr, url, mqtt_addr, stop, server) = start(settings.clone()).await;
+    let clock = ManualClock::shared();
+    let (addr, url, mqtt_addr, stop, server) = start(settings.clone(), clock.clone()).await;
     let anon = Client::new(&url, None, None).expect("client");
     TestApp {
+        clock,
         admin: anon.with_token(token.clone()),
         admin_token: token,
         anon,
@@ -140,7 +145,7 @@ impl TestApp {
         self.stop().await;
         let mut settings = self.settings.clone();
         change(&mut settings);
-        let (addr, url, mqtt_addr, stop, server) = start(settings.clone()).await;
+        let (addr, url, mqtt_addr, stop, server) = start(settings.clone(), self.clock.clone()).await;
         self.mqtt_addr = mqtt_addr;
         self.anon = Client::new(&url, None, None).expect("client");
         self.admin_token = settings.bootstrap_token.clone().expect("bootstrap token");

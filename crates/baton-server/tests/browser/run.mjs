@@ -555,7 +555,8 @@ async function main() {
     browser = await chromium.launch({
       executablePath: config.chromium ?? '/usr/bin/chromium',
       args: CHROMIUM_ARGS,
-      timeout: 30_000,
+      // Starting Chromium is not what is tested; beside a busy 2-core suite it can take a while.
+      timeout: 90_000,
     });
     const context = await browser.newContext({
       viewport: config.viewport ?? { width: 1280, height: 800 },

@@ -24,10 +24,45 @@ use crate::{
     devices::credentials,
     enrollment,
     http::{AppState, extract::Json, problem::problem},
+    rollouts,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(enroll)).routes(routes!(connect))
+    OpenApiRouter::new().routes(routes!(enroll)).routes(routes!(connect)).routes(routes!(execution_artifact))
+}
+
+/// The artifact of one of the device's executions, with the device's own credentials (as for the
+/// connection). `Range` is honoured, so an interrupted download resumes.
+#[utoipa::path(get, path = "/api/v1/agent/executions/{id}/artifact", tag = "agent", security(("device" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "the asked range"),
+        (status = 401, description = "Unknown device or wrong secret"), (status = 404, description = "No such execution for this device")))]
+async fn execution_artifact(
+    State(app): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let device = device_from(&app, &headers)
+        .await?
+        .filter(|d| d.status == DeviceStatus::Active)
+        .ok_or_else(|| Error::Unauthorized("unknown device or wrong secret".into()))?;
+    let found = rollouts::delivery::artifact_for(&app.db, &device.scope, &device.device_id, &id).await?;
+    super::artifacts::serve(&app, &found, &headers).await
+}
+
+/// The device whose id and secret the headers carry, if they match.
+async fn device_from(app: &AppState, headers: &HeaderMap) -> Result<Option<credentials::DeviceIdentity>, Error> {
+    let device_id = headers.get(DEVICE_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim();
+    if device_id.is_empty() || secret.is_empty() {
+        return Ok(None);
+    }
+    credentials::authenticate(&app.db, device_id, secret).await
 }
 
 /// Enroll a device with an enrollment token; returns its id and secret (shown once).
@@ -65,13 +100,6 @@ async fn connect(
         r.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return r;
     }
-    let device_id = headers.get(DEVICE_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let secret = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim();
     let unauthorized = || {
         problem(
             StatusCode::UNAUTHORIZED,
@@ -79,10 +107,7 @@ async fn connect(
             "unknown device or wrong secret; enroll the device again",
         )
     };
-    if device_id.is_empty() || secret.is_empty() {
-        return unauthorized();
-    }
-    let device = match credentials::authenticate(&app.db, device_id, secret).await {
+    let device = match device_from(&app, &headers).await {
         Ok(Some(device)) => device,
         Ok(None) => return unauthorized(),
         Err(e) => return e.into_response(),

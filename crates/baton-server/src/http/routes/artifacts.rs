@@ -94,6 +94,11 @@ async fn artifact_content(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let found = artifacts::locate(&app.db, auth.scope(), &id).await?;
+    serve(&app, &found, &headers).await
+}
+
+/// An artifact's bytes as a response, honouring one `Range`.
+pub(crate) async fn serve(app: &AppState, found: &artifacts::Located, headers: &HeaderMap) -> Result<Response, Error> {
     let size = found.artifact.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range.map(|r| parse_range(r, size)) {
@@ -107,7 +112,7 @@ async fn artifact_content(
             return Ok(r);
         }
     };
-    let stream = artifacts::read(app.artifacts.as_ref(), &found, start, len).await?;
+    let stream = artifacts::read(app.artifacts.as_ref(), found, start, len).await?;
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();

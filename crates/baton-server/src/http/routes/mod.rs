@@ -10,6 +10,7 @@ pub mod devices;
 pub mod enrollment;
 pub mod events;
 pub mod groups;
+pub mod rollouts;
 pub mod telemetry;
 pub mod tenants;
 pub mod tokens;

@@ -1,0 +1,584 @@
+//! Rollouts: one artifact taken to a set of devices in waves, stopped by a failure gate before a
+//! bad update reaches the whole fleet. Each device's part is an execution, with its own state
+//! machine (see [`ExecutionState`]); the rollout's state moves by the gates (see [`RolloutState`]).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    /// Made but not started; nothing reaches a device.
+    Draft,
+    Running,
+    /// Stopped by a person, a failure gate, or a wave waiting for approval; see `paused_reason`.
+    Paused,
+    /// Every wave finished.
+    Completed,
+    /// A failure gate with action ABORT fired: executions not finished were canceled.
+    Aborted,
+    /// Canceled by a person.
+    Canceled,
+    /// A failure gate with action ROLLBACK fired: devices that had the update get the previous
+    /// version back.
+    RollingBack,
+    RolledBack,
+}
+
+impl RolloutState {
+    pub const ALL: [Self; 8] = [
+        Self::Draft,
+        Self::Running,
+        Self::Paused,
+        Self::Completed,
+        Self::Aborted,
+        Self::Canceled,
+        Self::RollingBack,
+        Self::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "DRAFT",
+            Self::Running => "RUNNING",
+            Self::Paused => "PAUSED",
+            Self::Completed => "COMPLETED",
+            Self::Aborted => "ABORTED",
+            Self::Canceled => "CANCELED",
+            Self::RollingBack => "ROLLING_BACK",
+            Self::RolledBack => "ROLLED_BACK",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Aborted | Self::Canceled | Self::RolledBack)
+    }
+}
+
+/// Why a rollout is paused.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    Manual,
+    FailureGate,
+    /// The wave met its success gate; the next starts when someone approves (resume).
+    Approval,
+}
+
+/// What the failure gate does when it fires.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GateAction {
+    #[default]
+    Pause,
+    Abort,
+    Rollback,
+}
+
+/// Where one device's execution is. `Queued` → `Notified` → `Downloading` → `Downloaded` →
+/// (`AwaitingWindow`) → `Installing` → (`Rebooting`) → `Verifying` → `Succeeded`; or a final
+/// failure.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionState {
+    Queued,
+    Notified,
+    Downloading,
+    Downloaded,
+    AwaitingWindow,
+    Installing,
+    Rebooting,
+    Verifying,
+    Succeeded,
+    /// Failed with a retryable class after its retries were spent.
+    Failed,
+    TimedOut,
+    /// Refused by the device before installing: incompatible, a dependency missing, a bad
+    /// signature or hash, expired metadata, a downgrade. Never retried.
+    Rejected,
+    /// Installed, then reverted by the device because it was unhealthy. Counts as a failure.
+    RolledBack,
+    AlreadyInstalled,
+    Canceled,
+    Superseded,
+}
+
+impl ExecutionState {
+    pub const ALL: [Self; 16] = [
+        Self::Queued,
+        Self::Notified,
+        Self::Downloading,
+        Self::Downloaded,
+        Self::AwaitingWindow,
+        Self::Installing,
+        Self::Rebooting,
+        Self::Verifying,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Rejected,
+        Self::RolledBack,
+        Self::AlreadyInstalled,
+        Self::Canceled,
+        Self::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Notified => "NOTIFIED",
+            Self::Downloading => "DOWNLOADING",
+            Self::Downloaded => "DOWNLOADED",
+            Self::AwaitingWindow => "AWAITING_WINDOW",
+            Self::Installing => "INSTALLING",
+            Self::Rebooting => "REBOOTING",
+            Self::Verifying => "VERIFYING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Rejected => "REJECTED",
+            Self::RolledBack => "ROLLED_BACK",
+            Self::AlreadyInstalled => "ALREADY_INSTALLED",
+            Self::Canceled => "CANCELED",
+            Self::Superseded => "SUPERSEDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the execution is over.
+    pub fn is_final(self) -> bool {
+        self.is_failure() || self.is_success() || matches!(self, Self::Canceled | Self::Superseded)
+    }
+
+    /// A final state the failure gate counts as failed.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::TimedOut | Self::Rejected | Self::RolledBack)
+    }
+
+    /// A final state the success gate counts as done.
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Succeeded | Self::AlreadyInstalled)
+    }
+
+    /// Whether the device is working on it (counts against `max_in_flight`).
+    pub fn is_in_flight(self) -> bool {
+        !self.is_final() && self != Self::Queued
+    }
+}
+
+/// Why an execution failed; decides whether it is retried.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The download failed (network, server): retried.
+    Download,
+    /// The installer failed: retried.
+    Install,
+    /// A hook asked to try again later: retried.
+    RetryLater,
+    /// The device's health check failed after installing, and it reverted.
+    Health,
+    /// Not for this device (OS, architecture, model, labels).
+    Incompatible,
+    /// A dependency is not installed at a version in range.
+    Dependency,
+    /// Hash, size or signature do not match; or metadata not bound to this device.
+    Integrity,
+    /// The execution metadata expired.
+    Expired,
+    /// The version is lower than the installed one and the rollout does not allow it.
+    Downgrade,
+}
+
+impl FailureClass {
+    /// Whether trying again may help.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Download | Self::Install | Self::RetryLater)
+    }
+
+    /// Classes the device refuses before installing.
+    pub fn is_rejection(self) -> bool {
+        matches!(self, Self::Incompatible | Self::Dependency | Self::Integrity | Self::Expired | Self::Downgrade)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Download => "download",
+            Self::Install => "install",
+            Self::RetryLater => "retry_later",
+            Self::Health => "health",
+            Self::Incompatible => "incompatible",
+            Self::Dependency => "dependency",
+            Self::Integrity => "integrity",
+            Self::Expired => "expired",
+            Self::Downgrade => "downgrade",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Download,
+            Self::Install,
+            Self::RetryLater,
+            Self::Health,
+            Self::Incompatible,
+            Self::Dependency,
+            Self::Integrity,
+            Self::Expired,
+            Self::Downgrade,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A wave ends at this share or this number of the rollout's devices, counted from the first
+/// wave: `[{"percent": 10}, {"percent": 50}, {"percent": 100}]` is 10 %, then 40 % more, then the
+/// rest. The last wave always takes every device left.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Wave {
+    Percent(f64),
+    Count(u32),
+}
+
+impl Wave {
+    /// Parses `10%` or `25`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let wave = match s.strip_suffix('%') {
+            Some(p) => p.trim().parse().ok().filter(|p: &f64| *p > 0.0 && *p <= 100.0).map(Self::Percent),
+            None => s.parse().ok().filter(|c: &u32| *c > 0).map(Self::Count),
+        };
+        wave.ok_or_else(|| format!("`{s}` is not a wave: give a share like `10%` (up to 100%) or a count like `25`"))
+    }
+}
+
+/// When the next wave starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SuccessGate {
+    /// Share of the wave's devices that must have succeeded; default 100.
+    #[serde(default = "hundred")]
+    pub percent: f64,
+    /// Seconds to wait after the share is reached before the next wave; default 0.
+    #[serde(default)]
+    pub bake_secs: u64,
+    /// Whether a person approves each next wave (the rollout pauses with reason `approval`).
+    #[serde(default)]
+    pub approval: bool,
+}
+
+impl Default for SuccessGate {
+    fn default() -> Self {
+        Self { percent: 100.0, bake_secs: 0, approval: false }
+    }
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+/// When the rollout stops by itself. It fires when `failed_percent` of the finished executions
+/// failed, or `failed_count` failed — but only once `min_executed` executions finished, so one
+/// early failure does not stop a large rollout, and offline devices never count.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FailureGate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_count: Option<u32>,
+    /// Default 1.
+    #[serde(default = "one")]
+    pub min_executed: u32,
+    #[serde(default)]
+    pub action: GateAction,
+}
+
+impl Default for FailureGate {
+    fn default() -> Self {
+        Self { failed_percent: Some(20.0), failed_count: None, min_executed: 5, action: GateAction::Pause }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Retries for retryable failures: attempt `n` (from 2) waits `backoff_secs × 2ⁿ⁻²`, at most
+/// `max_backoff_secs`, with full jitter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; default 3.
+    #[serde(default = "three")]
+    pub max_attempts: u32,
+    #[serde(default = "sixty")]
+    pub backoff_secs: u64,
+    #[serde(default = "hour")]
+    pub max_backoff_secs: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 3, backoff_secs: 60, max_backoff_secs: 3600 }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+fn sixty() -> u64 {
+    60
+}
+fn hour() -> u64 {
+    3600
+}
+
+/// How the artifact is installed on the device. Defaults depend on the kind: a file needs
+/// `path`; a package uses the agent's configured installer unless `command` is given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InstallSpec {
+    /// For a file: where it goes (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// For a file: permission bits in octal, e.g. `0644`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// For a file: owner as `user` or `user:group` (the agent must be allowed to set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The installer command; `{file}` is replaced by the downloaded file's path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Seconds the device watches its health after installing before it reports success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_secs: Option<u32>,
+}
+
+/// Which devices a rollout is for: members of any of `groups` (with their subgroups), devices
+/// matching `labels`, and `device_ids` — together. Decommissioned devices are left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// A label selector (see the devices list's `labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+}
+
+/// `POST /api/v1/rollouts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutCreate {
+    pub name: String,
+    pub artifact_id: String,
+    pub targets: Targets,
+    /// Default: one wave of everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Wave>,
+    #[serde(default)]
+    pub success_gate: SuccessGate,
+    #[serde(default)]
+    pub failure_gate: FailureGate,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Devices downloading or installing at once, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(default)]
+    pub install: InstallSpec,
+    /// Whether devices may go to a lower version than they have.
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    /// What ROLLBACK installs; default the newest earlier version of the same artifact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_artifact_id: Option<String>,
+    /// Start at once (default), or keep as a draft.
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Counts of executions by state.
+pub type StateCounts = BTreeMap<ExecutionState, u64>;
+
+/// One wave's devices by state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaveProgress {
+    /// From 1.
+    pub wave: u32,
+    pub devices: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
+    pub states: StateCounts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutProgress {
+    pub devices: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
+    pub states: StateCounts,
+    pub waves: Vec<WaveProgress>,
+    /// Rollback executions by state (after a failure gate's ROLLBACK).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
+    pub rollback: StateCounts,
+    /// Executions that finished and failed / that finished, as the failure gate sees them.
+    pub failed: u64,
+    pub executed: u64,
+}
+
+/// The artifact a rollout installs, in short.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArtifactRef {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Rollout {
+    pub id: String,
+    pub name: String,
+    pub artifact: ArtifactRef,
+    pub rollback_artifact: Option<ArtifactRef>,
+    pub state: RolloutState,
+    pub paused_reason: Option<PauseReason>,
+    /// The wave devices are being taken from now, from 1.
+    pub current_wave: u32,
+    pub targets: Targets,
+    pub waves: Vec<Wave>,
+    pub success_gate: SuccessGate,
+    pub failure_gate: FailureGate,
+    pub retry: RetryPolicy,
+    pub max_in_flight: Option<u32>,
+    pub install: InstallSpec,
+    pub allow_downgrade: bool,
+    pub progress: RolloutProgress,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an execution installs: the rollout's artifact, or (rolling back) the previous one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionAction {
+    Install,
+    Rollback,
+}
+
+/// One device's part in a rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Execution {
+    pub id: String,
+    pub rollout_id: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub wave: u32,
+    pub action: ExecutionAction,
+    pub state: ExecutionState,
+    /// From 1; a retry is a new attempt.
+    pub attempt: u32,
+    pub failure_class: Option<FailureClass>,
+    /// The device's words about the last state, e.g. why it failed.
+    pub detail: Option<String>,
+    /// The version the device reports it has now, whatever happened.
+    pub installed_version: Option<String>,
+    /// When a retry will be notified.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/rollouts/{id}/executions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ExecutionState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/rollouts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RolloutState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_parse_from_shares_and_counts() {
+        assert_eq!(Wave::parse("10%"), Ok(Wave::Percent(10.0)));
+        assert_eq!(Wave::parse(" 25 "), Ok(Wave::Count(25)));
+        for bad in ["0%", "101%", "0", "-3", "ten", ""] {
+            assert!(Wave::parse(bad).is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&[Wave::Percent(10.0), Wave::Count(5)]).expect("json");
+        assert_eq!(json, r#"[{"percent":10.0},{"count":5}]"#);
+    }
+
+    #[test]
+    fn every_state_round_trips_and_is_classified_once() {
+        for s in ExecutionState::ALL {
+            assert_eq!(ExecutionState::parse(s.as_str()), Some(s));
+            assert!(!(s.is_failure() && s.is_success()));
+        }
+        for s in RolloutState::ALL {
+            assert_eq!(RolloutState::parse(s.as_str()), Some(s));
+        }
+    }
+}

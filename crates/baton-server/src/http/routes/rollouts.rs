@@ -1,0 +1,133 @@
+//! `/api/v1/rollouts`: make a rollout (started, or a draft), follow it, and steer it — start,
+//! pause, resume (which also approves the next wave), cancel — and list its executions.
+
+use axum::{extract::State, http::StatusCode};
+use baton_proto::api::{
+    Page,
+    rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    Error,
+    http::{
+        AppState,
+        extract::{Authz, Json, Path, Query, perm},
+    },
+    rollouts,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rollouts, create_rollout))
+        .routes(routes!(get_rollout, delete_rollout))
+        .routes(routes!(list_executions))
+        .routes(routes!(start_rollout))
+        .routes(routes!(pause_rollout))
+        .routes(routes!(resume_rollout))
+        .routes(routes!(cancel_rollout))
+}
+
+/// Make a rollout: its devices are resolved now and put in waves; it starts at once unless
+/// `start` is false.
+#[utoipa::path(post, path = "/api/v1/rollouts", tag = "rollouts", request_body = RolloutCreate,
+    responses((status = 201, body = Rollout)))]
+async fn create_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Json(req): Json<RolloutCreate>,
+) -> Result<(StatusCode, Json<Rollout>), Error> {
+    let rollout = rollouts::create(&app.db, &app.bus, &app.rollouts, auth.scope(), &auth.principal, req).await?;
+    Ok((StatusCode::CREATED, Json(rollout)))
+}
+
+/// Rollouts, newest first.
+#[utoipa::path(get, path = "/api/v1/rollouts", tag = "rollouts", params(RolloutQuery),
+    responses((status = 200, body = Page<Rollout>)))]
+async fn list_rollouts(
+    auth: Authz<perm::RolloutsRead>,
+    State(app): State<AppState>,
+    Query(q): Query<RolloutQuery>,
+) -> Result<Json<Page<Rollout>>, Error> {
+    rollouts::list(&app.db, auth.scope(), &q).await.map(Json)
+}
+
+/// One rollout with its progress by wave and state.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = Rollout)))]
+async fn get_rollout(
+    auth: Authz<perm::RolloutsRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rollout>, Error> {
+    rollouts::get(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Delete a rollout that is over, or a draft.
+#[utoipa::path(delete, path = "/api/v1/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 204)))]
+async fn delete_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    rollouts::delete(&app.db, auth.scope(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The rollout's executions, one per device (and one more per device rolled back), in the
+/// rollout's order.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/executions", tag = "rollouts",
+    params(("id" = String, Path), ExecutionQuery), responses((status = 200, body = Page<Execution>)))]
+async fn list_executions(
+    auth: Authz<perm::RolloutsRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExecutionQuery>,
+) -> Result<Json<Page<Execution>>, Error> {
+    rollouts::executions(&app.db, auth.scope(), &id, &q).await.map(Json)
+}
+
+/// Start a draft.
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/start", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = Rollout)))]
+async fn start_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rollout>, Error> {
+    rollouts::start(&app.db, &app.bus, &app.rollouts, auth.scope(), &id).await.map(Json)
+}
+
+/// Pause: no more devices are told; those working finish.
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/pause", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = Rollout)))]
+async fn pause_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rollout>, Error> {
+    rollouts::pause(&app.db, &app.bus, &app.rollouts, auth.scope(), &id).await.map(Json)
+}
+
+/// Resume a paused rollout; paused for approval, this starts the next wave.
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/resume", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = Rollout)))]
+async fn resume_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rollout>, Error> {
+    rollouts::resume(&app.db, &app.bus, &app.rollouts, auth.scope(), &id).await.map(Json)
+}
+
+/// Cancel: executions not final are canceled.
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/cancel", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = Rollout)))]
+async fn cancel_rollout(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rollout>, Error> {
+    rollouts::cancel(&app.db, &app.bus, &app.rollouts, auth.scope(), &id).await.map(Json)
+}

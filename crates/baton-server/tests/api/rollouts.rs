@@ -1,0 +1,283 @@
+//! Rollouts end to end with a simulated fleet of real agents: waves in a stable order, the
+//! failure gate stopping a bad update before the last wave (PAUSE, and ROLLBACK giving the
+//! previous version back), retries with backoff on the server's clock, a server restart in the
+//! middle, and the checks every device makes before installing.
+
+use std::collections::BTreeSet;
+
+use baton_client::Client;
+use baton_proto::api::rollouts::{
+    ExecutionAction, ExecutionQuery, ExecutionState, FailureClass, FailureGate, GateAction, PauseReason, RetryPolicy,
+    RolloutCreate, RolloutState, SuccessGate, Targets, Wave,
+};
+use baton_server::clock::Clock;
+
+use crate::{
+    fleet::{Fleet, artifact, eventually, rollout_in},
+    support::{TestApp, spawn_app, spawn_with, test_settings},
+};
+
+/// A rollout of `artifact_id` to these devices, in one wave, without retries.
+fn rollout(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCreate {
+    RolloutCreate {
+        name: name.into(),
+        artifact_id: artifact_id.into(),
+        targets: Targets { device_ids, ..Targets::default() },
+        waves: Vec::new(),
+        success_gate: SuccessGate::default(),
+        failure_gate: FailureGate::default(),
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        max_in_flight: None,
+        install: baton_proto::api::rollouts::InstallSpec {
+            path: Some("/opt/app/app.bin".into()),
+            ..Default::default()
+        },
+        allow_downgrade: false,
+        rollback_artifact_id: None,
+        start: true,
+    }
+}
+
+async fn busy_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = test_settings(dir.path());
+    settings.device_connects_per_second = 10_000;
+    settings.device_connect_burst = 10_000;
+    spawn_with(settings, dir).await
+}
+
+/// The gate scenario: 200 devices, waves of 10 %, 50 % and 100 %; 30 % of the second wave's
+/// devices fail. Returns the app, fleet, rollout id, and the serials of each wave.
+async fn failing_second_wave(action: GateAction) -> (TestApp, Fleet, String, Vec<BTreeSet<String>>) {
+    let app = busy_app().await;
+    let fleet = Fleet::start(&app, 200, "gate").await;
+    let serials = Fleet::serials(&app, "gate").await;
+    let v1 = artifact(&app, "app", "1.0", b"version one").await;
+    let v2 = artifact(&app, "app", "2.0", b"version two").await;
+    let mut req = rollout("app 2.0", &v2.id, serials.keys().cloned().collect());
+    req.waves = vec![Wave::Percent(10.0), Wave::Percent(50.0), Wave::Percent(100.0)];
+    req.failure_gate = FailureGate { failed_percent: Some(10.0), failed_count: None, min_executed: 20, action };
+    req.start = false;
+    let draft = app.admin.create_rollout(&req).await.expect("draft made");
+    assert_eq!(draft.state, RolloutState::Draft);
+    assert_eq!(draft.rollback_artifact.as_ref().map(|a| a.id.as_str()), Some(v1.id.as_str()), "the previous version");
+    let sizes: Vec<u64> = draft.progress.waves.iter().map(|w| w.devices).collect();
+    assert_eq!(sizes, vec![20, 80, 100]);
+
+    let executions = app.admin.all_rollout_executions(&draft.id, &ExecutionQuery::default()).await.expect("executions");
+    let mut waves = vec![BTreeSet::new(); 3];
+    for e in &executions {
+        waves[e.wave as usize - 1].insert(serials[&e.device_id].clone());
+    }
+    // 30 % of the second wave fail, whichever devices the stable order put there.
+    let failing: Vec<String> = waves[1].iter().step_by(3).take(24).cloned().collect();
+    fleet.failing.lock().expect("lock").extend(failing);
+    app.admin.steer_rollout(&draft.id, "start").await.expect("started");
+    (app, fleet, draft.id, waves)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_second_wave_pauses_the_rollout_and_the_third_wave_is_untouched() {
+    let (app, fleet, id, waves) = failing_second_wave(GateAction::Pause).await;
+    let paused = rollout_in(&app, &id, RolloutState::Paused).await;
+    assert_eq!(paused.paused_reason, Some(PauseReason::FailureGate));
+    assert_eq!(paused.current_wave, 2);
+    let p = &paused.progress;
+    assert!(p.failed * 10 >= p.executed && p.executed >= 20, "the gate fired on its own terms: {p:?}");
+    assert_eq!(p.waves[0].states.get(&ExecutionState::Succeeded), Some(&20), "the first wave succeeded: {p:?}");
+    assert_eq!(p.waves[2].states.get(&ExecutionState::Queued), Some(&100), "the third wave is untouched: {p:?}");
+    for serial in &waves[2] {
+        assert!(fleet.installed(serial).is_empty(), "{serial} of the third wave installed something");
+    }
+    // Nothing moves while paused, however long the server looks.
+    app.clock.advance(std::time::Duration::from_secs(3600));
+    let later = app.admin.rollout(&id).await.expect("rollout");
+    assert_eq!(later.progress.waves[2].states.get(&ExecutionState::Queued), Some(&100));
+    let query =
+        baton_proto::api::events::EventQuery { kind: Some("rollout.state_changed".into()), ..Default::default() };
+    eventually("the pause in the event log", || async {
+        let events = app.admin.events(&query).await.map_err(|e| e.to_string())?;
+        let found = events.items.iter().any(|e| e.data["state"] == "PAUSED" && e.data["rollout_id"] == id.as_str());
+        if found { Ok(()) } else { Err(format!("{:?}", events.items)) }
+    })
+    .await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_second_wave_with_rollback_gives_the_previous_version_back() {
+    let (app, fleet, id, waves) = failing_second_wave(GateAction::Rollback).await;
+    let done = rollout_in(&app, &id, RolloutState::RolledBack).await;
+    let executions = app.admin.all_rollout_executions(&id, &ExecutionQuery::default()).await.expect("executions");
+    let serials = Fleet::serials(&app, "gate").await;
+    let rolled: BTreeSet<String> = executions
+        .iter()
+        .filter(|e| e.action == ExecutionAction::Rollback)
+        .inspect(|e| assert_eq!(e.state, ExecutionState::Succeeded, "{e:?}"))
+        .map(|e| serials[&e.device_id].clone())
+        .collect();
+    let succeeded: BTreeSet<String> = executions
+        .iter()
+        .filter(|e| e.action == ExecutionAction::Install && e.state == ExecutionState::Succeeded)
+        .map(|e| serials[&e.device_id].clone())
+        .collect();
+    assert_eq!(rolled, succeeded, "every device that had 2.0 is rolled back, and no other");
+    assert!(waves[0].iter().all(|s| rolled.contains(s)), "the first wave is rolled back");
+    for serial in &rolled {
+        assert_eq!(fleet.installed(serial), vec!["2.0", "1.0"], "{serial} got 1.0 back");
+    }
+    for serial in &waves[2] {
+        assert!(fleet.installed(serial).is_empty(), "{serial} of the third wave installed something");
+    }
+    assert_eq!(done.progress.rollback.get(&ExecutionState::Succeeded).copied(), Some(rolled.len() as u64));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_install_is_retried_after_its_backoff_on_the_servers_clock() {
+    let app = spawn_app().await;
+    let fleet = Fleet::start(&app, 1, "retry").await;
+    let device = Fleet::serials(&app, "retry").await.into_keys().collect::<Vec<_>>();
+    fleet.failing.lock().expect("lock").insert("retry-000".into());
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("retry", &v1.id, device);
+    req.retry = RetryPolicy { max_attempts: 3, backoff_secs: 60, max_backoff_secs: 600 };
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+
+    let waiting = eventually("a retry scheduled", || async {
+        let e =
+            app.admin.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.map_err(|e| e.to_string())?;
+        match e.first() {
+            Some(e) if e.attempt == 2 && e.state == ExecutionState::Queued => Ok(e.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(waiting.failure_class, Some(FailureClass::Install));
+    assert!(waiting.detail.as_deref().unwrap_or_default().contains("attempt 1 failed"), "{waiting:?}");
+    let retry_at = waiting.retry_at.expect("a retry time");
+    assert!(retry_at.timestamp_millis() > app.clock.now_ms() - 1, "the retry waits");
+    // The failure is gone; the retry goes out only once the server's clock passes its time.
+    fleet.failing.lock().expect("lock").clear();
+    let still = app.admin.rollout(&made.id).await.expect("rollout");
+    assert_eq!(still.state, RolloutState::Running, "a failure with retries left does not count against the gate");
+    assert!(fleet.installed("retry-000").is_empty());
+    app.clock.advance(std::time::Duration::from_secs(601));
+    let done = rollout_in(&app, &made.id, RolloutState::Completed).await;
+    assert_eq!(done.progress.states.get(&ExecutionState::Succeeded), Some(&1));
+    assert_eq!(fleet.installed("retry-000"), vec!["1.0"]);
+    let e = app.admin.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.expect("executions");
+    assert_eq!((e[0].attempt, e[0].installed_version.as_deref()), (2, Some("1.0")));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_continues_after_a_server_restart_and_no_device_installs_twice() {
+    let mut app = busy_app().await;
+    let fleet = Fleet::start(&app, 30, "restart").await;
+    let serials = Fleet::serials(&app, "restart").await;
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("restart", &v1.id, serials.keys().cloned().collect());
+    req.waves = vec![Wave::Count(10), Wave::Percent(100.0)];
+    req.success_gate = SuccessGate { percent: 100.0, bake_secs: 3600, approval: false };
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+    // The first wave finishes and bakes; the server stops in the middle of the rollout.
+    eventually("the first wave done", || async {
+        let r = app.admin.rollout(&made.id).await.map_err(|e| e.to_string())?;
+        let ok = r.progress.waves[0].states.get(&ExecutionState::Succeeded).copied().unwrap_or(0);
+        if ok == 10 { Ok(()) } else { Err(format!("{:?}", r.progress.waves[0])) }
+    })
+    .await;
+    let addr = app.addr;
+    app.restart(|s| s.http_addr = addr).await;
+    let r = app.admin.rollout(&made.id).await.expect("rollout after restart");
+    assert_eq!((r.state, r.current_wave), (RolloutState::Running, 1), "still baking the first wave");
+    assert_eq!(r.progress.waves[1].states.get(&ExecutionState::Queued), Some(&20));
+    eventually("the fleet back online", || async {
+        let page = app
+            .admin
+            .devices(&baton_proto::api::devices::DeviceQuery {
+                online: Some(true),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if page.items.len() == 30 { Ok(()) } else { Err(format!("{} online", page.items.len())) }
+    })
+    .await;
+    app.clock.advance(std::time::Duration::from_secs(3601));
+    let done = rollout_in(&app, &made.id, RolloutState::Completed).await;
+    assert_eq!(done.progress.states.get(&ExecutionState::Succeeded), Some(&30));
+    for serial in serials.values() {
+        assert_eq!(fleet.installed(serial), vec!["1.0"], "{serial} installed once");
+    }
+    let executions = app.admin.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.expect("executions");
+    assert!(executions.iter().all(|e| e.attempt == 1), "no execution ran twice");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approval_holds_the_next_wave_until_someone_resumes() {
+    let app = spawn_app().await;
+    let fleet = Fleet::start(&app, 4, "approve").await;
+    let serials = Fleet::serials(&app, "approve").await;
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("approve", &v1.id, serials.keys().cloned().collect());
+    req.waves = vec![Wave::Count(1), Wave::Percent(100.0)];
+    req.success_gate = SuccessGate { percent: 100.0, bake_secs: 0, approval: true };
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+    let held = rollout_in(&app, &made.id, RolloutState::Paused).await;
+    assert_eq!(held.paused_reason, Some(PauseReason::Approval));
+    assert_eq!(held.progress.waves[1].states.get(&ExecutionState::Queued), Some(&3));
+    let viewer: Client = app.client_with_role("viewer").await;
+    let refused = viewer.steer_rollout(&made.id, "resume").await.expect_err("a viewer cannot approve");
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(403));
+    app.admin.steer_rollout(&made.id, "resume").await.expect("approved");
+    let done = rollout_in(&app, &made.id, RolloutState::Completed).await;
+    assert_eq!(done.progress.states.get(&ExecutionState::Succeeded), Some(&4));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_rollouts_are_refused_with_the_field_at_fault() {
+    let app = spawn_app().await;
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let device = app
+        .admin
+        .create_device(&baton_proto::api::devices::DeviceCreate { serial: "x-1".into(), ..Default::default() })
+        .await
+        .expect("device");
+    type Change = Box<dyn Fn(&mut RolloutCreate)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("/name", Box::new(|r| r.name = " ".into())),
+        ("/artifact_id", Box::new(|r| r.artifact_id = "0190d1b8-0000-7000-8000-000000000000".into())),
+        ("/targets", Box::new(|r| r.targets = Targets::default())),
+        (
+            "/targets/device_ids/0",
+            Box::new(|r| r.targets.device_ids = vec!["0190d1b8-0000-7000-8000-000000000001".into()]),
+        ),
+        ("/waves/0", Box::new(|r| r.waves = vec![Wave::Percent(0.0)])),
+        ("/failure_gate/failed_percent", Box::new(|r| r.failure_gate.failed_percent = Some(150.0))),
+        ("/retry/max_attempts", Box::new(|r| r.retry.max_attempts = 0)),
+        ("/install/path", Box::new(|r| r.install.path = None)),
+        ("/install/mode", Box::new(|r| r.install.mode = Some("rwx".into()))),
+    ];
+    for (field, change) in cases {
+        let mut req = rollout("bad", &v1.id, vec![device.id.clone()]);
+        change(&mut req);
+        let response = crate::support::raw()
+            .post(format!("{}/api/v1/rollouts", app.url))
+            .bearer_auth(&app.admin_token)
+            .json(&req)
+            .send()
+            .await
+            .expect("request");
+        let body = crate::support::expect_problem(response, 422).await;
+        let named = body["errors"].as_array().into_iter().flatten().any(|e| e["field"] == field)
+            || body["detail"].as_str().is_some_and(|d| d.contains(field.trim_start_matches('/')));
+        assert!(named, "{field} not named in {body}");
+    }
+    let page = app.admin.rollouts(&Default::default()).await.expect("rollouts");
+    assert!(page.items.is_empty(), "nothing was made");
+}
