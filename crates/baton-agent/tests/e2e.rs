@@ -370,6 +370,7 @@ fn file_rollout(name: &str, artifact: &str, devices: Vec<String>) -> baton_proto
             ..InstallSpec::default()
         },
         allow_downgrade: false,
+        windows: None,
         rollback_artifact_id: None,
         start: true,
     }

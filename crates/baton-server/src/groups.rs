@@ -5,6 +5,7 @@
 use baton_proto::api::{
     Page,
     groups::{Group, GroupCreate, GroupQuery, GroupUpdate},
+    rollouts::MaintenanceWindow,
 };
 use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 
@@ -21,7 +22,7 @@ pub const MAX_DEPTH: usize = 16;
 /// Most devices one bulk membership call may name.
 pub const MAX_BULK: usize = 10_000;
 
-const COLUMNS: &str = "g.id, g.name, g.description, g.parent_id, g.created_at, g.updated_at, \
+const COLUMNS: &str = "g.id, g.name, g.description, g.parent_id, g.maintenance_windows, g.created_at, g.updated_at, \
     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS device_count";
 
 pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Group, Error> {
@@ -33,6 +34,7 @@ pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Gr
     {
         v.add("/parent_id", "is not a group id");
     }
+    crate::rollouts::windows::check(&mut v, "/maintenance_windows", &req.maintenance_windows);
     v.finish()?;
     let id = new_id();
     let now = now_ms();
@@ -44,8 +46,8 @@ pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Gr
         }
     }
     sqlx::query(
-        "INSERT INTO device_groups (id, tenant_id, name, description, parent_id, created_at, updated_at, search_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+        "INSERT INTO device_groups (id, tenant_id, name, description, parent_id, created_at, updated_at, search_key, \
+         maintenance_windows) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
     )
     .bind(&id)
     .bind(scope.id())
@@ -54,6 +56,7 @@ pub async fn create(db: &Db, scope: &TenantScope, req: GroupCreate) -> Result<Gr
     .bind(req.parent_id.as_deref())
     .bind(now)
     .bind(req.name.trim().to_lowercase())
+    .bind(windows_json(&req.maintenance_windows))
     .execute(&mut *tx)
     .await
     .map_err(Error::conflict_on_unique(format!("a group named `{}` already exists", req.name.trim())))?;
@@ -140,6 +143,9 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
     {
         v.add("/parent_id", "is not a group id");
     }
+    if let Some(windows) = &req.maintenance_windows {
+        crate::rollouts::windows::check(&mut v, "/maintenance_windows", windows);
+    }
     v.finish()?;
     get(db, scope, id).await?;
     let mut tx = structure_lock(db, scope).await?;
@@ -168,6 +174,12 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
             sql.push(", description = ").bind(description);
         }
         None => {}
+    }
+    if let Some(windows) = &req.maintenance_windows {
+        match windows_json(windows) {
+            Some(json) => sql.push(", maintenance_windows = ").bind(json),
+            None => sql.push(", maintenance_windows = NULL"),
+        };
     }
     match &req.parent_id {
         Some(Some(parent)) => {
@@ -376,8 +388,62 @@ fn validate_description(description: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// Windows as stored: JSON, or NULL for none.
+fn windows_json(windows: &[MaintenanceWindow]) -> Option<String> {
+    (!windows.is_empty()).then(|| serde_json::to_string(windows).unwrap_or_default())
+}
+
+/// The maintenance windows that apply to a device: those of its groups and their ancestors.
+pub async fn windows_of_device(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Vec<MaintenanceWindow>, Error> {
+    let any =
+        sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND maintenance_windows IS NOT NULL LIMIT 1")
+            .bind(scope.id())
+            .fetch_optional(db.reader())
+            .await?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+    let rows =
+        sqlx::query("SELECT g.id, g.parent_id, g.maintenance_windows FROM device_groups g WHERE g.tenant_id = $1")
+            .bind(scope.id())
+            .fetch_all(db.reader())
+            .await?;
+    let member: Vec<String> = sqlx::query("SELECT group_id FROM group_members WHERE device_id = $1")
+        .bind(device_id)
+        .fetch_all(db.reader())
+        .await?
+        .iter()
+        .map(|r| r.try_get("group_id"))
+        .collect::<Result<_, _>>()?;
+    let mut by_id = std::collections::HashMap::new();
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let parent: Option<String> = row.try_get("parent_id")?;
+        let windows: Option<String> = row.try_get("maintenance_windows")?;
+        by_id.insert(id, (parent, windows));
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for start in member {
+        let mut at = Some(start);
+        while let Some(id) = at.take() {
+            if !seen.insert(id.clone()) {
+                break;
+            }
+            let Some((parent, windows)) = by_id.get(&id) else { break };
+            if let Some(text) = windows {
+                out.extend(serde_json::from_str::<Vec<MaintenanceWindow>>(text).unwrap_or_default());
+            }
+            at = parent.clone();
+        }
+    }
+    Ok(out)
+}
+
 fn from_row(row: &AnyRow) -> Result<Group, Error> {
+    let windows: Option<String> = row.try_get("maintenance_windows")?;
     Ok(Group {
+        maintenance_windows: windows.and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,

@@ -14,6 +14,8 @@ pub struct Group {
     pub parent_id: Option<String>,
     /// Devices directly in this group.
     pub device_count: u64,
+    /// When rollouts may install on its devices (and on its subgroups' devices).
+    pub maintenance_windows: Vec<crate::api::rollouts::MaintenanceWindow>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -27,6 +29,8 @@ pub struct GroupCreate {
     pub description: Option<String>,
     #[serde(default)]
     pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance_windows: Vec<crate::api::rollouts::MaintenanceWindow>,
 }
 
 /// Absent fields stay as they are; `"parent_id": null` moves the group to the top level.
@@ -41,6 +45,9 @@ pub struct GroupUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub parent_id: Option<Option<String>>,
+    /// Replaces the group's windows; `[]` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_windows: Option<Vec<crate::api::rollouts::MaintenanceWindow>>,
 }
 
 /// Device ids to add to or remove from a group, all or nothing.

@@ -379,6 +379,26 @@ pub struct InstallSpec {
     pub verify_secs: Option<u32>,
 }
 
+/// When installs may happen: from `start` (`HH:MM`, local time in `time_zone`) for
+/// `duration_mins`, on `days` (`mon` … `sun`; every day when empty) — the day the window opens.
+/// Devices download any time and install only inside a window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    pub start: String,
+    pub duration_mins: u32,
+    /// An IANA zone, e.g. `Europe/Berlin`; default `UTC`.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
 /// Which devices a rollout is for: members of any of `groups` (with their subgroups), devices
 /// matching `labels`, and `device_ids` — together. Decommissioned devices are left out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -419,6 +439,10 @@ pub struct RolloutCreate {
     /// Whether devices may go to a lower version than they have.
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// Install only inside these windows. Absent: each device's groups' windows (a device in no
+    /// group with windows installs any time); `[]`: any time, whatever the groups say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<MaintenanceWindow>>,
     /// What ROLLBACK installs; default the newest earlier version of the same artifact name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_artifact_id: Option<String>,
@@ -429,6 +453,27 @@ pub struct RolloutCreate {
 
 fn yes() -> bool {
     true
+}
+
+/// Everything at its default, started at once; name, artifact and targets still to fill in.
+impl Default for RolloutCreate {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            artifact_id: String::new(),
+            targets: Targets::default(),
+            waves: Vec::new(),
+            success_gate: SuccessGate::default(),
+            failure_gate: FailureGate::default(),
+            retry: RetryPolicy::default(),
+            max_in_flight: None,
+            install: InstallSpec::default(),
+            allow_downgrade: false,
+            windows: None,
+            rollback_artifact_id: None,
+            start: true,
+        }
+    }
 }
 
 /// Counts of executions by state.
@@ -488,6 +533,7 @@ pub struct Rollout {
     pub max_in_flight: Option<u32>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
+    pub windows: Option<Vec<MaintenanceWindow>>,
     pub progress: RolloutProgress,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,

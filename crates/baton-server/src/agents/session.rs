@@ -141,8 +141,8 @@ struct Session {
     sent: HashSet<String>,
     /// Whether the agent carries out deployments (it said so in `hello`).
     deployments: bool,
-    /// Deployments (execution, attempt) sent on this connection.
-    deployed: HashSet<(String, u32)>,
+    /// Deployments (execution, attempt, install now) sent on this connection.
+    deployed: HashSet<(String, u32, bool)>,
 }
 
 impl Session {
@@ -246,12 +246,12 @@ impl Session {
                 send(socket, &ServerMessage::TelemetryAck { seq: batch.seq }).await?;
             }
             AgentMessage::ExecutionReport(report) => {
-                let key = (report.execution_id.clone(), report.attempt);
+                let (execution, attempt) = (report.execution_id.clone(), report.attempt);
                 let finished = rollouts::delivery::report(db, &self.app.bus, &self.app.rollouts, scope, id, report)
                     .await
                     .map_err(internal)?;
                 if finished {
-                    self.deployed.remove(&key);
+                    self.deployed.retain(|(e, a, _)| !(*e == execution && *a == attempt));
                 }
             }
             AgentMessage::CommandUpdate(update) => {
@@ -281,7 +281,8 @@ impl Session {
                 .await
                 .map_err(internal)?;
             for deployment in pending {
-                if self.deployed.insert((deployment.execution_id.clone(), deployment.attempt)) {
+                let key = (deployment.execution_id.clone(), deployment.attempt, deployment.install_now);
+                if self.deployed.insert(key) {
                     send(socket, &ServerMessage::Deployment(Box::new(deployment))).await?;
                 }
             }

@@ -121,6 +121,7 @@ pub(super) async fn create(
         name: form.name.trim().to_owned(),
         description: Some(form.description.trim().to_owned()).filter(|d| !d.is_empty()),
         parent_id: Some(form.parent).filter(|p| !p.is_empty()),
+        ..GroupCreate::default()
     };
     let group = groups::create(&app.db, &user.principal.scope, req).await?;
     Ok(to(&headers, &format!("/groups/{}", group.id)))
@@ -285,6 +286,7 @@ pub(super) async fn edit(
         name: Some(form.name.trim().to_owned()),
         description: Some(form.description),
         parent_id: Some(Some(form.parent).filter(|p| !p.is_empty())),
+        ..GroupUpdate::default()
     };
     groups::update(&app.db, &user.principal.scope, &id, req).await?;
     show(&app, &user, &id, &MembersView::default(), Some("Saved.".into())).await

@@ -71,6 +71,10 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
             tracing::warn!(execution_id = %id, "no server-held signing key to sign execution claims; make one");
             continue;
         };
+        let windows = match &spec.windows {
+            Some(w) => w.clone(),
+            None => crate::groups::windows_of_device(db, scope, device_id).await?,
+        };
         let url = match artifact.storage {
             Storage::External => artifact.url.clone().unwrap_or_default(),
             Storage::Stored => download_path(&id),
@@ -90,7 +94,8 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
                 depends: artifact.depends,
             },
             install: spec.install,
-            install_now: true,
+            // Rolling back is not held for a window: it undoes a failure.
+            install_now: rollback || super::windows::open_at(&windows, engine.now()),
             claims,
             claims_signature,
             keys: keys.clone(),

@@ -52,6 +52,9 @@ pub async fn tick(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error
     let rows = sqlx::query("SELECT id, tenant_id, state FROM rollouts WHERE state IN ('RUNNING', 'ROLLING_BACK')")
         .fetch_all(db.reader())
         .await?;
+    if let Err(e) = windows_opened(db, bus, engine).await {
+        tracing::warn!(error = %e, "could not look for opened maintenance windows");
+    }
     for row in rows {
         let (id, tenant, state): (String, String, String) =
             (row.try_get("id")?, row.try_get("tenant_id")?, row.try_get("state")?);
@@ -64,6 +67,35 @@ pub async fn tick(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error
         if let Err(e) = result {
             tracing::warn!(error = %e, rollout_id = %id, "could not move a rollout");
         }
+    }
+    Ok(())
+}
+
+/// Devices holding a downloaded update for a window that is open now are told again, so they
+/// install (the deployment they get now says `install_now`).
+async fn windows_opened(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error> {
+    let rows = sqlx::query(
+        "SELECT e.tenant_id, e.device_id, r.spec FROM rollout_executions e JOIN rollouts r ON r.id = e.rollout_id \
+         WHERE e.state = 'AWAITING_WINDOW' AND r.state IN ('RUNNING', 'PAUSED') LIMIT 10000",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    let now = engine.now();
+    let mut open: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for row in rows {
+        let (tenant, device): (String, String) = (row.try_get("tenant_id")?, row.try_get("device_id")?);
+        let spec = Spec::from_json(&row.try_get::<String, _>("spec")?)?;
+        let scope = TenantScope::internal(tenant.clone());
+        let windows = match spec.windows {
+            Some(w) => w,
+            None => crate::groups::windows_of_device(db, &scope, &device).await?,
+        };
+        if super::windows::open_at(&windows, now) {
+            open.entry(tenant).or_default().push(device);
+        }
+    }
+    for (tenant, device_ids) in open {
+        bus.publish(Message::DeploymentsReady { tenant, device_ids });
     }
     Ok(())
 }

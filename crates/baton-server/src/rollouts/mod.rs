@@ -9,6 +9,7 @@ pub mod engine;
 pub mod plan;
 mod progress;
 mod spec;
+pub mod windows;
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -512,6 +513,7 @@ fn from_row(row: &AnyRow, progress: baton_proto::api::rollouts::RolloutProgress)
         max_in_flight: spec.max_in_flight,
         install: spec.install,
         allow_downgrade: spec.allow_downgrade,
+        windows: spec.windows,
         progress,
         created_by: row.try_get("created_by")?,
         created_at: from_ms(row.try_get("created_at")?),

@@ -3,7 +3,7 @@
 
 use baton_proto::api::{
     artifacts::ArtifactKind,
-    rollouts::{FailureGate, InstallSpec, RetryPolicy, RolloutCreate, SuccessGate, Targets, Wave},
+    rollouts::{FailureGate, InstallSpec, MaintenanceWindow, RetryPolicy, RolloutCreate, SuccessGate, Targets, Wave},
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ pub struct Spec {
     pub max_in_flight: Option<u32>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
+    /// Overrides the devices' groups' windows when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<MaintenanceWindow>>,
     /// `(failed, executed)` when someone resumed a rollout its failure gate had paused: the gate
     /// then judges only what happens after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +73,9 @@ impl Spec {
             v.check("/targets/labels", baton_proto::labels::Selector::parse(labels).map(|_| ()));
         }
         check_install(&mut v, &req.install);
+        if let Some(windows) = &req.windows {
+            super::windows::check(&mut v, "/windows", windows);
+        }
         v.finish()?;
         Ok(Self {
             targets: req.targets.clone(),
@@ -80,6 +86,7 @@ impl Spec {
             max_in_flight: req.max_in_flight,
             install: req.install.clone(),
             allow_downgrade: req.allow_downgrade,
+            windows: req.windows.clone(),
             accepted: None,
         })
     }

@@ -41,6 +41,7 @@ fn to_all(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCrea
         max_in_flight: None,
         install: InstallSpec { path: Some("/opt/app/app.bin".into()), ..InstallSpec::default() },
         allow_downgrade: false,
+        windows: None,
         rollback_artifact_id: None,
         start: true,
     }

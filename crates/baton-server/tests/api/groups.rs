@@ -9,7 +9,7 @@ use baton_proto::api::{
 use crate::support::spawn_app;
 
 fn group(name: &str, parent: Option<&str>) -> GroupCreate {
-    GroupCreate { name: name.into(), description: None, parent_id: parent.map(str::to_owned) }
+    GroupCreate { name: name.into(), description: None, parent_id: parent.map(str::to_owned), ..Default::default() }
 }
 
 fn code(e: baton_client::ClientError) -> u16 {

@@ -33,6 +33,7 @@ fn rollout(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCre
             ..Default::default()
         },
         allow_downgrade: false,
+        windows: None,
         rollback_artifact_id: None,
         start: true,
     }
@@ -280,4 +281,53 @@ async fn bad_rollouts_are_refused_with_the_field_at_fault() {
     }
     let page = app.admin.rollouts(&Default::default()).await.expect("rollouts");
     assert!(page.items.is_empty(), "nothing was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_install_waits_for_the_groups_maintenance_window_on_the_servers_clock() {
+    use baton_proto::api::{groups::GroupCreate, rollouts::MaintenanceWindow};
+    let app = spawn_app().await;
+    let fleet = Fleet::start(&app, 1, "window").await;
+    let device: Vec<String> = Fleet::serials(&app, "window").await.into_keys().collect();
+    // A nightly window that opens two hours from the server's now (UTC, to the minute).
+    let opens = chrono::DateTime::from_timestamp_millis(app.clock.now_ms() + 2 * 3600 * 1000).expect("time");
+    let window = MaintenanceWindow {
+        start: opens.format("%H:%M").to_string(),
+        duration_mins: 60,
+        time_zone: "UTC".into(),
+        days: Vec::new(),
+    };
+    let req =
+        GroupCreate { name: "stores".into(), maintenance_windows: vec![window.clone()], ..GroupCreate::default() };
+    let group = app.admin.create_group(&req).await.expect("group");
+    assert_eq!(group.maintenance_windows, vec![window]);
+    app.admin.add_group_members(&group.id, device.clone()).await.expect("member");
+
+    // A rollout may override its devices' windows: this one installs at once.
+    let urgent = artifact(&app, "hotfix", "1.0", b"now").await;
+    let mut now = rollout("hotfix", &urgent.id, device.clone());
+    now.windows = Some(Vec::new());
+    let now = app.admin.create_rollout(&now).await.expect("rollout");
+    rollout_in(&app, &now.id, RolloutState::Completed).await;
+
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("nightly", &v1.id, Vec::new());
+    req.targets = Targets { groups: vec![group.id.clone()], ..Targets::default() };
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+    let waiting = eventually("the download done and the install held", || async {
+        let e =
+            app.admin.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.map_err(|e| e.to_string())?;
+        match e.first() {
+            Some(e) if e.state == ExecutionState::AwaitingWindow => Ok(e.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(waiting.attempt, 1);
+    assert_eq!(fleet.installed("window-000"), vec!["1.0"], "only the hotfix so far");
+
+    app.clock.advance(std::time::Duration::from_secs(2 * 3600 + 10 * 60));
+    rollout_in(&app, &made.id, RolloutState::Completed).await;
+    assert_eq!(fleet.installed("window-000"), vec!["1.0", "1.0"], "the hotfix, then the app inside its window");
+    fleet.stop().await;
 }

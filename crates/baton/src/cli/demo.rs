@@ -170,8 +170,12 @@ async fn ensure_group(client: &Client, name: &str, parent: Option<&String>) -> a
     if let Some(group) = client.groups(&query).await?.items.into_iter().find(|g| g.name == name) {
         return Ok(group.id);
     }
-    let req =
-        GroupCreate { name: name.into(), description: Some("Made by `baton demo`".into()), parent_id: parent.cloned() };
+    let req = GroupCreate {
+        name: name.into(),
+        description: Some("Made by `baton demo`".into()),
+        parent_id: parent.cloned(),
+        ..Default::default()
+    };
     Ok(client.create_group(&req).await?.id)
 }
 

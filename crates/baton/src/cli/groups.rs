@@ -76,7 +76,9 @@ pub async fn run(cmd: GroupsCommand, client: &Client, g: &Global) -> anyhow::Res
         }
         GroupsCommand::Get { id } => output::one(g.output, &client.group(&id).await?),
         GroupsCommand::Create { name, parent, description } => {
-            let group = client.create_group(&GroupCreate { name, description, parent_id: parent }).await?;
+            let group = client
+                .create_group(&GroupCreate { name, description, parent_id: parent, ..Default::default() })
+                .await?;
             output::one(g.output, &group)
         }
         GroupsCommand::Move { id, parent, root: _ } => {

@@ -52,8 +52,8 @@ async fn resolve_groups(client: &Client, rows: &mut [Row]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The id of the group named exactly `name`.
-async fn group_id(client: &Client, name: &str) -> anyhow::Result<Option<String>> {
+/// The id of the group named exactly `name` (also used by `baton rollouts create --group`).
+pub(super) async fn group_id(client: &Client, name: &str) -> anyhow::Result<Option<String>> {
     let mut query = GroupQuery { q: Some(name.to_owned()), limit: Some(500), ..Default::default() };
     loop {
         let page = client.groups(&query).await?;
