@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub max_output_bytes: usize,
     /// Longest wait between reconnection attempts, in seconds.
     pub max_backoff_secs: u64,
+    /// Where the service starts the agent from, which an agent update replaces; default this
+    /// process's executable. Set it when the agent is started through a wrapper or a link.
+    pub agent_binary: Option<PathBuf>,
     /// File updates are written under this directory (where a container sees the host's
     /// root, say); `/` when unset.
     pub install_root: Option<PathBuf>,
@@ -45,6 +48,11 @@ pub struct AgentConfig {
     pub firmware_command: Option<Vec<String>>,
     /// Run after an update is installed: exit 0 keeps it; anything else reverts it.
     pub health_command: Option<Vec<String>>,
+    /// Run before an update is installed (`{file}`, `{name}`, `{version}` replaced): exit 75
+    /// means "not now" (the rollout retries later), any other failure fails the install.
+    pub pre_install_command: Option<Vec<String>>,
+    /// Run after an update is installed, before the health check; a failure reverts it.
+    pub post_install_command: Option<Vec<String>>,
 }
 
 impl Default for AgentConfig {
@@ -60,11 +68,14 @@ impl Default for AgentConfig {
             buffer_max_batches: 10_000,
             max_output_bytes: 64 * 1024,
             max_backoff_secs: 60,
+            agent_binary: None,
             install_root: None,
             trusted_keys: Vec::new(),
             package_command: None,
             firmware_command: None,
             health_command: None,
+            pre_install_command: None,
+            post_install_command: None,
         }
     }
 }

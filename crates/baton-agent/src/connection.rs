@@ -42,7 +42,7 @@ use crate::{
     executor::{Executor, Outcome},
     source::DeviceSource,
     storage::{Identity, Storage},
-    updates::Updates,
+    updates::{UpdateSettings, Updates},
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -147,7 +147,13 @@ async fn live(
         handlers: Arc::new(handlers),
         runner,
     };
-    let (updates, reports) = Updates::new(storage.clone(), installer, http.clone(), config.trusted_keys.clone())?;
+    let update_settings = UpdateSettings {
+        trusted_keys: config.trusted_keys.clone(),
+        agent_binary: config.agent_binary.clone(),
+        pre_install: config.pre_install_command.clone(),
+        post_install: config.post_install_command.clone(),
+    };
+    let (updates, reports) = Updates::new(storage.clone(), installer, http.clone(), update_settings)?;
     let mut life = Life {
         updates,
         reports,
@@ -381,6 +387,11 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
     };
     tracing::info!(device_id = %identity.device_id, "connected");
     status.send_replace(Status::Connected);
+    for report in life.updates.connected() {
+        if let Err(e) = send(&mut ws, &AgentMessage::ExecutionReport(report)).await {
+            return e;
+        }
+    }
     while let Some(update) = life.unsent.pop_front() {
         if let Err(e) = send(&mut ws, &AgentMessage::CommandUpdate(update.clone())).await {
             life.unsent.push_front(update);

@@ -354,8 +354,6 @@ fn file_rollout(name: &str, artifact: &str, devices: Vec<String>) -> baton_proto
         name: name.into(),
         artifact_id: artifact.into(),
         targets: Targets { device_ids: devices, ..Targets::default() },
-        waves: Vec::new(),
-        success_gate: SuccessGate::default(),
         failure_gate: FailureGate {
             failed_percent: None,
             failed_count: Some(10),
@@ -363,27 +361,35 @@ fn file_rollout(name: &str, artifact: &str, devices: Vec<String>) -> baton_proto
             action: GateAction::Pause,
         },
         retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
-        max_in_flight: None,
         install: InstallSpec {
             path: Some("/etc/app/app.conf".into()),
             mode: Some("0640".into()),
             ..InstallSpec::default()
         },
-        allow_downgrade: false,
-        windows: None,
-        rollback_artifact_id: None,
-        start: true,
+        ..RolloutCreate::default()
     }
 }
 
-async fn upload(client: &Client, name: &str, version: &str, body: &'static [u8]) -> String {
+async fn upload(client: &Client, name: &str, version: &str, body: &[u8]) -> String {
+    upload_kind(client, name, version, baton_proto::api::artifacts::ArtifactKind::File, body.to_vec()).await
+}
+
+async fn upload_kind(
+    client: &Client,
+    name: &str,
+    version: &str,
+    kind: baton_proto::api::artifacts::ArtifactKind,
+    body: Vec<u8>,
+) -> String {
     let facts = baton_proto::api::artifacts::ArtifactUpload {
         name: name.into(),
         version: version.into(),
+        kind,
         ..Default::default()
     };
-    let stream = futures::stream::iter([Ok::<_, std::io::Error>(body.to_vec())]);
-    client.upload_artifact(&facts, body.len() as u64, stream).await.expect("uploaded").id
+    let len = body.len() as u64;
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(body)]);
+    client.upload_artifact(&facts, len, stream).await.expect("uploaded").id
 }
 
 #[tokio::test]
@@ -437,6 +443,189 @@ async fn a_file_rolled_out_to_two_agents_lands_whole_with_its_mode_and_a_broken_
     assert_eq!(done.progress.failed, 2);
     for root in &roots {
         assert_eq!(std::fs::read(root.join("etc/app/app.conf")).expect("file"), b"good settings, version one\n");
+    }
+    drop(agents);
+}
+
+/// A rollout of agent artifact `artifact` to `device`, with a short verify window.
+fn agent_rollout(name: &str, artifact: &str, device: &str) -> baton_proto::api::rollouts::RolloutCreate {
+    use baton_proto::api::rollouts::*;
+    RolloutCreate {
+        name: name.into(),
+        artifact_id: artifact.into(),
+        targets: Targets { device_ids: vec![device.into()], ..Targets::default() },
+        failure_gate: FailureGate {
+            failed_percent: None,
+            failed_count: Some(10),
+            min_executed: 1,
+            action: GateAction::Pause,
+        },
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        install: InstallSpec { verify_secs: Some(30), ..InstallSpec::default() },
+        ..RolloutCreate::default()
+    }
+}
+
+async fn upload_agent(client: &Client, version: &str, script: String) -> String {
+    upload_kind(client, "baton-agent", version, baton_proto::api::artifacts::ArtifactKind::Agent, script.into_bytes())
+        .await
+}
+
+#[tokio::test]
+async fn the_agent_updates_itself_and_goes_back_when_the_new_one_is_unhealthy() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use baton_proto::api::rollouts::{ExecutionQuery, ExecutionState, RolloutState};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    // The service runs the agent from its own path, which updates replace.
+    let bin = dir.path().join("bin/baton-agent");
+    std::fs::create_dir_all(bin.parent().expect("dir")).expect("bin dir");
+    std::fs::copy(AGENT, &bin).expect("agent installed");
+    let broken = dir.path().join("broken");
+    let ran = dir.path().join("b-ran");
+    let config = dir.path().join("agent.toml");
+    let health = format!("test ! -e {}", broken.display());
+    std::fs::write(
+        &config,
+        format!("agent_binary = \"{}\"\nhealth_command = [\"sh\", \"-c\", \"{health}\"]\n", bin.display()),
+    )
+    .expect("config");
+    let mut child = Command::new(&bin)
+        .args(["run", "--server", &server.url, "--token", &token, "--serial", "SELF-1", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let device = online(&client, "SELF-1", true).await.id;
+
+    // Version B: a build that says it ran, then is the agent.
+    let b = format!("#!/bin/sh\necho ran >> {}\nexec {AGENT} \"$@\"\n", ran.display());
+    let v2 = upload_agent(&client, "2.0", b.clone()).await;
+    let up = client.create_rollout(&agent_rollout("agent 2.0", &v2, &device)).await.expect("rollout");
+    let done = rollout_done(&client, &up.id).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.progress);
+    let e = client.all_rollout_executions(&up.id, &ExecutionQuery::default()).await.expect("executions");
+    assert_eq!((e[0].state, e[0].installed_version.as_deref()), (ExecutionState::Succeeded, Some("2.0")), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&bin).expect("bin"), b, "the service's binary is B now");
+    assert!(ran.exists(), "the agent restarted into B");
+    assert!(child.try_wait().expect("wait").is_none(), "the same process (PID) runs on");
+
+    // Version C breaks the health check: the agent goes back to B by itself.
+    let c = format!("#!/bin/sh\ntouch {}\nexec {AGENT} \"$@\"\n", broken.display());
+    let v3 = upload_agent(&client, "3.0", c).await;
+    let bad = client.create_rollout(&agent_rollout("agent 3.0", &v3, &device)).await.expect("rollout");
+    let e = eventually("the rollback is reported", || async {
+        let e = client.all_rollout_executions(&bad.id, &ExecutionQuery::default()).await.ok()?;
+        e.into_iter().next().filter(|e| e.state.is_final())
+    })
+    .await;
+    assert_eq!(e.state, ExecutionState::RolledBack, "{e:?}");
+    assert_eq!(e.installed_version.as_deref(), Some("2.0"), "the device says it still runs 2.0: {e:?}");
+    assert!(e.detail.as_deref().unwrap_or_default().contains("reverted"), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&bin).expect("bin"), b, "B is back in place");
+    assert_eq!(std::fs::metadata(&bin).expect("meta").permissions().mode() & 0o111, 0o111);
+    online(&client, "SELF-1", true).await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_pre_install_hook_that_says_not_now_is_retried_later_and_then_installs() {
+    use baton_proto::api::rollouts::{ExecutionQuery, ExecutionState, RetryPolicy, RolloutState};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let root = dir.path().join("root");
+    let busy = dir.path().join("busy");
+    std::fs::write(&busy, b"a sale is in progress").expect("busy marker");
+    // "Not now" (75) while the till is busy; the till is free once the first answer is given.
+    let hook = format!("if [ -e {0} ]; then rm {0}; exit 75; fi", busy.display());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("install_root = \"{}\"\npre_install_command = [\"sh\", \"-c\", \"{hook}\"]\n", root.display()),
+    )
+    .expect("config");
+    let _agent = AgentProcess::start(&server.url, &token, &dir.path().join("state"), "HOOK-1", &config);
+    let device = online(&client, "HOOK-1", true).await.id;
+
+    let v1 = upload(&client, "app.conf", "1.0", b"settings\n").await;
+    let mut req = file_rollout("conf", &v1, vec![device]);
+    req.retry = RetryPolicy { max_attempts: 3, backoff_secs: 1, max_backoff_secs: 2 };
+    let made = client.create_rollout(&req).await.expect("rollout");
+    let done = rollout_done(&client, &made.id).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.progress);
+    let e = client.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.expect("executions");
+    assert_eq!((e[0].state, e[0].attempt), (ExecutionState::Succeeded, 2), "{e:?}");
+    assert!(
+        e[0].detail.as_deref().unwrap_or_default().contains("retry later"),
+        "the first attempt's reason stays: {e:?}"
+    );
+    assert_eq!(std::fs::read(root.join("etc/app/app.conf")).expect("installed"), b"settings\n");
+}
+
+#[tokio::test]
+async fn a_server_killed_in_the_middle_of_a_rollout_continues_it_and_no_device_installs_twice() {
+    use baton_proto::api::rollouts::{ExecutionQuery, PauseReason, RolloutState, SuccessGate, Wave};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, "127.0.0.1:0");
+    let client = server.client();
+    let token = enrollment_token(&client).await;
+    let mut agents = Vec::new();
+    let mut devices = Vec::new();
+    let mut logs = Vec::new();
+    for i in 1..=2 {
+        let home = dir.path().join(format!("agent-{i}"));
+        let log = home.join("installs.log");
+        std::fs::create_dir_all(&home).expect("home");
+        // Every install the device carries out leaves a line.
+        let config = home.join("agent.toml");
+        let text = format!(
+            "install_root = \"{}\"\npost_install_command = [\"sh\", \"-c\", \"echo {{version}} >> {}\"]\n",
+            home.join("root").display(),
+            log.display()
+        );
+        std::fs::write(&config, text).expect("config");
+        agents.push(AgentProcess::start(&server.url, &token, &home.join("state"), &format!("KILL-{i}"), &config));
+        devices.push(online(&client, &format!("KILL-{i}"), true).await.id);
+        logs.push(log);
+    }
+    let v1 = upload(&client, "app.conf", "1.0", b"settings\n").await;
+    let mut req = file_rollout("conf", &v1, devices);
+    req.waves = vec![Wave::Count(1), Wave::Percent(100.0)];
+    req.success_gate = SuccessGate { percent: 100.0, bake_secs: 0, approval: true };
+    let made = client.create_rollout(&req).await.expect("rollout");
+    let held = rollout_done(&client, &made.id).await;
+    assert_eq!((held.state, held.paused_reason), (RolloutState::Paused, Some(PauseReason::Approval)));
+
+    // The server dies without a word (SIGKILL) in the middle of the rollout, and comes back.
+    let addr = server.addr.clone();
+    server.kill();
+    let server = Server::start(&data, &addr);
+    let client = server.client();
+    let back = client.rollout(&made.id).await.expect("the rollout survived");
+    assert_eq!((back.state, back.current_wave), (RolloutState::Paused, 1));
+    online(&client, "KILL-1", true).await;
+    online(&client, "KILL-2", true).await;
+    client.steer_rollout(&made.id, "resume").await.expect("approved");
+    let done = rollout_done(&client, &made.id).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.progress);
+    let executions = client.all_rollout_executions(&made.id, &ExecutionQuery::default()).await.expect("executions");
+    assert!(executions.iter().all(|e| e.attempt == 1), "{executions:?}");
+    for log in &logs {
+        assert_eq!(std::fs::read_to_string(log).expect("log"), "1.0\n", "{} installed once", log.display());
     }
     drop(agents);
 }

@@ -18,7 +18,7 @@ use baton_proto::{
         events::{Event, EventQuery, EventStreamQuery},
         groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
         problem::Problem,
-        rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery},
+        rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery, RolloutRule, RolloutRuleCreate},
         telemetry::{Latest, Series, TelemetryEvent, TelemetryQuery, TelemetryStreamQuery},
         tenants::{Tenant, TenantCreate, TenantUpdate},
     },
@@ -416,6 +416,18 @@ impl Client {
     /// `action` is `start`, `pause`, `resume` or `cancel`.
     pub async fn steer_rollout(&self, id: &str, action: &str) -> Result<Rollout> {
         self.send(self.request(Method::POST, &format!("/api/v1/rollouts/{}/{}", seg(id), seg(action)))).await
+    }
+
+    pub async fn create_rollout_rule(&self, req: &RolloutRuleCreate) -> Result<RolloutRule> {
+        self.send(self.request(Method::POST, "/api/v1/rollout-rules").json(req)).await
+    }
+
+    pub async fn rollout_rules(&self) -> Result<Vec<RolloutRule>> {
+        self.get("/api/v1/rollout-rules", &()).await
+    }
+
+    pub async fn delete_rollout_rule(&self, id: &str) -> Result<()> {
+        self.open(self.request(Method::DELETE, &format!("/api/v1/rollout-rules/{}", seg(id)))).await.map(|_| ())
     }
 
     pub async fn delete_rollout(&self, id: &str) -> Result<()> {

@@ -10,18 +10,34 @@
 
   // Server-Sent Events: any event of the tenant asks the live parts of the page to refresh,
   // at most twice a second.
+  let pending = null;
+  const changed = () => {
+    if (pending) return;
+    pending = setTimeout(() => {
+      pending = null;
+      document.body.dispatchEvent(new CustomEvent("baton:changed"));
+    }, 500);
+  };
   if (csrf && window.EventSource) {
-    let pending = null;
-    const changed = () => {
-      if (pending) return;
-      pending = setTimeout(() => {
-        pending = null;
-        document.body.dispatchEvent(new CustomEvent("baton:changed"));
-      }, 500);
-    };
     const stream = new EventSource("/api/v1/events/stream");
     stream.addEventListener("event", changed);
   }
+
+  // Rollouts move without device events: a page that shows them names their stream in
+  // `data-rollout-stream`, followed (and switched or closed) as htmx swaps pages in and out.
+  let rollouts = null;
+  const followRollouts = () => {
+    const named = document.querySelector("[data-rollout-stream]")?.dataset.rolloutStream;
+    const url = named && new URL(named, location.href).href;
+    if (rollouts?.url === url) return;
+    rollouts?.close();
+    rollouts = null;
+    if (!url || !csrf || !window.EventSource) return;
+    rollouts = new EventSource(url);
+    rollouts.addEventListener("rollout", changed);
+  };
+  followRollouts();
+  document.body.addEventListener("htmx:afterSettle", followRollouts);
 
   // An error shown at the top of `near` (a form or a section), in place of the previous one;
   // no words: the error is gone. Also used by chart.js.
@@ -38,20 +54,41 @@
   };
   window.batonSay = say;
 
+  // Field errors (problem+json `errors`) next to their fields: each message goes to the holder
+  // in the form whose `data-error-for` is the longest prefix of its JSON pointer, and the field
+  // that holder describes is marked invalid. No errors: the holders are emptied.
+  const sayByField = (form, errors) => {
+    if (!form) return;
+    const holders = [...form.querySelectorAll("[data-error-for]")];
+    for (const h of holders) h.textContent = "";
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    for (const { field, message } of errors ?? []) {
+      const fits = holders.filter((h) => field === h.dataset.errorFor || field.startsWith(`${h.dataset.errorFor}/`));
+      const holder = fits.sort((a, b) => b.dataset.errorFor.length - a.dataset.errorFor.length)[0];
+      if (!holder) continue;
+      holder.textContent = holder.textContent ? `${holder.textContent}; ${message}` : message;
+      form.querySelector(`[aria-describedby~="${holder.id}"]`)?.setAttribute("aria-invalid", "true");
+    }
+  };
+
   // A refused change is answered in place, in the server's words (problem+json `detail`).
   document.body.addEventListener("htmx:responseError", (e) => {
     const xhr = e.detail.xhr;
     let words = `${xhr.status} ${xhr.statusText}`;
+    let errors = [];
     try {
       const problem = JSON.parse(xhr.responseText);
       if (problem.detail) words = problem.detail;
+      if (Array.isArray(problem.errors)) errors = problem.errors;
     } catch (_) { /* not JSON: keep the status line */ }
     say(e.detail.elt.closest("form, section") || document.querySelector("main"), words);
+    sayByField(e.detail.elt.closest("form"), errors);
   });
   document.body.addEventListener("htmx:afterRequest", (e) => {
     if (!e.detail.successful) return;
     const form = e.detail.elt.closest("form");
     form?.querySelector(":scope > [role=alert]")?.remove();
+    sayByField(form, []);
     // A form that adds one thing at a time is emptied for the next.
     if (form?.hasAttribute("data-reset-on-success")) form.reset();
   });

@@ -56,9 +56,7 @@ impl App {
         if reset > 0 {
             tracing::info!(devices = reset, "marked devices offline until they reconnect");
         }
-        let dir = settings.data_dir.join("artifacts");
-        let artifacts = crate::artifacts::LocalStore::open(&dir)
-            .map_err(|e| Error::Config(format!("cannot open the artifact store in {}: {e}", dir.display())))?;
+        let artifacts = crate::artifacts::open_store(&settings).await?;
         let bus = LocalBus::shared();
         let agents = Registry::shared();
         crate::agents::spawn_dispatcher(&bus, agents.clone());
@@ -67,7 +65,7 @@ impl App {
             connect_limiter: ConnectLimiter::new(settings.device_connects_per_second, settings.device_connect_burst),
             metrics: crate::observability::prometheus(),
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
-            artifacts: Arc::new(artifacts),
+            artifacts,
             rollouts: crate::rollouts::Engine::new(clock),
             bus,
             agents,
@@ -77,6 +75,7 @@ impl App {
         });
         crate::jobs::spawn(&state);
         crate::rollouts::engine::spawn(&state);
+        crate::rollouts::watch::spawn(&state);
         Ok(Self { listener, local_addr, state, bootstrap, mqtt })
     }
 

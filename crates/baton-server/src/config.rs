@@ -1,7 +1,7 @@
 //! Settings: defaults → file (`--config baton.toml`) → `BATON_*` environment → flags.
 //! Settings are built once in `main` and passed down; nothing reads a global.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf};
 
 use figment::{
     Figment,
@@ -33,6 +33,9 @@ const ENV_KEYS: &[&str] = &[
     "device_connects_per_second",
     "device_connect_burst",
     "log_format",
+    "artifact_watch_dir",
+    "artifact_watch_secs",
+    "artifact_watch_s3_prefix",
     "mqtt_enabled",
     "mqtt_addr",
     "mqtt_tls_addr",
@@ -40,9 +43,19 @@ const ENV_KEYS: &[&str] = &[
     "mqtt_messages_per_second",
     "mqtt_message_burst",
     "mqtt_max_keepalive_secs",
+    "artifact_store",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_region",
+    "s3_prefix",
+    "s3_access_key_id",
+    "s3_secret_access_key",
     "admin_password",
     "bootstrap_token",
 ];
+
+/// Settings read from the environment only, never from a file.
+const ENV_ONLY: &[&str] = &["admin_password", "bootstrap_token", "s3_secret_access_key"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -70,6 +83,25 @@ pub struct Settings {
     pub mqtt_message_burst: u32,
     pub mqtt_max_keepalive_secs: u32,
     pub log_format: LogFormat,
+    /// Watched for artifacts to import (see `rollouts::watch`); unset: nothing is watched.
+    pub artifact_watch_dir: Option<PathBuf>,
+    pub artifact_watch_secs: u32,
+    /// A prefix in the S3 bucket (`s3_*` settings) watched the same way; unset: none.
+    pub artifact_watch_s3_prefix: Option<String>,
+    /// Where artifact bytes live: the data directory, or an S3-compatible bucket.
+    pub artifact_store: ArtifactStoreKind,
+    /// The S3 API's base URL, e.g. `https://s3.eu-west-1.amazonaws.com` or a MinIO/Ceph server;
+    /// buckets are addressed path-style (`<endpoint>/<bucket>/<key>`).
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: String,
+    /// Prepended to every object key (`<prefix>/<tenant>/<artifact>`), to share a bucket.
+    pub s3_prefix: Option<String>,
+    /// With `s3_secret_access_key`; without both, the standard `AWS_*` variables are used.
+    pub s3_access_key_id: Option<String>,
+    /// From `BATON_S3_SECRET_ACCESS_KEY` only.
+    #[serde(skip_serializing)]
+    pub s3_secret_access_key: Option<Secret>,
     /// From `BATON_ADMIN_PASSWORD` only.
     #[serde(skip_serializing)]
     pub admin_password: Option<String>,
@@ -84,6 +116,38 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactStoreKind {
+    /// `artifacts/` in the data directory.
+    #[default]
+    Local,
+    /// An S3-compatible bucket (`s3_*` settings).
+    S3,
+}
+
+/// A setting that must never reach a log: `Debug` shows `[redacted]`, and only
+/// [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 impl Default for Settings {
@@ -112,6 +176,16 @@ impl Default for Settings {
             mqtt_message_burst: 200,
             mqtt_max_keepalive_secs: 1200,
             log_format: LogFormat::Text,
+            artifact_watch_dir: None,
+            artifact_watch_secs: 5,
+            artifact_watch_s3_prefix: None,
+            artifact_store: ArtifactStoreKind::Local,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_prefix: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             admin_password: None,
             bootstrap_token: None,
         }
@@ -129,10 +203,11 @@ impl Settings {
             }
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))?;
-            if text.contains("admin_password") || text.contains("bootstrap_token") {
+            if let Some(secret) = ENV_ONLY.iter().find(|key| text.contains(*key)) {
                 return Err(Error::Config(format!(
-                    "{}: secrets are read from BATON_ADMIN_PASSWORD / BATON_BOOTSTRAP_TOKEN only, not from files",
-                    file.display()
+                    "{}: {secret} is a secret, read from BATON_{} only, not from files",
+                    file.display(),
+                    secret.to_ascii_uppercase()
                 )));
             }
             figment = figment.merge(Toml::string(&text));
@@ -182,6 +257,50 @@ impl Settings {
         if !(1..=65_535).contains(&self.mqtt_max_keepalive_secs) {
             return Err(Error::Config("mqtt_max_keepalive_secs must be between 1 and 65535".into()));
         }
+        if self.artifact_store == ArtifactStoreKind::S3 {
+            self.validate_s3()?;
+        }
+        Ok(())
+    }
+
+    /// What an S3 artifact store needs: a bucket and an endpoint URL, credentials in pairs.
+    fn validate_s3(&self) -> Result<(), Error> {
+        let fail = |message: &str| Err(Error::Config(format!("artifact_store = \"s3\": {message}")));
+        let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if !given(&self.s3_bucket) {
+            return fail("set s3_bucket (BATON_S3_BUCKET) to the bucket that holds the artifacts");
+        }
+        if self.s3_bucket.as_deref().is_some_and(|b| b.contains('/') || b.trim() != b) {
+            return fail("s3_bucket is a bucket name, without `/` or spaces");
+        }
+        match self.s3_endpoint.as_deref().map(str::trim) {
+            None | Some("") => {
+                return fail("set s3_endpoint (BATON_S3_ENDPOINT), e.g. https://s3.eu-west-1.amazonaws.com");
+            }
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                return fail("s3_endpoint must be an http:// or https:// URL");
+            }
+            Some(_) => {}
+        }
+        if self.s3_region.trim().is_empty() {
+            return fail("s3_region must not be empty (us-east-1 when the server does not care)");
+        }
+        if let Some(prefix) = self.s3_prefix.as_deref().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty())
+            && !prefix.split('/').all(|part| {
+                !part.is_empty()
+                    && part != ".."
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+        {
+            return fail("s3_prefix is `/`-separated parts of letters, digits, `-`, `_` and `.`");
+        }
+        let has_secret = self.s3_secret_access_key.as_ref().is_some_and(|s| !s.expose().is_empty());
+        if given(&self.s3_access_key_id) != has_secret {
+            return fail(
+                "s3_access_key_id and BATON_S3_SECRET_ACCESS_KEY go together: set both, or neither to use the \
+                 AWS_* environment",
+            );
+        }
         Ok(())
     }
 
@@ -207,6 +326,35 @@ mod tests {
         std::fs::write(&file, "htp_addr = \"127.0.0.1:1\"\n").expect("write");
         let err = Settings::load(Some(&file), Settings::default()).expect_err("refused");
         assert!(err.to_string().contains("htp_addr"), "{err}");
+    }
+
+    #[test]
+    fn an_s3_store_without_a_bucket_or_endpoint_is_refused_by_name() {
+        let s3 = Settings { artifact_store: ArtifactStoreKind::S3, ..Settings::default() };
+        let err = s3.validate().expect_err("no bucket");
+        assert!(err.to_string().contains("s3_bucket"), "{err}");
+        let s3 = Settings { s3_bucket: Some("fw".into()), ..s3 };
+        let err = s3.validate().expect_err("no endpoint");
+        assert!(err.to_string().contains("s3_endpoint"), "{err}");
+        let s3 = Settings { s3_endpoint: Some("ftp://x".into()), ..s3 };
+        assert!(s3.validate().is_err());
+        let s3 = Settings { s3_endpoint: Some("http://127.0.0.1:9000".into()), ..s3 };
+        s3.validate().expect("bucket and endpoint are enough");
+        let half = Settings { s3_access_key_id: Some("AKIA".into()), ..s3.clone() };
+        assert!(half.validate().is_err(), "a key id without its secret");
+        let bad_prefix = Settings { s3_prefix: Some("a/../b".into()), ..s3 };
+        assert!(bad_prefix.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output_or_come_from_files() {
+        let s = Settings { s3_secret_access_key: Some(Secret::new("hunter2-s3")), ..Settings::default() };
+        assert!(!format!("{s:?}").contains("hunter2-s3"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("baton.toml");
+        std::fs::write(&file, "s3_secret_access_key = \"x\"\n").expect("write");
+        let err = Settings::load(Some(&file), Settings::default()).expect_err("refused");
+        assert!(err.to_string().contains("BATON_S3_SECRET_ACCESS_KEY"), "{err}");
     }
 
     #[test]

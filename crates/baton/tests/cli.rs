@@ -402,3 +402,104 @@ fn an_artifact_is_pushed_with_progress_signed_by_the_server_key_listed_and_delet
     let revoked = json(&baton(cfg, &["signing-keys", "revoke", key["id"].as_str().expect("id"), "-o", "json"], ""));
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
 }
+
+/// A server key, a file artifact `motd` 1.0, and two offline devices: what a rollout needs.
+fn rollout_fixture(cfg: &Path) -> (String, [String; 2]) {
+    ok(&baton(cfg, &["signing-keys", "create", "release"], ""));
+    let file = cfg.join("motd");
+    std::fs::write(&file, "welcome\n").expect("write");
+    let push = ["artifacts", "push", file.to_str().expect("utf-8 path"), "--name", "motd", "--version", "1.0"];
+    let artifact = json(&baton(cfg, &[&push[..], &["-o", "json"]].concat(), ""));
+    let device = |serial: &str| {
+        let d = json(&baton(cfg, &["devices", "create", "--serial", serial, "--label", "tier=test", "-o", "json"], ""));
+        d["id"].as_str().expect("id").to_owned()
+    };
+    (artifact["id"].as_str().expect("id").to_owned(), [device("RO-1"), device("RO-2")])
+}
+
+#[test]
+fn a_draft_rollout_is_shown_by_wave_steered_and_watched_with_an_exit_status_per_outcome() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let (_, [d1, d2]) = rollout_fixture(cfg);
+    let create = ["rollouts", "create", "motd@1.0", "--draft", "--device", &d1, "--device", &d2, "--path", "/tmp/x"];
+    let rollout = json(&baton(cfg, &[&create[..], &["--waves", "50%,100%", "-o", "json"]].concat(), ""));
+    assert_eq!((rollout["state"].as_str(), rollout["name"].as_str()), (Some("DRAFT"), Some("motd 1.0")), "{rollout}");
+    let id = rollout["id"].as_str().expect("id");
+
+    let got = json(&baton(cfg, &["rollouts", "get", id, "-o", "json"], ""));
+    let waves = got["progress"]["waves"].as_array().expect("waves");
+    assert_eq!(waves.len(), 2, "{got}");
+    for wave in waves {
+        assert_eq!((wave["devices"].as_u64(), wave["states"]["QUEUED"].as_u64()), (Some(1), Some(1)), "{got}");
+    }
+    let table = ok(&baton(cfg, &["rollouts", "get", id], ""));
+    assert!(table.contains("DRAFT") && table.contains("motd@1.0") && table.contains("QUEUED"), "{table}");
+    let executions = json(&baton(cfg, &["rollouts", "executions", id, "-o", "json"], ""));
+    let states: Vec<&str> = executions.as_array().expect("array").iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states, ["QUEUED", "QUEUED"]);
+    let second =
+        json(&baton(cfg, &["rollouts", "executions", id, "--wave", "2", "--state", "queued", "-o", "json"], ""));
+    assert_eq!(second.as_array().map(Vec::len), Some(1), "{second}");
+
+    // Watching ends at once when a person must act (3) or the rollout is over without completing (4).
+    let watch = baton(cfg, &["rollouts", "watch", id], "");
+    assert_eq!(watch.status.code(), Some(3));
+    one_line_error(&watch, &format!("is a DRAFT: nothing happens until `baton rollouts start {id}`"));
+    assert!(ok(&baton(cfg, &["rollouts", "start", id], "")).contains("is RUNNING"));
+    assert!(ok(&baton(cfg, &["rollouts", "pause", id], "")).contains("is PAUSED (by a person)"));
+    let watch = baton(cfg, &["rollouts", "watch", id], "");
+    assert_eq!(watch.status.code(), Some(3));
+    one_line_error(&watch, "is PAUSED by a person");
+    assert!(ok(&baton(cfg, &["rollouts", "resume", id], "")).contains("is RUNNING"));
+    assert_eq!(json(&baton(cfg, &["rollouts", "cancel", id, "-o", "json"], ""))["state"], "CANCELED");
+    let watch = baton(cfg, &["rollouts", "watch", id, "-o", "json"], "");
+    assert_eq!(watch.status.code(), Some(4));
+    one_line_error(&watch, "was CANCELED");
+    let last: serde_json::Value = serde_json::from_slice(&watch.stdout).expect("the final rollout as JSON");
+    assert_eq!(last["state"], "CANCELED");
+
+    let listed = json(&baton(cfg, &["rollouts", "list", "--state", "canceled", "-o", "json"], ""));
+    assert_eq!(listed[0]["id"], id, "{listed}");
+    assert!(ok(&baton(cfg, &["rollouts", "list"], "")).contains("CANCELED"));
+    assert!(ok(&baton(cfg, &["rollouts", "delete", id], "")).contains("deleted rollout"));
+    one_line_error(&baton(cfg, &["rollouts", "get", id], ""), "not found");
+}
+
+#[test]
+fn a_rollout_finds_groups_by_name_and_each_wrong_flag_gives_one_clear_line() {
+    let server = start();
+    let home = admin(&server);
+    let cfg = home.path();
+    let (artifact_id, [d1, _]) = rollout_fixture(cfg);
+    let group = json(&baton(cfg, &["groups", "create", "Tills", "-o", "json"], ""));
+    ok(&baton(cfg, &["groups", "add", group["id"].as_str().expect("id"), &d1], ""));
+    let args = ["rollouts", "create", &artifact_id, "--draft", "--group", "Tills", "--path", "/tmp/x"];
+    let made = json(&baton(cfg, &[&args[..], &["--bake", "10m", "--on-failure", "abort", "-o", "json"]].concat(), ""));
+    assert_eq!(
+        (made["progress"]["devices"].as_u64(), made["targets"]["groups"][0].clone()),
+        (Some(1), group["id"].clone())
+    );
+    assert_eq!(
+        (made["success_gate"]["bake_secs"].as_u64(), made["failure_gate"]["action"].as_str()),
+        (Some(600), Some("ABORT"))
+    );
+
+    let base = ["rollouts", "create", "motd@1.0", "--draft", "-l", "tier=test", "--path", "/tmp/x"];
+    let wrong = |extra: &[&str], needle: &str| one_line_error(&baton(cfg, &[&base[..], extra].concat(), ""), needle);
+    wrong(&["--waves", "10%,0%"], "--waves: `0%` is not a wave: give a share like `10%`");
+    wrong(&["--fail-percent", "120"], "--fail-percent: `120` is not a share");
+    wrong(&["--bake", "soon"], "--bake: `soon` is not a duration");
+    wrong(&["--install-command", "dpkg -i '{file}"], "--install-command: a quote");
+    wrong(&["--group", "Nowhere"], "--group: no group is named `Nowhere`");
+    wrong(&["--rollback-to", "motd@0.9"], "artifact `motd` has no version `0.9`; it has 1.0");
+    let unknown = ["rollouts", "create", "kiosk@2.0", "-l", "tier=test"];
+    one_line_error(&baton(cfg, &unknown, ""), "no artifact is named `kiosk`");
+    let missing = "01900000-0000-7000-8000-000000000000";
+    one_line_error(&baton(cfg, &["rollouts", "create", missing, "-l", "tier=test"], ""), "no artifact has the id");
+    one_line_error(
+        &baton(cfg, &["rollouts", "executions", missing, "--state", "broken"], ""),
+        "not an execution state",
+    );
+}

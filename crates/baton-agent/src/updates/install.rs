@@ -45,6 +45,11 @@ pub trait Installer: Send + Sync + 'static {
     fn healthy<'a>(&'a self, job: &'a InstallJob) -> BoxFuture<'a, Result<(), String>>;
     /// Puts back what the install replaced.
     fn revert<'a>(&'a self, job: &'a InstallJob) -> BoxFuture<'a, Result<(), String>>;
+    /// Whether an `agent` artifact replaces this very process (see `self_update`); otherwise
+    /// `install` gets it like any other.
+    fn updates_agent(&self) -> bool {
+        false
+    }
 }
 
 /// Exit code of an installer or hook that asks to be tried again later.
@@ -74,10 +79,14 @@ impl Installer for SystemInstaller {
                 }
                 ArtifactKind::Agent => Err(Refusal {
                     class: FailureClass::Incompatible,
-                    detail: "this agent build does not update itself yet; install the new agent as a package".into(),
+                    detail: "this platform's agent does not update itself; install the new agent as a package".into(),
                 }),
             }
         })
+    }
+
+    fn updates_agent(&self) -> bool {
+        cfg!(unix)
     }
 
     fn healthy<'a>(&'a self, job: &'a InstallJob) -> BoxFuture<'a, Result<(), String>> {
@@ -181,6 +190,19 @@ async fn run_installer(job: &InstallJob, configured: Option<&[String]>, setting:
         Err((code, out)) => {
             Err(Refusal { class: FailureClass::Install, detail: format!("the installer exited {code}: {out}") })
         }
+    }
+}
+
+/// Runs a pre- or post-install hook; on failure whether it asked to retry later, and why.
+pub async fn hook(argv: &[String], job: &InstallJob) -> Result<(), (bool, String)> {
+    let argv: Vec<String> = substitute(argv, &job.file)
+        .into_iter()
+        .map(|a| a.replace("{name}", &job.artifact.name).replace("{version}", &job.artifact.version))
+        .collect();
+    match run(&argv).await {
+        Ok(()) => Ok(()),
+        Err((RETRY_LATER, out)) => Err((true, format!("asked to retry later: {out}"))),
+        Err((code, out)) => Err((false, format!("exited {code}: {out}"))),
     }
 }
 

@@ -10,10 +10,12 @@
 
 pub mod download;
 pub mod install;
+pub mod self_update;
 pub mod trust;
 
 use std::{
     collections::{BTreeMap, HashSet},
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,6 +47,26 @@ pub struct Journal {
     /// Execution ids, oldest first, to forget the oldest.
     #[serde(default)]
     pub order: Vec<String>,
+    /// An update of the agent itself on trial (see [`self_update`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<self_update::Trial>,
+    /// Reports written just before the process replaced itself; sent on the next connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<ExecutionReport>,
+}
+
+/// What the agent's config says about updates.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateSettings {
+    /// Keys updates must be signed with; empty: the keys the server lists.
+    pub trusted_keys: Vec<String>,
+    /// The binary an agent update replaces; default this process's.
+    pub agent_binary: Option<std::path::PathBuf>,
+    /// Run before installing (`{file}`, `{name}`, `{version}` replaced): exit 75 means "not
+    /// now, retry later", any other failure fails the install.
+    pub pre_install: Option<Vec<String>>,
+    /// Run after installing and before the health check: a failure reverts the install.
+    pub post_install: Option<Vec<String>>,
 }
 
 /// Runs deployments; reports come out of the receiver the session sends from.
@@ -58,7 +80,7 @@ struct Inner {
     journal: Mutex<Journal>,
     installer: Arc<dyn Installer>,
     http: reqwest::Client,
-    trusted_keys: Vec<String>,
+    settings: UpdateSettings,
     running: Mutex<HashSet<String>>,
     reports: mpsc::Sender<ExecutionReport>,
 }
@@ -68,7 +90,7 @@ impl Updates {
         storage: Storage,
         installer: Arc<dyn Installer>,
         http: reqwest::Client,
-        trusted_keys: Vec<String>,
+        settings: UpdateSettings,
     ) -> Result<(Self, mpsc::Receiver<ExecutionReport>), crate::AgentError> {
         let journal = storage.updates()?;
         let (reports, rx) = mpsc::channel(1024);
@@ -77,11 +99,98 @@ impl Updates {
             journal: Mutex::new(journal),
             installer,
             http,
-            trusted_keys,
+            settings,
             running: Mutex::default(),
             reports,
         };
-        Ok((Self { inner: Arc::new(inner) }, rx))
+        let this = Self { inner: Arc::new(inner) };
+        this.begin_trial();
+        Ok((this, rx))
+    }
+
+    /// At start: a trial found already started means the new agent did not make it (it
+    /// stopped or crashed during its trial) — go back. A fresh one starts its clock.
+    fn begin_trial(&self) {
+        let Some(trial) = self.journal().trial.clone() else { return };
+        if trial.started {
+            self.revert(&trial, "the new agent stopped during its trial");
+            return;
+        }
+        self.journal_mut(|j| {
+            if let Some(t) = &mut j.trial {
+                t.started = true;
+            }
+        });
+        tracing::info!(version = %trial.version, "running a new agent on trial");
+        let this = self.clone();
+        tokio::spawn(async move {
+            let wait = trial.deadline_ms - chrono::Utc::now().timestamp_millis();
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+            if this.journal().trial.as_ref().is_some_and(|t| t.execution_id == trial.execution_id) {
+                this.revert(&trial, "the new agent was not healthy within its verify window");
+            }
+        });
+    }
+
+    /// The session is up: reports kept over a restart go out, and a new agent on trial checks
+    /// its health and commits or goes back.
+    pub fn connected(&self) -> Vec<ExecutionReport> {
+        let outbox = std::mem::take(&mut self.journal().outbox);
+        if !outbox.is_empty() {
+            self.journal_mut(|_| {});
+        }
+        if let Some(trial) = self.journal().trial.clone().filter(|t| t.started) {
+            let this = self.clone();
+            tokio::spawn(async move { this.judge(trial).await });
+        }
+        outbox
+    }
+
+    async fn judge(&self, trial: self_update::Trial) {
+        let d = trial_deployment(&trial);
+        let job = InstallJob {
+            artifact: d.artifact.clone(),
+            install: Default::default(),
+            file: trial.binary.clone(),
+            keep_dir: trial.kept.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        if let Err(why) = self.inner.installer.healthy(&job).await {
+            self.revert(&trial, &why);
+            return;
+        }
+        let mut still_on_trial = false;
+        self.journal_mut(|j| {
+            if j.trial.as_ref().is_some_and(|t| t.execution_id == trial.execution_id) {
+                j.trial = None;
+                j.installed.insert(trial.name.clone(), trial.version.clone());
+                still_on_trial = true;
+            }
+        });
+        if still_on_trial {
+            tracing::info!(version = %trial.version, "the new agent is healthy; keeping it");
+            let report = self.record(&d, ExecutionState::Succeeded, None, None, None);
+            self.send(report).await;
+        }
+    }
+
+    /// Puts the previous agent back and becomes it; the report goes out from there.
+    fn revert(&self, trial: &self_update::Trial, why: &str) {
+        tracing::error!(%why, "the new agent failed its trial; going back to the previous one");
+        let d = trial_deployment(trial);
+        let restored = self_update::restore(trial);
+        let detail = match &restored {
+            Ok(()) => format!("{why}; reverted to the previous agent"),
+            Err(e) => format!("{why}; reverting failed too: {e}"),
+        };
+        let report = self.record(&d, ExecutionState::RolledBack, Some(FailureClass::Health), Some(detail), None);
+        self.journal_mut(|j| {
+            j.trial = None;
+            j.outbox.push(report);
+        });
+        if restored.is_ok() {
+            let e = self_update::restart_as(&trial.binary);
+            tracing::error!(error = %e, "cannot restart as the previous agent; this one keeps running");
+        }
     }
 
     /// The version of `name` installed, as far as updates know.
@@ -92,6 +201,10 @@ impl Updates {
     /// Takes a deployment: starts it, or answers at once when it was seen before.
     pub fn take(&self, d: Deployment, identity: &Identity, inventory: Inventory) -> Option<ExecutionReport> {
         let id = d.execution_id.clone();
+        if self.journal().trial.as_ref().is_some_and(|t| t.execution_id == id) {
+            // The agent on trial reports when it has judged itself.
+            return None;
+        }
         let seen = self.journal().executions.get(&id).cloned();
         let running = self.lock_running().contains(&id);
         if let Some(last) = &seen {
@@ -139,7 +252,7 @@ impl Updates {
         inventory: &Inventory,
     ) -> Result<ExecutionReport, Refusal> {
         let a = &d.artifact;
-        let keys = trust::keys(&self.inner.trusted_keys, &d.keys);
+        let keys = trust::keys(&self.inner.settings.trusted_keys, &d.keys);
         let claims = trust::claims(d, &keys, &identity.device_id, chrono::Utc::now().timestamp_millis())?;
         let installed = self.installed(&a.name);
         if trust::version_allowed(a, installed.as_deref(), claims.allow_downgrade)? {
@@ -162,13 +275,29 @@ impl Updates {
         };
         // Recorded before anything changes on the device: a restart from here never installs again.
         self.step(d, ExecutionState::Installing, None).await;
+        if a.kind == baton_proto::api::artifacts::ArtifactKind::Agent && self.inner.installer.updates_agent() {
+            return Err(self.hand_over(d, &job).await);
+        }
+        if let Some(argv) = &self.inner.settings.pre_install {
+            install::hook(argv, &job).await.map_err(|(retry, why)| Refusal {
+                class: if retry { FailureClass::RetryLater } else { FailureClass::Install },
+                detail: format!("the pre-install hook {why}"),
+            })?;
+        }
         self.inner.installer.install(&job).await?;
         self.step(d, ExecutionState::Verifying, None).await;
         let verify = Duration::from_secs(u64::from(d.install.verify_secs.unwrap_or(0)));
         if !verify.is_zero() {
             tokio::time::sleep(verify).await;
         }
-        if let Err(why) = self.inner.installer.healthy(&job).await {
+        let post = match &self.inner.settings.post_install {
+            Some(argv) => install::hook(argv, &job).await.map_err(|(_, why)| format!("the post-install hook {why}")),
+            None => Ok(()),
+        };
+        if let Err(why) = match post {
+            Ok(()) => self.inner.installer.healthy(&job).await,
+            Err(why) => Err(why),
+        } {
             let detail = match self.inner.installer.revert(&job).await {
                 Ok(()) => format!("{why}; reverted to the previous version"),
                 Err(e) => format!("{why}; reverting failed too: {e}"),
@@ -180,6 +309,42 @@ impl Updates {
         });
         let _ = tokio::fs::remove_file(&fetched.path).await;
         Ok(self.record(d, ExecutionState::Succeeded, None, None, None))
+    }
+
+    /// Swaps in the new agent and becomes it. Returns only when that could not happen.
+    async fn hand_over(&self, d: &Deployment, job: &InstallJob) -> Refusal {
+        let fail = |detail: String| Refusal { class: FailureClass::Install, detail };
+        if let Err(e) = self_update::preflight(&job.file).await {
+            return fail(e);
+        }
+        let binary = match self_update::current_binary(self.inner.settings.agent_binary.as_deref()) {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let kept = job.keep_dir.join("agent.previous");
+        if let Err(e) = self_update::swap(&binary, &kept, &job.file) {
+            return fail(e);
+        }
+        let verify = i64::from(d.install.verify_secs.unwrap_or(120).max(1)) * 1000;
+        let trial = self_update::Trial {
+            execution_id: d.execution_id.clone(),
+            attempt: d.attempt,
+            name: d.artifact.name.clone(),
+            version: d.artifact.version.clone(),
+            binary: binary.clone(),
+            kept,
+            deadline_ms: chrono::Utc::now().timestamp_millis() + verify,
+            started: false,
+        };
+        self.record(d, ExecutionState::Rebooting, None, None, None);
+        self.journal_mut(|j| j.trial = Some(trial.clone()));
+        let e = self_update::restart_as(&binary);
+        // Still here: the new agent could not be started. Put the old one back.
+        self.journal_mut(|j| j.trial = None);
+        match self_update::restore(&trial) {
+            Ok(()) => fail(e),
+            Err(r) => fail(format!("{e}; and putting the previous agent back failed: {r}")),
+        }
     }
 
     /// Records and sends a step that is not final.
@@ -249,5 +414,32 @@ impl Updates {
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The deployment a trial stands for, enough to record its reports.
+fn trial_deployment(trial: &self_update::Trial) -> Deployment {
+    Deployment {
+        execution_id: trial.execution_id.clone(),
+        attempt: trial.attempt,
+        artifact: baton_proto::deployment::DeployedArtifact {
+            name: trial.name.clone(),
+            version: trial.version.clone(),
+            kind: baton_proto::api::artifacts::ArtifactKind::Agent,
+            size: 0,
+            sha256: String::new(),
+            signature: None,
+            url: String::new(),
+            compatibility: Default::default(),
+            depends: None,
+        },
+        install: Default::default(),
+        install_now: true,
+        claims: String::new(),
+        claims_signature: baton_proto::api::artifacts::ArtifactSignature {
+            key_id: String::new(),
+            signature: String::new(),
+        },
+        keys: Vec::new(),
     }
 }

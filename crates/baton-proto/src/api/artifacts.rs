@@ -174,6 +174,14 @@ pub struct ArtifactUpload {
     /// A dependency: `name>=1.2,<2` style — the name, then the version range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends: Option<String>,
+    /// Registers an artifact served from this `http(s)` URL (the customer's CDN) instead of
+    /// uploading it: the body is empty, and `sha256` and `size` are required, since devices
+    /// check what they download against them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The size in bytes: required with `url`; for an upload, checked against what arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// `GET /api/v1/artifacts`.

@@ -419,7 +419,11 @@ pub struct Targets {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RolloutCreate {
+    /// Required, except in a rule's template (the rule names its rollouts).
+    #[serde(default)]
     pub name: String,
+    /// Required, except in a rule's template (the new artifact is the one).
+    #[serde(default)]
     pub artifact_id: String,
     pub targets: Targets,
     /// Default: one wave of everyone.
@@ -434,6 +438,9 @@ pub struct RolloutCreate {
     /// Devices downloading or installing at once, at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Devices told per minute, at most (spreads load on shared uplinks and the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_per_minute: Option<u32>,
     #[serde(default)]
     pub install: InstallSpec,
     /// Whether devices may go to a lower version than they have.
@@ -467,6 +474,7 @@ impl Default for RolloutCreate {
             failure_gate: FailureGate::default(),
             retry: RetryPolicy::default(),
             max_in_flight: None,
+            notify_per_minute: None,
             install: InstallSpec::default(),
             allow_downgrade: false,
             windows: None,
@@ -474,6 +482,35 @@ impl Default for RolloutCreate {
             start: true,
         }
     }
+}
+
+/// An automatic rollout: every new artifact whose name matches becomes a rollout made from
+/// `template` (started, or a draft when the template says `"start": false`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutRule {
+    pub id: String,
+    pub name: String,
+    /// An artifact name, or a prefix ending in `*` (`pos-app*`).
+    pub artifact_name: String,
+    /// Only artifacts of this kind, when set.
+    pub kind: Option<crate::api::artifacts::ArtifactKind>,
+    /// The rollout to make; its `name` and `artifact_id` are filled in per artifact.
+    pub template: RolloutCreate,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/rollout-rules`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRuleCreate {
+    pub name: String,
+    pub artifact_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::api::artifacts::ArtifactKind>,
+    pub template: RolloutCreate,
 }
 
 /// Counts of executions by state.
@@ -503,6 +540,12 @@ pub struct RolloutProgress {
     /// Executions that finished and failed / that finished, as the failure gate sees them.
     pub failed: u64,
     pub executed: u64,
+    /// The median download speed devices reported, bytes per second.
+    pub bandwidth_bytes_per_sec: Option<u64>,
+    /// Seconds until the last wave is done, estimated from the artifact's size, that speed (or
+    /// 2 MB/s until a device reports one), `max_in_flight`, the waves left and their bake
+    /// times. Devices that are offline are not waited for. `None` when nothing is left to do.
+    pub eta_secs: Option<u64>,
 }
 
 /// The artifact a rollout installs, in short.
@@ -531,9 +574,13 @@ pub struct Rollout {
     pub failure_gate: FailureGate,
     pub retry: RetryPolicy,
     pub max_in_flight: Option<u32>,
+    pub notify_per_minute: Option<u32>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
     pub windows: Option<Vec<MaintenanceWindow>>,
+    /// Targeted devices left out when the rollout was made because the artifact's compatibility
+    /// (OS, architecture, models, labels) rules them out.
+    pub left_out: u64,
     pub progress: RolloutProgress,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,

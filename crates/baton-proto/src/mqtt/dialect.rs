@@ -21,6 +21,10 @@ pub enum Inbound<'a> {
     Inventory(Target<'a>),
     Status(Target<'a>),
     CommandResult(Target<'a>, &'a str),
+    /// `baton/v1/{id}/deployments/{execution}/state`: how an update goes on the device.
+    DeploymentState(Target<'a>, &'a str),
+    /// ThingsBoard's `v2/fw/request/{request}/chunk/{n}`: the next piece of a firmware image.
+    FirmwareChunk(&'a str, &'a str),
     AttributesRequest(&'a str),
     RpcResponse(&'a str),
     RpcRequest(&'a str),
@@ -46,6 +50,9 @@ pub fn inbound(topic: &str) -> Option<Inbound<'_>> {
                 ["inventory"] => Inbound::Inventory(target),
                 ["status"] => Inbound::Status(target),
                 ["commands", command, "result"] if !command.is_empty() => Inbound::CommandResult(target, command),
+                ["deployments", execution, "state"] if !execution.is_empty() => {
+                    Inbound::DeploymentState(target, execution)
+                }
                 _ => return None,
             }
         }
@@ -54,6 +61,9 @@ pub fn inbound(topic: &str) -> Option<Inbound<'_>> {
         ["v1", "devices", "me", "attributes", "request", id] if !id.is_empty() => Inbound::AttributesRequest(id),
         ["v1", "devices", "me", "rpc", "response", id] if !id.is_empty() => Inbound::RpcResponse(id),
         ["v1", "devices", "me", "rpc", "request", id] if !id.is_empty() => Inbound::RpcRequest(id),
+        ["v2", "fw", "request", request, "chunk", n] if !request.is_empty() && !n.is_empty() => {
+            Inbound::FirmwareChunk(request, n)
+        }
         ["v1", "gateway", "connect"] => Inbound::GatewayConnect,
         ["v1", "gateway", "disconnect"] => Inbound::GatewayDisconnect,
         ["v1", "gateway", "telemetry"] => Inbound::GatewayTelemetry,
@@ -89,6 +99,9 @@ pub fn filter_owner(filter: &str) -> FilterOwner<'_> {
             }
         }
         ["v1", "devices", "me", _, ..] => FilterOwner::Me,
+        // ThingsBoard's firmware chunks come back on a topic without the device in it; they
+        // are only ever sent to the connection that asked.
+        ["v2", "fw", "response", _, ..] => FilterOwner::Me,
         ["v1", "gateway", _, ..] => FilterOwner::Gateway,
         _ => FilterOwner::Nobody,
     }
@@ -142,6 +155,9 @@ mod tests {
         assert_eq!(inbound("baton/v1/d1/commands/c1/result"), Some(Inbound::CommandResult(Target::Id("d1"), "c1")));
         assert_eq!(inbound("v1/devices/me/rpc/response/7"), Some(Inbound::RpcResponse("7")));
         assert_eq!(inbound("v1/gateway/telemetry"), Some(Inbound::GatewayTelemetry));
+        assert_eq!(inbound("baton/v1/me/deployments/e1/state"), Some(Inbound::DeploymentState(Target::Me, "e1")));
+        assert_eq!(inbound("v2/fw/request/3/chunk/0"), Some(Inbound::FirmwareChunk("3", "0")));
+        assert_eq!(filter_owner("v2/fw/response/+/chunk/+"), FilterOwner::Me);
         for nothing in ["baton/v1/d1/other", "v1/devices/other/telemetry", "a/b", "baton/v1//telemetry"] {
             assert_eq!(inbound(nothing), None, "{nothing}");
         }

@@ -35,8 +35,18 @@ impl TenantScope {
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    User { id: String, username: String },
-    Token { id: String, name: String },
+    User {
+        id: String,
+        username: String,
+    },
+    Token {
+        id: String,
+        name: String,
+    },
+    /// The server acting by a rule on a tenant's behalf (an automatic rollout, a watched directory).
+    System {
+        name: String,
+    },
 }
 
 /// An authenticated caller.
@@ -69,6 +79,19 @@ impl Principal {
         match &self.subject {
             Subject::User { username, .. } => format!("user:{username}"),
             Subject::Token { name, .. } => format!("token:{name}"),
+            Subject::System { name } => format!("system:{name}"),
+        }
+    }
+
+    /// The server itself, acting for a tenant by one of its rules.
+    pub(crate) fn system(scope: TenantScope, name: impl Into<String>) -> Self {
+        Self {
+            scope,
+            tenant_name: String::new(),
+            subject: Subject::System { name: name.into() },
+            role: Role::NONE,
+            platform_admin: false,
+            csrf_token: None,
         }
     }
 }

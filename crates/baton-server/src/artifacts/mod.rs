@@ -2,14 +2,20 @@
 //! held in memory) while its SHA-256 and size are computed; it is checked against what the
 //! uploader declared, signed by the tenant's server-held key or checked against the offline
 //! signature it came with ([`signing`]), and only then recorded. Reads serve byte ranges, so an
-//! interrupted download resumes where it stopped.
+//! interrupted download resumes where it stopped. The store is a local directory or an
+//! S3-compatible bucket ([`s3`]), chosen by `artifact_store`.
+//!
+//! An artifact may also be *external*: registered with the URL of the customer's own CDN and
+//! the size and SHA-256 its bytes must have, signed the same way; devices download it from
+//! there and check it against those facts, and the server never holds or serves its bytes.
 //!
 //! This module owns the `artifacts` and `signing_keys` tables.
 
+pub mod s3;
 pub mod signing;
 pub mod store;
 
-use std::io;
+use std::{io, sync::Arc};
 
 use axum::body::Bytes;
 use baton_proto::{
@@ -31,6 +37,7 @@ pub use self::store::{ArtifactStore, ByteStream, LocalStore};
 use crate::{
     Error,
     access::{Principal, TenantScope},
+    config::{ArtifactStoreKind, Settings},
     error::Violations,
     pagination,
     store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
@@ -42,8 +49,30 @@ pub const MAX_ARTIFACT_BYTES: u64 = 64 << 30;
 const COLUMNS: &str = "id, name, version, kind, size, sha256, signature_key_id, signature, compatibility, depends, \
     storage, url, object_key, created_by, created_at";
 
+/// The longest URL an external artifact may have.
+const MAX_URL_BYTES: usize = 2048;
+
+/// Opens the store `settings.artifact_store` names: `artifacts/` in the data directory, or the
+/// S3 bucket (checked to be reachable; uploads are staged in `artifacts/staging` either way).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ArtifactStore>, Error> {
+    let dir = settings.data_dir.join("artifacts");
+    match settings.artifact_store {
+        ArtifactStoreKind::Local => {
+            let store = LocalStore::open(&dir)
+                .map_err(|e| Error::Config(format!("cannot open the artifact store in {}: {e}", dir.display())))?;
+            Ok(Arc::new(store))
+        }
+        ArtifactStoreKind::S3 => {
+            let store = s3::S3Store::connect(settings, dir.join("staging")).await?;
+            tracing::info!(store = ?store, "artifacts are kept in S3-compatible object storage");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 /// Stores an upload: the bytes from `body`, the facts from `facts`. Nothing is recorded unless
-/// every byte arrived and matches what was declared.
+/// every byte arrived and matches what was declared. Facts with a `url` register an external
+/// artifact instead, and the body must be empty.
 pub async fn upload<S, E>(
     db: &Db,
     store: &dyn ArtifactStore,
@@ -56,6 +85,9 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    if facts.url.is_some() {
+        return register_external(db, scope, by, facts, body).await;
+    }
     let early = match check(&facts) {
         Ok(_) if exists(db, scope, &facts.name, &facts.version).await? => Err(conflict(&facts)),
         other => other,
@@ -76,50 +108,133 @@ where
     {
         return Err(Error::invalid("sha256", format!("the bytes received hash to {sha256}, not {expected}")));
     }
+    if let Some(declared) = facts.size
+        && declared != size
+    {
+        return Err(Error::invalid("size", format!("{size} bytes were received, not {declared}")));
+    }
     let said = statement(&facts.name, &facts.version, facts.kind, size, &sha256);
-    let signature = match checked.signature {
-        Some(sig) => {
-            signing::verify(db, scope, &said, &sig).await?;
-            Some(sig)
-        }
-        None => signing::sign(db, scope, &said).await?,
-    };
+    let signature = sign_or_verify(db, scope, &said, checked.signature.clone()).await?;
     let id = new_id();
     let key = format!("{}/{id}", scope.id());
     let staged = staged.into_temp_path();
     store.put(&key, &staged).await.map_err(io_error)?;
-    let inserted = sqlx::query(
-        "INSERT INTO artifacts (id, tenant_id, name, version, kind, size, sha256, signature_key_id, signature, \
-         compatibility, depends, storage, object_key, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'stored', $12, $13, $14)",
-    )
-    .bind(&id)
-    .bind(scope.id())
-    .bind(&facts.name)
-    .bind(&facts.version)
-    .bind(facts.kind.as_str())
-    .bind(i64::try_from(size).unwrap_or(i64::MAX))
-    .bind(&sha256)
-    .bind(signature.as_ref().map(|s| s.key_id.clone()))
-    .bind(signature.as_ref().map(|s| s.signature.clone()))
-    .bind(serde_json::to_string(&checked.compatibility).map_err(anyhow::Error::from)?)
-    .bind(checked.depends.as_ref().map(serde_json::to_string).transpose().map_err(anyhow::Error::from)?)
-    .bind(&key)
-    .bind(by.subject_label())
-    .bind(now_ms())
-    .execute(db.writer())
-    .await;
-    if let Err(e) = inserted {
+    let record = Record { id: &id, facts: &facts, checked: &checked, size, sha256: &sha256, signature };
+    if let Err(e) = insert(db, scope, by, record, Place::Stored(&key)).await {
         // Another upload of the same name and version won the race: ours goes.
         let _ = store.delete(&key).await;
-        return Err(if Error::is_unique_violation(&e) { conflict(&facts) } else { e.into() });
+        return Err(e);
     }
     metrics::counter!("baton_artifact_bytes_uploaded_total").increment(size);
     get(db, scope, &id).await
 }
 
-/// Reads and drops what is left of a refused upload (bounded like an upload).
-async fn drain<S, E>(mut body: S)
+/// Registers an artifact whose bytes stay at `facts.url`, pinned by the declared size and hash.
+async fn register_external<S, E>(
+    db: &Db,
+    scope: &TenantScope,
+    by: &Principal,
+    facts: ArtifactUpload,
+    body: S,
+) -> Result<Artifact, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let sent = drain(body).await;
+    let checked = check(&facts)?;
+    if sent > 0 {
+        return Err(Error::invalid(
+            "body",
+            "an artifact with a `url` is registered with an empty body; its bytes stay at the URL",
+        ));
+    }
+    if exists(db, scope, &facts.name, &facts.version).await? {
+        return Err(conflict(&facts));
+    }
+    // `check` made sure both are there.
+    let (Some(url), Some(sha256), Some(size)) = (facts.url.as_deref(), facts.sha256.as_deref(), facts.size) else {
+        return Err(Error::invalid("url", "give `url` with `sha256` and `size`"));
+    };
+    let sha256 = sha256.to_ascii_lowercase();
+    let said = statement(&facts.name, &facts.version, facts.kind, size, &sha256);
+    let signature = sign_or_verify(db, scope, &said, checked.signature.clone()).await?;
+    let id = new_id();
+    let record = Record { id: &id, facts: &facts, checked: &checked, size, sha256: &sha256, signature };
+    insert(db, scope, by, record, Place::External(url)).await?;
+    get(db, scope, &id).await
+}
+
+/// Checks an offline signature, or signs with the tenant's server-held key (if it has one).
+async fn sign_or_verify(
+    db: &Db,
+    scope: &TenantScope,
+    said: &[u8],
+    offline: Option<ArtifactSignature>,
+) -> Result<Option<ArtifactSignature>, Error> {
+    match offline {
+        Some(sig) => {
+            signing::verify(db, scope, said, &sig).await?;
+            Ok(Some(sig))
+        }
+        None => signing::sign(db, scope, said).await,
+    }
+}
+
+/// What an artifact's row records, wherever its bytes are.
+struct Record<'a> {
+    id: &'a str,
+    facts: &'a ArtifactUpload,
+    checked: &'a Checked,
+    size: u64,
+    sha256: &'a str,
+    signature: Option<ArtifactSignature>,
+}
+
+/// Where an artifact's bytes are: under a key in the store, or at the customer's URL.
+enum Place<'a> {
+    Stored(&'a str),
+    External(&'a str),
+}
+
+/// Records an artifact; the same name and version twice is a conflict.
+async fn insert(db: &Db, scope: &TenantScope, by: &Principal, r: Record<'_>, place: Place<'_>) -> Result<(), Error> {
+    let (storage, url, key) = match place {
+        Place::Stored(key) => ("stored", None, Some(key)),
+        Place::External(url) => ("external", Some(url), None),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO artifacts (id, tenant_id, name, version, kind, size, sha256, signature_key_id, signature, \
+         compatibility, depends, storage, url, object_key, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(r.id)
+    .bind(scope.id())
+    .bind(&r.facts.name)
+    .bind(&r.facts.version)
+    .bind(r.facts.kind.as_str())
+    .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+    .bind(r.sha256)
+    .bind(r.signature.as_ref().map(|s| s.key_id.clone()))
+    .bind(r.signature.as_ref().map(|s| s.signature.clone()))
+    .bind(serde_json::to_string(&r.checked.compatibility).map_err(anyhow::Error::from)?)
+    .bind(r.checked.depends.as_ref().map(serde_json::to_string).transpose().map_err(anyhow::Error::from)?)
+    .bind(storage)
+    .bind(url)
+    .bind(key)
+    .bind(by.subject_label())
+    .bind(now_ms())
+    .execute(db.writer())
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if Error::is_unique_violation(&e) => Err(conflict(r.facts)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads and drops what is left of a refused upload (bounded like an upload); returns the
+/// number of bytes read.
+async fn drain<S, E>(mut body: S) -> u64
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -130,6 +245,7 @@ where
             break;
         }
     }
+    seen
 }
 
 /// Writes the body to `path`, hashing it; refuses it past [`MAX_ARTIFACT_BYTES`].
@@ -174,6 +290,18 @@ fn check(facts: &ArtifactUpload) -> Result<Checked, Error> {
     {
         v.add("sha256", "64 hex digits");
     }
+    if facts.size.is_some_and(|n| n == 0 || n > MAX_ARTIFACT_BYTES) {
+        v.add("size", format!("1 to {MAX_ARTIFACT_BYTES} bytes"));
+    }
+    if let Some(url) = &facts.url {
+        v.check("url", external_url(url));
+        if facts.sha256.is_none() {
+            v.add("sha256", "required with `url`: devices check what they download against it");
+        }
+        if facts.size.is_none() {
+            v.add("size", "required with `url`: devices check what they download against it");
+        }
+    }
     let list = |s: &Option<String>| -> Vec<String> {
         s.as_deref().unwrap_or("").split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect()
     };
@@ -216,6 +344,22 @@ fn check(facts: &ArtifactUpload) -> Result<Checked, Error> {
         depends,
         signature,
     })
+}
+
+/// An external artifact's URL: absolute `http` or `https` with a host, without credentials (it
+/// is shown to everyone who can read the artifact, and sent to devices).
+fn external_url(text: &str) -> Result<(), String> {
+    let bad =
+        || format!("an http:// or https:// URL with a host, without user or password, at most {MAX_URL_BYTES} bytes");
+    if text.len() > MAX_URL_BYTES || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let url = reqwest::Url::parse(text).map_err(|_| bad())?;
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none();
+    if ok { Ok(()) } else { Err(bad()) }
 }
 
 /// 1 to `max` letters, digits, `.`, `_`, `-` and the `extra` characters, starting with a letter

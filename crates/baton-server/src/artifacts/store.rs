@@ -1,6 +1,6 @@
 //! Where artifact bytes live. [`ArtifactStore`] is the seam: [`LocalStore`] keeps them as files
-//! in a directory (by default `artifacts/` in the data directory); an S3-compatible store plugs in
-//! behind the same trait when one machine is not enough. Uploads are written to a staging file
+//! in a directory (`artifacts/` in the data directory); [`super::s3::S3Store`] keeps them in an
+//! S3-compatible bucket when one machine is not enough. Uploads are written to a staging file
 //! first and moved into place only once their hash and size are known to be right, so a reader
 //! never sees half an artifact.
 
@@ -47,17 +47,23 @@ impl LocalStore {
         Ok(store)
     }
 
-    /// The file of `key`; keys are `<tenant id>/<artifact id>`, made by the server, never by a
-    /// client, and checked here anyway so no key can name a path outside the store.
     fn path(&self, key: &str) -> io::Result<PathBuf> {
-        let safe = !key.is_empty()
-            && key.split('/').all(|part| {
-                !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !safe {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("`{key}` is not an artifact key")));
-        }
+        check_key(key)?;
         Ok(self.objects.join(key))
+    }
+}
+
+/// Keys are `<tenant id>/<artifact id>`, made by the server, never by a client, and checked by
+/// every store anyway so no key can name a path outside the store (or its bucket prefix).
+pub(super) fn check_key(key: &str) -> io::Result<()> {
+    let safe = !key.is_empty()
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    if safe {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("`{key}` is not an artifact key")))
     }
 }
 

@@ -9,10 +9,14 @@
 //! - [`pages`]: the overview and its live fragment; [`devices`]: the devices page and its bulk
 //!   actions; [`device`]: one device's page; [`groups`]: the group tree and a group's page;
 //!   [`commands`]: command batches; [`enrollment`]: tokens, approvals, CSV import; [`admin`]:
-//!   users, API tokens, tenants.
-//! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages.
+//!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
+//!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
+//!   [`rollout_new`]: the form that makes one.
+//! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
+//!   sizes and durations in words.
 
 mod admin;
+mod artifacts;
 mod assets;
 mod commands;
 mod device;
@@ -21,7 +25,11 @@ mod enrollment;
 mod errors;
 mod form;
 mod groups;
+mod human;
 mod pages;
+mod rollout;
+mod rollout_new;
+mod rollouts;
 mod session;
 
 use axum::{
@@ -52,6 +60,12 @@ pub fn router() -> Router<AppState> {
         .route("/commands", get(commands::page))
         .route("/commands/{id}", get(commands::batch_page))
         .route("/commands/{id}/cancel", post(commands::cancel))
+        .route("/artifacts", get(artifacts::page))
+        .route("/rollouts", get(rollouts::page).post(rollout_new::create))
+        .route("/rollouts/new", get(rollout_new::page))
+        .route("/rollouts/{id}", get(rollout::page))
+        .route("/rollouts/{id}/{action}", post(rollout::steer))
+        .route("/console/rollouts/stream", get(rollouts::stream))
         .route("/enrollment", get(enrollment::page))
         .route("/enrollment/import", post(enrollment::import))
         .route("/enrollment/tokens", post(enrollment::create_token))

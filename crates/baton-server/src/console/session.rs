@@ -34,6 +34,8 @@ pub(super) struct User {
     pub sees_enrollment: bool,
     pub sees_groups: bool,
     pub sees_commands: bool,
+    pub sees_artifacts: bool,
+    pub sees_rollouts: bool,
     pub sees_admin: bool,
 }
 
@@ -54,7 +56,7 @@ impl FromRequestParts<AppState> for User {
         };
         let name = match &principal.subject {
             Subject::User { username, .. } => username.clone(),
-            Subject::Token { name, .. } => name.clone(),
+            Subject::Token { name, .. } | Subject::System { name } => name.clone(),
         };
         Ok(User {
             name,
@@ -64,6 +66,8 @@ impl FromRequestParts<AppState> for User {
             sees_enrollment: principal.can(Permission::EnrollmentRead),
             sees_groups: principal.can(Permission::GroupsRead),
             sees_commands: principal.can(Permission::CommandsRead),
+            sees_artifacts: principal.can(Permission::ArtifactsRead),
+            sees_rollouts: principal.can(Permission::RolloutsRead),
             sees_admin: principal.can(Permission::UsersRead)
                 || principal.can(Permission::TokensRead)
                 || principal.can(Permission::TenantsRead),

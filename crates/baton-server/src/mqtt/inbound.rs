@@ -75,7 +75,8 @@ impl Session {
             | Inbound::Attributes(t)
             | Inbound::Inventory(t)
             | Inbound::Status(t)
-            | Inbound::CommandResult(t, _) => match self.resolve(t).await? {
+            | Inbound::CommandResult(t, _)
+            | Inbound::DeploymentState(t, _) => match self.resolve(t).await? {
                 Some(device_id) => device_id,
                 None => {
                     let why = "the topic names a device this connection does not speak for";
@@ -86,9 +87,19 @@ impl Session {
         };
         let outcome: Result<(), String> = match inbound {
             Inbound::Telemetry(_) => match payload::json(&p.payload) {
-                Ok(value) => self.add_telemetry(&target, &value),
+                Ok(value) => {
+                    if target == self.device.device_id {
+                        self.firmware_state(&value).await?;
+                    }
+                    self.add_telemetry(&target, &value)
+                }
                 Err(e) => Err(e),
             },
+            Inbound::DeploymentState(_, execution) if target == self.device.device_id => {
+                self.deployment_state(execution, &p.payload).await?
+            }
+            Inbound::DeploymentState(..) => Err("sub-devices get no updates yet".into()),
+            Inbound::FirmwareChunk(request, chunk) => self.firmware_chunk(wire, request, chunk, &p.payload).await?,
             Inbound::Attributes(_) => match payload::object(&p.payload) {
                 Ok(map) => self.report_attributes(&target, &map).await?,
                 Err(e) => Err(e),

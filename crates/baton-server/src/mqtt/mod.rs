@@ -21,6 +21,7 @@ mod inbound;
 mod outbound;
 mod provision;
 mod session;
+mod updates;
 mod wire;
 
 use std::{net::SocketAddr, time::Duration};

@@ -35,6 +35,7 @@ impl Session {
             self.push_desired(wire, &id).await?;
             if self.in_flight.len() < self.window {
                 self.deliver_commands(wire, &id).await?;
+                self.deliver_deployments(wire, &id).await?;
             } else {
                 self.blocked.insert(id);
             }
@@ -198,7 +199,7 @@ fn rpc_call(spec: &CommandSpec) -> (String, Value) {
     }
 }
 
-fn internal(e: impl Into<crate::Error>) -> Ending {
+pub(super) fn internal(e: impl Into<crate::Error>) -> Ending {
     let e = e.into();
     tracing::error!(error = %e, "MQTT delivery failed");
     Ending::server(baton_proto::mqtt::reason::UNSPECIFIED, "the server failed; reconnect later")

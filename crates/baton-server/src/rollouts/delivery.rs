@@ -208,6 +208,22 @@ pub async fn report(
     Ok(final_now)
 }
 
+/// The execution a device is working on now (the newest, if several) with its artifact: for
+/// devices that fetch by asking rather than by URL.
+pub async fn in_flight(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Option<(String, u32, Located)>, Error> {
+    let mut sql = Sql::new(
+        "SELECT e.id, e.attempt, e.artifact_id FROM rollout_executions e JOIN rollouts r ON r.id = e.rollout_id \
+         WHERE e.tenant_id = ",
+    );
+    sql.bind(scope.id()).push(" AND e.device_id = ").bind(device_id).push(" AND e.state IN ");
+    let working: Vec<&str> = ExecutionState::ALL.iter().filter(|s| s.is_in_flight()).map(|s| s.as_str()).collect();
+    sql.bind_list(working).push(" AND r.state IN ('RUNNING', 'PAUSED', 'ROLLING_BACK') ORDER BY e.id DESC LIMIT 1");
+    let Some(row) = sql.query().fetch_optional(db.reader()).await? else { return Ok(None) };
+    let located = artifacts::locate(db, scope, &row.try_get::<String, _>("artifact_id")?).await?;
+    let attempt = u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(1);
+    Ok(Some((row.try_get("id")?, attempt, located)))
+}
+
 /// Records the version of `name` a device reports having.
 async fn record_installed(db: &Db, device_id: &str, name: &str, version: &str, now: i64) -> Result<(), Error> {
     if version.is_empty() || version.len() > 128 || version.chars().any(char::is_control) {

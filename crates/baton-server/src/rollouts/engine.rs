@@ -191,7 +191,7 @@ async fn step(db: &Db, bus: &SharedBus, engine: &Engine, scope: &TenantScope, id
     }
 
     let in_flight = super::progress::sum(&all, ExecutionState::is_in_flight);
-    notify(db, bus, scope, id, "install", Some(wave), r.spec.max_in_flight, in_flight, now).await
+    notify(db, bus, engine, scope, id, "install", Some(wave), &r.spec, in_flight).await
 }
 
 /// Rolling back: every device whose install succeeded gets a rollback execution (also those
@@ -214,7 +214,7 @@ async fn step_rollback(db: &Db, bus: &SharedBus, engine: &Engine, scope: &Tenant
         return Ok(());
     }
     let in_flight = super::progress::sum(&tally.rollback, ExecutionState::is_in_flight);
-    notify(db, bus, scope, id, "rollback", None, r.spec.max_in_flight, in_flight, now).await
+    notify(db, bus, engine, scope, id, "rollback", None, &r.spec, in_flight).await
 }
 
 /// Whether the failure gate fires on these counts.
@@ -296,24 +296,27 @@ async fn add_rollbacks(db: &Db, scope: &TenantScope, id: &str, previous: &str, n
 }
 
 /// Moves queued executions of `action` to NOTIFIED — of waves up to `wave` when given, due, in
-/// the rollout's order, up to the room `max_in_flight` leaves — and tells their devices.
+/// the rollout's order, up to the room `max_in_flight` and `notify_per_minute` leave — and tells
+/// their devices.
 #[allow(clippy::too_many_arguments)]
 async fn notify(
     db: &Db,
     bus: &SharedBus,
+    engine: &Engine,
     scope: &TenantScope,
     id: &str,
     action: &str,
     wave: Option<u32>,
-    max_in_flight: Option<u32>,
+    spec: &Spec,
     in_flight: u64,
-    now: i64,
 ) -> Result<(), Error> {
-    let room = match max_in_flight {
+    let now = engine.now();
+    let room = match spec.max_in_flight {
         Some(max) => u64::from(max).saturating_sub(in_flight),
         None => 10_000,
     }
-    .min(10_000);
+    .min(10_000)
+    .min(engine.notify_room(id, spec.notify_per_minute));
     if room == 0 {
         return Ok(());
     }
@@ -328,6 +331,7 @@ async fn notify(
     if due.is_empty() {
         return Ok(());
     }
+    engine.count_told(id, due.len() as u64);
     let ids: Vec<String> = due.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     let devices: Vec<String> = due.iter().map(|r| r.try_get("device_id")).collect::<Result<_, _>>()?;
     let mut tx = db.writer().begin().await?;

@@ -6,9 +6,12 @@
 
 pub mod delivery;
 pub mod engine;
+pub mod fit;
 pub mod plan;
 mod progress;
+pub mod rules;
 mod spec;
+pub mod watch;
 pub mod windows;
 
 use std::{collections::BTreeSet, sync::Arc};
@@ -44,11 +47,35 @@ pub const MAX_DEVICES: usize = 100_000;
 pub struct Engine {
     pub clock: SharedClock,
     wake: Arc<Notify>,
+    /// Devices told per rollout in the current minute: `(minute, count)`. In memory: after a
+    /// restart a rollout may tell one minute's worth early, which the rate tolerates.
+    told: Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>>,
 }
 
 impl Engine {
     pub fn new(clock: SharedClock) -> Self {
-        Self { clock, wake: Arc::new(Notify::new()) }
+        Self { clock, wake: Arc::new(Notify::new()), told: Arc::default() }
+    }
+
+    /// How many more devices a rollout may tell this minute.
+    fn notify_room(&self, rollout_id: &str, per_minute: Option<u32>) -> u64 {
+        let Some(limit) = per_minute else { return u64::MAX };
+        let minute = self.now().div_euclid(60_000);
+        let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        match told.get(rollout_id) {
+            Some((m, n)) if *m == minute => u64::from(limit).saturating_sub(*n),
+            _ => u64::from(limit),
+        }
+    }
+
+    fn count_told(&self, rollout_id: &str, n: u64) {
+        let minute = self.now().div_euclid(60_000);
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = told.entry(rollout_id.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += n;
     }
 
     pub fn now(&self) -> i64 {
@@ -62,7 +89,7 @@ impl Engine {
 }
 
 const COLUMNS: &str = "SELECT * FROM (SELECT r.id, r.tenant_id, r.name, r.state, r.paused_reason, r.current_wave, \
-    r.spec, r.created_by, r.created_at, r.updated_at, a.id AS a_id, a.name AS a_name, a.version AS a_version, \
+    r.spec, r.created_by, r.created_at, r.updated_at, a.id AS a_id, a.name AS a_name, a.version AS a_version, a.size AS a_size, \
     b.id AS b_id, b.name AS b_name, b.version AS b_version FROM rollouts r JOIN artifacts a ON a.id = r.artifact_id \
     LEFT JOIN artifacts b ON b.id = r.rollback_artifact_id) AS t WHERE tenant_id = ";
 
@@ -96,7 +123,20 @@ pub async fn create(
         }
         None => previous_version(db, scope, &artifact).await?,
     };
-    let devices = targets(db, scope, &spec).await?;
+    let targeted = targets(db, scope, &spec).await?;
+    let count = targeted.len();
+    let (devices, left_out) = fit::keep_fitting(db, scope, targeted, &artifact.compatibility).await?;
+    if devices.is_empty() {
+        return Err(Error::invalid(
+            "/targets",
+            format!(
+                "none of the {count} devices targeted fit {} {} (its OS, architecture, models or labels)",
+                artifact.name, artifact.version
+            ),
+        ));
+    }
+    let mut spec = spec;
+    spec.left_out = left_out;
     // The engine signs each execution's claims with a key the server holds; make one if the
     // tenant only has offline keys so far. Artifacts uploaded before there was a key get signed.
     signing::ensure_held(db, scope).await?;
@@ -160,8 +200,7 @@ pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Rollout, Erro
     let mut sql = Sql::new(COLUMNS);
     sql.bind(scope.id()).push(" AND id = ").bind(id);
     let row = sql.query().fetch_optional(db.reader()).await?.ok_or_else(not_found)?;
-    let progress = progress::of(db, id).await?;
-    from_row(&row, progress)
+    from_row(db, &row).await
 }
 
 /// The tenant's rollouts, newest first.
@@ -176,8 +215,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &RolloutQuery) -> Result<Page
     let rows = sql.query().fetch_all(db.reader()).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let id: String = row.try_get("id")?;
-        items.push(from_row(row, progress::of(db, &id).await?)?);
+        items.push(from_row(db, row).await?);
     }
     Ok(pagination::finish(items, limit, |r| pagination::newest_cursor(r.created_at, &r.id)))
 }
@@ -485,16 +523,27 @@ fn parse_pause_reason(s: &str) -> Option<PauseReason> {
         .find(|r| pause_reason_str(*r) == s)
 }
 
-fn from_row(row: &AnyRow, progress: baton_proto::api::rollouts::RolloutProgress) -> Result<Rollout, Error> {
+/// A rollout with its progress and estimate.
+async fn from_row(db: &Db, row: &AnyRow) -> Result<Rollout, Error> {
+    let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     let spec = Spec::from_json(&row.try_get::<String, _>("spec")?)?;
+    let current_wave = u32::try_from(row.try_get::<i64, _>("current_wave")?).unwrap_or(1);
+    let tally = progress::Tally::of(db, &id).await?;
+    let estimate = progress::Estimate {
+        spec: &spec,
+        size: u64::try_from(row.try_get::<i64, _>("a_size")?).unwrap_or(0),
+        current_wave,
+        bandwidth: progress::bandwidth(db, &id).await?,
+    };
+    let progress = tally.progress(Some(&estimate));
     let reason: Option<String> = row.try_get("paused_reason")?;
     let rollback = match row.try_get::<Option<String>, _>("b_id")? {
         Some(id) => Some(ArtifactRef { id, name: row.try_get("b_name")?, version: row.try_get("b_version")? }),
         None => None,
     };
     Ok(Rollout {
-        id: row.try_get("id")?,
+        id,
         name: row.try_get("name")?,
         artifact: ArtifactRef {
             id: row.try_get("a_id")?,
@@ -504,16 +553,18 @@ fn from_row(row: &AnyRow, progress: baton_proto::api::rollouts::RolloutProgress)
         rollback_artifact: rollback,
         state: RolloutState::parse(&state).ok_or_else(|| anyhow::anyhow!("stored rollout state `{state}`"))?,
         paused_reason: reason.as_deref().and_then(parse_pause_reason),
-        current_wave: u32::try_from(row.try_get::<i64, _>("current_wave")?).unwrap_or(1),
+        current_wave,
         targets: spec.targets,
         waves: spec.waves,
         success_gate: spec.success_gate,
         failure_gate: spec.failure_gate,
         retry: spec.retry,
         max_in_flight: spec.max_in_flight,
+        notify_per_minute: spec.notify_per_minute,
         install: spec.install,
         allow_downgrade: spec.allow_downgrade,
         windows: spec.windows,
+        left_out: spec.left_out,
         progress,
         created_by: row.try_get("created_by")?,
         created_at: from_ms(row.try_get("created_at")?),

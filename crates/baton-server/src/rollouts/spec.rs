@@ -17,11 +17,16 @@ pub struct Spec {
     pub failure_gate: FailureGate,
     pub retry: RetryPolicy,
     pub max_in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_per_minute: Option<u32>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
     /// Overrides the devices' groups' windows when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<Vec<MaintenanceWindow>>,
+    /// Targeted devices left out because the artifact is not for them.
+    #[serde(default)]
+    pub left_out: u64,
     /// `(failed, executed)` when someone resumed a rollout its failure gate had paused: the gate
     /// then judges only what happens after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +71,9 @@ impl Spec {
         if req.max_in_flight == Some(0) {
             v.add("/max_in_flight", "at least 1");
         }
+        if req.notify_per_minute == Some(0) {
+            v.add("/notify_per_minute", "at least 1");
+        }
         if req.targets.groups.len() + req.targets.device_ids.len() > crate::rollouts::MAX_DEVICES {
             v.add("/targets", "too many groups and devices named");
         }
@@ -84,9 +92,11 @@ impl Spec {
             failure_gate: req.failure_gate.clone(),
             retry: req.retry.clone(),
             max_in_flight: req.max_in_flight,
+            notify_per_minute: req.notify_per_minute,
             install: req.install.clone(),
             allow_downgrade: req.allow_downgrade,
             windows: req.windows.clone(),
+            left_out: 0,
             accepted: None,
         })
     }

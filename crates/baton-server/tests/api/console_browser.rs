@@ -386,6 +386,89 @@ async fn the_commands_page_shows_a_batch_by_state_and_cancels_it() {
     assert_eq!(stored.states.get("CANCELED"), Some(&2), "{stored:?}");
 }
 
+#[tokio::test]
+async fn a_rollout_made_on_the_form_is_started_followed_live_and_canceled_from_its_page() {
+    use baton_proto::api::{
+        groups::GroupCreate,
+        rollouts::{ExecutionQuery, ExecutionState, RolloutState},
+    };
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let group = app.admin.create_group(&GroupCreate { name: "stores".into(), ..Default::default() }).await;
+    let group = group.expect("group");
+    let mut ids = Vec::new();
+    for serial in ["SHOP-1", "SHOP-2"] {
+        let create = DeviceCreate { serial: serial.into(), groups: vec![group.id.clone()], ..Default::default() };
+        ids.push(app.admin.create_device(&create).await.expect("device").id);
+    }
+    let artifact = crate::fleet::artifact(&app, "app", "2.0", b"version two").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let config = json!({"name": "app 2.0 to the stores", "artifact_id": artifact.id, "group_name": "stores",
+        "path": "/opt/app/app.bin", "bad_waves": "10%, ten", "waves": "100%", "ready_file": ready});
+    let scenario = run_scenario(&app, "rollout", config);
+    tokio::pin!(scenario);
+    tokio::select! {
+        seen = &mut scenario => panic!("the scenario ended without writing its ready file: {seen}"),
+        () = until_exists(&ready) => {}
+    }
+    // Someone else pauses it: the page shows it live.
+    let started = std::fs::read_to_string(&ready).expect("ready file");
+    app.admin.steer_rollout(&started, "pause").await.expect("paused");
+    let seen = scenario.await;
+    assert!(seen["wave_error"].as_str().is_some_and(|e| e.contains("`ten` is not a wave")), "{seen}");
+    assert_eq!(seen["wave_invalid"], "true", "the field is marked: {seen}");
+    assert_eq!(seen["queued"], "2 QUEUED", "{seen}");
+    assert_eq!(seen["states"], json!(["DRAFT", "RUNNING", "PAUSED", "CANCELED"]), "{seen}");
+    assert_eq!(seen["wave_after"], "2 CANCELED", "{seen}");
+    assert_eq!(seen["buttons_left"], 0, "{seen}");
+    let id = seen["rollout_id"].as_str().expect("rollout id");
+    let stored = app.admin.rollout(id).await.expect("rollout");
+    assert_eq!((stored.name.as_str(), stored.state), ("app 2.0 to the stores", RolloutState::Canceled));
+    assert_eq!(stored.targets.groups, [group.id]);
+    let executions = app.admin.all_rollout_executions(id, &ExecutionQuery::default()).await.expect("executions");
+    let mut devices: Vec<&str> = executions.iter().map(|e| e.device_id.as_str()).collect();
+    devices.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(devices, ids);
+    assert!(executions.iter().all(|e| e.state == ExecutionState::Canceled), "{executions:?}");
+    let all = app.admin.rollouts(&Default::default()).await.expect("rollouts").items;
+    assert_eq!(all.len(), 1, "the refused form made nothing: {all:?}");
+}
+
+#[tokio::test]
+async fn the_artifact_and_rollout_pages_read_at_tablet_width_name_their_controls_and_work_from_the_keyboard() {
+    use baton_proto::api::rollouts::{InstallSpec, RolloutCreate, Targets};
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let device =
+        app.admin.create_device(&DeviceCreate { serial: "TAB-1".into(), ..Default::default() }).await.expect("device");
+    let artifact = crate::fleet::artifact(&app, "app", "2.0", b"version two").await;
+    let req = RolloutCreate {
+        name: "app 2.0".into(),
+        artifact_id: artifact.id.clone(),
+        targets: Targets { device_ids: vec![device.id], ..Default::default() },
+        install: InstallSpec { path: Some("/opt/app/app.bin".into()), ..Default::default() },
+        ..Default::default()
+    };
+    let rollout = app.admin.create_rollout(&req).await.expect("rollout");
+    let paths = [
+        "/artifacts".to_owned(),
+        "/rollouts".to_owned(),
+        format!("/rollouts/new?artifact={}", artifact.id),
+        format!("/rollouts/{}", rollout.id),
+    ];
+    let config = json!({"paths": paths, "viewport": {"width": 768, "height": 1024}});
+    let seen = run_scenario(&app, "basics", config).await;
+    for path in &paths {
+        assert!(seen["pages"][path].as_u64().is_some_and(|n| n >= 8), "{path}: {seen}");
+    }
+}
+
 /// Runs scenario `name` of `run.mjs` against `app` as `admin` of tenant `default` (fields of
 /// `extra` override or add to that config), asserts it passed and returns its JSON line.
 pub async fn run_scenario(app: &TestApp, name: &str, extra: Value) -> Value {

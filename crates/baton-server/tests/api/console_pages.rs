@@ -49,15 +49,15 @@ async fn session(app: &TestApp, tenant: &str, username: &str, password: &str) ->
 }
 
 /// A signed-in browser: its session cookie and the CSRF token its pages carry.
-struct Console {
+pub(crate) struct Console {
     url: String,
-    cookie: String,
-    csrf: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 impl Console {
     /// Signs `username` (password [`ADMIN_PASSWORD`]) in to `tenant` (empty: `default`).
-    async fn sign_in(app: &TestApp, tenant: &str, username: &str) -> Console {
+    pub(crate) async fn sign_in(app: &TestApp, tenant: &str, username: &str) -> Console {
         let cookie = session(app, tenant, username, ADMIN_PASSWORD).await.expect("signed in");
         let mut console = Console { url: app.url.clone(), cookie, csrf: String::new() };
         let html = console.html("/").await;
@@ -70,24 +70,24 @@ impl Console {
         console
     }
 
-    async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         browser().get(format!("{}{path}", self.url)).header("cookie", &self.cookie).send().await.expect("page")
     }
 
     /// A page that must open.
-    async fn html(&self, path: &str) -> String {
+    pub(crate) async fn html(&self, path: &str) -> String {
         let response = self.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.text().await.expect("html")
     }
 
     /// A change as the page's htmx controls send it: form body, CSRF header, `hx-request`.
-    async fn post(&self, path: &str, fields: &impl Serialize) -> Response {
+    pub(crate) async fn post(&self, path: &str, fields: &impl Serialize) -> Response {
         self.send(path, fields, Some(&self.csrf), true).await
     }
 
     /// A change that must succeed; its HTML.
-    async fn done(&self, path: &str, fields: &impl Serialize) -> String {
+    pub(crate) async fn done(&self, path: &str, fields: &impl Serialize) -> String {
         let response = self.post(path, fields).await;
         let status = response.status();
         let body = response.text().await.expect("body");
@@ -96,12 +96,12 @@ impl Console {
     }
 
     /// A change that must be refused with `status`; the problem's detail.
-    async fn refused(&self, path: &str, fields: &impl Serialize, status: u16) -> String {
+    pub(crate) async fn refused(&self, path: &str, fields: &impl Serialize, status: u16) -> String {
         let problem = expect_problem(self.post(path, fields).await, status).await;
         problem["detail"].as_str().expect("detail").to_owned()
     }
 
-    async fn send(&self, path: &str, fields: &impl Serialize, csrf: Option<&str>, htmx: bool) -> Response {
+    pub(crate) async fn send(&self, path: &str, fields: &impl Serialize, csrf: Option<&str>, htmx: bool) -> Response {
         let mut request = browser()
             .post(format!("{}{path}", self.url))
             .header("cookie", &self.cookie)
@@ -118,7 +118,7 @@ impl Console {
 }
 
 /// Where a redirect or an `HX-Location` sends the browser.
-fn header(response: &Response, name: &str) -> String {
+pub(crate) fn header(response: &Response, name: &str) -> String {
     response.headers().get(name).map(|v| v.to_str().expect("ascii").to_owned()).unwrap_or_default()
 }
 
@@ -129,13 +129,13 @@ const NO_FIELDS: [(&str, &str); 0] = [];
 // Things to act on, made through the API
 // ---------------------------------------------------------------------------------------------
 
-async fn device(app: &TestApp, serial: &str, name: &str, labels: &[(&str, &str)]) -> Device {
+pub(crate) async fn device(app: &TestApp, serial: &str, name: &str, labels: &[(&str, &str)]) -> Device {
     let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let req = DeviceCreate { serial: serial.into(), name: Some(name.into()), labels, ..Default::default() };
     app.admin.create_device(&req).await.expect("device")
 }
 
-async fn group(app: &TestApp, name: &str) -> Group {
+pub(crate) async fn group(app: &TestApp, name: &str) -> Group {
     app.admin.create_group(&GroupCreate { name: name.into(), ..Default::default() }).await.expect("group")
 }
 
@@ -291,26 +291,7 @@ async fn every_new_page_and_change_sends_a_visitor_without_a_session_to_sign_in(
         "/admin".into(),
     ];
     let before = snapshot(&app).await;
-    for cookie in [None, Some("baton_session=bs_forged"), Some("baton_session=")] {
-        let with = |request: reqwest::RequestBuilder| match cookie {
-            Some(c) => request.header("cookie", c),
-            None => request,
-        };
-        for path in &pages {
-            let response = with(browser().get(format!("{}{path}", app.url))).send().await.expect("page");
-            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} with {cookie:?}");
-            assert_eq!(header(&response, "location"), "/login", "{path} with {cookie:?}");
-        }
-        for (path, fields) in changes(&w) {
-            let request = with(browser().post(format!("{}{path}", app.url)))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-csrf-token", "whatever")
-                .body(serde_urlencoded::to_string(&fields).expect("form"));
-            let response = request.send().await.expect("post");
-            assert_eq!(response.status(), StatusCode::SEE_OTHER, "POST {path} with {cookie:?}");
-            assert_eq!(header(&response, "location"), "/login", "POST {path}");
-        }
-    }
+    signed_out_goes_to_login(&app, &pages, &changes(&w)).await;
     // An API token is not a browser session.
     let response = browser().get(format!("{}/groups", app.url)).bearer_auth(&app.admin_token).send().await;
     assert_eq!(response.expect("page").status(), StatusCode::SEE_OTHER);
@@ -1008,4 +989,33 @@ async fn a_bad_csv_is_refused_with_its_line_and_imports_nothing() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.expect("html");
     assert!(html.contains("line 1: unknown column `colour`") && html.contains(r#"role="alert""#), "{html}");
+}
+
+/// Every page and every change sends a visitor without a (valid) session to `/login` — no
+/// cookie, a forged one, an empty one — and no change happens.
+pub(crate) async fn signed_out_goes_to_login(
+    app: &TestApp,
+    pages: &[String],
+    changes: &[(String, Vec<(&'static str, String)>)],
+) {
+    for cookie in [None, Some("baton_session=bs_forged"), Some("baton_session=")] {
+        let with = |request: reqwest::RequestBuilder| match cookie {
+            Some(c) => request.header("cookie", c),
+            None => request,
+        };
+        for path in pages {
+            let response = with(browser().get(format!("{}{path}", app.url))).send().await.expect("page");
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} with {cookie:?}");
+            assert_eq!(header(&response, "location"), "/login", "{path} with {cookie:?}");
+        }
+        for (path, fields) in changes {
+            let request = with(browser().post(format!("{}{path}", app.url)))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-csrf-token", "whatever")
+                .body(serde_urlencoded::to_string(fields).expect("form"));
+            let response = request.send().await.expect("post");
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "POST {path} with {cookie:?}");
+            assert_eq!(header(&response, "location"), "/login", "POST {path}");
+        }
+    }
 }

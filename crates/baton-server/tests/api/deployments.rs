@@ -11,7 +11,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use baton_proto::api::rollouts::{
     ExecutionQuery, ExecutionState, FailureClass, FailureGate, InstallSpec, RetryPolicy, RolloutCreate, RolloutState,
-    SuccessGate, Targets,
+    Targets,
 };
 use baton_server::clock::Clock;
 use tokio::{
@@ -29,8 +29,6 @@ fn to_all(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCrea
         name: name.into(),
         artifact_id: artifact_id.into(),
         targets: Targets { device_ids, ..Targets::default() },
-        waves: Vec::new(),
-        success_gate: SuccessGate::default(),
         failure_gate: FailureGate {
             failed_percent: Some(100.0),
             failed_count: None,
@@ -38,12 +36,8 @@ fn to_all(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCrea
             ..FailureGate::default()
         },
         retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
-        max_in_flight: None,
         install: InstallSpec { path: Some("/opt/app/app.bin".into()), ..InstallSpec::default() },
-        allow_downgrade: false,
-        windows: None,
-        rollback_artifact_id: None,
-        start: true,
+        ..RolloutCreate::default()
     }
 }
 

@@ -400,6 +400,13 @@ impl Paho {
         (message["topic"].as_str().expect("topic").to_owned(), payload)
     }
 
+    /// The next message the server sent: `(topic, payload as text)`.
+    pub async fn message_text(&mut self) -> (String, String) {
+        let message = self.event("message").await;
+        let payload = message["payload"].as_str().expect("payload").to_owned();
+        (message["topic"].as_str().expect("topic").to_owned(), payload)
+    }
+
     /// Sends DISCONNECT and waits until the connection is closed.
     pub async fn disconnect(&mut self) {
         self.send(json!({"op": "disconnect"})).await;

@@ -23,19 +23,13 @@ fn rollout(name: &str, artifact_id: &str, device_ids: Vec<String>) -> RolloutCre
         name: name.into(),
         artifact_id: artifact_id.into(),
         targets: Targets { device_ids, ..Targets::default() },
-        waves: Vec::new(),
-        success_gate: SuccessGate::default(),
         failure_gate: FailureGate::default(),
         retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
-        max_in_flight: None,
         install: baton_proto::api::rollouts::InstallSpec {
             path: Some("/opt/app/app.bin".into()),
             ..Default::default()
         },
-        allow_downgrade: false,
-        windows: None,
-        rollback_artifact_id: None,
-        start: true,
+        ..RolloutCreate::default()
     }
 }
 
@@ -329,5 +323,131 @@ async fn an_install_waits_for_the_groups_maintenance_window_on_the_servers_clock
     app.clock.advance(std::time::Duration::from_secs(2 * 3600 + 10 * 60));
     rollout_in(&app, &made.id, RolloutState::Completed).await;
     assert_eq!(fleet.installed("window-000"), vec!["1.0", "1.0"], "the hotfix, then the app inside its window");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_artifact_dropped_into_the_watched_directory_starts_a_rollout_by_its_rule() {
+    use baton_proto::api::rollouts::{RolloutQuery, RolloutRuleCreate};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drop = tempfile::tempdir().expect("drop dir");
+    let mut settings = test_settings(dir.path());
+    settings.artifact_watch_dir = Some(drop.path().to_path_buf());
+    settings.artifact_watch_secs = 1;
+    let app = spawn_with(settings, dir).await;
+    let fleet = Fleet::start(&app, 2, "drop").await;
+    let devices: Vec<String> = Fleet::serials(&app, "drop").await.into_keys().collect();
+    let template = RolloutCreate {
+        targets: Targets { device_ids: devices, ..Targets::default() },
+        install: baton_proto::api::rollouts::InstallSpec {
+            path: Some("/opt/pos/app.bin".into()),
+            ..Default::default()
+        },
+        ..RolloutCreate::default()
+    };
+    let rule = RolloutRuleCreate { name: "pos nightly".into(), artifact_name: "pos-app*".into(), kind: None, template };
+    let rule = app.admin.create_rollout_rule(&rule).await.expect("rule");
+    assert_eq!(app.admin.rollout_rules().await.expect("rules").len(), 1);
+
+    // The pipeline writes the file, then its manifest.
+    let tenant_dir = drop.path().join("default");
+    std::fs::create_dir_all(&tenant_dir).expect("tenant dir");
+    std::fs::write(tenant_dir.join("pos-app-2.0.bin"), b"point of sale, 2.0").expect("file");
+    std::fs::write(tenant_dir.join("pos-app-2.0.bin.json"), br#"{"name": "pos-app", "version": "2.0"}"#)
+        .expect("manifest");
+    std::fs::write(tenant_dir.join("junk.bin"), b"?").expect("file");
+    std::fs::write(tenant_dir.join("junk.bin.json"), b"{not a manifest").expect("manifest");
+
+    let made = eventually("a rollout made by the rule", || async {
+        let page = app.admin.rollouts(&RolloutQuery::default()).await.map_err(|e| e.to_string())?;
+        page.items.into_iter().next().ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(made.name, "pos nightly: pos-app 2.0");
+    assert_eq!((made.artifact.name.as_str(), made.artifact.version.as_str()), ("pos-app", "2.0"));
+    assert_eq!(made.created_by.as_deref(), Some("system:rule pos nightly"));
+    let done = rollout_in(&app, &made.id, RolloutState::Completed).await;
+    assert_eq!(done.progress.states.get(&ExecutionState::Succeeded), Some(&2));
+    assert_eq!(fleet.installed("drop-000"), vec!["2.0"]);
+    eventually("the files moved", || async {
+        let imported = tenant_dir.join("imported/pos-app-2.0.bin").exists()
+            && tenant_dir.join("imported/pos-app-2.0.bin.json").exists();
+        let refused = std::fs::read_to_string(tenant_dir.join("failed/junk.bin.error.txt")).unwrap_or_default();
+        if imported && refused.contains("manifest") {
+            Ok(())
+        } else {
+            Err(format!("imported {imported}, refused: {refused:?}"))
+        }
+    })
+    .await;
+    assert!(!tenant_dir.join("pos-app-2.0.bin").exists(), "nothing is imported twice");
+
+    // An upload through the API matches the same rule; another name does not.
+    artifact(&app, "pos-app", "2.1", b"point of sale, 2.1").await;
+    artifact(&app, "kiosk-ui", "1.0", b"not for this rule").await;
+    let names: Vec<String> = eventually("the second rollout", || async {
+        let page = app.admin.rollouts(&RolloutQuery::default()).await.map_err(|e| e.to_string())?;
+        if page.items.len() == 2 {
+            Ok(page.items.into_iter().map(|r| r.name).collect())
+        } else {
+            Err(format!("{}", page.items.len()))
+        }
+    })
+    .await;
+    assert_eq!(names, vec!["pos nightly: pos-app 2.1", "pos nightly: pos-app 2.0"]);
+    app.admin.delete_rollout_rule(&rule.id).await.expect("deleted");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_are_told_no_faster_than_the_notify_rate_on_the_servers_clock() {
+    let app = busy_app().await;
+    let fleet = Fleet::start(&app, 10, "rate").await;
+    let serials = Fleet::serials(&app, "rate").await;
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("rated", &v1.id, serials.keys().cloned().collect());
+    req.notify_per_minute = Some(4);
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+    for (minute, told) in [(0, 4), (1, 8), (2, 10)] {
+        if minute > 0 {
+            app.clock.advance(std::time::Duration::from_secs(60));
+        }
+        let r = eventually(&format!("{told} devices done in minute {minute}"), || async {
+            let r = app.admin.rollout(&made.id).await.map_err(|e| e.to_string())?;
+            let done = r.progress.states.get(&ExecutionState::Succeeded).copied().unwrap_or(0);
+            if done == told { Ok(r) } else { Err(format!("{:?}", r.progress.states)) }
+        })
+        .await;
+        // The clock has not moved: nobody else was told.
+        assert_eq!(r.progress.states.get(&ExecutionState::Queued).copied().unwrap_or(0), 10 - told);
+    }
+    rollout_in(&app, &made.id, RolloutState::Completed).await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_the_artifact_is_not_for_are_left_out_not_failed() {
+    use baton_proto::api::artifacts::ArtifactUpload;
+    let app = spawn_app().await;
+    let fleet = Fleet::start(&app, 3, "fit").await;
+    let mut devices: Vec<String> = Fleet::serials(&app, "fit").await.into_keys().collect();
+    // A device the registry knows nothing about yet: left to check for itself.
+    let unknown = baton_proto::api::devices::DeviceCreate { serial: "fit-unknown".into(), ..Default::default() };
+    devices.push(app.admin.create_device(&unknown).await.expect("device").id);
+    let facts = ArtifactUpload {
+        name: "driver".into(),
+        version: "1.0".into(),
+        os: Some("windows".into()),
+        ..Default::default()
+    };
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(b"win".to_vec())]);
+    let windows = app.admin.upload_artifact(&facts, 3, stream).await.expect("artifact");
+
+    let made = app.admin.create_rollout(&rollout("driver", &windows.id, devices.clone())).await.expect("rollout");
+    assert_eq!((made.left_out, made.progress.devices), (3, 1), "the three Linux devices are left out");
+    let only_linux = app.admin.create_rollout(&rollout("driver", &windows.id, devices[..3].to_vec())).await;
+    let refused = only_linux.expect_err("nobody fits");
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(422));
+    assert!(refused.to_string().contains("none of the 3 devices"), "{refused}");
     fleet.stop().await;
 }

@@ -10,9 +10,13 @@
 //!
 //! `baton bench console` ([`console`]) measures the web console's pages and chart data over
 //! 10,000 devices and a week of telemetry, beside the JSON API.
+//!
+//! `baton bench ota` ([`ota`]) measures a fleet downloading one update artifact, beside nginx
+//! serving the same file.
 
 mod console;
 mod mqtt;
+mod ota;
 mod peer;
 mod proc;
 
@@ -50,6 +54,9 @@ enum BenchCommand {
     /// The web console's pages and chart data over 10,000 devices and a week of telemetry,
     /// beside the JSON API.
     Console(console::ConsoleArgs),
+    /// A fleet downloading one update artifact, beside nginx serving the same file; and how
+    /// long such a rollout takes.
+    Ota(ota::OtaArgs),
 }
 
 #[derive(clap::Args)]
@@ -76,6 +83,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Fleet(a) => fleet(a).await,
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
         BenchCommand::Console(a) => console::run(a).await,
+        BenchCommand::Ota(a) => ota::run(a).await,
     }
 }
 

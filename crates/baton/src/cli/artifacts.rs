@@ -167,6 +167,8 @@ async fn push(args: PushArgs, client: &Client) -> anyhow::Result<Artifact> {
         models: args.models,
         labels: args.labels,
         depends: args.depends,
+        url: None,
+        size: Some(len),
     };
     let uploaded = client.upload_artifact(&facts, len, body).await;
     bar.finish_and_clear();

@@ -26,6 +26,7 @@ mod groups;
 mod import;
 mod output;
 mod profile;
+mod rollouts;
 mod serve;
 mod telemetry;
 mod tenants;
@@ -114,6 +115,9 @@ enum Command {
     /// The keys that sign artifacts.
     #[command(subcommand)]
     SigningKeys(artifacts::SigningKeysCommand),
+    /// Rollouts: take an artifact to devices in waves; follow and steer them.
+    #[command(subcommand)]
+    Rollouts(rollouts::RolloutsCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -138,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenants(cmd) => tenants::run(cmd, &connect(&g)?, &g).await,
         Command::Artifacts(cmd) => artifacts::run(cmd, &connect(&g)?, &g).await,
         Command::SigningKeys(cmd) => artifacts::keys(cmd, &connect(&g)?, &g).await,
+        Command::Rollouts(cmd) => rollouts::run(cmd, &connect(&g)?, &g).await,
     }
 }
 

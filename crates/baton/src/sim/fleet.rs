@@ -37,7 +37,7 @@ pub struct FleetConfig {
     pub devices: u32,
     /// Serials are `{prefix}-{index:05}`, indexes from 1.
     pub prefix: String,
-    /// Share of devices that fail every exec, reboot and custom command.
+    /// Share of devices that fail every exec, reboot and custom command, and every update.
     pub fail_rate: f64,
     /// Share of devices whose agent stops and starts again every 30–120 s.
     pub flap_rate: f64,
@@ -267,6 +267,7 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
             .storage(storage.clone())
             .source(source.clone())
             .command_runner(move |spec| runner::answer(spec, failing, answers.clone()))
+            .installer(runner::SimInstaller { failing })
             .build();
         let agent = match built {
             Ok(agent) => agent,

@@ -1,7 +1,8 @@
 //! How a simulated device answers commands, without ever touching the host: `ping` answers,
 //! `exec` echoes what it would have run, `reboot` takes a moment and restarts the uptime, custom
 //! commands say they were simulated. A device chosen as failing fails every `exec`, `reboot`
-//! and custom command with exit code 1, so failure handling can be tried at scale.
+//! and custom command with exit code 1, and every update install ([`SimInstaller`]), so failure
+//! handling and rollout gates can be tried at scale.
 
 use std::time::Duration;
 
@@ -53,6 +54,44 @@ pub async fn answer(spec: CommandSpec, failing: bool, source: SharedSource) -> O
 
 fn output(value: serde_json::Value) -> Outcome {
     Outcome::ok(CommandResult { output: Some(value), ..CommandResult::default() })
+}
+
+/// How a simulated device installs updates: it takes a moment, never touches the host, and a
+/// device chosen as failing fails every install (so failure gates can be tried at scale).
+pub struct SimInstaller {
+    pub failing: bool,
+}
+
+impl baton_agent::updates::Installer for SimInstaller {
+    fn install<'a>(
+        &'a self,
+        _job: &'a baton_agent::updates::InstallJob,
+    ) -> baton_agent::updates::install::BoxFuture<'a, Result<(), baton_agent::updates::trust::Refusal>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.failing {
+                return Err(baton_agent::updates::trust::Refusal {
+                    class: baton_proto::api::rollouts::FailureClass::Install,
+                    detail: "simulated installer failure".into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn healthy<'a>(
+        &'a self,
+        _job: &'a baton_agent::updates::InstallJob,
+    ) -> baton_agent::updates::install::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn revert<'a>(
+        &'a self,
+        _job: &'a baton_agent::updates::InstallJob,
+    ) -> baton_agent::updates::install::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ async fn upload_artifact(
     let stream = body.into_data_stream();
     let artifact =
         artifacts::upload(&app.db, app.artifacts.as_ref(), auth.scope(), &auth.principal, facts, stream).await?;
+    crate::rollouts::rules::apply(&app.db, &app.bus, &app.rollouts, auth.scope(), &artifact).await;
     Ok((StatusCode::CREATED, Json(artifact)))
 }
 

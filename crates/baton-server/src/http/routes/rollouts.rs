@@ -4,7 +4,7 @@
 use axum::{extract::State, http::StatusCode};
 use baton_proto::api::{
     Page,
-    rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery},
+    rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery, RolloutRule, RolloutRuleCreate},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -26,6 +26,51 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pause_rollout))
         .routes(routes!(resume_rollout))
         .routes(routes!(cancel_rollout))
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(get_rule, delete_rule))
+}
+
+/// Automatic rollouts: each new artifact whose name matches becomes a rollout from the template.
+#[utoipa::path(post, path = "/api/v1/rollout-rules", tag = "rollouts", request_body = RolloutRuleCreate,
+    responses((status = 201, body = RolloutRule)))]
+async fn create_rule(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Json(req): Json<RolloutRuleCreate>,
+) -> Result<(StatusCode, Json<RolloutRule>), Error> {
+    let rule = rollouts::rules::create(&app.db, auth.scope(), &auth.principal, req).await?;
+    Ok((StatusCode::CREATED, Json(rule)))
+}
+
+/// The tenant's rollout rules, by name.
+#[utoipa::path(get, path = "/api/v1/rollout-rules", tag = "rollouts", responses((status = 200, body = Vec<RolloutRule>)))]
+async fn list_rules(
+    auth: Authz<perm::RolloutsRead>,
+    State(app): State<AppState>,
+) -> Result<Json<Vec<RolloutRule>>, Error> {
+    rollouts::rules::list(&app.db, auth.scope()).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/rollout-rules/{id}", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = RolloutRule)))]
+async fn get_rule(
+    auth: Authz<perm::RolloutsRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutRule>, Error> {
+    rollouts::rules::get(&app.db, auth.scope(), &id).await.map(Json)
+}
+
+/// Delete a rule; rollouts it made stay.
+#[utoipa::path(delete, path = "/api/v1/rollout-rules/{id}", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 204)))]
+async fn delete_rule(
+    auth: Authz<perm::RolloutsWrite>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    rollouts::rules::delete(&app.db, auth.scope(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Make a rollout: its devices are resolved now and put in waves; it starts at once unless
