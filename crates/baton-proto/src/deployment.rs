@@ -93,8 +93,18 @@ pub struct ExecutionClaims {
     pub sha256: String,
     pub size: u64,
     pub allow_downgrade: bool,
+    /// The deployment's `install` settings as one line of JSON ([`install_line`]): what the
+    /// device may do with the bytes (path, mode, owner, command) is signed as well.
+    pub install: String,
+    /// Whether the deployment says to install now (outside a window it says to wait).
+    pub install_now: bool,
     /// Milliseconds since the epoch.
     pub expires_at: i64,
+}
+
+/// The `install` settings as the claims carry them: compact JSON, on one line.
+pub fn install_line(install: &InstallSpec) -> String {
+    serde_json::to_string(install).unwrap_or_default()
 }
 
 const CLAIMS_HEADER: &str = "baton-execution-v1";
@@ -103,7 +113,8 @@ impl ExecutionClaims {
     /// The signed text: a header line, then one `key=value` per line, in this order.
     pub fn statement(&self) -> String {
         format!(
-            "{CLAIMS_HEADER}\nexecution={}\ndevice={}\nname={}\nversion={}\nsha256={}\nsize={}\ndowngrade={}\nexpires={}\n",
+            "{CLAIMS_HEADER}\nexecution={}\ndevice={}\nname={}\nversion={}\nsha256={}\nsize={}\ndowngrade={}\n\
+             install={}\ninstall_now={}\nexpires={}\n",
             self.execution_id,
             self.device_id,
             self.name,
@@ -111,6 +122,8 @@ impl ExecutionClaims {
             self.sha256,
             self.size,
             if self.allow_downgrade { "allowed" } else { "refused" },
+            self.install,
+            if self.install_now { "yes" } else { "no" },
             self.expires_at,
         )
     }
@@ -140,6 +153,12 @@ impl ExecutionClaims {
                 "refused" => false,
                 other => return Err(format!("the claims' downgrade is `{other}`")),
             },
+            install: field("install")?,
+            install_now: match field("install_now")?.as_str() {
+                "yes" => true,
+                "no" => false,
+                other => return Err(format!("the claims' install_now is `{other}`")),
+            },
             expires_at: field("expires")?.parse().map_err(|_| "the claims' expiry is not a number")?,
         };
         if lines.next().is_some() {
@@ -162,6 +181,8 @@ mod tests {
             sha256: "ab".repeat(32),
             size: 42,
             allow_downgrade: false,
+            install: install_line(&InstallSpec { path: Some("/opt/a".into()), ..InstallSpec::default() }),
+            install_now: true,
             expires_at: 1_700_000_000_000,
         }
     }

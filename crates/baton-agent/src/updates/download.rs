@@ -128,7 +128,20 @@ async fn transfer_once(
     }
     let response = request.send().await.map_err(|e| Transfer::Retry(0, crate::enroll::innermost(&e)))?;
     let status = response.status();
+    let resumes_here = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        == Some(have);
     let append = match status.as_u16() {
+        // A part that does not start where ours ends (a proxy ignoring the offset) starts over.
+        206 if !resumes_here => {
+            let _ = tokio::fs::remove_file(part).await;
+            return Err(Transfer::Retry(0, "the server sent a part from elsewhere; starting over".into()));
+        }
         206 => true,
         200 => false,
         416 => {

@@ -158,7 +158,17 @@ async fn install_file(job: &InstallJob, target: &Path) -> Result<(), Refusal> {
     }
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.baton-new"));
-    tokio::fs::copy(&job.file, &temp).await.map_err(|e| fail(format!("cannot write {}: {e}", temp.display())))?;
+    // A fresh file, never through a link someone left at that name.
+    let _ = tokio::fs::remove_file(&temp).await;
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .await
+        .map_err(|e| fail(format!("cannot create {}: {e}", temp.display())))?;
+    let mut src = tokio::fs::File::open(&job.file).await.map_err(|e| fail(e.to_string()))?;
+    tokio::io::copy(&mut src, &mut out).await.map_err(|e| fail(format!("cannot write {}: {e}", temp.display())))?;
+    drop(out);
     let mode = job.install.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644);
     set_mode(&temp, mode).map_err(|e| fail(format!("cannot set the mode of {}: {e}", temp.display())))?;
     if let Some(owner) = &job.install.owner {

@@ -112,6 +112,18 @@ impl Updates {
     /// stopped or crashed during its trial) — go back. A fresh one starts its clock.
     fn begin_trial(&self) {
         let Some(trial) = self.journal().trial.clone() else { return };
+        if !trial.sha256.is_empty() && !self_update::is_binary(&trial.binary, &trial.sha256) {
+            // The agent stopped between writing the trial and swapping the binary: nothing
+            // changed, and the old agent runs on.
+            let d = trial_deployment(&trial);
+            let detail = "the agent stopped before the new agent was in place; nothing changed".to_owned();
+            let report = self.record(&d, ExecutionState::Failed, Some(FailureClass::Install), Some(detail), None);
+            self.journal_mut(|j| {
+                j.trial = None;
+                j.outbox.push(report);
+            });
+            return;
+        }
         if trial.started {
             self.revert(&trial, "the new agent stopped during its trial");
             return;
@@ -239,6 +251,13 @@ impl Updates {
                 Ok(report) => report,
                 Err(refusal) => this.final_report(&d, refusal),
             };
+            if report.state.is_final() {
+                // The bytes are installed or refused: nothing needs them any more.
+                let dir = this.inner.storage.downloads_dir();
+                for end in ["bin", "part"] {
+                    let _ = tokio::fs::remove_file(dir.join(format!("{}.{end}", d.artifact.sha256))).await;
+                }
+            }
             this.send(report).await;
             this.lock_running().remove(&d.execution_id);
         });
@@ -298,11 +317,22 @@ impl Updates {
             Ok(()) => self.inner.installer.healthy(&job).await,
             Err(why) => Err(why),
         } {
-            let detail = match self.inner.installer.revert(&job).await {
-                Ok(()) => format!("{why}; reverted to the previous version"),
-                Err(e) => format!("{why}; reverting failed too: {e}"),
+            return match self.inner.installer.revert(&job).await {
+                Ok(()) => Err(Refusal {
+                    class: FailureClass::Health,
+                    detail: format!("{why}; reverted to the previous version"),
+                }),
+                Err(e) => {
+                    // Still on the new version: say so, so a rollback includes this device.
+                    self.journal_mut(|j| {
+                        j.installed.insert(a.name.clone(), a.version.clone());
+                    });
+                    Err(Refusal {
+                        class: FailureClass::Install,
+                        detail: format!("{why}; it could not be reverted: {e}"),
+                    })
+                }
             };
-            return Err(Refusal { class: FailureClass::Health, detail });
         }
         self.journal_mut(|j| {
             j.installed.insert(a.name.clone(), a.version.clone());
@@ -321,10 +351,10 @@ impl Updates {
             Ok(b) => b,
             Err(e) => return fail(e),
         };
-        let kept = job.keep_dir.join("agent.previous");
-        if let Err(e) = self_update::swap(&binary, &kept, &job.file) {
-            return fail(e);
+        if self.journal().trial.is_some() {
+            return fail("another agent update is on trial; try again when it is settled".into());
         }
+        let kept = job.keep_dir.join("agent").join("baton-agent.previous");
         let verify = i64::from(d.install.verify_secs.unwrap_or(120).max(1)) * 1000;
         let trial = self_update::Trial {
             execution_id: d.execution_id.clone(),
@@ -335,9 +365,16 @@ impl Updates {
             kept,
             deadline_ms: chrono::Utc::now().timestamp_millis() + verify,
             started: false,
+            sha256: d.artifact.sha256.clone(),
         };
+        // The trial is written before the binary changes: a power loss in between leaves a
+        // trial the next start judges (and reverts), never a new agent nobody watches.
         self.record(d, ExecutionState::Rebooting, None, None, None);
         self.journal_mut(|j| j.trial = Some(trial.clone()));
+        if let Err(e) = self_update::swap(&binary, &trial.kept, &job.file) {
+            self.journal_mut(|j| j.trial = None);
+            return fail(e);
+        }
         let e = self_update::restart_as(&binary);
         // Still here: the new agent could not be started. Put the old one back.
         self.journal_mut(|j| j.trial = None);

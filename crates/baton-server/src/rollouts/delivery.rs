@@ -9,7 +9,7 @@ use baton_proto::{
         artifacts::Storage,
         rollouts::{ExecutionState, FailureClass},
     },
-    deployment::{DeployedArtifact, Deployment, ExecutionClaims, ExecutionReport, VerificationKey},
+    deployment::{DeployedArtifact, Deployment, ExecutionClaims, ExecutionReport, VerificationKey, install_line},
 };
 use sqlx::Row;
 
@@ -56,6 +56,12 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
         let spec = Spec::from_json(&row.try_get::<String, _>("spec")?)?;
         let rollback = row.try_get::<String, _>("action")? == "rollback";
         let artifact = artifacts::get(db, scope, &row.try_get::<String, _>("artifact_id")?).await?;
+        let windows = match &spec.windows {
+            Some(w) => w.clone(),
+            None => crate::groups::windows_of_device(db, scope, device_id).await?,
+        };
+        // Rolling back is not held for a window: it undoes a failure.
+        let install_now = rollback || super::windows::open_at(&windows, engine.now());
         let claims = ExecutionClaims {
             execution_id: id.clone(),
             device_id: device_id.to_owned(),
@@ -64,16 +70,14 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
             sha256: artifact.sha256.clone(),
             size: artifact.size,
             allow_downgrade: spec.allow_downgrade || rollback,
+            install: install_line(&spec.install),
+            install_now,
             expires_at: engine.now() + CLAIMS_TTL_MS,
         }
         .statement();
         let Some(claims_signature) = signing::sign(db, scope, claims.as_bytes()).await? else {
             tracing::warn!(execution_id = %id, "no server-held signing key to sign execution claims; make one");
             continue;
-        };
-        let windows = match &spec.windows {
-            Some(w) => w.clone(),
-            None => crate::groups::windows_of_device(db, scope, device_id).await?,
         };
         let url = match artifact.storage {
             Storage::External => artifact.url.clone().unwrap_or_default(),
@@ -94,8 +98,7 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
                 depends: artifact.depends,
             },
             install: spec.install,
-            // Rolling back is not held for a window: it undoes a failure.
-            install_now: rollback || super::windows::open_at(&windows, engine.now()),
+            install_now,
             claims,
             claims_signature,
             keys: keys.clone(),

@@ -59,6 +59,9 @@ pub async fn tick(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error
         let (id, tenant, state): (String, String, String) =
             (row.try_get("id")?, row.try_get("tenant_id")?, row.try_get("state")?);
         let scope = TenantScope::internal(tenant);
+        if let Err(e) = time_out(db, bus, engine, &scope, &id).await {
+            tracing::warn!(error = %e, rollout_id = %id, "could not time out stuck executions");
+        }
         let result = if state == "RUNNING" {
             step(db, bus, engine, &scope, &id).await
         } else {
@@ -96,6 +99,33 @@ async fn windows_opened(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(),
     }
     for (tenant, device_ids) in open {
         bus.publish(Message::DeploymentsReady { tenant, device_ids });
+    }
+    Ok(())
+}
+
+/// Executions a device has been in one step of (downloading, installing, verifying) for longer
+/// than the rollout allows, without a word: TIMED_OUT, so a device that died half-way does not
+/// hold the rollout forever. Devices that were never reached (NOTIFIED) or wait for a window are
+/// not timed out: they are offline or waiting by rule, not stuck.
+async fn time_out(db: &Db, bus: &SharedBus, engine: &Engine, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    let r = load(db, scope, id).await?;
+    let now = engine.now();
+    let limit = r.spec.step_timeout_ms();
+    let detail = format!("no word from the device for {} s", limit / 1000);
+    let done = sqlx::query(
+        "UPDATE rollout_executions SET state = 'TIMED_OUT', retry_at = NULL, detail = $3, updated_at = $4 \
+         WHERE rollout_id = $1 AND updated_at < $2 \
+         AND state IN ('DOWNLOADING', 'DOWNLOADED', 'INSTALLING', 'REBOOTING', 'VERIFYING')",
+    )
+    .bind(id)
+    .bind(now.saturating_sub(limit))
+    .bind(detail)
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    if done.rows_affected() > 0 {
+        tracing::warn!(rollout_id = %id, executions = done.rows_affected(), "executions timed out");
+        bus.publish(Message::RolloutChanged { tenant: scope.id().to_owned(), rollout_id: id.to_owned() });
     }
     Ok(())
 }
@@ -339,6 +369,9 @@ async fn notify(
         let mut sql = Sql::new("UPDATE rollout_executions SET state = 'NOTIFIED', retry_at = NULL, updated_at = ");
         sql.bind(now).push(" WHERE state = 'QUEUED' AND id IN ");
         sql.bind_list(chunk.iter().map(String::as_str));
+        // Paused or canceled meanwhile: nobody more is told.
+        sql.push(" AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = rollout_executions.rollout_id")
+            .push(" AND r.state IN ('RUNNING', 'ROLLING_BACK'))");
         sql.query().execute(&mut *tx).await?;
     }
     tx.commit().await?;

@@ -263,7 +263,7 @@ pub async fn start(db: &Db, bus: &SharedBus, engine: &Engine, scope: &TenantScop
         return Err(Error::Conflict(format!("rollout {id} is {}; only a draft starts", rollout.state.as_str())));
     }
     let mut tx = db.writer().begin().await?;
-    set_state(&mut tx, scope, id, RolloutState::Running, None, engine.now()).await?;
+    set_state(&mut tx, scope, id, RolloutState::Draft, RolloutState::Running, None, engine.now()).await?;
     supersede(&mut tx, scope, id, &rollout.artifact.name, engine.now()).await?;
     tx.commit().await?;
     changed(bus, engine, scope, id);
@@ -277,7 +277,8 @@ pub async fn pause(db: &Db, bus: &SharedBus, engine: &Engine, scope: &TenantScop
         return Err(Error::Conflict(format!("rollout {id} is {}; only a running one pauses", rollout.state.as_str())));
     }
     let mut tx = db.writer().begin().await?;
-    set_state(&mut tx, scope, id, RolloutState::Paused, Some(PauseReason::Manual), engine.now()).await?;
+    set_state(&mut tx, scope, id, RolloutState::Running, RolloutState::Paused, Some(PauseReason::Manual), engine.now())
+        .await?;
     tx.commit().await?;
     changed(bus, engine, scope, id);
     get(db, scope, id).await
@@ -298,6 +299,7 @@ pub async fn resume(
     }
     let now = engine.now();
     let mut tx = db.writer().begin().await?;
+    set_state(&mut tx, scope, id, RolloutState::Paused, RolloutState::Running, None, now).await?;
     match rollout.paused_reason {
         Some(PauseReason::Approval) => {
             sqlx::query(
@@ -327,7 +329,7 @@ pub async fn resume(
         }
         _ => {}
     }
-    set_state(&mut tx, scope, id, RolloutState::Running, None, now).await?;
+
     tx.commit().await?;
     changed(bus, engine, scope, id);
     get(db, scope, id).await
@@ -348,7 +350,7 @@ pub async fn cancel(
     }
     let now = engine.now();
     let mut tx = db.writer().begin().await?;
-    set_state(&mut tx, scope, id, RolloutState::Canceled, None, now).await?;
+    set_state(&mut tx, scope, id, rollout.state, RolloutState::Canceled, None, now).await?;
     cancel_waiting(&mut tx, id, now).await?;
     tx.commit().await?;
     changed(bus, engine, scope, id);
@@ -382,32 +384,43 @@ fn changed(bus: &SharedBus, engine: &Engine, scope: &TenantScope, id: &str) {
     engine.wake();
 }
 
+/// Moves the rollout from `from` (as it was read) to `state`; if it moved meanwhile (the engine
+/// or another request), nothing changes and the caller is told to look again.
+#[allow(clippy::too_many_arguments)]
 async fn set_state(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     scope: &TenantScope,
     id: &str,
+    from: RolloutState,
     state: RolloutState,
     reason: Option<PauseReason>,
     now: i64,
 ) -> Result<(), Error> {
-    sqlx::query("UPDATE rollouts SET state = $3, paused_reason = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.id())
-        .bind(id)
-        .bind(state.as_str())
-        .bind(reason.map(pause_reason_str))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE rollouts SET state = $3, paused_reason = $4, updated_at = $5 \
+         WHERE tenant_id = $1 AND id = $2 AND state = $6",
+    )
+    .bind(scope.id())
+    .bind(id)
+    .bind(state.as_str())
+    .bind(reason.map(pause_reason_str))
+    .bind(now)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::Conflict(format!("rollout {id} changed meanwhile; look at it again")));
+    }
     Ok(())
 }
 
-/// Cancels a rollout's executions that no device is working on yet (queued, or notified and
-/// not started). Those a device is downloading or installing go on and report how they end:
+/// Cancels a rollout's executions that no device is working on yet (queued, notified and not
+/// started, or downloaded and waiting for a window). Those a device is downloading or installing go on and report how they end:
 /// pulling an install out from under a device is worse than letting it finish.
 async fn cancel_waiting(tx: &mut sqlx::Transaction<'_, sqlx::Any>, rollout_id: &str, now: i64) -> Result<u64, Error> {
     let done = sqlx::query(
         "UPDATE rollout_executions SET state = 'CANCELED', retry_at = NULL, updated_at = $2 \
-         WHERE rollout_id = $1 AND state IN ('QUEUED', 'NOTIFIED')",
+         WHERE rollout_id = $1 AND state IN ('QUEUED', 'NOTIFIED', 'AWAITING_WINDOW')",
     )
     .bind(rollout_id)
     .bind(now)
@@ -561,6 +574,7 @@ async fn from_row(db: &Db, row: &AnyRow) -> Result<Rollout, Error> {
         retry: spec.retry,
         max_in_flight: spec.max_in_flight,
         notify_per_minute: spec.notify_per_minute,
+        step_timeout_secs: spec.step_timeout_secs,
         install: spec.install,
         allow_downgrade: spec.allow_downgrade,
         windows: spec.windows,

@@ -24,7 +24,8 @@ pub fn wave_ends(waves: &[Wave], total: usize) -> Vec<usize> {
     for wave in waves {
         let end = match *wave {
             // Rounded up: 1 % of 50 devices is one device, not none.
-            Wave::Percent(p) => ((p / 100.0) * total as f64).ceil() as usize,
+            // Less a hair, so 7 % of 100 is 7 devices, not 8 (0.07 × 100 = 7.000000000000001).
+            Wave::Percent(p) => (p * total as f64 / 100.0 - 1e-9).ceil() as usize,
             Wave::Count(c) => c as usize,
         };
         let end = end.max(last + 1).min(total);
@@ -66,6 +67,7 @@ mod tests {
         assert_eq!(wave_ends(&[Wave::Count(5), Wave::Percent(50.0)], 200), vec![5, 200]);
         assert_eq!(wave_ends(&[Wave::Percent(1.0), Wave::Percent(2.0), Wave::Percent(100.0)], 10), vec![1, 2, 10]);
         assert_eq!(wave_ends(&[Wave::Count(50), Wave::Count(80)], 3), vec![3]);
+        assert_eq!(wave_ends(&[Wave::Percent(7.0), Wave::Percent(100.0)], 100), vec![7, 100]);
         assert_eq!(wave_ends(&[], 7), vec![7]);
         assert_eq!(wave_ends(&[Wave::Percent(10.0)], 0), vec![0]);
     }

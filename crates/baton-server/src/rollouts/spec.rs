@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, error::Violations};
 
+/// Longest bake time or retry backoff: 30 days.
+const MAX_WAIT_SECS: u64 = 30 * 24 * 3600;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
     pub targets: Targets,
@@ -19,6 +22,8 @@ pub struct Spec {
     pub max_in_flight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_secs: Option<u64>,
     pub install: InstallSpec,
     pub allow_downgrade: bool,
     /// Overrides the devices' groups' windows when set.
@@ -68,8 +73,17 @@ impl Spec {
         if req.retry.backoff_secs == 0 || req.retry.max_backoff_secs < req.retry.backoff_secs {
             v.add("/retry", "backoff_secs at least 1, and max_backoff_secs at least backoff_secs");
         }
+        if req.retry.max_backoff_secs > MAX_WAIT_SECS {
+            v.add("/retry/max_backoff_secs", "at most 30 days (2592000)");
+        }
+        if req.success_gate.bake_secs > MAX_WAIT_SECS {
+            v.add("/success_gate/bake_secs", "at most 30 days (2592000)");
+        }
         if req.max_in_flight == Some(0) {
             v.add("/max_in_flight", "at least 1");
+        }
+        if req.step_timeout_secs.is_some_and(|t| t == 0 || t > MAX_WAIT_SECS) {
+            v.add("/step_timeout_secs", "between 1 second and 30 days");
         }
         if req.notify_per_minute == Some(0) {
             v.add("/notify_per_minute", "at least 1");
@@ -93,6 +107,7 @@ impl Spec {
             retry: req.retry.clone(),
             max_in_flight: req.max_in_flight,
             notify_per_minute: req.notify_per_minute,
+            step_timeout_secs: req.step_timeout_secs,
             install: req.install.clone(),
             allow_downgrade: req.allow_downgrade,
             windows: req.windows.clone(),
@@ -107,6 +122,12 @@ impl Spec {
             return Err(Error::invalid("/install/path", "a file artifact needs the path it is installed at"));
         }
         Ok(())
+    }
+
+    /// Milliseconds a device may stay in one step before its execution times out.
+    pub fn step_timeout_ms(&self) -> i64 {
+        let secs = self.step_timeout_secs.unwrap_or(24 * 3600) + u64::from(self.install.verify_secs.unwrap_or(0));
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
     pub fn to_json(&self) -> String {

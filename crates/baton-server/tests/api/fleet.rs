@@ -33,6 +33,8 @@ pub type Installs = Arc<Mutex<HashMap<String, Vec<String>>>>;
 pub struct Fleet {
     pub installs: Installs,
     pub failing: Arc<Mutex<HashSet<String>>>,
+    /// Serials whose installs never finish.
+    pub hanging: Arc<Mutex<HashSet<String>>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -52,6 +54,7 @@ impl Fleet {
         let token = app.admin.create_enrollment_token(&token).await.expect("token").secret;
         let installs = Installs::default();
         let failing = Arc::new(Mutex::new(HashSet::new()));
+        let hanging = Arc::new(Mutex::new(HashSet::new()));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for i in 0..n {
@@ -63,8 +66,12 @@ impl Fleet {
                 ..AgentConfig::default()
             };
             tweak(&mut config);
-            let installer =
-                SimInstaller { serial: serial.clone(), installs: installs.clone(), failing: failing.clone() };
+            let installer = SimInstaller {
+                serial: serial.clone(),
+                installs: installs.clone(),
+                failing: failing.clone(),
+                hanging: hanging.clone(),
+            };
             let agent = Agent::builder(config)
                 .storage(Storage::memory())
                 .source(Source(serial))
@@ -80,7 +87,7 @@ impl Fleet {
                     .await;
             });
         }
-        let fleet = Self { installs, failing, stop, tasks };
+        let fleet = Self { installs, failing, hanging, stop, tasks };
         eventually("every agent online", || async {
             let online = count_online(app, prefix).await;
             if online == n { Ok(()) } else { Err(format!("{online} of {n} online")) }
@@ -153,11 +160,15 @@ struct SimInstaller {
     serial: String,
     installs: Installs,
     failing: Arc<Mutex<HashSet<String>>>,
+    hanging: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Installer for SimInstaller {
     fn install<'a>(&'a self, job: &'a InstallJob) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
+            if self.hanging.lock().expect("lock").contains(&self.serial) {
+                std::future::pending::<()>().await;
+            }
             if self.failing.lock().expect("lock").contains(&self.serial) {
                 return Err(Refusal { class: FailureClass::Install, detail: "simulated installer failure".into() });
             }

@@ -451,3 +451,39 @@ async fn devices_the_artifact_is_not_for_are_left_out_not_failed() {
     assert!(refused.to_string().contains("none of the 3 devices"), "{refused}");
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_stuck_in_a_step_times_out_instead_of_holding_the_rollout() {
+    let app = spawn_app().await;
+    let fleet = Fleet::start(&app, 2, "stuck").await;
+    let serials = Fleet::serials(&app, "stuck").await;
+    fleet.hanging.lock().expect("lock").insert("stuck-001".into());
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    let mut req = rollout("stuck", &v1.id, serials.keys().cloned().collect());
+    req.step_timeout_secs = Some(600);
+    let made = app.admin.create_rollout(&req).await.expect("rollout");
+    eventually("one done, one stuck installing", || async {
+        let r = app.admin.rollout(&made.id).await.map_err(|e| e.to_string())?;
+        let s = &r.progress.states;
+        let ok = s.get(&ExecutionState::Succeeded) == Some(&1) && s.get(&ExecutionState::Installing) == Some(&1);
+        if ok { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    assert_eq!(app.admin.rollout(&made.id).await.expect("rollout").state, RolloutState::Running);
+    app.clock.advance(std::time::Duration::from_secs(601));
+    // The wave is finished, one short of its 100 % success gate: a person decides.
+    let done = rollout_in(&app, &made.id, RolloutState::Paused).await;
+    assert_eq!(done.paused_reason, Some(PauseReason::FailureGate));
+    assert_eq!(done.progress.states.get(&ExecutionState::TimedOut), Some(&1));
+    assert_eq!((done.progress.failed, done.progress.executed), (1, 2));
+    let e = app
+        .admin
+        .all_rollout_executions(
+            &made.id,
+            &ExecutionQuery { state: Some(ExecutionState::TimedOut), ..Default::default() },
+        )
+        .await
+        .expect("executions");
+    assert!(e[0].detail.as_deref().unwrap_or_default().contains("no word from the device"), "{e:?}");
+    fleet.stop().await;
+}
