@@ -9,7 +9,10 @@
 //! Every change is a conditional UPDATE on the state it expects, so a person pausing or
 //! canceling at the same moment wins cleanly. Time is the engine's clock, so tests move it.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
 
 use baton_proto::api::rollouts::{ExecutionState, FailureGate, GateAction, PauseReason, RolloutState};
 use sqlx::Row;
@@ -75,28 +78,44 @@ pub async fn tick(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error
 }
 
 /// Devices holding a downloaded update for a window that is open now are told again, so they
-/// install (the deployment they get now says `install_now`).
+/// install (the deployment they get now says `install_now`). Each waiting execution is told once
+/// (a device offline then learns it from its next session's deployments), so a long window does
+/// not have every waiting device's claims signed again every second.
 async fn windows_opened(db: &Db, bus: &SharedBus, engine: &Engine) -> Result<(), Error> {
     let rows = sqlx::query(
-        "SELECT e.tenant_id, e.device_id, r.spec FROM rollout_executions e JOIN rollouts r ON r.id = e.rollout_id \
-         WHERE e.state = 'AWAITING_WINDOW' AND r.state IN ('RUNNING', 'PAUSED') LIMIT 10000",
+        "SELECT e.id, e.tenant_id, e.device_id, e.rollout_id, r.spec FROM rollout_executions e \
+         JOIN rollouts r ON r.id = e.rollout_id WHERE e.state = 'AWAITING_WINDOW' AND r.state IN ('RUNNING', 'PAUSED') \
+         ORDER BY e.updated_at LIMIT 10000",
     )
     .fetch_all(db.reader())
     .await?;
     let now = engine.now();
-    let mut open: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    let told = engine.window_told.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut specs: HashMap<String, Spec> = HashMap::new();
+    let mut waiting = HashSet::new();
+    let mut open: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in rows {
-        let (tenant, device): (String, String) = (row.try_get("tenant_id")?, row.try_get("device_id")?);
-        let spec = Spec::from_json(&row.try_get::<String, _>("spec")?)?;
-        let scope = TenantScope::internal(tenant.clone());
-        let windows = match spec.windows {
-            Some(w) => w,
-            None => crate::groups::windows_of_device(db, &scope, &device).await?,
+        let execution: String = row.try_get("id")?;
+        waiting.insert(execution.clone());
+        if told.contains(&execution) {
+            continue;
+        }
+        let (tenant, device, rollout): (String, String, String) =
+            (row.try_get("tenant_id")?, row.try_get("device_id")?, row.try_get("rollout_id")?);
+        if !specs.contains_key(&rollout) {
+            specs.insert(rollout.clone(), Spec::from_json(&row.try_get::<String, _>("spec")?)?);
+        }
+        let windows = match &specs[&rollout].windows {
+            Some(w) => w.clone(),
+            None => crate::groups::windows_of_device(db, &TenantScope::internal(tenant.clone()), &device).await?,
         };
         if super::windows::open_at(&windows, now) {
             open.entry(tenant).or_default().push(device);
+            engine.window_told.lock().unwrap_or_else(|p| p.into_inner()).insert(execution);
         }
     }
+    // Forget executions that stopped waiting.
+    engine.window_told.lock().unwrap_or_else(|p| p.into_inner()).retain(|e| waiting.contains(e));
     for (tenant, device_ids) in open {
         bus.publish(Message::DeploymentsReady { tenant, device_ids });
     }

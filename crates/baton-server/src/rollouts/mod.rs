@@ -50,11 +50,13 @@ pub struct Engine {
     /// Devices told per rollout in the current minute: `(minute, count)`. In memory: after a
     /// restart a rollout may tell one minute's worth early, which the rate tolerates.
     told: Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>>,
+    /// Executions waiting for a window whose device was told the window is open.
+    window_told: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Engine {
     pub fn new(clock: SharedClock) -> Self {
-        Self { clock, wake: Arc::new(Notify::new()), told: Arc::default() }
+        Self { clock, wake: Arc::new(Notify::new()), told: Arc::default(), window_told: Arc::default() }
     }
 
     /// How many more devices a rollout may tell this minute.
