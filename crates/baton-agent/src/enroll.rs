@@ -30,12 +30,10 @@ pub async fn enroll(
     inventory: Inventory,
 ) -> Result<(Identity, baton_proto::api::devices::DeviceStatus), EnrollFailure> {
     let req = EnrollRequest { token: token.to_owned(), serial: serial.to_owned(), inventory: Some(inventory) };
-    let response = http
-        .post(format!("{server}{ENROLL_PATH}"))
-        .json(&req)
-        .send()
-        .await
-        .map_err(|e| EnrollFailure::Retry(format!("cannot reach {server}: {}", innermost(&e)), None))?;
+    let response =
+        http.post(format!("{server}{ENROLL_PATH}")).json(&req).send().await.map_err(|e| {
+            EnrollFailure::Retry(format!("cannot reach {server}: {}", crate::errors::innermost(&e)), None)
+        })?;
     let status = response.status();
     let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let body = response.bytes().await.map_err(|e| EnrollFailure::Retry(e.to_string(), None))?;
@@ -54,13 +52,4 @@ pub async fn enroll(
         400..=499 => Err(EnrollFailure::Fatal(AgentError::EnrollmentRefused(detail))),
         _ => Err(EnrollFailure::Retry(format!("server error {status}: {detail}"), None)),
     }
-}
-
-/// The innermost cause of an error ("Connection refused"), which says the most.
-pub fn innermost(e: &dyn std::error::Error) -> String {
-    let mut inner = e;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    inner.to_string()
 }

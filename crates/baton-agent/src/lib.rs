@@ -30,6 +30,7 @@
 //! - [`config`]: settings from file, environment and flags.
 //! - [`storage`]: identity, backlog and command memory, on disk or in memory.
 //! - [`enroll`]: trading an enrollment token for an identity.
+//! - [`errors`]: the words for a failure (its innermost cause).
 //! - [`connection`]: the reconnect loop and one session with the server.
 //! - [`backlog`], [`backoff`], [`executor`]: telemetry buffering, reconnect delays, running commands.
 //! - [`source`]: where inventory and metrics come from (the real machine, or a simulation).
@@ -40,6 +41,7 @@ pub mod backoff;
 pub mod config;
 pub mod connection;
 pub mod enroll;
+pub mod errors;
 pub mod executor;
 pub mod source;
 pub mod storage;

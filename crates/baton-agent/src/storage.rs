@@ -58,7 +58,8 @@ pub struct MemoryState {
     backlog: Backlog,
     executed: Vec<String>,
     results: Vec<CommandUpdate>,
-    updates: Option<crate::updates::Journal>,
+    /// The update journal, kept as JSON: its shape is the `updates` module's.
+    updates: Option<serde_json::Value>,
     decommissioned: bool,
 }
 
@@ -183,20 +184,28 @@ impl Storage {
         }
     }
 
-    /// What updates installed, and the executions carried out.
-    pub fn updates(&self) -> Result<crate::updates::Journal, AgentError> {
+    /// What updates installed, and the executions carried out (the `updates` module's journal;
+    /// storage keeps it without knowing its shape).
+    pub fn updates<J: serde::de::DeserializeOwned + Default>(&self) -> Result<J, AgentError> {
         match self {
             Self::Disk(dir) => Ok(read_json(&dir.join(UPDATES))?.unwrap_or_default()),
-            Self::Memory(m) => Ok(lock(m).updates.clone().unwrap_or_default()),
+            Self::Memory(m) => match lock(m).updates.clone() {
+                Some(value) => {
+                    serde_json::from_value(value).map_err(|e| AgentError::State(format!("update journal: {e}")))
+                }
+                None => Ok(J::default()),
+            },
         }
     }
 
     /// Written before each step that changes the device, so a crash never repeats one.
-    pub fn save_updates(&self, journal: &crate::updates::Journal) -> Result<(), AgentError> {
+    pub fn save_updates<J: serde::Serialize>(&self, journal: &J) -> Result<(), AgentError> {
         match self {
             Self::Disk(dir) => write_json(&dir.join(UPDATES), journal),
             Self::Memory(m) => {
-                lock(m).updates = Some(journal.clone());
+                let value =
+                    serde_json::to_value(journal).map_err(|e| AgentError::State(format!("update journal: {e}")))?;
+                lock(m).updates = Some(value);
                 Ok(())
             }
         }

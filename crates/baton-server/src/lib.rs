@@ -1,47 +1,31 @@
-//! The Baton server as a library: `baton serve` and the tests build an [`App`] from [`Settings`]
-//! and run it.
+//! The Baton server as a library: the doors and engines around `baton-core`. `baton serve` and
+//! the tests build an [`App`] from [`Settings`] and run it.
 //!
 //! # Layout
-//! - [`app`]: build and run the application.
-//! - [`config`]: layered settings.
-//! - [`store`]: the database (SQLite or PostgreSQL), migrations, the SQL builder.
-//! - [`access`]: principals, tenant scope, permissions and roles, users, tokens, sessions.
-//! - [`tenants`], [`devices`], [`attributes`], [`groups`], [`enrollment`], [`telemetry`],
-//!   [`commands`], [`events`], [`artifacts`], [`rollouts`]: domain modules, each owning its tables
-//!   and queries.
-//! - [`clock`]: the server's now, injectable so tests move time instead of waiting.
-//! - [`agents`]: live agent connections (sessions, registry, connection rate limit).
-//! - [`bus`]: publish/subscribe between parts of the server (in-process today).
+//! - [`app`]: build and run the application; [`app::router`] mounts the HTTP doors side by side.
+//! - Doors, each turning outside input into calls on the core, none importing another:
+//!   [`api`] (the REST API), [`console`] (the web console), [`agents`] (the agent's enrollment,
+//!   WebSocket and downloads), [`mqtt`] (devices and gateways over MQTT).
+//! - Shared by the doors: [`state`] (what handlers and sessions reach), [`connections`] (the
+//!   registry of live device sessions, whatever their door), [`web`] (extractors, problem+json,
+//!   SSE, ranged downloads), [`tls`] (certificates and the HTTPS listener).
+//! - [`engines`]: work no request starts — the rollout engine, the artifact watcher, upkeep jobs.
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
-//! - [`pagination`]: keyset cursors shared by every list.
-//! - [`http`]: the HTTP edge — router, extractors, problem+json, OpenAPI, TLS.
-//! - [`error`]: the crate's one error type.
+//! - [`error`]: the crate's one error type, the core's errors as the doors answer them.
 
-pub mod access;
 pub mod agents;
+pub mod api;
 pub mod app;
-pub mod artifacts;
-pub mod attributes;
-pub mod bus;
-pub mod clock;
-pub mod commands;
-pub mod config;
+pub mod connections;
 pub mod console;
-pub mod devices;
-pub mod enrollment;
+pub mod engines;
 pub mod error;
-pub mod events;
-pub mod groups;
-pub mod http;
-pub mod jobs;
 pub mod mqtt;
 pub mod observability;
-pub mod pagination;
-pub mod rollouts;
-pub mod store;
-pub mod telemetry;
-pub mod tenants;
+pub mod state;
+pub mod tls;
+pub mod web;
 
 pub use app::App;
-pub use config::Settings;
+pub use baton_core::Settings;
 pub use error::Error;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod process;
 mod sim;
 
 use std::process::ExitCode;

@@ -126,7 +126,7 @@ async fn transfer_once(
     if have > 0 {
         request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let response = request.send().await.map_err(|e| Transfer::Retry(0, crate::enroll::innermost(&e)))?;
+    let response = request.send().await.map_err(|e| Transfer::Retry(0, crate::errors::innermost(&e)))?;
     let status = response.status();
     let resumes_here = response
         .headers()
@@ -177,7 +177,7 @@ async fn transfer_once(
             Ok(c) => c,
             Err(e) => {
                 let _ = file.flush().await;
-                return Err(Transfer::Retry(moved, crate::enroll::innermost(&e)));
+                return Err(Transfer::Retry(moved, crate::errors::innermost(&e)));
             }
         };
         if written + chunk.len() as u64 > size {

@@ -92,7 +92,7 @@ impl Updates {
         http: reqwest::Client,
         settings: UpdateSettings,
     ) -> Result<(Self, mpsc::Receiver<ExecutionReport>), crate::AgentError> {
-        let journal = storage.updates()?;
+        let journal: Journal = storage.updates()?;
         let (reports, rx) = mpsc::channel(1024);
         let inner = Inner {
             storage,
@@ -444,7 +444,7 @@ impl Updates {
     fn journal_mut(&self, change: impl FnOnce(&mut Journal)) {
         let mut journal = self.journal();
         change(&mut journal);
-        if let Err(e) = self.inner.storage.save_updates(&journal) {
+        if let Err(e) = self.inner.storage.save_updates(&*journal) {
             tracing::error!(error = %e, "cannot keep the update journal");
         }
     }

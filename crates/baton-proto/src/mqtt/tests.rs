@@ -1,3 +1,4 @@
+//! Unit tests of the MQTT codec: packets decoded and encoded both ways, and malformed input refused.
 use super::*;
 
 fn roundtrip(packet: Packet, version: Version) {

@@ -8,14 +8,13 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use baton_proto::agent::{self, AgentMessage, PROTOCOL_VERSION, ServerMessage, close};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
-use super::{Control, Registration};
-use crate::{
-    Error,
+use crate::connections::{Control, Registration};
+use crate::state::AppState;
+use baton_core::Error;
+use baton_core::{
     commands::delivery,
     devices::{credentials::DeviceIdentity, presence},
-    events,
-    http::AppState,
-    rollouts, telemetry,
+    events, rollouts, telemetry,
 };
 
 /// Time an agent has to say hello after the upgrade.
@@ -46,7 +45,7 @@ pub async fn refuse_decommissioned(mut socket: WebSocket, wipe: bool) {
 
 /// Runs an accepted connection to its end.
 pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr) {
-    let _running = app.agents.running();
+    let _running = app.connections.running();
     let hello = match timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) if text.len() > agent::MAX_FRAME_BYTES => {
             let _ = close_with(&mut socket, too_large()).await;
@@ -92,7 +91,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     inventory.agent_version.get_or_insert(agent_version);
     // Registered before presence is written: an older session of the same device that ends
     // now sees this one and leaves the device online.
-    let registration = app.agents.register(&id);
+    let registration = app.connections.register(&id);
     let connection = registration.connection;
     let connected = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await;
     if let Err(e) = connected {
@@ -103,7 +102,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
                 "the server could not record the connection; retry later".into()
             }
         };
-        app.agents.unregister(&id, connection);
+        app.connections.unregister(&id, connection);
         let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
         return;
     }
@@ -124,8 +123,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     let replaced = ending.code == close::REPLACED;
     let _ = close_with(&mut socket, ending).await;
 
-    app.agents.unregister(&id, connection);
-    if !replaced && !app.agents.is_connected(&id) {
+    app.connections.unregister(&id, connection);
+    if !replaced && !app.connections.is_connected(&id) {
         if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
             tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
         }
@@ -163,7 +162,7 @@ impl Session {
         let mut ticker = interval(heartbeat);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (mut heard, mut written) = (Instant::now(), Instant::now());
-        let stop = crate::http::sse::stopping(self.app.shutdown.subscribe());
+        let stop = crate::state::stopping(self.app.shutdown.subscribe());
         tokio::pin!(stop);
         loop {
             tokio::select! {

@@ -16,10 +16,9 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::session::{Changing, User, render};
-use crate::{
-    Error,
+use crate::{Error, state::AppState};
+use baton_core::{
     access::{Permission, tokens, users},
-    http::AppState,
     pagination::MAX_LIMIT,
     tenants,
 };
@@ -152,7 +151,10 @@ pub(super) async fn create_token(
     user.need(Permission::TokensWrite)?;
     let expires_in_days = match form.expires_in_days.trim() {
         "" => None,
-        n => Some(n.parse::<u32>().map_err(|_| Error::invalid("/expires_in_days", "must be a whole number of days"))?),
+        n => Some(
+            n.parse::<u32>()
+                .map_err(|_| baton_core::Error::invalid("/expires_in_days", "must be a whole number of days"))?,
+        ),
     };
     let req = TokenCreate { name: form.name.trim().to_owned(), role: Some(form.role), expires_in_days };
     let created = tokens::create(&app.db, &user.principal.scope, &user.principal, req).await?;

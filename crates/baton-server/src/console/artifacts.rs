@@ -16,7 +16,8 @@ use super::{
     human,
     session::{User, render},
 };
-use crate::{Error, access::Permission, artifacts, http::AppState};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, artifacts};
 
 /// Artifacts one page shows.
 const PAGE: u32 = 25;

@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::session::{Changing, User, render};
-use crate::{Error, access::Permission, commands, devices, http::AppState};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, commands, devices};
 
 /// The states in the order a progress bar shows them.
 const ORDER: [CommandState; 7] = [
@@ -225,7 +226,7 @@ pub(super) async fn cancel(
     } else {
         let command = commands::get(&app.db, scope, &form.command).await?;
         if command.batch_id != id {
-            return Err(Error::NotFound(format!("command {} in batch {id}", form.command)));
+            return Err(baton_core::Error::NotFound(format!("command {} in batch {id}", form.command)).into());
         }
         commands::cancel(&app.db, scope, &form.command).await?;
     }

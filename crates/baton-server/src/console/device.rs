@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::session::{Changing, User, render};
-use crate::{Error, access::Permission, commands, devices, events, groups, http::AppState, telemetry};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, commands, devices, events, groups, telemetry};
 
 /// The device as the page's header shows it.
 struct Facts {
@@ -101,10 +102,16 @@ pub(super) fn command_from_form(kind: &str, shell: String, name: String) -> Resu
         "ping" => CommandSpec::Ping,
         "reboot" => CommandSpec::Reboot,
         "refresh-inventory" => CommandSpec::RefreshInventory,
-        "exec" if shell.trim().is_empty() => return Err(Error::invalid("/shell", "give the shell line to run")),
+        "exec" if shell.trim().is_empty() => {
+            return Err(baton_core::Error::invalid("/shell", "give the shell line to run").into());
+        }
         "exec" => CommandSpec::Exec { program: None, args: Vec::new(), shell: Some(shell), timeout_secs: None },
         "custom" => CommandSpec::Custom { name, params: serde_json::Value::Null },
-        other => return Err(Error::invalid("/kind", format!("`{other}` is not a command this form sends"))),
+        other => {
+            return Err(
+                baton_core::Error::invalid("/kind", format!("`{other}` is not a command this form sends")).into()
+            );
+        }
     })
 }
 
@@ -129,10 +136,9 @@ pub(super) async fn edit_labels(
     if !form.remove.is_empty() {
         labels.insert(form.remove, None);
     } else {
-        let (key, value) = form
-            .set
-            .split_once('=')
-            .ok_or_else(|| Error::invalid("/labels", "write the label as key=value, e.g. store=berlin-12"))?;
+        let (key, value) = form.set.split_once('=').ok_or_else(|| {
+            baton_core::Error::invalid("/labels", "write the label as key=value, e.g. store=berlin-12")
+        })?;
         labels.insert(key.trim().to_owned(), Some(value.trim().to_owned()));
     }
     devices::update(&app.db, &user.principal.scope, &id, DeviceUpdate { name: None, labels }).await?;
@@ -156,13 +162,15 @@ pub(super) async fn edit_groups(
     user.need(Permission::GroupsWrite)?;
     let scope = &user.principal.scope;
     if form.group.is_empty() {
-        return Err(Error::invalid("/group", "choose a group"));
+        return Err(baton_core::Error::invalid("/group", "choose a group").into());
     }
     let ids = [id.clone()];
     match form.action.as_str() {
         "add" => groups::add_members(&app.db, scope, &form.group, &ids).await?,
         "remove" => groups::remove_members(&app.db, scope, &form.group, &ids).await?,
-        other => return Err(Error::invalid("/action", format!("`{other}` is neither add nor remove"))),
+        other => {
+            return Err(baton_core::Error::invalid("/action", format!("`{other}` is neither add nor remove")).into());
+        }
     };
     show(&app, &user, &id).await
 }
@@ -175,7 +183,7 @@ pub(super) async fn decommission(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     user.need(Permission::DevicesWrite)?;
-    devices::decommission(&app.db, &app.bus, &user.principal.scope, &id, false).await?;
+    baton_core::lifecycle::decommission(&app.db, &app.bus, &user.principal.scope, &id, false).await?;
     Ok(([("hx-refresh", "true")], show(&app, &user, &id).await?).into_response())
 }
 
@@ -206,7 +214,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let can_edit = user.principal.can(Permission::DevicesWrite) && d.status != DeviceStatus::Decommissioned;
     let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
     let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
-        let query = GroupQuery { limit: Some(crate::pagination::MAX_LIMIT), ..GroupQuery::default() };
+        let query = GroupQuery { limit: Some(baton_core::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, scope, &query)
             .await?
             .items

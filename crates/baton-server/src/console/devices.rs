@@ -17,7 +17,8 @@ use baton_proto::api::{
 use serde::{Deserialize, Serialize};
 
 use super::session::{Changing, User, render};
-use crate::{Error, access::Permission, commands, devices, groups, http::AppState};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, commands, devices, groups};
 
 /// Most devices one bulk action takes (a page holds 50).
 const MAX_BULK: usize = 500;
@@ -179,15 +180,15 @@ pub(super) async fn page(
     user.need(Permission::DevicesRead)?;
     let (devices, next, error) = match devices::list::list(&app.db, &user.principal.scope, &filters.query()).await {
         Ok(page) => (page.items.into_iter().map(Row::from).collect(), page.next_cursor, None),
-        Err(Error::Invalid { detail, errors }) => {
+        Err(baton_core::Error::Invalid { detail, errors }) => {
             let words = errors.first().map(|e| format!("{}: {}", e.field, e.message)).unwrap_or(detail);
             (Vec::new(), None, Some(words))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let can = |p| user.principal.can(p);
     let groups: Vec<(String, String)> = if can(Permission::GroupsRead) {
-        let query = GroupQuery { limit: Some(crate::pagination::MAX_LIMIT), ..GroupQuery::default() };
+        let query = GroupQuery { limit: Some(baton_core::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, &user.principal.scope, &query).await?.items.into_iter().map(|g| (g.id, g.name)).collect()
     } else {
         Vec::new()
@@ -233,16 +234,16 @@ pub(super) async fn bulk(
     body: Bytes,
 ) -> Result<Response, Error> {
     let fields: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&body).map_err(|e| Error::invalid("/", format!("not a form: {e}")))?;
+        serde_urlencoded::from_bytes(&body).map_err(|e| baton_core::Error::invalid("/", format!("not a form: {e}")))?;
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let mut ids: Vec<String> = fields.iter().filter(|(k, _)| k == "device").map(|(_, v)| v.clone()).collect();
     ids.sort();
     ids.dedup();
     if ids.is_empty() {
-        return Err(Error::invalid("/device", "select at least one device"));
+        return Err(baton_core::Error::invalid("/device", "select at least one device").into());
     }
     if ids.len() > MAX_BULK {
-        return Err(Error::invalid("/device", format!("at most {MAX_BULK} devices at once")));
+        return Err(baton_core::Error::invalid("/device", format!("at most {MAX_BULK} devices at once")).into());
     }
     let scope = &user.principal.scope;
     let n = ids.len();
@@ -273,14 +274,18 @@ pub(super) async fn bulk(
             // All or none: every device is checked before any is retired.
             let found = devices::names(&app.db, scope, &ids).await?;
             if let Some(missing) = ids.iter().find(|id| !found.contains_key(*id)) {
-                return Err(Error::NotFound(format!("device {missing}; nothing was decommissioned")));
+                return Err(baton_core::Error::NotFound(format!("device {missing}; nothing was decommissioned")).into());
             }
             for id in &ids {
-                devices::decommission(&app.db, &app.bus, scope, id, false).await?;
+                baton_core::lifecycle::decommission(&app.db, &app.bus, scope, id, false).await?;
             }
             BulkDone { text: format!("Decommissioned {n} {plural}."), link: None }
         }
-        other => return Err(Error::invalid("/action", format!("`{other}` is not an action on many devices"))),
+        other => {
+            return Err(
+                baton_core::Error::invalid("/action", format!("`{other}` is not an action on many devices")).into()
+            );
+        }
     };
     Ok(([("hx-trigger", "baton:changed")], render(done)).into_response())
 }

@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::session::{Changing, User, render};
-use crate::{Error, access::Permission, devices, enrollment, groups, http::AppState};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, devices, enrollment, groups};
 
 struct TokenLine {
     id: String,
@@ -79,7 +80,7 @@ pub(super) async fn create_token(
     user.need(Permission::EnrollmentWrite)?;
     let max_uses = match form.max_uses.trim() {
         "" => None,
-        n => Some(n.parse::<u32>().map_err(|_| Error::invalid("/max_uses", "must be a whole number"))?),
+        n => Some(n.parse::<u32>().map_err(|_| baton_core::Error::invalid("/max_uses", "must be a whole number"))?),
     };
     let req = EnrollmentTokenCreate {
         name: form.name,
@@ -125,7 +126,7 @@ async fn decide(app: &AppState, user: &User, id: &str, approve: bool) -> Result<
     if approve {
         devices::approve(&app.db, &app.bus, &user.principal.scope, id).await?;
     } else {
-        devices::reject(&app.db, &app.bus, &user.principal.scope, id).await?;
+        baton_core::lifecycle::reject(&app.db, &app.bus, &user.principal.scope, id).await?;
     }
     show(app, user, None, None).await
 }
@@ -144,16 +145,16 @@ pub(super) async fn import(
 ) -> Result<Response, Error> {
     user.need(Permission::DevicesWrite)?;
     let scope = &user.principal.scope;
-    let rows = baton_proto::import::read(&form.csv).map_err(|e| Error::invalid("/csv", e))?;
+    let rows = baton_proto::import::read(&form.csv).map_err(|e| baton_core::Error::invalid("/csv", e))?;
     let mut group_ids: HashMap<String, String> = HashMap::new();
     let mut lines = Vec::with_capacity(rows.len());
     let mut devices = Vec::with_capacity(rows.len());
     for mut row in rows {
         for name in &row.group_names {
             if !group_ids.contains_key(name) {
-                let id = groups::find_by_name(&app.db, scope, name)
-                    .await?
-                    .ok_or_else(|| Error::invalid("/csv", format!("line {}: no group is named `{name}`", row.line)))?;
+                let id = groups::find_by_name(&app.db, scope, name).await?.ok_or_else(|| {
+                    baton_core::Error::invalid("/csv", format!("line {}: no group is named `{name}`", row.line))
+                })?;
                 group_ids.insert(name.clone(), id.id);
             }
             row.device.groups.push(group_ids[name].clone());
@@ -162,11 +163,11 @@ pub(super) async fn import(
         devices.push(row.device);
     }
     let created = devices::import(&app.db, &app.bus, scope, devices).await.map_err(|e| match e {
-        Error::Invalid { detail, errors } => {
+        baton_core::Error::Invalid { detail, errors } => {
             let located: Vec<String> =
                 errors.iter().filter_map(|f| baton_proto::import::locate(&f.field, &f.message, &lines)).collect();
             let words = if located.is_empty() { detail } else { located.join("; ") };
-            Error::invalid("/csv", words)
+            baton_core::Error::invalid("/csv", words)
         }
         other => other,
     })?;

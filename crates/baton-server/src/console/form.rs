@@ -16,7 +16,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
         match axum::Form::<T>::from_request(req, state).await {
             Ok(axum::Form(value)) => Ok(Form(value)),
             Err(rejection) => {
-                Err(Error::invalid("/", format!("the form could not be read: {}", rejection.body_text())))
+                Err(baton_core::Error::invalid("/", format!("the form could not be read: {}", rejection.body_text()))
+                    .into())
             }
         }
     }

@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::form::Form;
 use super::session::{Changing, User, render};
-use crate::{Error, access::Permission, devices, groups, http::AppState, pagination::MAX_LIMIT};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, devices, groups, pagination::MAX_LIMIT};
 
 /// Most groups the tree shows; a tenant with more is told to search the API.
 const MAX_TREE: usize = 5_000;
@@ -332,10 +333,14 @@ pub(super) async fn members(
         let names: Vec<&str> =
             form.add.split(['\n', ',']).map(str::trim).filter(|s| !s.is_empty()).take(groups::MAX_BULK + 1).collect();
         if names.is_empty() {
-            return Err(Error::invalid("/add", "name at least one device, by name, serial or id"));
+            return Err(baton_core::Error::invalid("/add", "name at least one device, by name, serial or id").into());
         }
         if names.len() > 500 {
-            return Err(Error::invalid("/add", "at most 500 devices at once here; use the devices page or the API"));
+            return Err(baton_core::Error::invalid(
+                "/add",
+                "at most 500 devices at once here; use the devices page or the API",
+            )
+            .into());
         }
         let mut ids = Vec::new();
         for name in names {
@@ -355,7 +360,11 @@ async fn resolve(app: &AppState, user: &User, name: &str) -> Result<String, Erro
     }
     match devices::find_exact(&app.db, scope, name).await?.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::invalid("/add", format!("no device is named `{name}` or has that serial"))),
-        _ => Err(Error::invalid("/add", format!("several devices are named `{name}`; give its serial or id"))),
+        [] => Err(baton_core::Error::invalid("/add", format!("no device is named `{name}` or has that serial")).into()),
+        _ => Err(baton_core::Error::invalid(
+            "/add",
+            format!("several devices are named `{name}`; give its serial or id"),
+        )
+        .into()),
     }
 }

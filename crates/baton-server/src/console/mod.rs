@@ -37,9 +37,9 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::http::AppState;
+use crate::state::AppState;
 
-/// The console's routes; merged beside the API by [`crate::http::router`].
+/// The console's routes; merged beside the API by [`crate::api::router`].
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::overview))

@@ -6,7 +6,8 @@ use axum::{extract::State, response::Response};
 use baton_proto::api::events::{Event, EventQuery};
 
 use super::session::{User, render};
-use crate::{Error, access::Permission, commands, devices, devices::summary::Summary, events, http::AppState};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, commands, devices, devices::summary::Summary, events};
 
 /// An event as the overview lists it.
 struct EventLine {

@@ -18,7 +18,8 @@ use super::{
     rollouts::{Bar, Line},
     session::{Changing, User, render},
 };
-use crate::{Error, access::Permission, groups, http::AppState, rollouts};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, groups, rollouts};
 
 /// A rollout's settings, in words.
 struct Facts {
@@ -156,7 +157,7 @@ pub(super) async fn steer(
         "pause" => rollouts::pause(db, bus, engine, scope, &id).await?,
         "resume" => rollouts::resume(db, bus, engine, scope, &id).await?,
         "cancel" => rollouts::cancel(db, bus, engine, scope, &id).await?,
-        other => return Err(Error::NotFound(format!("rollout action `{other}`"))),
+        other => return Err(baton_core::Error::NotFound(format!("rollout action `{other}`")).into()),
     };
     show(&app, &user, &id, &View::default()).await
 }
@@ -167,7 +168,10 @@ async fn show(app: &AppState, user: &User, id: &str, view: &View) -> Result<Resp
     let r = rollouts::get(&app.db, scope, id).await?;
     let state = match view.state.as_str() {
         "" => None,
-        s => Some(ExecutionState::parse(s).ok_or_else(|| Error::invalid("/state", format!("`{s}` is no state")))?),
+        s => Some(
+            ExecutionState::parse(s)
+                .ok_or_else(|| baton_core::Error::invalid("/state", format!("`{s}` is no state")))?,
+        ),
     };
     let query = ExecutionQuery {
         state,
@@ -216,8 +220,8 @@ async fn facts(app: &AppState, user: &User, r: &Rollout) -> Result<Facts, Error>
         let name = if user.principal.can(Permission::GroupsRead) {
             match groups::get(&app.db, &user.principal.scope, group).await {
                 Ok(g) => g.name,
-                Err(Error::NotFound(_)) => format!("{group} (deleted since)"),
-                Err(e) => return Err(e),
+                Err(baton_core::Error::NotFound(_)) => format!("{group} (deleted since)"),
+                Err(e) => return Err(e.into()),
             }
         } else {
             group.clone()

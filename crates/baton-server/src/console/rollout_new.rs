@@ -26,7 +26,8 @@ use super::{
     human,
     session::{Changing, User, render},
 };
-use crate::{Error, access::Permission, artifacts, error::Violations, groups, http::AppState, pagination, rollouts};
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, artifacts, error::Violations, groups, pagination, rollouts};
 
 /// An artifact the form offers.
 struct Choice {
@@ -121,7 +122,7 @@ pub(super) async fn create(
 ) -> Result<Response, Error> {
     user.need(Permission::RolloutsWrite)?;
     let fields: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(&body).map_err(|e| Error::invalid("/", format!("not a form: {e}")))?;
+        serde_urlencoded::from_bytes(&body).map_err(|e| baton_core::Error::invalid("/", format!("not a form: {e}")))?;
     let req = request(&fields)?;
     let scope = &user.principal.scope;
     let rollout = rollouts::create(&app.db, &app.bus, &app.rollouts, scope, &user.principal, req).await?;
@@ -245,7 +246,9 @@ mod tests {
     fn every_unreadable_field_is_named_at_once() {
         let refused =
             request(&form(&[("artifact", "a1"), ("waves", "10%, ten"), ("bake_mins", "soon"), ("action", "panic")]));
-        let Err(Error::Invalid { errors, .. }) = refused else { panic!("refused: {refused:?}") };
+        let Err(crate::Error(baton_core::Error::Invalid { errors, .. })) = refused else {
+            panic!("refused: {refused:?}")
+        };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["/waves", "/success_gate/bake_secs", "/failure_gate/action"]);
         assert!(errors[0].message.contains("`ten` is not a wave"), "{errors:?}");

@@ -16,13 +16,8 @@ use super::{
     human,
     session::{User, render},
 };
-use crate::{
-    Error,
-    access::Permission,
-    bus::Message,
-    http::{AppState, sse},
-    rollouts,
-};
+use crate::{Error, state::AppState, web::sse};
+use baton_core::{access::Permission, bus::Message, rollouts};
 
 /// Execution states in the order a bar shows them: done well, done badly, stopped, then from
 /// nearly done back to waiting.
@@ -147,9 +142,10 @@ pub(super) async fn page(
     user.need(Permission::RolloutsRead)?;
     let state = match view.state.as_str() {
         "" => None,
-        s => {
-            Some(RolloutState::parse(s).ok_or_else(|| Error::invalid("/state", format!("`{s}` is no rollout state")))?)
-        }
+        s => Some(
+            RolloutState::parse(s)
+                .ok_or_else(|| baton_core::Error::invalid("/state", format!("`{s}` is no rollout state")))?,
+        ),
     };
     let query = RolloutQuery { state, limit: Some(25), cursor: Some(view.cursor.clone()).filter(|c| !c.is_empty()) };
     let page = rollouts::list(&app.db, &user.principal.scope, &query).await?;

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use super::form::Form;
 use crate::{
     Error,
+    state::AppState,
+    web::extract::{SESSION_COOKIE, credentials},
+};
+use baton_core::{
     access::{Permission, Principal, Subject, secrets, sessions, users},
-    http::{
-        AppState,
-        extract::{SESSION_COOKIE, credentials},
-    },
     tenants::DEFAULT_TENANT,
 };
 
@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for User {
         let principal = match sessions::authenticate(&app.db, &secret).await {
             Ok(Some(p)) => p,
             Ok(None) => return Err(to_login()),
-            Err(e) => return Err(e.into_response()),
+            Err(e) => return Err(Error::from(e).into_response()),
         };
         let name = match &principal.subject {
             Subject::User { username, .. } => username.clone(),
@@ -82,7 +82,8 @@ impl User {
         if self.principal.can(permission) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role)))
+            Err(baton_core::Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role))
+                .into())
         }
     }
 }
@@ -97,11 +98,12 @@ impl FromRequestParts<AppState> for Changing {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         let user = User::from_request_parts(parts, app).await?;
-        let sent = parts.headers.get(crate::http::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
+        let sent = parts.headers.get(crate::web::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
         if sent.is_some_and(|s| !user.csrf.is_empty() && s == user.csrf) {
             Ok(Changing(user))
         } else {
-            Err(Error::Forbidden("missing or wrong CSRF token; reload the page".into()).into_response())
+            Err(Error::from(baton_core::Error::Forbidden("missing or wrong CSRF token; reload the page".into()))
+                .into_response())
         }
     }
 }
@@ -167,12 +169,12 @@ pub(super) async fn login(
     let (scope, user_id) = match verified {
         Ok(Some(found)) => found,
         Ok(None) => return again("Wrong tenant, user name or password.".into()),
-        Err(e) => return e.into_response(),
+        Err(e) => return Error::from(e).into_response(),
     };
     let ttl_ms = i64::from(app.settings.session_ttl_hours) * 3_600_000;
     let session = match sessions::create(&app.db, &scope, &user_id, ttl_ms).await {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(e) => return Error::from(e).into_response(),
     };
     let secure = if app.settings.tls_enabled() { "; Secure" } else { "" };
     let cookie = format!(
@@ -197,12 +199,13 @@ pub(super) async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Response {
     if form.csrf != user.csrf {
-        return Error::Forbidden("missing or wrong CSRF token; reload the page".into()).into_response();
+        return Error::from(baton_core::Error::Forbidden("missing or wrong CSRF token; reload the page".into()))
+            .into_response();
     }
     if let Some((secret, _)) = credentials(&headers)
         && let Err(e) = sessions::delete(&app.db, &secret).await
     {
-        return e.into_response();
+        return Error::from(e).into_response();
     }
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     with_cookie(Redirect::to("/login").into_response(), &clear)
@@ -219,6 +222,6 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 pub(super) fn render(page: impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => Error::Internal(anyhow::anyhow!("rendering a page: {e}")).into_response(),
+        Err(e) => Error::from(baton_core::Error::Internal(anyhow::anyhow!("rendering a page: {e}"))).into_response(),
     }
 }

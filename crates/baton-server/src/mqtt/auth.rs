@@ -7,10 +7,8 @@ use baton_proto::{
     mqtt::{Connect, reason},
 };
 
-use crate::{
-    devices::credentials::{self, DeviceIdentity},
-    http::AppState,
-};
+use crate::state::AppState;
+use baton_core::devices::credentials::{self, DeviceIdentity};
 
 pub(super) enum Login {
     Device(DeviceIdentity),

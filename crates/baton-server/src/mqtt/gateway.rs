@@ -8,8 +8,8 @@ use baton_proto::mqtt::{dialect::Inbound, payload};
 use serde_json::{Value, json};
 
 use super::session::{Ending, MAX_SUB_DEVICES, Session};
-use crate::{
-    Error,
+use baton_core::Error;
+use baton_core::{
     devices::{presence, relayed},
     events,
 };
@@ -109,7 +109,7 @@ impl Session {
             return Err(Ending::server(baton_proto::mqtt::reason::UNSPECIFIED, "the server failed; reconnect later"));
         }
         let (relay_tx, _) = self.relay.get_or_insert_with(|| tokio::sync::mpsc::channel(1024));
-        self.app.agents.register_relayed(&sub.id, self.connection, relay_tx.clone());
+        self.app.connections.register_relayed(&sub.id, self.connection, relay_tx.clone());
         let data = json!({"transport": "mqtt", "gateway_id": self.device.device_id});
         events::record(db, bus, scope, Some(&sub.id), events::kind::ONLINE, data).await;
         let id = sub.id.clone();
@@ -122,7 +122,7 @@ impl Session {
     /// The gateway said a sub-device went away.
     async fn sub_disconnected(&mut self, id: &str) {
         self.forget_sub(id);
-        self.app.agents.unregister(id, self.connection);
+        self.app.connections.unregister(id, self.connection);
         let (db, bus, scope) = (&self.app.db, &self.app.bus, &self.device.scope);
         if let Err(e) = presence::disconnected(db, scope, id).await {
             tracing::warn!(error = %e, device_id = id, "could not record a sub-device offline");
@@ -145,8 +145,8 @@ impl Session {
         if self.subs.is_empty() {
             return;
         }
-        self.app.agents.unregister_relayed(self.connection);
-        let gone: Vec<String> = self.subs.keys().filter(|id| !self.app.agents.is_connected(id)).cloned().collect();
+        self.app.connections.unregister_relayed(self.connection);
+        let gone: Vec<String> = self.subs.keys().filter(|id| !self.app.connections.is_connected(id)).cloned().collect();
         let (db, bus, scope) = (&self.app.db, &self.app.bus, &self.device.scope);
         match presence::offline_many(db, scope, &gone).await {
             Ok(()) => {

@@ -22,7 +22,8 @@ use super::{
     session::{Ending, REJECT_EVENT_EVERY, Session},
     wire::Wire,
 };
-use crate::{Error, attributes, commands::delivery, devices::presence, events, store::now_ms, telemetry};
+use baton_core::Error;
+use baton_core::{attributes, commands::delivery, devices::presence, events, store::now_ms, telemetry};
 
 impl Session {
     pub(super) async fn on_publish<S: AsyncRead + AsyncWrite + Unpin>(
@@ -174,7 +175,7 @@ impl Session {
             Target::Me => Some(own.clone()),
             Target::Id(id) if id == own || self.subs.contains_key(id) => Some(id.to_owned()),
             Target::Id(id) => {
-                let found = crate::devices::relayed::relayed_by(&self.app.db, &self.device.scope, own, id)
+                let found = baton_core::devices::relayed::relayed_by(&self.app.db, &self.device.scope, own, id)
                     .await
                     .map_err(Ending::internal)?;
                 match found {

@@ -33,7 +33,9 @@ use tokio::{
     time::timeout,
 };
 
-use crate::{Error, config::Settings, http::AppState};
+use crate::state::AppState;
+use baton_core::Error;
+use baton_core::config::Settings;
 use wire::{Wire, WireError};
 
 /// Time a client has to send CONNECT (and finish the TLS handshake) after connecting.
@@ -59,7 +61,7 @@ impl Listeners {
         let plain = Some(bind(settings.mqtt_addr, "mqtt_addr").await?);
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => {
-                let config = crate::http::tls::server_config(cert, key)?;
+                let config = crate::tls::server_config(cert, key)?;
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 Some((bind(settings.mqtt_tls_addr, "mqtt_tls_addr").await?, acceptor))
             }
@@ -141,7 +143,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(app: AppState, stream: 
         _ => return,
     };
     // From here on the connection may write; shutdown waits for it.
-    let _running = app.agents.running();
+    let _running = app.connections.running();
     wire.version = connect.version;
     if let Some(max) = connect.properties.maximum_packet_size() {
         wire.max_out = usize::try_from(max).unwrap_or(usize::MAX);

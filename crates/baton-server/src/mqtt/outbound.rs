@@ -16,7 +16,7 @@ use super::{
     session::{Ending, Outgoing, Session},
     wire::Wire,
 };
-use crate::{attributes, commands::delivery};
+use baton_core::{attributes, commands::delivery};
 
 impl Session {
     /// Looks at every device marked for delivery: desired attributes, then waiting commands.
@@ -144,7 +144,7 @@ impl Session {
         }
         let current = match attributes::get(&self.app.db, &self.device.scope, device_id).await {
             Ok(a) => a.desired,
-            Err(crate::Error::NotFound(_)) => return Ok(()),
+            Err(baton_core::Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(internal(e)),
         };
         let seen = self.desired_seen.get(device_id).cloned().unwrap_or_default();

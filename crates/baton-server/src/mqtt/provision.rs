@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::wire::Wire;
-use crate::{Error, enrollment, http::AppState};
+use crate::state::AppState;
+use baton_core::Error;
+use baton_core::enrollment;
 
 /// How long a provisioning connection may stay.
 const LIFETIME: Duration = Duration::from_secs(60);

@@ -26,14 +26,13 @@ use tokio::{
 };
 
 use super::wire::{Wire, WireError};
-use crate::{
-    Error,
-    agents::{Control, Relayed},
+use crate::{connections::Control, connections::Relayed, state::AppState};
+use baton_core::Error;
+use baton_core::{
     attributes,
     commands::delivery,
     devices::{credentials::DeviceIdentity, presence, relayed::SubDevice},
     events,
-    http::AppState,
 };
 
 /// How often `last_seen_at` is written for a device that is only pinging.
@@ -158,11 +157,11 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Err(_) => Map::new(),
     };
 
-    let registration = app.agents.register(&id);
+    let registration = app.connections.register(&id);
     let remote = peer.ip().to_string();
     if let Err(e) = presence::online(&app.db, &scope, &id, &remote, "mqtt").await {
         tracing::error!(error = %e, device_id = %id, "could not record the connection");
-        app.agents.unregister(&id, registration.connection);
+        app.connections.unregister(&id, registration.connection);
         super::refuse(&mut wire, reason::SERVER_UNAVAILABLE, "the server could not record the connection; retry").await;
         return;
     }
@@ -243,9 +242,9 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         let _ = save_subscriptions(&app, &session.device, &[]).await;
     }
     session.end_relays().await;
-    app.agents.unregister(&id, session.connection);
+    app.connections.unregister(&id, session.connection);
     metrics::gauge!("baton_mqtt_connections").decrement(1.0);
-    if !replaced && !app.agents.is_connected(&id) {
+    if !replaced && !app.connections.is_connected(&id) {
         if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
             tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
         }
@@ -283,7 +282,7 @@ impl Session {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         wire: &mut Wire<S>,
-        mut registration: crate::agents::Registration,
+        mut registration: crate::connections::Registration,
         keep_alive: Duration,
     ) -> Ending {
         let mut heard = Instant::now();
@@ -484,7 +483,7 @@ impl Session {
             FilterOwner::Me | FilterOwner::Gateway => true,
             FilterOwner::Device(id) if id == self.device.device_id || self.subs.contains_key(id) => true,
             FilterOwner::Device(id) => {
-                crate::devices::relayed::relayed_by(&self.app.db, &self.device.scope, &self.device.device_id, id)
+                baton_core::devices::relayed::relayed_by(&self.app.db, &self.device.scope, &self.device.device_id, id)
                     .await?
                     .is_some()
             }

@@ -25,7 +25,7 @@ use super::{
     session::{Ending, Outgoing, Session},
     wire::Wire,
 };
-use crate::rollouts::delivery;
+use baton_core::rollouts::delivery;
 
 /// Largest firmware chunk a device may ask for.
 const MAX_CHUNK: u64 = 64 * 1024;
@@ -167,9 +167,10 @@ impl Session {
         let len = size.min(total - start);
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         if len > 0 {
-            let mut stream = match crate::artifacts::read(self.app.artifacts.as_ref(), &located, start, len).await {
+            let mut stream = match baton_core::artifacts::read(self.app.artifacts.as_ref(), &located, start, len).await
+            {
                 Ok(stream) => stream,
-                Err(crate::Error::Conflict(why)) => return Ok(Err(why)),
+                Err(baton_core::Error::Conflict(why)) => return Ok(Err(why)),
                 Err(e) => return Err(internal(e)),
             };
             while let Some(piece) = stream.next().await {

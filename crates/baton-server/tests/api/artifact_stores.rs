@@ -9,11 +9,9 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use baton_core::config::{ArtifactStoreKind, Secret, Settings};
 use baton_proto::api::artifacts::{Artifact, ArtifactKind, SigningKey, Storage, statement};
-use baton_server::{
-    App,
-    config::{ArtifactStoreKind, Secret, Settings},
-};
+use baton_server::App;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

@@ -9,11 +9,11 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use baton_core::clock::Clock;
 use baton_proto::api::rollouts::{
     ExecutionQuery, ExecutionState, FailureClass, FailureGate, InstallSpec, RetryPolicy, RolloutCreate, RolloutState,
     Targets,
 };
-use baton_server::clock::Clock;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},

@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 
 use baton_client::Client;
+use baton_core::clock::Clock;
 use baton_proto::api::rollouts::{
     ExecutionAction, ExecutionQuery, ExecutionState, FailureClass, FailureGate, GateAction, PauseReason, RetryPolicy,
     RolloutCreate, RolloutState, SuccessGate, Targets, Wave,
 };
-use baton_server::clock::Clock;
 
 use crate::{
     fleet::{Fleet, artifact, eventually, rollout_in},

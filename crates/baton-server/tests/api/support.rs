@@ -5,11 +5,12 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use baton_client::Client;
+use baton_core::clock::ManualClock;
 use baton_proto::api::{
     access::{TokenCreate, UserCreate},
     tenants::TenantCreate,
 };
-use baton_server::{App, Settings, clock::ManualClock};
+use baton_server::{App, Settings};
 use sqlx::{Connection, Executor};
 use tokio::{net::TcpListener, sync::oneshot};
 

@@ -7,7 +7,7 @@
 //!    queued commands. The server is then stopped.
 //! 2. **A week of telemetry, straight into the database file.** Through the API it would take
 //!    the better part of an hour (the writer stores ≈ 30 k points/s), so the bench opens the
-//!    same SQLite file with the server's own storage layer (`baton_server::store::Db`) and
+//!    same SQLite file with the server's own storage layer (`baton_core::store::Db`) and
 //!    generates the rows in SQL, in time order as a live fleet would have written them (so one
 //!    device's samples are spread over the table as in production, not stored side by side):
 //!    every device three metrics (`cpu`, `mem`, `temp`) every `--interval-mins`, the measured
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use baton_client::Client;
+use baton_core::store::{Db, sql::Sql};
 use baton_proto::{
     api::{
         commands::{CommandCreate, CommandSpec, CommandTarget},
@@ -36,7 +37,6 @@ use baton_proto::{
     },
     inventory::{Disk, Inventory, NetworkInterface},
 };
-use baton_server::store::{Db, sql::Sql};
 use chrono::{DateTime, SecondsFormat, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 

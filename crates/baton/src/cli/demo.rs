@@ -23,7 +23,7 @@ use rand::{Rng, distr::Alphanumeric};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use super::serve::{init_tracing, shutdown_signal};
+use crate::process::{init_tracing, shutdown_signal};
 use crate::sim::{FleetConfig, Progress, run_fleet};
 
 /// Serials of the demo's devices: `demo-00001`, ….

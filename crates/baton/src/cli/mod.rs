@@ -38,7 +38,6 @@ use clap::{Parser, Subcommand};
 use crate::sim;
 
 pub use output::Format;
-pub(crate) use serve::{init_tracing, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "baton", version, about = "Baton: manage a fleet of devices", propagate_version = true)]

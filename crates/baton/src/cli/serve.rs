@@ -2,8 +2,10 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use baton_server::{App, Settings, config::LogFormat};
+use baton_server::{App, Settings};
 use serde::Serialize;
+
+use crate::process::{init_tracing, shutdown_signal};
 
 #[derive(clap::Args, Serialize, Default)]
 pub struct ServeArgs {
@@ -53,7 +55,7 @@ pub enum ConfigCommand {
 
 pub fn config(cmd: ConfigCommand) -> anyhow::Result<()> {
     match cmd {
-        ConfigCommand::PrintDefault => print!("{}", baton_server::config::DEFAULT_TEMPLATE),
+        ConfigCommand::PrintDefault => print!("{}", baton_core::config::DEFAULT_TEMPLATE),
     }
     Ok(())
 }
@@ -84,40 +86,4 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` or else by `default_filter`.
-pub(crate) fn init_tracing(format: LogFormat, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, before the
-/// server says it is ready, so a signal sent right after readiness is never missed.
-pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = interrupt.recv() => {},
-            }
-            tracing::info!("shutting down; letting requests in flight finish");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down; letting requests in flight finish");
-        })
-    }
 }

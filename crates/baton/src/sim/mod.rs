@@ -61,7 +61,7 @@ fn share(text: &str) -> Result<f64, String> {
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    crate::cli::init_tracing(baton_server::config::LogFormat::Text, "error");
+    crate::process::init_tracing(baton_core::config::LogFormat::Text, "error");
     if args.token.starts_with("bt_") {
         anyhow::bail!(
             "--token takes an enrollment token (be_…, from `baton enrollment-tokens create`), not an API token"
@@ -78,7 +78,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ca_cert: args.ca_cert,
     };
     config.validate()?;
-    let signal = crate::cli::shutdown_signal()?;
+    let signal = crate::process::shutdown_signal()?;
     let duration = args.duration.map(Duration::from_secs);
     let stop = async move {
         match duration {

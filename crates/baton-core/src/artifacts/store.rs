@@ -1,0 +1,140 @@
+//! Where artifact bytes live. [`ArtifactStore`] is the seam: [`LocalStore`] keeps them as files
+//! in a directory (`artifacts/` in the data directory); [`super::s3::S3Store`] keeps them in an
+//! S3-compatible bucket when one machine is not enough. Uploads are written to a staging file
+//! first and moved into place only once their hash and size are known to be right, so a reader
+//! never sees half an artifact.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    pin::Pin,
+};
+
+use bytes::Bytes;
+use futures::{Stream, future::BoxFuture};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// A stream of an artifact's bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Bytes read per chunk when streaming from disk.
+const CHUNK: usize = 64 * 1024;
+
+pub trait ArtifactStore: Send + Sync {
+    /// A directory for uploads in progress, on the same file system as the store when it is
+    /// local (so finishing an upload is a rename).
+    fn staging(&self) -> &Path;
+    /// Moves a finished upload in under `key`.
+    fn put<'a>(&'a self, key: &'a str, finished: &'a Path) -> BoxFuture<'a, io::Result<()>>;
+    /// `len` bytes of `key` from `start`.
+    fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>>;
+    /// Removes `key`; removing what is not there is no error.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
+}
+
+/// Artifacts as files under one directory: `objects/<key>`, with uploads staged in `staging/`.
+pub struct LocalStore {
+    objects: PathBuf,
+    staging: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (creating it if needed) the store in `root`.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let store = LocalStore { objects: root.join("objects"), staging: root.join("staging") };
+        std::fs::create_dir_all(&store.objects)?;
+        std::fs::create_dir_all(&store.staging)?;
+        Ok(store)
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.objects.join(key))
+    }
+}
+
+/// Keys are `<tenant id>/<artifact id>`, made by the server, never by a client, and checked by
+/// every store anyway so no key can name a path outside the store (or its bucket prefix).
+pub(super) fn check_key(key: &str) -> io::Result<()> {
+    let safe = !key.is_empty()
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    if safe {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("`{key}` is not an artifact key")))
+    }
+}
+
+impl ArtifactStore for LocalStore {
+    fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    fn put<'a>(&'a self, key: &'a str, finished: &'a Path) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::rename(finished, &path).await
+        })
+    }
+
+    fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>> {
+        Box::pin(async move {
+            let mut file = tokio::fs::File::open(self.path(key)?).await?;
+            file.seek(io::SeekFrom::Start(start)).await?;
+            let stream =
+                futures::stream::try_unfold((file.take(len), vec![0u8; CHUNK]), |(mut file, mut buf)| async move {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    Ok(Some((chunk, (file, buf))))
+                });
+            Ok(Box::pin(stream) as ByteStream)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.path(key)?).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stored_file_reads_back_whole_or_from_an_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path()).expect("store");
+        let staged = store.staging().join("upload");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&staged, &bytes).expect("write");
+        store.put("t1/a1", &staged).await.expect("put");
+        let store = &store;
+        let read = |start, len| async move {
+            let chunks: Vec<Bytes> =
+                store.read("t1/a1", start, len).await.expect("read").try_collect().await.expect("chunks");
+            chunks.concat()
+        };
+        assert_eq!(read(0, 200_000).await, bytes);
+        assert_eq!(read(150_000, 10).await, bytes[150_000..150_010]);
+        store.delete("t1/a1").await.expect("delete");
+        store.delete("t1/a1").await.expect("deleting again is no error");
+        for bad in ["../etc/passwd", "t1/../x", "", "t1//a"] {
+            assert!(store.read(bad, 0, 1).await.is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The device side of the HTTP edge: `POST /api/v1/enroll` (authenticated by an enrollment
+//! token in the body) and the agent WebSocket `GET /api/v1/agent/connect` (authenticated by the
+//! device's id and secret). Both are paced per client address.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use baton_proto::{
+    agent::{DEVICE_ID_HEADER, MAX_FRAME_BYTES, refusal},
+    api::{
+        devices::DeviceStatus,
+        enrollment::{EnrollRequest, EnrollResponse},
+    },
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{Error, agents::session, state::AppState, web::extract::Json, web::problem::problem};
+use baton_core::{devices::credentials, enrollment, rollouts};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(enroll)).routes(routes!(connect)).routes(routes!(execution_artifact))
+}
+
+/// The artifact of one of the device's executions, with the device's own credentials (as for the
+/// connection). `Range` is honoured, so an interrupted download resumes.
+#[utoipa::path(get, path = "/api/v1/agent/executions/{id}/artifact", tag = "agent", security(("device" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "the asked range"),
+        (status = 401, description = "Unknown device or wrong secret"), (status = 404, description = "No such execution for this device")))]
+async fn execution_artifact(
+    State(app): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let device = device_from(&app, &headers)
+        .await?
+        .filter(|d| d.status == DeviceStatus::Active)
+        .ok_or_else(|| baton_core::Error::Unauthorized("unknown device or wrong secret".into()))?;
+    let found = rollouts::delivery::artifact_for(&app.db, &device.scope, &device.device_id, &id).await?;
+    crate::web::ranged::serve(app.artifacts.as_ref(), &found, &headers).await
+}
+
+/// The device whose id and secret the headers carry, if they match.
+async fn device_from(app: &AppState, headers: &HeaderMap) -> Result<Option<credentials::DeviceIdentity>, Error> {
+    let device_id = headers.get(DEVICE_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim();
+    if device_id.is_empty() || secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(credentials::authenticate(&app.db, device_id, secret).await?)
+}
+
+/// Enroll a device with an enrollment token; returns its id and secret (shown once).
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agent", request_body = EnrollRequest, security(()),
+    responses((status = 201, body = EnrollResponse), (status = 401, description = "The enrollment token is unknown, revoked, expired or used up"),
+        (status = 403, description = "The serial was decommissioned"), (status = 429, description = "Too many attempts from this address")))]
+async fn enroll(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollResponse>), Error> {
+    app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
+    let enrolled = enrollment::enroll(&app.db, &app.bus, req).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// The agent's WebSocket. Send `Authorization: Bearer <device secret>` and `x-baton-device-id`.
+/// Refusals before the upgrade are problems whose `type` ends in `unauthorized`,
+/// `pending-approval` or `rate-limited`; a decommissioned device is told after the upgrade.
+#[utoipa::path(get, path = "/api/v1/agent/connect", tag = "agent", security(("device" = [])),
+    responses((status = 101, description = "Switching to the agent protocol"), (status = 401, description = "Unknown device or wrong secret"),
+        (status = 403, description = "The device waits for approval"), (status = 429, description = "Too many connection attempts")))]
+async fn connect(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(wait) = app.connect_limiter.check(peer.ip()) {
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            refusal::RATE_LIMITED,
+            format!("too many connections; retry in {wait} s"),
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return r;
+    }
+    let unauthorized = || {
+        problem(
+            StatusCode::UNAUTHORIZED,
+            refusal::UNAUTHORIZED,
+            "unknown device or wrong secret; enroll the device again",
+        )
+    };
+    let device = match device_from(&app, &headers).await {
+        Ok(Some(device)) => device,
+        Ok(None) => return unauthorized(),
+        Err(e) => return e.into_response(),
+    };
+    if device.status == DeviceStatus::Pending {
+        return problem(
+            StatusCode::FORBIDDEN,
+            refusal::PENDING_APPROVAL,
+            "the device waits for an administrator's approval; retry later",
+        );
+    }
+    let upgrade = match upgrade {
+        // Frames up to 4× the limit are read and refused with a close reason (`session`); beyond
+        // that the connection is cut without reading further.
+        // Small buffers: an idle agent sends a heartbeat now and then, and the library's 128 KiB
+        // default read buffer per connection would dominate a large fleet's memory.
+        Ok(u) => u
+            .max_message_size(MAX_FRAME_BYTES * 4)
+            .max_frame_size(MAX_FRAME_BYTES * 4)
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(4 * 1024),
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "not-a-websocket",
+                format!("{e}: connect with a WebSocket client"),
+            );
+        }
+    };
+    metrics::counter!("baton_agent_connections_total").increment(1);
+    if device.status == DeviceStatus::Decommissioned {
+        let wipe = device.wipe_requested;
+        return upgrade.on_upgrade(move |socket| session::refuse_decommissioned(socket, wipe));
+    }
+    upgrade.on_upgrade(move |socket| session::run(app, socket, device, peer))
+}

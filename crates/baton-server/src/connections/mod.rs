@@ -1,0 +1,231 @@
+//! Live device connections on this node, whatever door they came through: the registry of
+//! sessions (one per device — an agent's WebSocket, an MQTT client, or a sub-device relayed by
+//! its gateway's session), the dispatcher that routes bus messages (commands queued, device
+//! decommissioned) to the right session, and the per-address rate limit on connection
+//! attempts. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
+//! session loops themselves are the doors' (`agents::session`, `mqtt::session`).
+
+pub mod rate;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc;
+
+use baton_core::bus::{Message, SharedBus};
+
+/// What a session is told from outside that it must act on. Kept apart from delivery hints,
+/// so a burst of hints can never crowd one of these out.
+#[derive(Debug)]
+pub enum Control {
+    /// The device was decommissioned: tell it and close.
+    Decommission { wipe: bool },
+    /// A newer connection of the same device took over, or its credentials changed.
+    Replaced,
+}
+
+struct Entry {
+    connection: u64,
+    route: Route,
+}
+
+/// How hints reach a device's session.
+enum Route {
+    /// The device's own connection. `deliver` says "commands (or desired attributes) may be
+    /// waiting": a hint; a full queue already means "look again".
+    Direct { deliver: mpsc::Sender<()>, control: mpsc::Sender<Control> },
+    /// Through the connection of the gateway that relays the device.
+    Relayed(mpsc::Sender<Relayed>),
+}
+
+/// A hint for a sub-device, sent to its gateway's session: deliver, or the control message.
+#[derive(Debug)]
+pub struct Relayed {
+    pub device_id: String,
+    pub control: Option<Control>,
+}
+
+/// Live sessions by device id.
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<String, Entry>>,
+    next: AtomicU64,
+    /// Sessions still running, including their last writes after unregistering; shutdown
+    /// waits for this to reach zero before closing the database.
+    running: AtomicU64,
+    drained: tokio::sync::Notify,
+}
+
+/// Counts a running session until dropped.
+pub struct Running(Arc<Registry>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// A session's registration; dropping it does not unregister (the session does, on exit).
+pub struct Registration {
+    pub connection: u64,
+    pub deliver: mpsc::Receiver<()>,
+    pub control: mpsc::Receiver<Control>,
+}
+
+impl Registry {
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Marks a session as running until the returned guard is dropped.
+    pub fn running(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+
+    /// Waits until no session runs, or `limit` passes. True when drained.
+    pub async fn drained(&self, limit: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.drained.notified();
+                if self.running.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    /// Registers a session, replacing (and telling) an older one of the same device.
+    pub fn register(&self, device_id: &str) -> Registration {
+        let connection = self.next.fetch_add(1, Ordering::Relaxed);
+        let (deliver_tx, deliver) = mpsc::channel(1);
+        let (control_tx, control) = mpsc::channel(4);
+        let entry = Entry { connection, route: Route::Direct { deliver: deliver_tx, control: control_tx } };
+        let old = self.lock().insert(device_id.to_owned(), entry);
+        if let Some(old) = old {
+            old.tell(device_id, Control::Replaced);
+        }
+        metrics::gauge!("baton_agents_connected").set(self.len() as f64);
+        Registration { connection, deliver, control }
+    }
+
+    /// Removes a session, unless a newer one of the device replaced it already.
+    pub fn unregister(&self, device_id: &str, connection: u64) {
+        let mut sessions = self.lock();
+        if sessions.get(device_id).is_some_and(|e| e.connection == connection) {
+            sessions.remove(device_id);
+        }
+        let n = sessions.len();
+        drop(sessions);
+        metrics::gauge!("baton_agents_connected").set(n as f64);
+    }
+
+    /// Registers a sub-device as reachable through its gateway's session (`connection` is the
+    /// gateway's). Hints for it arrive on `gateway` as [`Relayed`].
+    pub fn register_relayed(&self, device_id: &str, connection: u64, gateway: mpsc::Sender<Relayed>) {
+        let entry = Entry { connection, route: Route::Relayed(gateway) };
+        let old = self.lock().insert(device_id.to_owned(), entry);
+        if let Some(old) = old.filter(|o| o.connection != connection) {
+            old.tell(device_id, Control::Replaced);
+        }
+    }
+
+    /// Removes every sub-device a gateway's session registered.
+    pub fn unregister_relayed(&self, connection: u64) {
+        self.lock().retain(|_, e| !(e.connection == connection && matches!(e.route, Route::Relayed(_))));
+    }
+
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        self.lock().contains_key(device_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn deliver(&self, device_id: &str) {
+        if let Some(entry) = self.lock().get(device_id) {
+            match &entry.route {
+                // A full queue means a hint is already pending; the session will look anyway.
+                Route::Direct { deliver, .. } => {
+                    let _ = deliver.try_send(());
+                }
+                // A full gateway queue loses this hint; the gateway's periodic sweep finds it.
+                Route::Relayed(gateway) => {
+                    let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: None });
+                }
+            }
+        }
+    }
+
+    fn control(&self, device_id: &str, control: Control) {
+        if let Some(entry) = self.lock().get(device_id) {
+            entry.tell(device_id, control);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Entry {
+    fn tell(&self, device_id: &str, control: Control) {
+        match &self.route {
+            Route::Direct { control: tx, .. } => {
+                let _ = tx.try_send(control);
+            }
+            Route::Relayed(gateway) => {
+                let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: Some(control) });
+            }
+        }
+    }
+}
+
+/// Routes bus messages to sessions on this node, until the bus closes.
+pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
+    let mut rx = bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(message) => match message.as_ref() {
+                    Message::CommandsQueued { device_ids, .. } | Message::DeploymentsReady { device_ids, .. } => {
+                        for id in device_ids {
+                            registry.deliver(id);
+                        }
+                    }
+                    Message::DesiredChanged { device_id, .. } => registry.deliver(device_id),
+                    Message::Decommissioned { device_id, wipe, .. } => {
+                        registry.control(device_id, Control::Decommission { wipe: *wipe });
+                    }
+                    Message::CredentialsChanged { device_id, .. } => {
+                        registry.control(device_id, Control::Replaced);
+                    }
+                    _ => {}
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Missed nudges: every session looks for waiting commands.
+                    tracing::warn!(missed = n, "dispatcher fell behind; nudging every session");
+                    let ids: Vec<String> = registry.lock().keys().cloned().collect();
+                    for id in ids {
+                        registry.deliver(&id);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}

@@ -1,0 +1,40 @@
+//! Background jobs: expiring commands past their TTL and pruning telemetry past its retention.
+//! Each runs on a fixed interval for the life of the server; a failed run is logged and the
+//! next one tries again.
+
+use std::time::Duration;
+
+use baton_core::{commands::delivery, telemetry};
+
+use super::Context;
+
+/// How often old telemetry is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+pub fn spawn(app: &Context) {
+    let state = app.clone();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(u64::from(state.settings.command_expiry_check_secs));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match delivery::expire(&state.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(commands = n, "commands expired"),
+                Err(e) => tracing::warn!(error = %e, "expiring commands failed"),
+            }
+        }
+    });
+    let state = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            match telemetry::prune(&state.db, state.settings.telemetry_retention_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(samples = n, "pruned telemetry past retention"),
+                Err(e) => tracing::warn!(error = %e, "pruning telemetry failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,46 @@
+//! What the doors share: the state every HTTP handler, console page, agent session and MQTT
+//! session can reach. It lives here, beside the doors rather than inside one, so no door has to
+//! import another to get it. Engines get a narrower [`crate::engines::Context`].
+
+use std::sync::Arc;
+
+use baton_core::{
+    access::login_limit::LoginLimiter, artifacts::ArtifactStore, bus::SharedBus, config::Settings, rollouts, store::Db,
+    telemetry::writer::TelemetryWriter,
+};
+use tokio::sync::watch;
+
+use crate::connections::{Registry, rate::ConnectLimiter};
+
+/// What every door's handler can reach.
+pub type AppState = Arc<Shared>;
+
+pub struct Shared {
+    pub db: Db,
+    pub settings: Settings,
+    /// Counts login attempts per address and account; see `access::login_limit`.
+    pub login_limiter: LoginLimiter,
+    /// Paces device connections and enrollments per address; see `connections::rate`.
+    pub connect_limiter: ConnectLimiter,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub bus: SharedBus,
+    /// Live device connections on this node, whatever their door (agent WebSocket or MQTT).
+    pub connections: Arc<Registry>,
+    pub telemetry: TelemetryWriter,
+    /// Where artifact bytes live; see `artifacts::store`.
+    pub artifacts: Arc<dyn ArtifactStore>,
+    /// The rollout engine's clock and wake-up; see `engines::rollouts`.
+    pub rollouts: rollouts::Engine,
+    /// Flips to true when the server starts shutting down, so long-lived connections (agent
+    /// sessions, event streams) end instead of holding the graceful shutdown open.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// Completes once the server starts shutting down (or the sender is gone).
+pub async fn stopping(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Extractors. [`Authz`] authenticates the caller and checks the permission the handler names in
+//! its type, before anything else is read — so a handler without it does not get a tenant, and
+//! a refused caller learns nothing about the body's validity. [`Json`], [`Query`] and [`Path`]
+//! wrap axum's to report bad input as problem+json.
+
+use std::marker::PhantomData;
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::problem::problem;
+use crate::Error;
+use crate::state::AppState;
+use baton_core::access::{Permission, Principal, secrets, sessions, tokens};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "baton_session";
+/// Header carrying the CSRF token on cookie-authenticated changes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The permission a route needs, as a type, so `Authz<DevicesWrite>` reads as a sentence.
+pub trait Perm: Send + Sync + 'static {
+    /// `None`: any authenticated caller.
+    const PERMISSION: Option<Permission>;
+}
+
+/// Permission markers for [`Authz`].
+pub mod perm {
+    use super::{Perm, Permission};
+
+    macro_rules! markers {
+        ($($name:ident),*) => {$(
+            pub struct $name;
+            impl Perm for $name {
+                const PERMISSION: Option<Permission> = Some(Permission::$name);
+            }
+        )*};
+    }
+    markers!(
+        DevicesRead,
+        DevicesWrite,
+        GroupsRead,
+        GroupsWrite,
+        TokensRead,
+        TokensWrite,
+        UsersRead,
+        UsersWrite,
+        CommandsRead,
+        CommandsWrite,
+        EnrollmentRead,
+        EnrollmentWrite,
+        ArtifactsRead,
+        ArtifactsWrite,
+        SigningKeysWrite,
+        RolloutsRead,
+        RolloutsWrite,
+        TenantsRead,
+        TenantsWrite
+    );
+
+    /// Any authenticated caller.
+    pub struct Authenticated;
+    impl Perm for Authenticated {
+        const PERMISSION: Option<Permission> = None;
+    }
+}
+
+/// An authenticated caller allowed `P`.
+pub struct Authz<P: Perm> {
+    pub principal: Principal,
+    _perm: PhantomData<P>,
+}
+
+impl<P: Perm> Authz<P> {
+    pub fn scope(&self) -> &baton_core::access::TenantScope {
+        &self.principal.scope
+    }
+}
+
+impl<P: Perm> FromRequestParts<AppState> for Authz<P> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let (secret, by_cookie) = credentials(&parts.headers)
+            .ok_or_else(|| baton_core::Error::Unauthorized("sign in or send `Authorization: Bearer <token>`".into()))?;
+        let principal = if secret.starts_with(secrets::SESSION_PREFIX) {
+            sessions::authenticate(&state.db, &secret).await?
+        } else {
+            tokens::authenticate(&state.db, &secret).await?
+        }
+        .ok_or_else(|| {
+            baton_core::Error::Unauthorized("the token or session is unknown, expired or revoked; sign in again".into())
+        })?;
+        let changes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if by_cookie && changes {
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if sent.is_none() || sent != principal.csrf_token.as_deref() {
+                return Err(baton_core::Error::Forbidden(format!("missing or wrong `{CSRF_HEADER}` header")).into());
+            }
+        }
+        if let Some(permission) = P::PERMISSION
+            && !principal.can(permission)
+        {
+            return Err(baton_core::Error::Forbidden(format!(
+                "role `{}` lacks the permission `{permission}`",
+                if permission.is_platform() { "platform-admin" } else { principal.role.name },
+            ))
+            .into());
+        }
+        Ok(Self { principal, _perm: PhantomData })
+    }
+}
+
+/// The bearer token, or else the session cookie (and whether it came from the cookie).
+pub(crate) fn credentials(headers: &axum::http::HeaderMap) -> Option<(String, bool)> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value.to_str().ok()?.strip_prefix("Bearer ")?.trim();
+        return (!token.is_empty()).then(|| (token.to_owned(), false));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('=').map(str::to_owned))
+        .map(|s| (s, true))
+}
+
+/// JSON body in and out; a body that does not parse is a problem+json 4xx naming the field.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Response {
+    let status = rejection.status();
+    let (kind, detail) = match &rejection {
+        JsonRejection::JsonDataError(e) => ("invalid", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ("malformed-json", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => {
+            ("unsupported-media-type", "send the body as JSON with `Content-Type: application/json`".into())
+        }
+        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            ("too-large", "the request body is larger than this server accepts".into())
+        }
+        other => ("bad-request", other.body_text()),
+    };
+    problem(status, kind, detail)
+}
+
+/// Query string; parameters that do not parse are a 400 naming them.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| problem(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))
+    }
+}
+
+/// Path parameters.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| problem(StatusCode::BAD_REQUEST, "bad-path", e.body_text()))
+    }
+}
