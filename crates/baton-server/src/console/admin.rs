@@ -15,7 +15,8 @@ use baton_proto::api::{
 use serde::Deserialize;
 
 use super::form::Form;
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{
     access::{Permission, tokens, users},
@@ -49,7 +50,10 @@ struct AdminPage<'a> {
 }
 
 /// `/admin`.
-pub(super) async fn page(user: User, State(app): State<AppState>) -> Result<Response, Error> {
+pub(super) async fn page(
+    Page(user, _): Page<perm::Authenticated>,
+    State(app): State<AppState>,
+) -> Result<Response, Error> {
     show(&app, &user, None, None).await
 }
 
@@ -113,11 +117,10 @@ pub(super) struct UserForm {
 
 /// `POST /admin/users`.
 pub(super) async fn create_user(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::UsersWrite>,
     State(app): State<AppState>,
     Form(form): Form<UserForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::UsersWrite)?;
     let req = UserCreate { username: form.username.trim().to_owned(), password: form.password, role: Some(form.role) };
     let created = users::create(&app.db, &user.principal.scope, Some(&user.principal), &req, false).await?;
     show(&app, &user, Some(format!("User {} created as {}.", created.username, created.role)), None).await
@@ -125,11 +128,10 @@ pub(super) async fn create_user(
 
 /// `POST /admin/users/{id}/delete`.
 pub(super) async fn delete_user(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::UsersWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.need(Permission::UsersWrite)?;
     users::delete(&app.db, &user.principal.scope, &user.principal, &id).await?;
     show(&app, &user, Some("User deleted; their sessions ended.".into()), None).await
 }
@@ -144,11 +146,10 @@ pub(super) struct TokenForm {
 
 /// `POST /admin/tokens`: the new secret is on the answer, and only there.
 pub(super) async fn create_token(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::TokensWrite>,
     State(app): State<AppState>,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::TokensWrite)?;
     let expires_in_days = match form.expires_in_days.trim() {
         "" => None,
         n => Some(
@@ -164,11 +165,10 @@ pub(super) async fn create_token(
 
 /// `POST /admin/tokens/{id}/revoke`.
 pub(super) async fn revoke_token(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::TokensWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.need(Permission::TokensWrite)?;
     let token = tokens::revoke(&app.db, &user.principal.scope, &user.principal, &id).await?;
     show(&app, &user, Some(format!("Token {} revoked.", token.name)), None).await
 }
@@ -184,11 +184,10 @@ pub(super) struct TenantForm {
 
 /// `POST /admin/tenants`: a tenant with its first administrator.
 pub(super) async fn create_tenant(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::TenantsWrite>,
     State(app): State<AppState>,
     Form(form): Form<TenantForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::TenantsWrite)?;
     let req = TenantCreate {
         name: form.name.trim().to_owned(),
         display_name: Some(form.display_name.trim().to_owned()).filter(|d| !d.is_empty()),
@@ -209,12 +208,11 @@ pub(super) struct TenantState {
 
 /// `POST /admin/tenants/{id}`: disables or enables a tenant.
 pub(super) async fn set_tenant(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::TenantsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<TenantState>,
 ) -> Result<Response, Error> {
-    user.need(Permission::TenantsWrite)?;
     let req = TenantUpdate { display_name: None, disabled: Some(form.disabled) };
     let tenant = tenants::update(&app.db, &id, &user.principal.scope, &req).await?;
     let state = if tenant.disabled { "disabled" } else { "enabled" };

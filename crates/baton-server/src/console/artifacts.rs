@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::{
     human,
-    session::{User, render},
+    session::{Page, User, render},
 };
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, artifacts};
 
@@ -71,11 +72,10 @@ struct ArtifactsPage<'a> {
 
 /// `/artifacts`.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::ArtifactsRead>,
     State(app): State<AppState>,
     Query(paging): Query<Paging>,
 ) -> Result<Response, Error> {
-    user.need(Permission::ArtifactsRead)?;
     let query = ArtifactQuery {
         limit: Some(PAGE),
         cursor: Some(paging.cursor).filter(|c| !c.is_empty()),

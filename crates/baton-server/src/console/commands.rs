@@ -14,7 +14,8 @@ use baton_proto::api::{
 use serde::Deserialize;
 
 use super::form::Form;
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, commands, devices};
 
@@ -96,11 +97,10 @@ pub(super) struct Paging {
 
 /// `/commands`.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::CommandsRead>,
     State(app): State<AppState>,
     Query(paging): Query<Paging>,
 ) -> Result<Response, Error> {
-    user.need(Permission::CommandsRead)?;
     let cursor = Some(paging.cursor.clone()).filter(|c| !c.is_empty());
     let query = PageQuery { limit: Some(25), cursor };
     let page = commands::batches(&app.db, &user.principal.scope, &query).await?;
@@ -155,7 +155,7 @@ pub(super) struct BatchView {
 
 /// `/commands/{batch}`.
 pub(super) async fn batch_page(
-    user: User,
+    Page(user, _): Page<perm::CommandsRead>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(view): Query<BatchView>,
@@ -214,12 +214,11 @@ pub(super) struct CancelForm {
 
 /// `POST /commands/{batch}/cancel`: answers with the batch's page.
 pub(super) async fn cancel(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::CommandsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<CancelForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::CommandsWrite)?;
     let scope = &user.principal.scope;
     if form.command.is_empty() {
         commands::cancel_batch(&app.db, scope, &id).await?;

@@ -19,7 +19,8 @@ use baton_proto::api::{
 use serde::Deserialize;
 
 use super::form::Form;
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, commands, devices, events, groups, telemetry};
 
@@ -66,7 +67,11 @@ struct DevicePage<'a> {
 }
 
 /// `/devices/{id}`: another tenant's device, or none, is a 404 like the API's.
-pub(super) async fn page(user: User, State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+pub(super) async fn page(
+    Page(user, _): Page<perm::DevicesRead>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
     show(&app, &user, &id).await
 }
 
@@ -83,12 +88,11 @@ pub(super) struct CommandForm {
 /// `POST /devices/{id}/commands`: queues a command from the page's form and answers with the
 /// page, whose command list then follows the command live to its output.
 pub(super) async fn send_command(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::CommandsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<CommandForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::CommandsWrite)?;
     let command = command_from_form(&form.kind, form.shell, form.name)?;
     let target = CommandTarget { device_ids: vec![id.clone()], ..CommandTarget::default() };
     let req = CommandCreate { target, command, ttl_secs: None, idempotency_key: None };
@@ -126,12 +130,11 @@ pub(super) struct LabelForm {
 
 /// `POST /devices/{id}/labels`.
 pub(super) async fn edit_labels(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<LabelForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::DevicesWrite)?;
     let mut labels = BTreeMap::new();
     if !form.remove.is_empty() {
         labels.insert(form.remove, None);
@@ -154,12 +157,11 @@ pub(super) struct GroupForm {
 
 /// `POST /devices/{id}/groups`.
 pub(super) async fn edit_groups(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::GroupsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<GroupForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::GroupsWrite)?;
     let scope = &user.principal.scope;
     if form.group.is_empty() {
         return Err(baton_core::Error::invalid("/group", "choose a group").into());
@@ -178,11 +180,10 @@ pub(super) async fn edit_groups(
 /// `POST /devices/{id}/decommission`: retires the device, then the page is loaded again (its
 /// controls change with its status).
 pub(super) async fn decommission(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.need(Permission::DevicesWrite)?;
     baton_core::lifecycle::decommission(&app.db, &app.bus, &user.principal.scope, &id, false).await?;
     Ok(([("hx-refresh", "true")], show(&app, &user, &id).await?).into_response())
 }

@@ -16,7 +16,8 @@ use baton_proto::api::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, commands, devices, groups};
 
@@ -173,11 +174,10 @@ impl Bulk {
 /// `/devices`: one page of the registry; a filter the server refuses (a bad label selector,
 /// say) is answered on the page with the server's words.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::DevicesRead>,
     State(app): State<AppState>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, Error> {
-    user.need(Permission::DevicesRead)?;
     let (devices, next, error) = match devices::list::list(&app.db, &user.principal.scope, &filters.query()).await {
         Ok(page) => (page.items.into_iter().map(Row::from).collect(), page.next_cursor, None),
         Err(baton_core::Error::Invalid { detail, errors }) => {
@@ -229,7 +229,7 @@ struct BulkDone {
 /// (with `group`), `command` (with `kind` and `shell`) or `decommission`. Answers with a line
 /// saying what was done, and asks the page's list to refresh.
 pub(super) async fn bulk(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesRead>,
     State(app): State<AppState>,
     body: Bytes,
 ) -> Result<Response, Error> {

@@ -17,7 +17,8 @@ use baton_proto::api::{
 use serde::Deserialize;
 
 use super::form::Form;
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, devices, enrollment, groups};
 
@@ -58,7 +59,10 @@ struct EnrollmentPage<'a> {
     pending: Vec<PendingLine>,
 }
 
-pub(super) async fn page(user: User, State(app): State<AppState>) -> Result<Response, Error> {
+pub(super) async fn page(
+    Page(user, _): Page<perm::EnrollmentRead>,
+    State(app): State<AppState>,
+) -> Result<Response, Error> {
     show(&app, &user, None, None).await
 }
 
@@ -72,12 +76,11 @@ pub(super) struct TokenForm {
 }
 
 pub(super) async fn create_token(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::EnrollmentWrite>,
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::EnrollmentWrite)?;
     let max_uses = match form.max_uses.trim() {
         "" => None,
         n => Some(n.parse::<u32>().map_err(|_| baton_core::Error::invalid("/max_uses", "must be a whole number"))?),
@@ -95,17 +98,16 @@ pub(super) async fn create_token(
 }
 
 pub(super) async fn revoke_token(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::EnrollmentWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    user.need(Permission::EnrollmentWrite)?;
     enrollment::revoke_token(&app.db, &user.principal.scope, &id).await?;
     show(&app, &user, None, None).await
 }
 
 pub(super) async fn approve(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -113,7 +115,7 @@ pub(super) async fn approve(
 }
 
 pub(super) async fn reject(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
@@ -139,11 +141,10 @@ pub(super) struct ImportForm {
 /// `POST /enrollment/import`: pre-registers the devices of a CSV file (serial, name, groups by
 /// name, labels), all or nothing; an error names the file's line.
 pub(super) async fn import(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::DevicesWrite>,
     State(app): State<AppState>,
     Form(form): Form<ImportForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::DevicesWrite)?;
     let scope = &user.principal.scope;
     let rows = baton_proto::import::read(&form.csv).map_err(|e| baton_core::Error::invalid("/csv", e))?;
     let mut group_ids: HashMap<String, String> = HashMap::new();

@@ -18,7 +18,8 @@ use baton_proto::api::{
 use serde::Deserialize;
 
 use super::form::Form;
-use super::session::{Changing, User, render};
+use super::session::{Changing, Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, devices, groups, pagination::MAX_LIMIT};
 
@@ -87,8 +88,10 @@ fn tree(groups: Vec<Group>) -> Vec<Node> {
 }
 
 /// `/groups`.
-pub(super) async fn page(user: User, State(app): State<AppState>) -> Result<Response, Error> {
-    user.need(Permission::GroupsRead)?;
+pub(super) async fn page(
+    Page(user, _): Page<perm::GroupsRead>,
+    State(app): State<AppState>,
+) -> Result<Response, Error> {
     let (groups, truncated) = all_groups(&app, &user).await?;
     let csrf = user.csrf.clone();
     Ok(render(GroupsPage {
@@ -112,12 +115,11 @@ pub(super) struct CreateForm {
 
 /// `POST /groups`: creates a group and opens it.
 pub(super) async fn create(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::GroupsWrite>,
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<CreateForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::GroupsWrite)?;
     let req = GroupCreate {
         name: form.name.trim().to_owned(),
         description: Some(form.description.trim().to_owned()).filter(|d| !d.is_empty()),
@@ -176,7 +178,7 @@ pub(super) struct MembersView {
 
 /// `/groups/{id}`.
 pub(super) async fn group_page(
-    user: User,
+    Page(user, _): Page<perm::GroupsRead>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(view): Query<MembersView>,
@@ -277,12 +279,11 @@ pub(super) struct EditForm {
 
 /// `POST /groups/{id}`: renames, describes or moves the group (an empty parent: to the top).
 pub(super) async fn edit(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::GroupsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<EditForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::GroupsWrite)?;
     let req = GroupUpdate {
         name: Some(form.name.trim().to_owned()),
         description: Some(form.description),
@@ -295,12 +296,11 @@ pub(super) async fn edit(
 
 /// `POST /groups/{id}/delete`: back to the tree.
 pub(super) async fn delete(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::GroupsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    user.need(Permission::GroupsWrite)?;
     groups::delete(&app.db, &user.principal.scope, &id).await?;
     Ok(to(&headers, "/groups"))
 }
@@ -318,12 +318,11 @@ pub(super) struct MembersForm {
 /// `POST /groups/{id}/members`: adds the devices named (each name, serial or id must match
 /// exactly one device, or nothing is added) or removes one.
 pub(super) async fn members(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::GroupsWrite>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<MembersForm>,
 ) -> Result<Response, Error> {
-    user.need(Permission::GroupsWrite)?;
     let scope = &user.principal.scope;
     groups::get(&app.db, scope, &id).await?;
     let notice = if !form.remove.is_empty() {

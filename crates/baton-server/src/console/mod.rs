@@ -32,53 +32,99 @@ mod rollout_new;
 mod rollouts;
 mod session;
 
-use axum::{
-    Router,
-    routing::{get, post},
+use axum::Router;
+use baton_core::access::Permission;
+
+use crate::{
+    state::AppState,
+    web::extract::{Perm, perm},
 };
 
-use crate::state::AppState;
+/// Who may open a console route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the sign-in page and the static assets.
+    Public,
+    /// A signed-in person whose role has the permission (`None`: any signed-in person). The
+    /// handler states it in its type (`Page<perm::…>` or `Changing<perm::…>`).
+    SignedIn(Option<Permission>),
+}
 
-/// The console's routes; merged beside the API by [`crate::api::router`].
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(pages::overview))
-        .route("/console/overview", get(pages::overview_live))
-        .route("/devices", get(devices::page))
-        .route("/devices/bulk", post(devices::bulk))
-        .route("/devices/{id}", get(device::page))
-        .route("/devices/{id}/commands", post(device::send_command))
-        .route("/devices/{id}/labels", post(device::edit_labels))
-        .route("/devices/{id}/groups", post(device::edit_groups))
-        .route("/devices/{id}/decommission", post(device::decommission))
-        .route("/devices/{id}/approve", post(enrollment::approve))
-        .route("/devices/{id}/reject", post(enrollment::reject))
-        .route("/groups", get(groups::page).post(groups::create))
-        .route("/groups/{id}", get(groups::group_page).post(groups::edit))
-        .route("/groups/{id}/delete", post(groups::delete))
-        .route("/groups/{id}/members", post(groups::members))
-        .route("/commands", get(commands::page))
-        .route("/commands/{id}", get(commands::batch_page))
-        .route("/commands/{id}/cancel", post(commands::cancel))
-        .route("/artifacts", get(artifacts::page))
-        .route("/rollouts", get(rollouts::page).post(rollout_new::create))
-        .route("/rollouts/new", get(rollout_new::page))
-        .route("/rollouts/{id}", get(rollout::page))
-        .route("/rollouts/{id}/{action}", post(rollout::steer))
-        .route("/console/rollouts/stream", get(rollouts::stream))
-        .route("/enrollment", get(enrollment::page))
-        .route("/enrollment/import", post(enrollment::import))
-        .route("/enrollment/tokens", post(enrollment::create_token))
-        .route("/enrollment/tokens/{id}/revoke", post(enrollment::revoke_token))
-        .route("/admin", get(admin::page))
-        .route("/admin/users", post(admin::create_user))
-        .route("/admin/users/{id}/delete", post(admin::delete_user))
-        .route("/admin/tokens", post(admin::create_token))
-        .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
-        .route("/admin/tenants", post(admin::create_tenant))
-        .route("/admin/tenants/{id}", post(admin::set_tenant))
-        .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
-        .route("/assets/{*path}", get(assets::serve))
-        .layer(axum::middleware::from_fn(errors::as_pages))
+/// One console route: its method, its path and who may open it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleRoute {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// The console's routes, each with the permission its handler's type asks for: the router and
+/// the exported [`route_table`] come from this one list, so the permission walk test sees every
+/// route the console serves.
+macro_rules! console_routes {
+    ($($method:ident $path:literal => $handler:path, $access:ident;)*) => {
+        /// The console's routes; mounted beside the API by `app::router`.
+        pub fn router() -> Router<AppState> {
+            let mut router = Router::new();
+            $(router = router.route($path, axum::routing::$method($handler));)*
+            router.layer(axum::middleware::from_fn(errors::as_pages))
+        }
+
+        /// Every console route with who may open it (the console is not in the OpenAPI
+        /// document; tests walk this instead).
+        pub fn route_table() -> Vec<ConsoleRoute> {
+            vec![$(ConsoleRoute {
+                method: stringify!($method),
+                path: $path,
+                access: console_routes!(@access $access),
+            }),*]
+        }
+    };
+    (@access Public) => { Access::Public };
+    (@access $perm:ident) => { Access::SignedIn(<perm::$perm as Perm>::PERMISSION) };
+}
+
+console_routes! {
+    get "/" => pages::overview, DevicesRead;
+    get "/console/overview" => pages::overview_live, DevicesRead;
+    get "/devices" => devices::page, DevicesRead;
+    post "/devices/bulk" => devices::bulk, DevicesRead;
+    get "/devices/{id}" => device::page, DevicesRead;
+    post "/devices/{id}/commands" => device::send_command, CommandsWrite;
+    post "/devices/{id}/labels" => device::edit_labels, DevicesWrite;
+    post "/devices/{id}/groups" => device::edit_groups, GroupsWrite;
+    post "/devices/{id}/decommission" => device::decommission, DevicesWrite;
+    post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
+    post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
+    get "/groups" => groups::page, GroupsRead;
+    post "/groups" => groups::create, GroupsWrite;
+    get "/groups/{id}" => groups::group_page, GroupsRead;
+    post "/groups/{id}" => groups::edit, GroupsWrite;
+    post "/groups/{id}/delete" => groups::delete, GroupsWrite;
+    post "/groups/{id}/members" => groups::members, GroupsWrite;
+    get "/commands" => commands::page, CommandsRead;
+    get "/commands/{id}" => commands::batch_page, CommandsRead;
+    post "/commands/{id}/cancel" => commands::cancel, CommandsWrite;
+    get "/artifacts" => artifacts::page, ArtifactsRead;
+    get "/rollouts" => rollouts::page, RolloutsRead;
+    post "/rollouts" => rollout_new::create, RolloutsWrite;
+    get "/rollouts/new" => rollout_new::page, RolloutsWrite;
+    get "/rollouts/{id}" => rollout::page, RolloutsRead;
+    post "/rollouts/{id}/{action}" => rollout::steer, RolloutsWrite;
+    get "/console/rollouts/stream" => rollouts::stream, RolloutsRead;
+    get "/enrollment" => enrollment::page, EnrollmentRead;
+    post "/enrollment/import" => enrollment::import, DevicesWrite;
+    post "/enrollment/tokens" => enrollment::create_token, EnrollmentWrite;
+    post "/enrollment/tokens/{id}/revoke" => enrollment::revoke_token, EnrollmentWrite;
+    get "/admin" => admin::page, Authenticated;
+    post "/admin/users" => admin::create_user, UsersWrite;
+    post "/admin/users/{id}/delete" => admin::delete_user, UsersWrite;
+    post "/admin/tokens" => admin::create_token, TokensWrite;
+    post "/admin/tokens/{id}/revoke" => admin::revoke_token, TokensWrite;
+    post "/admin/tenants" => admin::create_tenant, TenantsWrite;
+    post "/admin/tenants/{id}" => admin::set_tenant, TenantsWrite;
+    get "/login" => session::login_page, Public;
+    post "/login" => session::login, Public;
+    post "/logout" => session::logout, Authenticated;
+    get "/assets/{*path}" => assets::serve, Public;
 }

@@ -5,7 +5,8 @@ use askama::Template;
 use axum::{extract::State, response::Response};
 use baton_proto::api::events::{Event, EventQuery};
 
-use super::session::{User, render};
+use super::session::{Page, User, render};
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, commands, devices, devices::summary::Summary, events};
 
@@ -51,7 +52,10 @@ async fn overview_data(app: &AppState, user: &User) -> Result<(Summary, u64, Vec
 }
 
 /// `/`: the fleet at a glance, kept live by the event stream.
-pub(super) async fn overview(user: User, State(app): State<AppState>) -> Result<Response, Error> {
+pub(super) async fn overview(
+    Page(user, _): Page<perm::DevicesRead>,
+    State(app): State<AppState>,
+) -> Result<Response, Error> {
     let (summary, commands_in_flight, events) = overview_data(&app, &user).await?;
     let csrf = user.csrf.clone();
     Ok(render(OverviewPage {
@@ -65,7 +69,10 @@ pub(super) async fn overview(user: User, State(app): State<AppState>) -> Result<
 }
 
 /// The overview's live part, fetched again by htmx when something changed.
-pub(super) async fn overview_live(user: User, State(app): State<AppState>) -> Result<Response, Error> {
+pub(super) async fn overview_live(
+    Page(user, _): Page<perm::DevicesRead>,
+    State(app): State<AppState>,
+) -> Result<Response, Error> {
     let (summary, commands_in_flight, events) = overview_data(&app, &user).await?;
     Ok(render(OverviewLive { summary, commands_in_flight, events }))
 }

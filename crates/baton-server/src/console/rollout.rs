@@ -16,8 +16,9 @@ use serde::Deserialize;
 use super::{
     human,
     rollouts::{Bar, Line},
-    session::{Changing, User, render},
+    session::{Changing, Page, User, render},
 };
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, groups, rollouts};
 
@@ -136,7 +137,7 @@ pub(super) struct View {
 
 /// `/rollouts/{id}`: another tenant's rollout, or none, is a 404 like the API's.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::RolloutsRead>,
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(view): Query<View>,
@@ -146,11 +147,10 @@ pub(super) async fn page(
 
 /// `POST /rollouts/{id}/{start|pause|resume|cancel}`: answers with the rollout's page.
 pub(super) async fn steer(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::RolloutsWrite>,
     State(app): State<AppState>,
     Path((id, verb)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    user.need(Permission::RolloutsWrite)?;
     let (db, bus, engine, scope) = (&app.db, &app.bus, &app.rollouts, &user.principal.scope);
     match verb.as_str() {
         "start" => rollouts::start(db, bus, engine, scope, &id).await?,

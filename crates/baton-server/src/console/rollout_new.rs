@@ -24,8 +24,9 @@ use serde::Deserialize;
 use super::{
     groups::to,
     human,
-    session::{Changing, User, render},
+    session::{Changing, Page, User, render},
 };
+use crate::web::extract::perm;
 use crate::{Error, state::AppState};
 use baton_core::{access::Permission, artifacts, error::Violations, groups, pagination, rollouts};
 
@@ -63,11 +64,10 @@ pub(super) struct NewQuery {
 
 /// `/rollouts/new`.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::RolloutsWrite>,
     State(app): State<AppState>,
     Query(q): Query<NewQuery>,
 ) -> Result<Response, Error> {
-    user.need(Permission::RolloutsWrite)?;
     user.need(Permission::ArtifactsRead)?;
     let scope = &user.principal.scope;
     let query = ArtifactQuery { limit: Some(pagination::MAX_LIMIT), ..ArtifactQuery::default() };
@@ -115,12 +115,11 @@ fn choice(a: Artifact, chosen: Option<&Artifact>) -> Choice {
 
 /// `POST /rollouts`: makes the rollout and opens its page.
 pub(super) async fn create(
-    Changing(user): Changing,
+    Changing(user, _): Changing<perm::RolloutsWrite>,
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
-    user.need(Permission::RolloutsWrite)?;
     let fields: Vec<(String, String)> =
         serde_urlencoded::from_bytes(&body).map_err(|e| baton_core::Error::invalid("/", format!("not a form: {e}")))?;
     let req = request(&fields)?;

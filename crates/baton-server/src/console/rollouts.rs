@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::{
     human,
-    session::{User, render},
+    session::{Page, User, render},
 };
+use crate::web::extract::perm;
 use crate::{Error, state::AppState, web::sse};
 use baton_core::{access::Permission, bus::Message, rollouts};
 
@@ -135,11 +136,10 @@ pub(super) struct ListView {
 
 /// `/rollouts`.
 pub(super) async fn page(
-    user: User,
+    Page(user, _): Page<perm::RolloutsRead>,
     State(app): State<AppState>,
     Query(view): Query<ListView>,
 ) -> Result<Response, Error> {
-    user.need(Permission::RolloutsRead)?;
     let state = match view.state.as_str() {
         "" => None,
         s => Some(
@@ -175,11 +175,10 @@ pub(super) struct StreamQuery {
 /// one of the tenant's rollouts moves, for the pages to refresh their live part. Console-only:
 /// the session cookie, not a token.
 pub(super) async fn stream(
-    user: User,
+    Page(user, _): Page<perm::RolloutsRead>,
     State(app): State<AppState>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, Error> {
-    user.need(Permission::RolloutsRead)?;
     let only = Some(q.rollout).filter(|r| !r.is_empty());
     if let Some(id) = &only {
         rollouts::get(&app.db, &user.principal.scope, id).await?;

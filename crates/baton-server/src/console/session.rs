@@ -2,7 +2,7 @@
 //! browser's), checked on every page; signing in with a form (rate-limited like the API's
 //! login) and out (with the CSRF token).
 
-use std::net::SocketAddr;
+use std::{marker::PhantomData, net::SocketAddr};
 
 use askama::Template;
 use axum::{
@@ -16,7 +16,7 @@ use super::form::Form;
 use crate::{
     Error,
     state::AppState,
-    web::extract::{SESSION_COOKIE, credentials},
+    web::extract::{Perm, SESSION_COOKIE, credentials, perm},
 };
 use baton_core::{
     access::{Permission, Principal, Subject, secrets, sessions, users},
@@ -39,46 +39,61 @@ pub(super) struct User {
     pub sees_admin: bool,
 }
 
-/// Pages take a [`User`]; without a live session the browser is sent to the sign-in page.
-impl FromRequestParts<AppState> for User {
+/// A page for a signed-in person whose role has `P`: the permission is in the handler's type,
+/// as the API's `Authz<P>` is, so a page cannot forget it. Without a live session the browser
+/// is sent to the sign-in page; without the permission the page is refused (403).
+pub(super) struct Page<P: Perm>(pub User, pub PhantomData<P>);
+
+impl<P: Perm> FromRequestParts<AppState> for Page<P> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let to_login = || Redirect::to("/login").into_response();
-        let Some((secret, true)) = credentials(&parts.headers) else { return Err(to_login()) };
-        if !secret.starts_with(secrets::SESSION_PREFIX) {
-            return Err(to_login());
+        let user = signed_in(parts, app).await?;
+        if let Some(permission) = P::PERMISSION {
+            user.need(permission).map_err(|e| Error::from(e).into_response())?;
         }
-        let principal = match sessions::authenticate(&app.db, &secret).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(to_login()),
-            Err(e) => return Err(Error::from(e).into_response()),
-        };
-        let name = match &principal.subject {
-            Subject::User { username, .. } => username.clone(),
-            Subject::Token { name, .. } | Subject::System { name } => name.clone(),
-        };
-        Ok(User {
-            name,
-            role: principal.role.name.to_owned(),
-            tenant: principal.tenant_name.clone(),
-            csrf: principal.csrf_token.clone().unwrap_or_default(),
-            sees_enrollment: principal.can(Permission::EnrollmentRead),
-            sees_groups: principal.can(Permission::GroupsRead),
-            sees_commands: principal.can(Permission::CommandsRead),
-            sees_artifacts: principal.can(Permission::ArtifactsRead),
-            sees_rollouts: principal.can(Permission::RolloutsRead),
-            sees_admin: principal.can(Permission::UsersRead)
-                || principal.can(Permission::TokensRead)
-                || principal.can(Permission::TenantsRead),
-            principal,
-        })
+        Ok(Page(user, PhantomData))
     }
 }
 
+/// The person the session cookie names; without a live session, the sign-in page.
+async fn signed_in(parts: &Parts, app: &AppState) -> Result<User, Response> {
+    let to_login = || Redirect::to("/login").into_response();
+    let Some((secret, true)) = credentials(&parts.headers) else { return Err(to_login()) };
+    if !secret.starts_with(secrets::SESSION_PREFIX) {
+        return Err(to_login());
+    }
+    let principal = match sessions::authenticate(&app.db, &secret).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(to_login()),
+        Err(e) => return Err(Error::from(e).into_response()),
+    };
+    let name = match &principal.subject {
+        Subject::User { username, .. } => username.clone(),
+        Subject::Token { name, .. } | Subject::System { name } => name.clone(),
+    };
+    Ok(User {
+        name,
+        role: principal.role.name.to_owned(),
+        tenant: principal.tenant_name.clone(),
+        csrf: principal.csrf_token.clone().unwrap_or_default(),
+        sees_enrollment: principal.can(Permission::EnrollmentRead),
+        sees_groups: principal.can(Permission::GroupsRead),
+        sees_commands: principal.can(Permission::CommandsRead),
+        sees_artifacts: principal.can(Permission::ArtifactsRead),
+        sees_rollouts: principal.can(Permission::RolloutsRead),
+        sees_admin: principal.can(Permission::UsersRead)
+            || principal.can(Permission::TokensRead)
+            || principal.can(Permission::TenantsRead),
+        principal,
+    })
+}
+
 impl User {
-    /// Refuses a user whose role lacks `permission`, in the API's words.
-    pub(super) fn need(&self, permission: Permission) -> Result<(), Error> {
+    /// Refuses a user whose role lacks `permission`, in the API's words. Pages state their
+    /// permission in their type ([`Page`], [`Changing`]); this is for the checks that depend on
+    /// what the request asks (one bulk action or another).
+    pub(super) fn need(&self, permission: Permission) -> Result<(), baton_core::Error> {
         if self.principal.can(permission) {
             Ok(())
         } else {
@@ -88,19 +103,19 @@ impl User {
     }
 }
 
-/// A signed-in person making a change: the request carries the session's CSRF token (htmx sends
-/// it as the `x-csrf-token` header), so another site cannot make the change in their name.
-/// Every handler that changes something takes this instead of [`User`].
-pub(super) struct Changing(pub User);
+/// A signed-in person whose role has `P` making a change: the request carries the session's
+/// CSRF token (htmx sends it as the `x-csrf-token` header), so another site cannot make the
+/// change in their name. Every handler that changes something takes this instead of [`Page`].
+pub(super) struct Changing<P: Perm>(pub User, pub PhantomData<P>);
 
-impl FromRequestParts<AppState> for Changing {
+impl<P: Perm> FromRequestParts<AppState> for Changing<P> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let user = User::from_request_parts(parts, app).await?;
+        let Page(user, _) = Page::<P>::from_request_parts(parts, app).await?;
         let sent = parts.headers.get(crate::web::extract::CSRF_HEADER).and_then(|v| v.to_str().ok());
         if sent.is_some_and(|s| !user.csrf.is_empty() && s == user.csrf) {
-            Ok(Changing(user))
+            Ok(Changing(user, PhantomData))
         } else {
             Err(Error::from(baton_core::Error::Forbidden("missing or wrong CSRF token; reload the page".into()))
                 .into_response())
@@ -193,7 +208,7 @@ pub(super) struct LogoutForm {
 
 /// Signs out; the form carries the CSRF token, so another site cannot sign a user out.
 pub(super) async fn logout(
-    user: User,
+    Page(user, _): Page<perm::Authenticated>,
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,

@@ -14,6 +14,7 @@ mod console;
 mod console_browser;
 mod console_pages;
 mod console_rollouts;
+mod console_walk;
 mod deployments;
 mod devices;
 mod docs;
