@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{OnceLock, mpsc},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use baton_client::Client;
@@ -118,21 +118,7 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Polls `check` until it gives a value or `what` times out.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use baton_testkit::eventually;
 
 async fn device_by_serial(client: &Client, serial: &str) -> Option<Device> {
     let q = DeviceQuery { q: Some(serial.to_lowercase()), ..Default::default() };

@@ -19,6 +19,7 @@ const ALLOWED_CRATE_EDGES: &[(&str, &[&str])] = &[
     ("baton-client", &["baton-proto"]),
     ("baton-agent", &["baton-proto"]),
     ("baton", &["baton-proto", "baton-core", "baton-server", "baton-client", "baton-agent"]),
+    ("baton-testkit", &[]),
 ];
 
 /// Crates the core must never pull in, even through another crate: web frameworks, templates,

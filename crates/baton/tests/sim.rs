@@ -8,7 +8,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
-    time::Duration,
 };
 
 use baton_client::Client;
@@ -17,27 +16,10 @@ use baton_proto::api::{
     enrollment::EnrollmentTokenCreate,
 };
 use support::{BATON, Server, lines, terminate};
-use tokio::time::{Instant, sleep};
 
 const BOOTSTRAP: &str = "bt_sim-test-bootstrap-token";
-const DEADLINE: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(250);
 
-/// Polls `check` until it succeeds; after the deadline, fails with what it saw last.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => panic!("no {what} within {DEADLINE:?}: {last}"),
-            Err(_) => sleep(POLL).await,
-        }
-    }
-}
+use baton_testkit::eventually;
 
 /// `baton sim` with its stdout and stderr read line by line.
 struct Sim {

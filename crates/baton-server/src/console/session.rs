@@ -97,8 +97,7 @@ impl User {
         if self.principal.can(permission) {
             Ok(())
         } else {
-            Err(baton_core::Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role))
-                .into())
+            Err(baton_core::Error::Forbidden(format!("role `{}` lacks the permission `{permission}`", self.role)))
         }
     }
 }

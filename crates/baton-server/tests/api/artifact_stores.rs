@@ -5,7 +5,6 @@
 use std::{
     net::TcpListener as StdListener,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
@@ -26,19 +25,10 @@ struct S3Server {
 }
 
 impl S3Server {
-    /// Starts it and waits until it answers; `None` (after printing `SKIPPED:`) when moto is not
-    /// installed — except with `CI=true`, where that fails the test.
+    /// Starts it and waits until it answers; `None` when the S3 tests are skipped on purpose
+    /// (`BATON_SKIP=s3`). A missing moto fails the test, naming it.
     async fn start() -> Option<S3Server> {
-        let installed = Command::new("moto_server")
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            let missing = "moto_server (python3 -m pip install 'moto[server]')";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {missing} is missing");
-            println!("SKIPPED: {missing} is missing");
+        if !baton_testkit::require(&[baton_testkit::Tool::S3]) {
             return None;
         }
         // `raw()` is reqwest without a default TLS provider; the app installs ring, so do we.
@@ -52,17 +42,16 @@ impl S3Server {
             .spawn()
             .expect("start moto_server");
         let mut server = S3Server { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if raw().get(&server.url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Some(server);
-            }
+        let what = format!("moto_server answers on {}", server.url);
+        baton_testkit::eventually(&what, || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("moto_server exited at start: {status}");
             }
-            assert!(Instant::now() < deadline, "moto_server did not answer on {} within 60 s", server.url);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let url = server.url.clone();
+            async move { raw().get(&url).send().await.is_ok_and(|r| r.status().is_success()).then_some(()) }
+        })
+        .await;
+        Some(server)
     }
 
     /// Creates a bucket with a plain (unsigned) PUT, which moto accepts.

@@ -166,11 +166,10 @@ async fn an_issued_credential_opens_the_agent_connection_and_a_new_one_retires_t
 }
 
 async fn wait_until_online(app: &TestApp, id: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !app.admin.device(id).await.expect("device").connectivity.online {
-        assert!(std::time::Instant::now() < deadline, "the device comes online");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    baton_testkit::eventually("the device comes online", || async {
+        app.admin.device(id).await.expect("device").connectivity.online.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ use baton_proto::{
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use baton_testkit::eventually;
+
 use crate::support::{TestApp, spawn_app};
 
 fn to(ids: &[&str]) -> CommandTarget {
@@ -85,16 +87,12 @@ async fn idempotency_cancel_and_expiry() {
     let short = CommandCreate { ttl_secs: Some(60), ..create(to(&[&a]), CommandSpec::Ping) };
     let batch = app.admin.create_commands(&short).await.expect("batch");
     app.stage_sql(&format!("UPDATE commands SET expires_at = 1 WHERE batch_id = '{}'", batch.id)).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let b = eventually("the command expires", || async {
         let b = app.admin.command_batch(&batch.id).await.expect("batch");
-        if b.states.get("EXPIRED") == Some(&1) {
-            assert_eq!(b.finished(), 1);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the command expires");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (b.states.get("EXPIRED") == Some(&1)).then_some(b)
+    })
+    .await;
+    assert_eq!(b.finished(), 1);
 }
 
 #[tokio::test]
@@ -142,15 +140,11 @@ async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
     ws.send(report(&first.id, CommandProgress::Succeeded, Some(output))).await.expect("result");
     ws.send(report(&second.id, CommandProgress::Failed, None)).await.expect("result");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let done = loop {
+    let done = eventually("the report lands", || async {
         let c = app.admin.command(&first.id).await.expect("cmd");
-        if c.state.is_final() {
-            break c;
-        }
-        assert!(std::time::Instant::now() < deadline, "the report lands");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        c.state.is_final().then_some(c)
+    })
+    .await;
     assert_eq!(done.state, CommandState::Succeeded);
     assert_eq!(done.result.expect("result").stdout, "pong");
     assert!(done.sent_at.is_some() && done.acked_at.is_some() && done.finished_at.is_some());
@@ -158,14 +152,11 @@ async fn a_connected_device_gets_its_commands_and_its_reports_complete_them() {
     // The stray report came before the reports just seen on the same connection: it was
     // handled, and left the other device's command alone.
     assert_eq!(app.admin.command(&theirs[0].id).await.expect("theirs").state, CommandState::Queued);
-    loop {
+    eventually("the failure lands", || async {
         let b = app.admin.command_batch(&later.id).await.expect("batch");
-        if b.states.get("FAILED") == Some(&1) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the failure lands");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        (b.states.get("FAILED") == Some(&1)).then_some(())
+    })
+    .await;
 
     // The live event stream saw the device come online and the commands finish.
     let mut kinds = Vec::new();

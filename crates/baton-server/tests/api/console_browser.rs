@@ -3,7 +3,8 @@
 //! Chromium) against it, and checks what the browser saw against the API. A scenario fails on
 //! any browser console error, page error or failed request, and leaves its screenshot in
 //! `target/browser-screenshots/<scenario>.png`. Without node, `/usr/bin/chromium` or
-//! `npm ci --prefix console` the tests print `SKIPPED:` — and fail with `CI=true`.
+//! `npm ci --prefix console` the tests fail naming what is missing (`scripts/provision` installs
+//! it), unless skipped on purpose with `BATON_SKIP=browser`.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +17,7 @@ use baton_proto::api::{
     devices::{DeviceCreate, DeviceQuery},
 };
 use serde_json::{Value, json};
-use tokio::{process::Command, time::Instant};
+use tokio::process::Command;
 
 use crate::support::{ADMIN_PASSWORD, TestApp, spawn_app};
 
@@ -511,28 +512,9 @@ pub async fn run_scenario(app: &TestApp, name: &str, extra: Value) -> Value {
     result
 }
 
-/// Whether node, Chromium and playwright-core are there. When one is missing the test should
-/// return: this prints `SKIPPED:` naming it — or, with `CI=true`, fails the test instead, so a CI
-/// machine cannot silently skip.
+/// Whether the browser tests can run: node, Chromium and playwright-core, or a deliberate skip.
 fn have_browser() -> bool {
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let missing = if !node {
-        "node (apt install nodejs)"
-    } else if !Path::new(CHROMIUM).exists() {
-        "/usr/bin/chromium (apt install chromium)"
-    } else if !workspace().join("console/node_modules/playwright-core/package.json").exists() {
-        "console/node_modules/playwright-core (npm ci --prefix console)"
-    } else {
-        return true;
-    };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {missing} is missing");
-    println!("SKIPPED: {missing} is missing");
-    false
+    baton_testkit::require(&[baton_testkit::Tool::Browser])
 }
 
 /// The devices the overview counts, from the API: `total` is every device not decommissioned,
@@ -560,11 +542,8 @@ async fn count(app: &TestApp, mut query: DeviceQuery) -> u64 {
 
 /// Polls until `file` exists, failing after a deadline.
 async fn until_exists(file: &Path) {
-    let deadline = Instant::now() + SCENARIO_PATIENCE;
-    while !file.exists() {
-        assert!(Instant::now() < deadline, "{} did not appear", file.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{} appears", file.display());
+    baton_testkit::eventually_within(SCENARIO_PATIENCE, &what, || async { file.exists().then_some(()) }).await;
 }
 
 fn workspace() -> PathBuf {

@@ -154,13 +154,10 @@ async fn re_enrolling_under_an_approval_token_needs_approval_again_and_drops_the
     assert_eq!(first.status, DeviceStatus::Active);
     let mut old = crate::agent::connect(&app, &first.device_id, &first.secret).await.expect("connects");
     futures::SinkExt::send(&mut old, crate::agent::hello(None)).await.expect("hello");
-    let mut device = app.admin.device(&first.device_id).await.expect("device");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !device.connectivity.online {
-        assert!(std::time::Instant::now() < deadline, "the device comes online");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        device = app.admin.device(&first.device_id).await.expect("device");
-    }
+    baton_testkit::eventually("the device comes online", || async {
+        app.admin.device(&first.device_id).await.expect("device").connectivity.online.then_some(())
+    })
+    .await;
 
     // Someone who knows the serial and holds an approval token cannot take the device over.
     let strict =

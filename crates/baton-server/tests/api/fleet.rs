@@ -6,7 +6,6 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use baton_agent::{
@@ -212,18 +211,4 @@ pub async fn rollout_in(app: &TestApp, id: &str, state: RolloutState) -> Rollout
     .await
 }
 
-/// Polls `check` until it succeeds; after a minute, fails with what it saw last.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if tokio::time::Instant::now() >= deadline => panic!("no {what} within a minute: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
+pub use baton_testkit::eventually;

@@ -8,14 +8,14 @@ use serde_json::json;
 
 use crate::{
     mqtt_clients::{
-        Login, Mosquitto, Paho, Tool, Version, command_reaches, custom, device, have, latest, send_command,
+        Login, Mosquitto, Paho, Tool, Version, command_reaches, custom, device, latest, require, send_command,
     },
     support::spawn_app,
 };
 
 #[tokio::test]
 async fn telemetry_from_mosquitto_and_paho_is_stored_before_the_puback() {
-    if !have(&[Tool::Mosquitto, Tool::Paho]) {
+    if !require(&[Tool::Mosquitto, Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -47,7 +47,7 @@ async fn telemetry_from_mosquitto_and_paho_is_stored_before_the_puback() {
 
 #[tokio::test]
 async fn commands_reach_subscribed_clients_and_their_replies_complete_them() {
-    if !have(&[Tool::Mosquitto, Tool::Paho]) {
+    if !require(&[Tool::Mosquitto, Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -93,7 +93,7 @@ async fn commands_reach_subscribed_clients_and_their_replies_complete_them() {
 
 #[tokio::test]
 async fn a_wrong_secret_or_no_user_name_is_refused_in_the_connack() {
-    if !have(&[Tool::Mosquitto, Tool::Paho]) {
+    if !require(&[Tool::Mosquitto, Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -126,7 +126,7 @@ async fn a_wrong_secret_or_no_user_name_is_refused_in_the_connack() {
 
 #[tokio::test]
 async fn a_device_can_neither_write_to_nor_read_from_another_devices_topics() {
-    if !have(&[Tool::Mosquitto, Tool::Paho]) {
+    if !require(&[Tool::Mosquitto, Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;

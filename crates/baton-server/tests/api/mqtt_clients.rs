@@ -54,42 +54,7 @@ impl Version {
     }
 }
 
-/// An external client a test runs.
-#[derive(Debug, Clone, Copy)]
-pub enum Tool {
-    Mosquitto,
-    Paho,
-}
-
-/// Whether every tool is installed. When one is missing the test should return: this prints a
-/// line starting with `SKIPPED:` naming it — or, with `CI=true`, fails the test instead, so a CI
-/// machine cannot silently skip.
-pub fn have(tools: &[Tool]) -> bool {
-    for tool in tools {
-        let (missing, found) = match tool {
-            Tool::Mosquitto => (
-                "mosquitto_pub/mosquitto_sub/mosquitto_rr (apt install mosquitto-clients) or stdbuf (coreutils)",
-                ["mosquitto_pub", "mosquitto_sub", "mosquitto_rr"].iter().all(|p| runs(p, &["--help"], false))
-                    && runs("stdbuf", &["--version"], true),
-            ),
-            Tool::Paho => (
-                "python3 with paho-mqtt 2 (pip install paho-mqtt)",
-                runs("python3", &["-c", "import paho.mqtt.client, paho.mqtt.enums"], true),
-            ),
-        };
-        if !found {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {missing} is missing");
-            println!("SKIPPED: {missing} is missing");
-            return false;
-        }
-    }
-    true
-}
-
-fn runs(program: &str, args: &[&str], must_succeed: bool) -> bool {
-    let status = std::process::Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    status.is_ok_and(|s| s.success() || !must_succeed)
-}
+pub use baton_testkit::{Tool, require};
 
 /// A device with an issued credential: `(id, secret)`.
 pub async fn device(app: &TestApp, serial: &str) -> (String, String) {
@@ -116,20 +81,7 @@ pub fn custom(name: &str, params: Value) -> CommandSpec {
     CommandSpec::Custom { name: name.into(), params }
 }
 
-/// Polls `probe` every 50 ms until it returns `Some`, failing after [`PATIENCE`].
-pub async fn eventually<T, F>(what: &str, mut probe: impl FnMut() -> F) -> T
-where
-    F: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use baton_testkit::eventually;
 
 /// Waits until the command reaches `state`, and returns it.
 pub async fn command_reaches(app: &TestApp, id: &str, state: CommandState) -> Command {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::{
     mqtt_clients::{
-        Login, Paho, Tool, Version, command_reaches, custom, device, eventually, have, latest, online_becomes,
+        Login, Paho, Tool, Version, command_reaches, custom, device, eventually, latest, online_becomes, require,
         send_command,
     },
     support::{TestApp, spawn_app},
@@ -24,7 +24,7 @@ async fn sub_devices(app: &TestApp, gateway_id: &str) -> Vec<Device> {
 
 #[tokio::test]
 async fn a_gateway_announces_relays_and_answers_for_its_sub_devices() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -68,7 +68,7 @@ async fn a_gateway_announces_relays_and_answers_for_its_sub_devices() {
 
 #[tokio::test]
 async fn sub_devices_go_offline_when_announced_gone_or_when_the_gateway_is_lost() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -103,7 +103,7 @@ async fn offline_event(app: &TestApp, device: &str) -> Option<serde_json::Value>
 
 #[tokio::test]
 async fn desired_attributes_of_a_sub_device_reach_its_gateway() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;

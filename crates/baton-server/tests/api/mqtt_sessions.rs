@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::{
     mqtt_clients::{
-        Login, Mosquitto, Paho, SessionOptions, Tool, Version, command_reaches, custom, device, eventually, have,
-        online_becomes, send_command,
+        Login, Mosquitto, Paho, SessionOptions, Tool, Version, command_reaches, custom, device, eventually,
+        online_becomes, require, send_command,
     },
     support::{TestApp, spawn_app},
 };
@@ -20,7 +20,7 @@ fn persistent(client_id: &str) -> SessionOptions {
 
 #[tokio::test]
 async fn a_persistent_session_gets_commands_sent_while_offline_without_resubscribing() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -58,7 +58,7 @@ async fn a_persistent_session_gets_commands_sent_while_offline_without_resubscri
 
 #[tokio::test]
 async fn a_clean_session_gets_commands_sent_while_offline_when_it_subscribes_again() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -89,7 +89,7 @@ async fn a_clean_session_gets_commands_sent_while_offline_when_it_subscribes_aga
 
 #[tokio::test]
 async fn commands_past_their_ttl_expire_and_are_never_delivered() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -128,7 +128,7 @@ async fn offline_event(app: &TestApp, device: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn a_device_is_online_while_connected_and_offline_after() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -151,7 +151,7 @@ async fn a_device_is_online_while_connected_and_offline_after() {
 
 #[tokio::test]
 async fn a_client_that_vanishes_goes_offline_with_its_will() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;

@@ -11,7 +11,7 @@ use baton_proto::api::{
 use serde_json::{Map, Value, json};
 
 use crate::{
-    mqtt_clients::{Login, Mosquitto, Tool, Version, command_reaches, custom, device, have, latest, send_command},
+    mqtt_clients::{Login, Mosquitto, Tool, Version, command_reaches, custom, device, latest, require, send_command},
     support::{TestApp, spawn_app},
 };
 
@@ -21,7 +21,7 @@ fn object(value: Value) -> Map<String, Value> {
 
 #[tokio::test]
 async fn telemetry_in_each_of_thingsboards_shapes_is_stored() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -50,7 +50,7 @@ async fn telemetry_in_each_of_thingsboards_shapes_is_stored() {
 
 #[tokio::test]
 async fn client_attributes_are_reported_and_shared_attributes_are_pushed_as_they_change() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -89,7 +89,7 @@ async fn client_attributes_are_reported_and_shared_attributes_are_pushed_as_they
 
 #[tokio::test]
 async fn server_side_rpc_reaches_the_device_and_its_answer_completes_the_command() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -143,7 +143,7 @@ async fn provision(app: &TestApp, version: Version, request: Value) -> Value {
 
 #[tokio::test]
 async fn a_device_provisions_itself_and_its_new_credential_works() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -181,7 +181,7 @@ async fn a_device_provisions_itself_and_its_new_credential_works() {
 
 #[tokio::test]
 async fn a_device_provisioned_under_an_approval_token_connects_only_once_approved() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;
@@ -207,7 +207,7 @@ async fn a_device_provisioned_under_an_approval_token_connects_only_once_approve
 
 #[tokio::test]
 async fn provisioning_with_a_wrong_token_secret_fails_and_creates_nothing() {
-    if !have(&[Tool::Mosquitto]) {
+    if !require(&[Tool::Mosquitto]) {
         return;
     }
     let app = spawn_app().await;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     fleet::rollout_in,
-    mqtt_clients::{Login, Paho, Tool, Version, device, have},
+    mqtt_clients::{Login, Paho, Tool, Version, device, require},
     support::{TestApp, raw, spawn_app},
 };
 
@@ -42,7 +42,7 @@ async fn roll_out(app: &TestApp, artifact: &str, device: &str) -> String {
 
 #[tokio::test]
 async fn a_native_mqtt_device_gets_its_deployment_downloads_it_and_reports_success() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;
@@ -83,7 +83,7 @@ async fn a_native_mqtt_device_gets_its_deployment_downloads_it_and_reports_succe
 
 #[tokio::test]
 async fn a_thingsboard_device_gets_fw_attributes_fetches_chunks_and_reports_fw_state() {
-    if !have(&[Tool::Paho]) {
+    if !require(&[Tool::Paho]) {
         return;
     }
     let app = spawn_app().await;

@@ -202,7 +202,18 @@ pub async fn run_fleet(
     let mut pace = interval(every);
     let mut tally = interval(Duration::from_millis(100));
     tally.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut next, mut peak, mut all_connected_after, mut last) = (1u64, 0, None, Counts::default());
+    let (mut next, mut peak, mut all_connected_after) = (1u64, 0, None);
+    // Counts the devices, notes the peak and when all were first connected, and publishes it.
+    let mut take_tally = || {
+        let counts = shared.counts();
+        peak = peak.max(counts.connected);
+        if counts.connected == devices && all_connected_after.is_none() {
+            all_connected_after = Some(started.elapsed());
+        }
+        let first_error = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        progress.send_replace(Progress { counts, first_error, elapsed: started.elapsed() });
+        counts
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -212,13 +223,7 @@ pub async fn run_fleet(
                 next += 1;
             }
             _ = tally.tick() => {
-                last = shared.counts();
-                peak = peak.max(last.connected);
-                if last.connected == devices && all_connected_after.is_none() {
-                    all_connected_after = Some(started.elapsed());
-                }
-                let first_error = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                progress.send_replace(Progress { counts: last, first_error, elapsed: started.elapsed() });
+                take_tally();
                 if next > u64::from(devices) && tasks.is_empty() {
                     break;
                 }
@@ -226,6 +231,8 @@ pub async fn run_fleet(
             Some(_) = tasks.join_next() => {}
         }
     }
+    // A run stopped between two tallies still reports what it reached.
+    let last = take_tally();
     let _ = stop_tx.send(true);
     // Agents close their connections at once; one stuck in a slow enrollment is cut off.
     let drained = tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} });
