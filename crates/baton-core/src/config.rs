@@ -32,6 +32,10 @@ const ENV_KEYS: &[&str] = &[
     "command_expiry_check_secs",
     "device_connects_per_second",
     "device_connect_burst",
+    "header_timeout_secs",
+    "max_connections",
+    "max_connections_per_source",
+    "proxy_protocol_from",
     "log_format",
     "artifact_watch_dir",
     "artifact_watch_secs",
@@ -75,6 +79,18 @@ pub struct Settings {
     pub command_expiry_check_secs: u32,
     pub device_connects_per_second: u32,
     pub device_connect_burst: u32,
+    /// Seconds a client has to send a request's headers, counted from when the connection
+    /// opens or its last response was sent (so idle connections close too); MQTT's CONNECT and
+    /// TLS handshakes get the same time.
+    pub header_timeout_secs: u32,
+    /// Open connections (HTTP, WebSocket and MQTT together) at most; `0`: as many as the
+    /// open-file limit allows (the server keeps a margin below it either way).
+    pub max_connections: u32,
+    /// Open connections from one client address at most.
+    pub max_connections_per_source: u32,
+    /// Load balancers (addresses or CIDR blocks) whose connections start with a PROXY protocol
+    /// header (v1 or v2) naming the real client; the limits then count that client.
+    pub proxy_protocol_from: Vec<String>,
     pub mqtt_enabled: bool,
     pub mqtt_addr: SocketAddr,
     pub mqtt_tls_addr: SocketAddr,
@@ -168,6 +184,10 @@ impl Default for Settings {
             command_expiry_check_secs: 15,
             device_connects_per_second: 100,
             device_connect_burst: 1000,
+            header_timeout_secs: 15,
+            max_connections: 0,
+            max_connections_per_source: 1000,
+            proxy_protocol_from: Vec::new(),
             mqtt_enabled: true,
             mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt_tls_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),

@@ -51,7 +51,10 @@ pub mod refusal {
 pub mod close {
     /// The server is shutting down or restarting: reconnect.
     pub const GOING_AWAY: u16 = 1001;
-    /// A frame that does not parse.
+    /// A frame that breaks the WebSocket protocol itself (unmasked, RSV bits, a control frame
+    /// over 125 bytes).
+    pub const WS_PROTOCOL_ERROR: u16 = 1002;
+    /// A frame that does not parse (or text that is not UTF-8).
     pub const INVALID_FRAME: u16 = 1007;
     /// A frame over the size limit.
     pub const TOO_LARGE: u16 = 1009;

@@ -10,7 +10,7 @@ use baton_core::{
 };
 use tokio::sync::watch;
 
-use crate::connections::{Registry, rate::ConnectLimiter};
+use crate::connections::{Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter};
 
 /// What every door's handler can reach.
 pub type AppState = Arc<Shared>;
@@ -26,6 +26,10 @@ pub struct Shared {
     pub bus: SharedBus,
     /// Live device connections on this node, whatever their door (agent WebSocket or MQTT).
     pub connections: Arc<Registry>,
+    /// Open connections per address and in total, over every listener.
+    pub gate: Arc<ConnectionGate>,
+    /// Load balancers whose connections start with a PROXY header.
+    pub proxies: TrustedProxies,
     pub telemetry: TelemetryWriter,
     /// Where artifact bytes live; see `artifacts::store`.
     pub artifacts: Arc<dyn ArtifactStore>,

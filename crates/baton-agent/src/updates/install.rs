@@ -119,16 +119,18 @@ impl Installer for SystemInstaller {
 impl SystemInstaller {
     /// Where a file artifact goes: its absolute `install.path`, under `install_root` if set.
     fn target(&self, job: &InstallJob) -> Result<PathBuf, Refusal> {
-        let path = job.install.path.as_deref().map(Path::new).filter(|p| p.is_absolute() && p.file_name().is_some());
-        let path = path.ok_or_else(|| Refusal {
-            class: FailureClass::Incompatible,
-            detail: "a file update needs an absolute `install.path`".into(),
-        })?;
-        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(Refusal {
-                class: FailureClass::Incompatible,
-                detail: "`install.path` may not contain `..`".into(),
-            });
+        let refuse = |detail: String| Refusal { class: FailureClass::Incompatible, detail };
+        let path = job.install.path.as_deref().unwrap_or_default();
+        if let Some(problem) = InstallSpec::path_problem(path) {
+            return Err(refuse(format!("`install.path` must be {problem}")));
+        }
+        // The same rule on this system's own terms (a Windows path is not absolute on Linux).
+        let path = Path::new(path);
+        if !path.is_absolute() || path.file_name().is_none() {
+            return Err(refuse(format!("`install.path` {} is not an absolute file path here", path.display())));
+        }
+        if let Some(Err(problem)) = job.install.mode.as_deref().map(InstallSpec::parse_mode) {
+            return Err(refuse(format!("`install.mode` must be {problem}")));
         }
         Ok(match &self.install_root {
             Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
@@ -169,7 +171,7 @@ async fn install_file(job: &InstallJob, target: &Path) -> Result<(), Refusal> {
     let mut src = tokio::fs::File::open(&job.file).await.map_err(|e| fail(e.to_string()))?;
     tokio::io::copy(&mut src, &mut out).await.map_err(|e| fail(format!("cannot write {}: {e}", temp.display())))?;
     drop(out);
-    let mode = job.install.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644);
+    let mode = job.install.mode.as_deref().and_then(|m| InstallSpec::parse_mode(m).ok()).unwrap_or(0o644);
     set_mode(&temp, mode).map_err(|e| fail(format!("cannot set the mode of {}: {e}", temp.display())))?;
     if let Some(owner) = &job.install.owner {
         set_owner(&temp, owner).map_err(|e| fail(format!("cannot give {} to {owner}: {e}", temp.display())))?;

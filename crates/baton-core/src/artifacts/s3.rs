@@ -54,8 +54,8 @@ impl S3Store {
         };
         let endpoint = endpoint.trim().trim_end_matches('/');
         let location = format!("{endpoint}/{bucket}");
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| Error::Config(format!("cannot create {}: {e}", staging.display())))?;
+        super::store::sweep_staging(&staging)
+            .map_err(|e| Error::Config(format!("cannot prepare the staging directory {}: {e}", staging.display())))?;
         // reqwest is built without a default crypto provider; ring is the workspace's.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = match (&settings.s3_access_key_id, &settings.s3_secret_access_key) {

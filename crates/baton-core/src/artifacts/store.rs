@@ -43,7 +43,7 @@ impl LocalStore {
     pub fn open(root: &Path) -> io::Result<Self> {
         let store = LocalStore { objects: root.join("objects"), staging: root.join("staging") };
         std::fs::create_dir_all(&store.objects)?;
-        std::fs::create_dir_all(&store.staging)?;
+        sweep_staging(&store.staging)?;
         Ok(store)
     }
 
@@ -51,6 +51,29 @@ impl LocalStore {
         check_key(key)?;
         Ok(self.objects.join(key))
     }
+}
+
+/// Creates the staging directory `dir`, or empties it: an upload in progress belongs to the
+/// process receiving it, so whatever is there when the store opens was left by one that a crash
+/// cut short. (Each server node has a data directory of its own.)
+pub(super) fn sweep_staging(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path)?;
+        }
+        files += 1;
+    }
+    if files > 0 {
+        tracing::info!(files, bytes, dir = %dir.display(), "removed uploads that a crash left unfinished");
+    }
+    Ok(())
 }
 
 /// Keys are `<tenant id>/<artifact id>`, made by the server, never by a client, and checked by

@@ -15,7 +15,7 @@ use crate::{
     Error,
     access::{Principal, TenantScope},
     bus::SharedBus,
-    events,
+    devices, events, groups,
     store::{Db, from_ms, is_id, new_id, now_ms},
 };
 
@@ -44,6 +44,7 @@ pub async fn create(
     let mut probe = req.template.clone();
     probe.name = "probe".into();
     Spec::from_request(&probe).map_err(|e| prefix_fields(e, "/template"))?;
+    check_names(db, scope, &req.template).await?;
     let id = new_id();
     sqlx::query(
         "INSERT INTO rollout_rules (id, tenant_id, name, artifact_name, kind, template, created_by, created_at) \
@@ -61,6 +62,30 @@ pub async fn create(
     .await
     .map_err(Error::conflict_on_unique(format!("a rule named `{name}` exists already")))?;
     get(db, scope, &id).await
+}
+
+/// What the template names must exist in the tenant when the rule is made: a group or device
+/// that is not there (or is another tenant's) would only fail later, when an artifact arrives.
+async fn check_names(db: &Db, scope: &TenantScope, template: &RolloutCreate) -> Result<(), Error> {
+    let missing = |field: String, what: String| Err(Error::invalid(&field, format!("no {what} in this tenant")));
+    for (i, id) in template.targets.groups.iter().enumerate() {
+        match groups::get(db, scope, id).await {
+            Err(Error::NotFound(_)) => return missing(format!("/template/targets/groups/{i}"), format!("group {id}")),
+            other => other?,
+        };
+    }
+    for (i, id) in template.targets.device_ids.iter().enumerate() {
+        match devices::get(db, scope, id).await {
+            Err(Error::NotFound(_)) => {
+                return missing(format!("/template/targets/device_ids/{i}"), format!("device {id}"));
+            }
+            other => other?,
+        };
+    }
+    if let Some(id) = &template.rollback_artifact_id {
+        super::artifact_for(db, scope, id, "/template/rollback_artifact_id").await?;
+    }
+    Ok(())
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<RolloutRule, Error> {

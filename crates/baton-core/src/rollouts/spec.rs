@@ -140,16 +140,11 @@ impl Spec {
 }
 
 fn check_install(v: &mut Violations, install: &InstallSpec) {
-    if let Some(path) = &install.path {
-        let absolute = path.starts_with('/') || path.get(1..3).is_some_and(|s| s == ":\\" || s == ":/");
-        if !absolute || path.len() > 1024 || path.chars().any(char::is_control) {
-            v.add("/install/path", "an absolute path of up to 1024 characters");
-        }
+    if let Some(problem) = install.path.as_deref().and_then(InstallSpec::path_problem) {
+        v.add("/install/path", problem);
     }
-    if let Some(mode) = &install.mode
-        && !(mode.len() <= 5 && u32::from_str_radix(mode, 8).is_ok_and(|m| m <= 0o7777))
-    {
-        v.add("/install/mode", "permission bits in octal, e.g. 0644");
+    if let Some(Err(problem)) = install.mode.as_deref().map(InstallSpec::parse_mode) {
+        v.add("/install/mode", problem);
     }
     if let Some(owner) = &install.owner
         && (owner.is_empty()

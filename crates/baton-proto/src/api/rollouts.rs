@@ -379,6 +379,45 @@ pub struct InstallSpec {
     pub verify_secs: Option<u32>,
 }
 
+impl InstallSpec {
+    /// The longest install path, in bytes.
+    pub const MAX_PATH: usize = 1024;
+
+    /// Why `path` cannot be where a file is installed, if it cannot: it must be absolute (`/…`,
+    /// or `C:\…` on Windows), name a file (not end in a separator, `.` or `..`), climb no
+    /// directory (`..`), and hold no control character. Checked by the server when a rollout is
+    /// made and again by the agent before it writes.
+    pub fn path_problem(path: &str) -> Option<&'static str> {
+        let drive = matches!(path.as_bytes(), [letter, b':', b'\\' | b'/', ..] if letter.is_ascii_alphabetic());
+        let parts: Vec<&str> = path.split(['/', '\\']).collect();
+        if !(path.starts_with('/') || drive) {
+            Some("an absolute path")
+        } else if path.len() > Self::MAX_PATH || path.chars().any(char::is_control) {
+            Some("at most 1024 bytes, without control characters")
+        } else if parts.contains(&"..") {
+            Some("a path without `..`")
+        } else if parts.last().is_none_or(|name| name.is_empty() || *name == ".") {
+            Some("a path that ends in a file name")
+        } else {
+            None
+        }
+    }
+
+    /// The permission bits `mode` (octal, e.g. `0644`) stands for; setuid, setgid and the sticky
+    /// bit are refused for a file (a package's installer can still set what it must).
+    pub fn parse_mode(mode: &str) -> Result<u32, &'static str> {
+        const OCTAL: &str = "permission bits in octal, e.g. 0644";
+        if mode.is_empty() || mode.len() > 5 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(OCTAL);
+        }
+        match u32::from_str_radix(mode, 8) {
+            Ok(bits) if bits <= 0o777 => Ok(bits),
+            Ok(bits) if bits <= 0o7777 => Err("permission bits without setuid, setgid or sticky (at most 0777)"),
+            _ => Err(OCTAL),
+        }
+    }
+}
+
 /// When installs may happen: from `start` (`HH:MM`, local time in `time_zone`) for
 /// `duration_mins`, on `days` (`mon` … `sun`; every day when empty) — the day the window opens.
 /// Devices download any time and install only inside a window.
@@ -668,6 +707,31 @@ mod tests {
         }
         let json = serde_json::to_string(&[Wave::Percent(10.0), Wave::Count(5)]).expect("json");
         assert_eq!(json, r#"[{"percent":10.0},{"count":5}]"#);
+    }
+
+    #[test]
+    fn install_paths_must_be_absolute_name_a_file_and_climb_nothing() {
+        for good in ["/etc/app.conf", "/opt/pos/bin/app", "C:\\ProgramData\\Pos\\app.exe", "d:/pos/app.cfg"] {
+            assert_eq!(InstallSpec::path_problem(good), None, "{good}");
+        }
+        for bad in ["etc/app.conf", "", "/", "/etc/", "/etc/.", "/etc/../shadow", "/etc/..", "C:\\", "C:\\x\\..\\y"] {
+            assert!(InstallSpec::path_problem(bad).is_some(), "{bad}");
+        }
+        assert!(InstallSpec::path_problem(&format!("/{}", "a".repeat(1024))).is_some());
+        assert!(InstallSpec::path_problem("/etc/a\nb").is_some());
+    }
+
+    #[test]
+    fn modes_are_octal_without_setuid_setgid_or_sticky() {
+        assert_eq!(InstallSpec::parse_mode("0644"), Ok(0o644));
+        assert_eq!(InstallSpec::parse_mode("755"), Ok(0o755));
+        assert_eq!(InstallSpec::parse_mode("00600"), Ok(0o600));
+        for special in ["7777", "4755", "2755", "1777", "04755"] {
+            assert!(InstallSpec::parse_mode(special).expect_err(special).contains("setuid"), "{special}");
+        }
+        for bad in ["", "+644", "0x1a4", "rw-r--r--", "0888", "77777", "000644"] {
+            assert!(InstallSpec::parse_mode(bad).expect_err(bad).contains("octal"), "{bad}");
+        }
     }
 
     #[test]

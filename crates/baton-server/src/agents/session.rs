@@ -58,8 +58,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             return;
         }
         Ok(other) => {
-            let ending =
-                ending_for_bad_frame(other.and_then(Result::ok), "the first frame must be a `hello` text frame");
+            let ending = ending_for_bad_frame(other, "the first frame must be a `hello` text frame");
             let _ = close_with(&mut socket, ending).await;
             return;
         }
@@ -179,7 +178,7 @@ impl Session {
                         }
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                         Some(Ok(WsMessage::Close(_))) | None => return Ending::new(1000, "closed by the agent"),
-                        other => return ending_for_bad_frame(other.and_then(Result::ok), "frame not understood"),
+                        other => return ending_for_bad_frame(other, "frame not understood"),
                     }
                     if written.elapsed() >= SEEN_EVERY {
                         written = Instant::now();
@@ -312,14 +311,30 @@ async fn close_with(socket: &mut WebSocket, ending: Ending) -> Result<(), axum::
     socket.send(WsMessage::Close(Some(CloseFrame { code: ending.code, reason: reason.into() }))).await
 }
 
-fn ending_for_bad_frame(frame: Option<WsMessage>, otherwise: &str) -> Ending {
+fn ending_for_bad_frame(frame: Option<Result<WsMessage, axum::Error>>, otherwise: &str) -> Ending {
     match frame {
-        Some(WsMessage::Binary(data)) if agent::decode_stream_frame(&data).is_some() => {
+        Some(Ok(WsMessage::Binary(data))) if agent::decode_stream_frame(&data).is_some() => {
             Ending::new(close::PROTOCOL_VIOLATION, "no stream is open in this protocol version")
         }
-        Some(WsMessage::Binary(_)) => Ending::new(close::INVALID_FRAME, "a binary frame needs a 4-byte stream number"),
-        None => Ending::new(close::TOO_LARGE, "frame too large or malformed"),
+        Some(Ok(WsMessage::Binary(_))) => {
+            Ending::new(close::INVALID_FRAME, "a binary frame needs a 4-byte stream number")
+        }
+        Some(Err(e)) => ending_for_broken_frame(e),
         _ => Ending::new(close::PROTOCOL_VIOLATION, otherwise),
+    }
+}
+
+/// The close RFC 6455 asks for when the WebSocket layer could not read a frame: 1009 for one
+/// over the size limit, 1007 for text that is not UTF-8, 1002 for a frame that breaks the
+/// protocol (unmasked, RSV bits set, a control frame over 125 bytes, …).
+fn ending_for_broken_frame(e: axum::Error) -> Ending {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let e = e.into_inner();
+    match e.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => too_large(),
+        Some(WsError::Utf8(_)) => Ending::new(close::INVALID_FRAME, "a text frame that is not UTF-8"),
+        Some(WsError::Protocol(p)) => Ending::new(close::WS_PROTOCOL_ERROR, format!("protocol error: {p}")),
+        _ => Ending::new(close::WS_PROTOCOL_ERROR, format!("unreadable frame: {e}")),
     }
 }
 

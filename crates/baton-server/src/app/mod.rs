@@ -2,19 +2,19 @@
 //! done, listener bound, engines started), then run until a shutdown signal, letting requests in
 //! flight finish. The one module that sees every door and engine: it wires them together.
 
+pub mod files;
 pub mod router;
+pub mod serve;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::{
     Error,
-    connections::{Registry, rate::ConnectLimiter},
+    connections::{Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter},
     engines,
     state::{AppState, Shared},
-    tls::TlsListener,
 };
 use baton_core::{
     access::login_limit::LoginLimiter,
@@ -54,6 +54,8 @@ impl App {
         clock: baton_core::clock::SharedClock,
     ) -> Result<Self, Error> {
         settings.validate()?;
+        let proxies = TrustedProxies::parse(&settings.proxy_protocol_from).map_err(baton_core::Error::Config)?;
+        let gate = ConnectionGate::new(settings.max_connections_per_source, files::connection_budget(&settings));
         let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
         let bootstrap =
             tenants::bootstrap(&db, settings.admin_password.as_deref(), settings.bootstrap_token.as_deref()).await?;
@@ -76,6 +78,8 @@ impl App {
             rollouts: baton_core::rollouts::Engine::new(clock),
             bus,
             connections,
+            gate,
+            proxies,
             db,
             settings,
             shutdown: tokio::sync::watch::channel(false).0,
@@ -133,21 +137,15 @@ impl App {
             _ => None,
         };
         self.mqtt.spawn(self.state.clone());
-        let app = router::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = match tls {
-            Some(config) => {
-                // `tap_io` (a no-op here) is what lets axum hand the peer address to handlers.
-                let listener = TlsListener::new(self.listener, config).map_err(anyhow::Error::from)?.tap_io(|_| ());
-                axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-            }
-            None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
-        };
+        let limits = serve::Limits::of(&self.state);
+        let app = router::router(self.state);
+        serve::serve(self.listener, tls.map(tokio_rustls::TlsAcceptor::from), app, limits, shutdown).await;
         // Upgraded connections outlive the HTTP server's graceful shutdown: let the agent
         // sessions (told to go away above) record their disconnections before the pool closes.
         if !connections.drained(Duration::from_secs(10)).await {
             tracing::warn!("agent sessions still running after 10 s; closing the database anyway");
         }
         db.close().await;
-        served.map_err(|e| Error::from(anyhow::Error::from(e)))
+        Ok(())
     }
 }

@@ -1,10 +1,12 @@
 //! Live device connections on this node, whatever door they came through: the registry of
 //! sessions (one per device — an agent's WebSocket, an MQTT client, or a sub-device relayed by
 //! its gateway's session), the dispatcher that routes bus messages (commands queued, device
-//! decommissioned) to the right session, and the per-address rate limit on connection
-//! attempts. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
+//! decommissioned) to the right session, the per-address rate limit on connection attempts,
+//! the caps on open connections (`gate`) and the PROXY protocol that names a balancer's clients. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
 //! session loops themselves are the doors' (`agents::session`, `mqtt::session`).
 
+pub mod gate;
+pub mod proxy;
 pub mod rate;
 
 use std::{

@@ -29,17 +29,14 @@ use std::{net::SocketAddr, time::Duration};
 use baton_proto::mqtt::{ConnAck, DecodeError, Packet, Properties, Property, Version, reason};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
     time::timeout,
 };
 
-use crate::state::AppState;
+use crate::{connections::gate::Admitted, state::AppState};
 use baton_core::Error;
 use baton_core::config::Settings;
 use wire::{Wire, WireError};
-
-/// Time a client has to send CONNECT (and finish the TLS handshake) after connecting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The bound MQTT listeners, before they serve.
 pub struct Listeners {
@@ -108,26 +105,58 @@ async fn accept(app: AppState, listener: TcpListener, tls: Option<tokio_rustls::
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        match tls.clone() {
-            None => {
-                tokio::spawn(serve(app, stream, peer));
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    if let Ok(Ok(stream)) = timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
-                        serve(app, stream, peer).await;
-                    }
-                });
-            }
-        }
+        tokio::spawn(admit(app.clone(), stream, peer, tls.clone()));
     }
 }
 
+/// Takes a connection through the PROXY header (from a listed balancer), the connection gate
+/// and the TLS handshake, each bounded by the header timeout, then serves it.
+async fn admit(app: AppState, mut stream: TcpStream, balancer: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let patience = Duration::from_secs(u64::from(app.settings.header_timeout_secs.max(1)));
+    let peer = if app.proxies.trusts(balancer.ip()) {
+        match timeout(patience, crate::connections::proxy::read_header(&mut stream, balancer)).await {
+            Ok(Ok(client)) => client,
+            _ => return,
+        }
+    } else {
+        balancer
+    };
+    let admitted = match app.gate.admit(peer.ip()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            tracing::debug!(%peer, %refusal, "MQTT connection refused");
+            metrics::counter!("baton_mqtt_connections_refused_total", "reason" => "connections").increment(1);
+            return;
+        }
+    };
+    let served = async {
+        match tls {
+            None => serve(app.clone(), stream, peer, &admitted, patience).await,
+            Some(acceptor) => {
+                if let Ok(Ok(stream)) = timeout(patience, acceptor.accept(stream)).await {
+                    serve(app.clone(), stream, peer, &admitted, patience).await;
+                }
+            }
+        }
+    };
+    served.await;
+}
+
 /// Serves one connection: CONNECT, login, then the device's session (or provisioning).
-async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(app: AppState, stream: S, peer: SocketAddr) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: AppState,
+    stream: S,
+    peer: SocketAddr,
+    admitted: &Admitted,
+    patience: Duration,
+) {
     let mut wire = Wire::new(stream, app.settings.mqtt_max_packet_bytes);
-    let connect = match timeout(CONNECT_TIMEOUT, wire.read(false)).await {
+    let first = tokio::select! {
+        read = timeout(patience, wire.read(false)) => read,
+        // A newer connection took this one's place before it said CONNECT.
+        () = admitted.pushed_out() => return,
+    };
+    let connect = match first {
         Ok(Ok(Packet::Connect(connect))) => connect,
         Ok(Err(WireError::Decode(DecodeError::UnsupportedVersion(_)))) => {
             // The 3.1.1 refusal is the one every version can read.
@@ -142,6 +171,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(app: AppState, stream: 
         }
         _ => return,
     };
+    admitted.proven();
     // From here on the connection may write; shutdown waits for it.
     let _running = app.connections.running();
     wire.version = connect.version;

@@ -120,6 +120,70 @@ async fn bad_frames_close_only_their_own_connection_with_a_reason() {
     assert_eq!(raw().get(format!("{}/readyz", app.url)).send().await.expect("readyz").status(), 200);
 }
 
+/// A client frame as raw bytes: `first` is FIN, RSV and opcode; masked with a fixed key unless
+/// `masked` is false (which a client must never do).
+fn raw_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    if masked {
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads the server's frames from the raw stream until its close frame; returns the code.
+async fn raw_close_code(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.ok()?;
+        let len = match head[1] & 0x7f {
+            126 => u64::from(stream.read_u16().await.ok()?),
+            127 => stream.read_u64().await.ok()?,
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; usize::try_from(len).ok()?];
+        stream.read_exact(&mut payload).await.ok()?;
+        if head[0] & 0x0f == 0x8 {
+            return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_that_break_the_websocket_protocol_close_with_1007_or_1002() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let device = enrolled_device(&app, "RAW-1").await;
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("text that is not UTF-8", raw_frame(0x81, &[0x7b, 0xff, 0xfe, 0x7d], true), close::INVALID_FRAME),
+        ("an unmasked client frame", raw_frame(0x81, b"{}", false), close::WS_PROTOCOL_ERROR),
+        ("RSV bits without an extension", raw_frame(0xc1, b"{}", true), close::WS_PROTOCOL_ERROR),
+        ("a ping over 125 bytes", raw_frame(0x89, &[7; 200], true), close::WS_PROTOCOL_ERROR),
+    ];
+    for (what, frame, code) in cases {
+        let mut ws = connect(&app, &device, &device.secret).await.expect("connects");
+        ws.send(hello()).await.expect("hello");
+        assert!(matches!(next_message(&mut ws).await, ServerMessage::Welcome { .. }), "{what}");
+        let stream = ws.get_mut();
+        stream.write_all(&frame).await.expect("the raw frame is written");
+        let got = tokio::time::timeout(baton_testkit::PATIENCE, raw_close_code(stream)).await.expect("closed in time");
+        assert_eq!(got, Some(code), "{what}");
+    }
+    assert_eq!(raw().get(format!("{}/readyz", app.url)).send().await.expect("readyz").status(), 200);
+}
+
 #[tokio::test]
 async fn a_wrong_secret_or_unknown_device_never_gets_a_connection() {
     let app = spawn_app().await;

@@ -10,6 +10,7 @@ mod artifacts;
 mod attributes;
 mod bad_input;
 mod commands;
+mod connections;
 mod console;
 mod console_browser;
 mod console_pages;

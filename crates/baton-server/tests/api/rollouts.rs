@@ -257,24 +257,60 @@ async fn bad_rollouts_are_refused_with_the_field_at_fault() {
         ("/retry/max_attempts", Box::new(|r| r.retry.max_attempts = 0)),
         ("/install/path", Box::new(|r| r.install.path = None)),
         ("/install/mode", Box::new(|r| r.install.mode = Some("rwx".into()))),
+        // What every agent would refuse is refused here, before any device sees it.
+        ("/install/path", Box::new(|r| r.install.path = Some("/opt/app/../../etc/shadow".into()))),
+        ("/install/path", Box::new(|r| r.install.path = Some("/".into()))),
+        ("/install/path", Box::new(|r| r.install.path = Some("/opt/app/".into()))),
+        ("/install/mode", Box::new(|r| r.install.mode = Some("7777".into()))),
+        ("/install/mode", Box::new(|r| r.install.mode = Some("4755".into()))),
     ];
     for (field, change) in cases {
         let mut req = rollout("bad", &v1.id, vec![device.id.clone()]);
         change(&mut req);
-        let response = crate::support::raw()
-            .post(format!("{}/api/v1/rollouts", app.url))
-            .bearer_auth(&app.admin_token)
-            .json(&req)
-            .send()
-            .await
-            .expect("request");
-        let body = crate::support::expect_problem(response, 422).await;
-        let named = body["errors"].as_array().into_iter().flatten().any(|e| e["field"] == field)
-            || body["detail"].as_str().is_some_and(|d| d.contains(field.trim_start_matches('/')));
-        assert!(named, "{field} not named in {body}");
+        crate::support::refused_naming(&app, "/api/v1/rollouts", &req, field).await;
     }
     let page = app.admin.rollouts(&Default::default()).await.expect("rollouts");
     assert!(page.items.is_empty(), "nothing was made");
+}
+
+#[tokio::test]
+async fn a_rule_naming_what_its_tenant_lacks_is_refused_with_the_field_named() {
+    use baton_proto::api::{
+        groups::GroupCreate,
+        rollouts::{InstallSpec, RolloutRuleCreate},
+    };
+    let app = spawn_app().await;
+    let other = app.tenant_admin("other").await;
+    let theirs = other.create_group(&GroupCreate { name: "theirs".into(), ..Default::default() }).await.expect("group");
+    let ours = app.admin.create_group(&GroupCreate { name: "ours".into(), ..Default::default() }).await.expect("group");
+    let missing = "0190d1b8-0000-7000-8000-00000000abcd".to_owned();
+    let rule = |targets: Targets, rollback: Option<String>| RolloutRuleCreate {
+        name: "nightly".into(),
+        artifact_name: "pos-app*".into(),
+        kind: None,
+        template: RolloutCreate {
+            targets,
+            install: InstallSpec { path: Some("/opt/pos/app.bin".into()), ..Default::default() },
+            rollback_artifact_id: rollback,
+            ..RolloutCreate::default()
+        },
+    };
+    let groups = |ids: Vec<String>| Targets { groups: ids, ..Targets::default() };
+    let cases = [
+        ("/template/targets/groups/1", rule(groups(vec![ours.id.clone(), theirs.id.clone()]), None)),
+        ("/template/targets/groups/0", rule(groups(vec![missing.clone()]), None)),
+        (
+            "/template/targets/device_ids/0",
+            rule(Targets { device_ids: vec![missing.clone()], ..Targets::default() }, None),
+        ),
+        ("/template/rollback_artifact_id", rule(groups(vec![ours.id.clone()]), Some(missing.clone()))),
+    ];
+    for (field, req) in cases {
+        crate::support::refused_naming(&app, "/api/v1/rollout-rules", &req, field).await;
+    }
+    assert!(app.admin.rollout_rules().await.expect("rules").is_empty(), "no rule was made");
+    // Naming the tenant's own group is fine.
+    app.admin.create_rollout_rule(&rule(groups(vec![ours.id.clone()]), None)).await.expect("a good rule");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -187,9 +187,38 @@ impl Drop for TestApp {
     }
 }
 
+/// A TLS client that trusts `ca` only.
+pub fn tls_connector(ca: &rcgen::Certificate) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 /// Raw HTTP for requests the typed client cannot make (bad bodies, wrong methods).
 pub fn raw() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// Posts `body` to `path` as the admin and asserts it is refused with 422 naming `field` (in
+/// its field errors); returns the problem's body.
+pub async fn refused_naming(app: &TestApp, path: &str, body: &impl serde::Serialize, field: &str) -> serde_json::Value {
+    let response = raw()
+        .post(format!("{}{path}", app.url))
+        .bearer_auth(&app.admin_token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let body = expect_problem(response, 422).await;
+    let named = body["errors"].as_array().into_iter().flatten().any(|e| e["field"] == field);
+    assert!(named, "{path}: {field} not named in {body}");
+    body
 }
 
 /// Asserts a response is a problem+json with `status`, and returns its body.

@@ -78,14 +78,7 @@ async fn mqtt_is_served_over_tls_on_its_own_port() {
     let credential = admin.issue_device_credential(&device.id).await.expect("credential");
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = crate::support::tls_connector(&certified.cert);
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let tcp = tokio::net::TcpStream::connect(tls_addr).await.expect("connect");
     let mut tls = connector.connect(name.clone(), tcp).await.expect("handshake with a trusted CA");

@@ -75,7 +75,8 @@ const MAX_PACKET: usize = 64 * 1024;
 pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.clients > 0 && a.secs > 0, "--clients and --secs must be at least 1");
     anyhow::ensure!((1..=1000).contains(&a.window), "--window must be 1 to 1000");
-    let files = raise_open_files_limit()?;
+    // Children (the servers measured) inherit the raised limit.
+    let files = baton_server::app::files::raise_open_file_limit().unwrap_or(u64::MAX);
     let needed = a.idle.max(a.clients + 1) as u64 + SPARE_FDS;
     anyhow::ensure!(
         needed <= files,
@@ -634,24 +635,6 @@ async fn subscribe_all(
     }
     let _ = stream.write_all(&[0xE0, 0x00]).await;
     Ok(())
-}
-
-/// Raises this process's soft limit of open files to the hard limit (children inherit it);
-/// returns the limit.
-#[cfg(unix)]
-fn raise_open_files_limit() -> anyhow::Result<u64> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    let target = hard.min(1 << 20);
-    if soft < target {
-        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
-    }
-    Ok(target.max(soft))
-}
-
-#[cfg(not(unix))]
-fn raise_open_files_limit() -> anyhow::Result<u64> {
-    Ok(u64::MAX)
 }
 
 fn mosquitto_version() -> String {

@@ -67,7 +67,7 @@ pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.devices > 0 && a.size_mb > 0, "--devices and --size-mb must be at least 1");
     let nginx = nginx_binary()?;
     let concurrency = a.concurrency.unwrap_or(a.devices).clamp(1, a.devices);
-    raise_open_files_limit()?;
+    baton_server::app::files::raise_open_file_limit();
     let size = a.size_mb * 1_000_000;
 
     let files = tempfile::tempdir()?;
@@ -489,19 +489,4 @@ fn bar(len: u64, message: &str) -> ProgressBar {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(unix)]
-fn raise_open_files_limit() -> anyhow::Result<()> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn raise_open_files_limit() -> anyhow::Result<()> {
-    Ok(())
 }

@@ -18,20 +18,41 @@ pub struct Server {
     pub url: String,
     /// What the server printed to stdout before it was ready.
     pub banner: Vec<String>,
-    _dir: tempfile::TempDir,
+    /// The data directory's parent, when the server made it (removed when dropped).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// Starts `baton serve ARGS` with `env` on a fresh data dir and waits until it listens.
     pub fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut command = Command::new(BATON);
+        let mut server = Self::start_in(&dir.path().join("data"), env, args);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts `baton serve ARGS` with `env` on the data directory `data` (kept when dropped, so
+    /// a test can start the server again on what the last one left).
+    pub fn start_in(data: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_under(&[], data, env, args)
+    }
+
+    /// [`Server::start_in`] run by `wrapper` (e.g. `prlimit --nofile=1024:1024 --`).
+    pub fn start_under(wrapper: &[&str], data: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BATON);
+                command
+            }
+            None => Command::new(BATON),
+        };
         command
             .arg("serve")
             .args(["--mqtt-addr", "127.0.0.1:0"])
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(data)
             .env_remove("BATON_ADMIN_PASSWORD")
             .env_remove("BATON_BOOTSTRAP_TOKEN")
             .env_remove("BATON_HTTP_ADDR")
@@ -52,7 +73,24 @@ impl Server {
             }
             banner.push(line);
         };
-        Self { child, url, banner, _dir: dir }
+        // The lines after it, to the last: where MQTT listens.
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server's banner ends");
+            let last = line.trim_start().starts_with("Sign in:");
+            banner.push(line);
+            if last {
+                break;
+            }
+        }
+        Self { child, url, banner, _dir: None }
+    }
+}
+
+impl Server {
+    /// Where plain MQTT listens, from the banner.
+    pub fn mqtt_addr(&self) -> Option<std::net::SocketAddr> {
+        let line = self.banner.iter().find_map(|l| l.trim_start().strip_prefix("MQTT:"))?;
+        line.split_whitespace().next()?.parse().ok()
     }
 }
 

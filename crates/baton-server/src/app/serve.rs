@@ -1,0 +1,251 @@
+//! The HTTP listener (the API, the console and the agents' WebSocket door), served connection
+//! by connection so each is held to the limits an internet-facing door needs: the connection
+//! gate (per address and in total), the PROXY header from a listed balancer, a bounded TLS
+//! handshake, and a header timeout that runs from when the connection opens or goes idle — so
+//! slow and silent clients are closed — until a request is complete or the connection becomes
+//! a WebSocket (whose own heartbeats then govern it).
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinSet,
+};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::{
+    connections::{
+        gate::{Admitted, ConnectionGate, Refusal},
+        proxy::{self, TrustedProxies},
+    },
+    state::AppState,
+};
+
+/// What every connection is held to.
+#[derive(Clone)]
+pub struct Limits {
+    pub gate: Arc<ConnectionGate>,
+    pub proxies: TrustedProxies,
+    /// For the PROXY header, the TLS handshake, and each request's headers.
+    pub header_timeout: Duration,
+}
+
+impl Limits {
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            gate: state.gate.clone(),
+            proxies: state.proxies.clone(),
+            header_timeout: Duration::from_secs(u64::from(state.settings.header_timeout_secs.max(1))),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then lets requests in flight
+/// finish, for up to [`DRAIN`] (upgraded connections are on their own by then: their sessions
+/// are told to end through the application state).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, most likely: the gate keeps below the limit, but other
+                    // files count too. Pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (router, limits, tls, stopping) = (router.clone(), limits.clone(), tls.clone(), stopping.clone());
+        connections.spawn(connection(tcp, peer, tls, router, limits, stopping));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "requests still running after {DRAIN:?}; closing them");
+        connections.shutdown().await;
+    }
+}
+
+/// How long requests in flight may run on after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// One connection, from accept to close.
+async fn connection(
+    mut tcp: TcpStream,
+    balancer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: Limits,
+    stopping: watch::Receiver<bool>,
+) {
+    let peer = if limits.proxies.trusts(balancer.ip()) {
+        match tokio::time::timeout(limits.header_timeout, proxy::read_header(&mut tcp, balancer)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return tracing::debug!(%balancer, error = %e, "PROXY header refused"),
+            Err(_) => return tracing::debug!(%balancer, "no PROXY header in time"),
+        }
+    } else {
+        balancer
+    };
+    let admitted = match limits.gate.admit(peer.ip()) {
+        Ok(admitted) => Arc::new(admitted),
+        Err(refusal) => return refuse(tcp, tls.is_some(), refusal, peer).await,
+    };
+    match tls {
+        None => http(tcp, peer, router, &limits, admitted, stopping).await,
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                done = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)) => done,
+                () = admitted.pushed_out() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => http(stream, peer, router, &limits, admitted, stopping).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 on an admitted connection, with upgrades (the agents' WebSocket).
+async fn http<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    limits: &Limits,
+    admitted: Arc<Admitted>,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let held = admitted.clone();
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        // A complete request's headers: the connection has shown it is a real client.
+        held.proven();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request.map(axum::body::Body::new))
+    });
+    // The stream carries its place through an upgrade: a WebSocket keeps counting.
+    let stream = Holding { stream, _place: admitted.clone() };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                }
+                return;
+            }
+            _ = stopping.wait_for(|stop| *stop), if !draining => {
+                // Finish the request in flight, then close.
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = admitted.pushed_out() => {
+                return tracing::debug!(%peer, "closed to make room for a newer connection");
+            }
+        }
+    }
+}
+
+/// A stream that holds its connection's place in the gate for as long as it lives.
+struct Holding<S> {
+    stream: S,
+    _place: Arc<Admitted>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Holding<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Holding<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Turns a connection away: on plain HTTP with a `503` saying why (a TLS client gets the
+/// connection closed; there is no handshake to answer in).
+async fn refuse(mut tcp: TcpStream, tls: bool, refusal: Refusal, peer: SocketAddr) {
+    metrics::counter!("baton_connections_refused_total").increment(1);
+    tracing::debug!(%peer, %refusal, "connection refused");
+    if tls {
+        return;
+    }
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": format!("{refusal}; try again later"),
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 5\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(response.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await
+    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+}
