@@ -38,8 +38,8 @@ pub struct AgentConfig {
     /// File updates are written under this directory (where a container sees the host's
     /// root, say); `/` when unset.
     pub install_root: Option<PathBuf>,
-    /// Ed25519 public keys (base64) whose signatures updates must carry. When empty, the keys
-    /// the server lists are used; set them to pin the tenant's keys on the device.
+    /// Ed25519 public keys (base64) whose signatures updates must carry, fixed. When empty, the
+    /// agent pins the tenant's keys at enrollment and follows rotations they endorse.
     pub trusted_keys: Vec<String>,
     /// Installs a package artifact, `{file}` standing for the download, e.g.
     /// `["dpkg", "-i", "{file}"]`. A rollout's own `install.command` takes precedence.

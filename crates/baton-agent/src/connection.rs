@@ -197,9 +197,10 @@ async fn live(
                 let inventory = life.inventory.borrow().clone();
                 status.send_replace(Status::Enrolling);
                 match enroll(&http, &server, token, &serial, inventory).await {
-                    Ok((identity, status)) => {
+                    Ok((identity, status, keys)) => {
                         // The old identity is replaced only now that a new one exists.
                         life.storage.save_identity(&identity)?;
+                        life.updates.pin(&keys);
                         reenroll = false;
                         tracing::info!(device_id = %identity.device_id, status = status.as_str(), "enrolled");
                         identity

@@ -7,6 +7,7 @@ use baton_proto::{
         enrollment::{EnrollRequest, EnrollResponse},
         problem::Problem,
     },
+    deployment::VerificationKey,
     inventory::Inventory,
 };
 
@@ -21,14 +22,15 @@ pub enum EnrollFailure {
     Retry(String, Option<u64>),
 }
 
-/// Enrolls and returns the identity (the caller stores it).
+/// Enrolls and returns the identity (the caller stores it), the device's status and the keys
+/// its tenant signs updates with (the caller pins them).
 pub async fn enroll(
     http: &reqwest::Client,
     server: &str,
     token: &str,
     serial: &str,
     inventory: Inventory,
-) -> Result<(Identity, baton_proto::api::devices::DeviceStatus), EnrollFailure> {
+) -> Result<(Identity, baton_proto::api::devices::DeviceStatus, Vec<VerificationKey>), EnrollFailure> {
     let req = EnrollRequest { token: token.to_owned(), serial: serial.to_owned(), inventory: Some(inventory) };
     let response =
         http.post(format!("{server}{ENROLL_PATH}")).json(&req).send().await.map_err(|e| {
@@ -41,7 +43,7 @@ pub async fn enroll(
         let enrolled: EnrollResponse = serde_json::from_slice(&body)
             .map_err(|e| EnrollFailure::Retry(format!("unexpected enrollment answer: {e}"), None))?;
         let identity = Identity { server: server.to_owned(), device_id: enrolled.device_id, secret: enrolled.secret };
-        return Ok((identity, enrolled.status));
+        return Ok((identity, enrolled.status, enrolled.update_keys));
     }
     let detail = serde_json::from_slice::<Problem>(&body)
         .map(|p| p.detail.unwrap_or(p.title))

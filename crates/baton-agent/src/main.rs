@@ -143,8 +143,9 @@ async fn enroll_now(config: &AgentConfig) -> Result<(), AgentError> {
     }
     let http = http.build().map_err(|e| AgentError::Config(e.to_string()))?;
     match enroll::enroll(&http, &server, token, &serial, source.inventory()).await {
-        Ok((identity, status)) => {
+        Ok((identity, status, keys)) => {
             storage.save_identity(&identity)?;
+            baton_agent::updates::pin_keys(&storage, &keys)?;
             println!(
                 "enrolled as device {} ({}); identity stored in {}",
                 identity.device_id,

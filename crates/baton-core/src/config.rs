@@ -56,10 +56,12 @@ const ENV_KEYS: &[&str] = &[
     "s3_secret_access_key",
     "admin_password",
     "bootstrap_token",
+    "key_encryption_key",
+    "key_encryption_key_file",
 ];
 
 /// Settings read from the environment only, never from a file.
-const ENV_ONLY: &[&str] = &["admin_password", "bootstrap_token", "s3_secret_access_key"];
+const ENV_ONLY: &[&str] = &["admin_password", "bootstrap_token", "s3_secret_access_key", "key_encryption_key"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -124,6 +126,13 @@ pub struct Settings {
     /// From `BATON_BOOTSTRAP_TOKEN` only.
     #[serde(skip_serializing)]
     pub bootstrap_token: Option<String>,
+    /// Seals the signing keys the server holds (see `store::sealing`): base64 of 32 bytes, from
+    /// `BATON_KEY_ENCRYPTION_KEY` only.
+    #[serde(skip_serializing)]
+    pub key_encryption_key: Option<Secret>,
+    /// A file holding that key instead; with neither, `<data_dir>/key-encryption.key`, made at
+    /// first start.
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -208,6 +217,8 @@ impl Default for Settings {
             s3_secret_access_key: None,
             admin_password: None,
             bootstrap_token: None,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
         }
     }
 }

@@ -222,7 +222,8 @@ pub async fn enroll_keyed(
     }
     let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
     events::record(db, bus, &scope, Some(&device_id), events::kind::ENROLLED, data).await;
-    Ok(EnrollResponse { device_id, secret, status })
+    let update_keys = crate::artifacts::signing::current(db, &scope).await?;
+    Ok(EnrollResponse { device_id, secret, status, update_keys })
 }
 
 /// Checks a token secret and counts one use, atomically (so `max_uses` holds under races).

@@ -7,9 +7,15 @@
 //! - the execution's claims ([`ExecutionClaims`]), signed by the server for this device and this
 //!   artifact only, and short-lived — a replayed or stale deployment is refused;
 //! - the downloaded bytes' length and SHA-256 against both.
+//!
+//! The keys it trusts are pinned: those the tenant had when the device enrolled (or, for a
+//! device enrolled before pinning, those first seen). A new key is trusted only when a pinned
+//! key endorses it ([`KeyEndorsement`], the TUF root-rotation pattern); a key the server merely
+//! lists is not.
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::artifacts::VerificationKey;
 use crate::api::{
     artifacts::{ArtifactKind, ArtifactSignature, Compatibility, Dependency},
     rollouts::{ExecutionState, FailureClass, InstallSpec},
@@ -32,9 +38,13 @@ pub struct Deployment {
     /// [`ExecutionClaims::statement`], as signed.
     pub claims: String,
     pub claims_signature: ArtifactSignature,
-    /// Keys the tenant accepts now (several during a rotation). An agent configured with its own
-    /// trusted keys uses those instead.
+    /// Keys the tenant accepts now (several during a rotation). An agent trusts those it
+    /// pinned, and those a pinned key endorses; one configured with its own trusted keys uses
+    /// those instead.
     pub keys: Vec<VerificationKey>,
+    /// Endorsements of the listed keys by other keys of the tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_endorsements: Vec<KeyEndorsement>,
 }
 
 /// The artifact, as the device needs it.
@@ -56,12 +66,20 @@ pub struct DeployedArtifact {
     pub depends: Option<Dependency>,
 }
 
-/// A public key: its id and the 32 bytes, base64.
+/// A key vouching for another: made by the server, when a key is added, with each key it
+/// holds. An agent that pinned the signer trusts the endorsed key from then on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct VerificationKey {
-    pub key_id: String,
-    pub public_key: String,
+pub struct KeyEndorsement {
+    pub key: VerificationKey,
+    pub signer_key_id: String,
+    /// ed25519 over [`endorsement_statement`] of `key`, base64.
+    pub signature: String,
+}
+
+/// What an endorsement of `key` signs.
+pub fn endorsement_statement(key: &VerificationKey) -> Vec<u8> {
+    format!("baton-key-endorsement-v1\nkey_id={}\npublic_key={}\n", key.key_id, key.public_key).into_bytes()
 }
 
 /// How the agent's execution goes. Reports only move forward within an attempt.

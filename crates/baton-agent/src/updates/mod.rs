@@ -22,7 +22,7 @@ use std::{
 
 use baton_proto::{
     api::rollouts::{ExecutionState, FailureClass},
-    deployment::{Deployment, ExecutionReport},
+    deployment::{Deployment, ExecutionReport, VerificationKey},
     inventory::Inventory,
 };
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,10 @@ use tokio::sync::mpsc;
 
 pub use self::install::{InstallJob, Installer, SystemInstaller};
 use self::trust::Refusal;
-use crate::storage::{Identity, Storage};
+use crate::{
+    AgentError,
+    storage::{Identity, Storage},
+};
 
 /// Executions remembered; older ones are forgotten (their rollouts are long over).
 const KEPT: usize = 500;
@@ -53,6 +56,21 @@ pub struct Journal {
     /// Reports written just before the process replaced itself; sent on the next connection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<ExecutionReport>,
+    /// The update keys this device trusts (see [`trust::follow_keys`]); `None` until it has
+    /// seen any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_keys: Option<Vec<VerificationKey>>,
+}
+
+/// Pins the keys enrollment returned (on a re-enrollment too: the device was let in again).
+/// For the one-shot `baton-agent enroll`, which runs without the update loop.
+pub fn pin_keys(storage: &Storage, keys: &[VerificationKey]) -> Result<(), AgentError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut journal: Journal = storage.updates()?;
+    journal.pinned_keys = Some(keys.to_vec());
+    storage.save_updates(&journal)
 }
 
 /// What the agent's config says about updates.
@@ -271,7 +289,7 @@ impl Updates {
         inventory: &Inventory,
     ) -> Result<ExecutionReport, Refusal> {
         let a = &d.artifact;
-        let keys = trust::keys(&self.inner.settings.trusted_keys, &d.keys);
+        let keys = trust::keys(&self.inner.settings.trusted_keys, &self.follow_keys(d));
         let claims = trust::claims(d, &keys, &identity.device_id, chrono::Utc::now().timestamp_millis())?;
         let installed = self.installed(&a.name);
         if trust::version_allowed(a, installed.as_deref(), claims.allow_downgrade)? {
@@ -437,6 +455,28 @@ impl Updates {
         let _ = self.inner.reports.send(report).await;
     }
 
+    /// Pins the keys enrollment returned, like [`pin_keys`], in the running journal.
+    pub fn pin(&self, keys: &[VerificationKey]) {
+        if !keys.is_empty() {
+            self.journal_mut(|j| j.pinned_keys = Some(keys.to_vec()));
+        }
+    }
+
+    /// The keys this deployment may be checked with: the pinned ones and those they endorse,
+    /// kept for next time.
+    fn follow_keys(&self, d: &Deployment) -> Vec<VerificationKey> {
+        if !self.inner.settings.trusted_keys.is_empty() {
+            return Vec::new();
+        }
+        let pinned = self.journal().pinned_keys.clone();
+        let now = trust::follow_keys(pinned.as_deref(), &d.keys, &d.key_endorsements);
+        if pinned.as_ref() != Some(&now) {
+            tracing::info!(keys = ?now.iter().map(|k| &k.key_id).collect::<Vec<_>>(), "update keys pinned");
+            self.journal_mut(|j| j.pinned_keys = Some(now.clone()));
+        }
+        now
+    }
+
     fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -478,5 +518,6 @@ fn trial_deployment(trial: &self_update::Trial) -> Deployment {
             signature: String::new(),
         },
         keys: Vec::new(),
+        key_endorsements: Vec::new(),
     }
 }

@@ -9,7 +9,10 @@ use baton_proto::{
         artifacts::{ArtifactSignature, statement},
         rollouts::FailureClass,
     },
-    deployment::{DeployedArtifact, Deployment, ExecutionClaims, VerificationKey, install_line},
+    deployment::{
+        DeployedArtifact, Deployment, ExecutionClaims, KeyEndorsement, VerificationKey, endorsement_statement,
+        install_line,
+    },
     inventory::Inventory,
     version,
 };
@@ -27,17 +30,59 @@ fn refuse(class: FailureClass, detail: impl Into<String>) -> Refusal {
     Refusal { class, detail: detail.into() }
 }
 
-/// The keys the agent trusts: those configured on the device (`trusted_keys`) when there are
-/// any — the server then cannot introduce a key — else those the server lists.
-pub fn keys(configured: &[String], sent: &[VerificationKey]) -> Vec<(String, VerifyingKey)> {
-    let parse = |b64: &str| -> Option<VerifyingKey> {
-        let bytes: [u8; 32] = B64.decode(b64.trim()).ok()?.try_into().ok()?;
-        VerifyingKey::from_bytes(&bytes).ok()
+/// The update keys the device trusts after this message: with none pinned yet (a device enrolled
+/// before pinning, or while its tenant had no key), the keys listed — trust on first use; else
+/// the pinned keys, plus every listed key a trusted key endorses (in chains: the TUF
+/// root-rotation pattern), less pinned keys no longer listed (revoked) as long as one trusted
+/// key remains. A key the server lists without such an endorsement is never trusted.
+pub fn follow_keys(
+    pinned: Option<&[VerificationKey]>,
+    listed: &[VerificationKey],
+    endorsements: &[KeyEndorsement],
+) -> Vec<VerificationKey> {
+    let Some(pinned) = pinned.filter(|p| !p.is_empty()) else {
+        return listed.iter().filter(|k| parse_key(k).is_some()).cloned().collect();
     };
+    let mut trusted: Vec<VerificationKey> = pinned.to_vec();
+    loop {
+        let before = trusted.len();
+        for e in endorsements {
+            let known = trusted.iter().any(|k| k.key_id == e.key.key_id);
+            let Some(signer) = trusted.iter().find(|k| k.key_id == e.signer_key_id).and_then(parse_key) else {
+                continue;
+            };
+            let Some(key) = parse_key(&e.key) else { continue };
+            let signature = B64.decode(e.signature.trim()).ok().and_then(|b| <[u8; 64]>::try_from(b).ok());
+            let endorsed = signature.is_some_and(|s| {
+                signer.verify_strict(&endorsement_statement(&e.key), &Signature::from_bytes(&s)).is_ok()
+            });
+            // The id must be the key's own, or an endorsement could smuggle a key in under a trusted id.
+            if !known && endorsed && key_id(&key) == e.key.key_id {
+                trusted.push(e.key.clone());
+            }
+        }
+        if trusted.len() == before {
+            break;
+        }
+    }
+    let still_listed: Vec<VerificationKey> =
+        trusted.iter().filter(|k| listed.iter().any(|l| l == *k)).cloned().collect();
+    if still_listed.is_empty() { trusted } else { still_listed }
+}
+
+fn parse_key(key: &VerificationKey) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = B64.decode(key.public_key.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// The keys the agent checks with: those configured on the device (`trusted_keys`) when there
+/// are any — the server then cannot introduce a key — else the ones it trusts by pinning.
+pub fn keys(configured: &[String], sent: &[VerificationKey]) -> Vec<(String, VerifyingKey)> {
     if configured.is_empty() {
-        sent.iter().filter_map(|k| Some((k.key_id.clone(), parse(&k.public_key)?))).collect()
+        sent.iter().filter_map(|k| Some((k.key_id.clone(), parse_key(k)?))).collect()
     } else {
-        configured.iter().filter_map(|k| parse(k)).map(|key| (key_id(&key), key)).collect()
+        let configured = configured.iter().map(|k| VerificationKey { key_id: String::new(), public_key: k.clone() });
+        configured.filter_map(|k| parse_key(&k)).map(|key| (key_id(&key), key)).collect()
     }
 }
 
@@ -179,6 +224,50 @@ mod tests {
         ArtifactSignature { key_id: key_id(&key.verifying_key()), signature: B64.encode(key.sign(text).to_bytes()) }
     }
 
+    fn listed(key: &SigningKey) -> VerificationKey {
+        VerificationKey { key_id: key_id(&key.verifying_key()), public_key: B64.encode(key.verifying_key().as_bytes()) }
+    }
+
+    fn endorsement(signer: &SigningKey, key: &SigningKey) -> KeyEndorsement {
+        let key = listed(key);
+        let signature = B64.encode(signer.sign(&endorsement_statement(&key)).to_bytes());
+        KeyEndorsement { key, signer_key_id: key_id(&signer.verifying_key()), signature }
+    }
+
+    #[test]
+    fn a_listed_key_is_trusted_only_when_a_pinned_key_endorses_it() {
+        let (old, new, rogue) =
+            (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]), SigningKey::from_bytes(&[3; 32]));
+        let pinned = vec![listed(&old)];
+        // Listed but not endorsed: not trusted, however the server presents it.
+        let got = follow_keys(Some(&pinned), &[listed(&old), listed(&rogue)], &[]);
+        assert_eq!(got, pinned);
+        let self_endorsed = endorsement(&rogue, &rogue);
+        assert_eq!(
+            follow_keys(Some(&pinned), &[listed(&rogue)], &[self_endorsed]),
+            pinned,
+            "no key vouches for itself"
+        );
+        // An endorsement with a forged signature, or claiming the id of a trusted key, is ignored.
+        let mut forged = endorsement(&old, &rogue);
+        forged.signature = endorsement(&new, &rogue).signature;
+        assert_eq!(follow_keys(Some(&pinned), &[listed(&rogue)], &[forged]), pinned);
+        let mut smuggled = endorsement(&old, &rogue);
+        smuggled.key.key_id = listed(&new).key_id;
+        assert_eq!(follow_keys(Some(&pinned), &[smuggled.key.clone()], &[smuggled]), pinned);
+        // Endorsed by the pinned key: trusted; and the old key, no longer listed, is let go.
+        let rotated = follow_keys(Some(&pinned), &[listed(&new)], &[endorsement(&old, &new)]);
+        assert_eq!(rotated, vec![listed(&new)]);
+        // A chain is followed: old → new → newest, for a device that missed a rotation.
+        let newest = SigningKey::from_bytes(&[4; 32]);
+        let chain = [endorsement(&new, &newest), endorsement(&old, &new)];
+        assert_eq!(follow_keys(Some(&pinned), &[listed(&newest)], &chain), vec![listed(&newest)]);
+        // Nothing pinned yet: the listed keys, on first use.
+        assert_eq!(follow_keys(None, &[listed(&old)], &[]), vec![listed(&old)]);
+        // Every trusted key unlisted (a stripped message): the pins stay.
+        assert_eq!(follow_keys(Some(&pinned), &[], &[]), pinned);
+    }
+
     fn deployment(key: &SigningKey, expires_at: i64) -> Deployment {
         let artifact = DeployedArtifact {
             name: "app".into(),
@@ -212,10 +301,8 @@ mod tests {
             artifact,
             install: Default::default(),
             install_now: true,
-            keys: vec![VerificationKey {
-                key_id: key_id(&key.verifying_key()),
-                public_key: B64.encode(key.verifying_key().as_bytes()),
-            }],
+            keys: vec![listed(key)],
+            key_endorsements: Vec::new(),
         }
     }
 

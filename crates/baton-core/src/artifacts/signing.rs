@@ -3,10 +3,14 @@
 //! it signs every artifact uploaded unsigned) or kept offline by the customer (only its public
 //! half is registered; artifacts arrive signed). A revoked key signs nothing more and its
 //! signatures are no longer accepted. Signatures are ed25519 over the artifact's
-//! [`statement`](baton_proto::api::artifacts::statement).
+//! [`statement`](baton_proto::api::artifacts::statement). The private halves are stored sealed
+//! ([`crate::store::sealing`]): a copy of the database alone signs nothing.
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use baton_proto::api::artifacts::{ArtifactSignature, KEY_ID_BYTES, SigningKey, SigningKeyCreate};
+use baton_proto::{
+    api::artifacts::{ArtifactSignature, KEY_ID_BYTES, SigningKey, SigningKeyCreate},
+    deployment::{KeyEndorsement, VerificationKey, endorsement_statement},
+};
 use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, any::AnyRow};
@@ -14,7 +18,7 @@ use sqlx::{Row, any::AnyRow};
 use crate::{
     Error,
     access::TenantScope,
-    store::{Db, from_ms, new_id, now_ms},
+    store::{Db, from_ms, new_id, now_ms, sealing::Sealer},
 };
 
 const COLUMNS: &str = "key_id, name, public_key, private_key IS NOT NULL AS held, created_at, revoked_at";
@@ -44,7 +48,8 @@ pub async fn create(db: &Db, scope: &TenantScope, req: SigningKeyCreate) -> Resu
         None => {
             let seed: [u8; 32] = rand::random();
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            (key.verifying_key().to_bytes(), Some(B64.encode(seed)))
+            let public = key.verifying_key().to_bytes();
+            (public, Some(db.sealer()?.seal(&seed, &binding(scope.id(), &key_id(&public)))?))
         }
     };
     let id = key_id(&public);
@@ -62,7 +67,75 @@ pub async fn create(db: &Db, scope: &TenantScope, req: SigningKeyCreate) -> Resu
     .execute(db.writer())
     .await
     .map_err(Error::conflict_on_unique(format!("the key {id} is registered already")))?;
+    endorse(db, scope, &VerificationKey { key_id: id.clone(), public_key: B64.encode(public) }).await?;
     get(db, scope, &id).await
+}
+
+/// Has every other key the server holds (not revoked) endorse `key`, so devices that pinned
+/// one of them trust it.
+async fn endorse(db: &Db, scope: &TenantScope, key: &VerificationKey) -> Result<(), Error> {
+    let signers = sqlx::query(
+        "SELECT key_id, private_key FROM signing_keys WHERE tenant_id = $1 AND private_key IS NOT NULL \
+         AND revoked_at IS NULL AND key_id <> $2",
+    )
+    .bind(scope.id())
+    .bind(&key.key_id)
+    .fetch_all(db.reader())
+    .await?;
+    let statement = endorsement_statement(key);
+    for row in signers {
+        let signer: String = row.try_get("key_id")?;
+        let seed = open_seed(db, scope, &signer, &row.try_get::<String, _>("private_key")?)?;
+        let signature = ed25519_dalek::SigningKey::from_bytes(&seed).sign(&statement);
+        sqlx::query(
+            "INSERT INTO key_endorsements (tenant_id, key_id, signer_key_id, signature, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope.id())
+        .bind(&key.key_id)
+        .bind(&signer)
+        .bind(B64.encode(signature.to_bytes()))
+        .bind(now_ms())
+        .execute(db.writer())
+        .await?;
+    }
+    Ok(())
+}
+
+/// The endorsements of `keys`, for devices to follow a rotation.
+pub async fn endorsements(
+    db: &Db,
+    scope: &TenantScope,
+    keys: &[VerificationKey],
+) -> Result<Vec<KeyEndorsement>, Error> {
+    let rows = sqlx::query(
+        "SELECT key_id, signer_key_id, signature FROM key_endorsements WHERE tenant_id = $1 ORDER BY created_at",
+    )
+    .bind(scope.id())
+    .fetch_all(db.reader())
+    .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let key_id: String = row.try_get("key_id")?;
+        if let Some(key) = keys.iter().find(|k| k.key_id == key_id) {
+            out.push(KeyEndorsement {
+                key: key.clone(),
+                signer_key_id: row.try_get("signer_key_id")?,
+                signature: row.try_get("signature")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The tenant's keys that are not revoked, as devices are given them.
+pub async fn current(db: &Db, scope: &TenantScope) -> Result<Vec<VerificationKey>, Error> {
+    Ok(list(db, scope)
+        .await?
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none())
+        .map(|k| VerificationKey { key_id: k.id, public_key: k.public_key })
+        .collect())
 }
 
 pub async fn get(db: &Db, scope: &TenantScope, key_id: &str) -> Result<SigningKey, Error> {
@@ -128,13 +201,53 @@ pub async fn sign(db: &Db, scope: &TenantScope, statement: &[u8]) -> Result<Opti
     .fetch_optional(db.reader())
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let seed: [u8; 32] = B64
-        .decode(row.try_get::<String, _>("private_key")?)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| anyhow::anyhow!("a stored signing key is not a 32-byte seed"))?;
+    let key_id: String = row.try_get("key_id")?;
+    let seed = open_seed(db, scope, &key_id, &row.try_get::<String, _>("private_key")?)?;
     let signature = ed25519_dalek::SigningKey::from_bytes(&seed).sign(statement);
-    Ok(Some(ArtifactSignature { key_id: row.try_get("key_id")?, signature: B64.encode(signature.to_bytes()) }))
+    Ok(Some(ArtifactSignature { key_id, signature: B64.encode(signature.to_bytes()) }))
+}
+
+/// A held key's private half, unsealed.
+fn open_seed(db: &Db, scope: &TenantScope, key_id: &str, stored: &str) -> Result<[u8; 32], Error> {
+    let seed = db.sealer()?.open(stored, &binding(scope.id(), key_id))?;
+    Ok(seed.try_into().map_err(|_| anyhow::anyhow!("a stored signing key is not a 32-byte seed"))?)
+}
+
+/// What a sealed private key is bound to: its tenant and key id.
+fn binding(tenant_id: &str, key_id: &str) -> String {
+    format!("signing_keys/{tenant_id}/{key_id}")
+}
+
+/// At start: seals the private keys stored in plain form (before sealing existed), and checks
+/// that the key-encryption key opens those already sealed — a wrong key stops the server with
+/// the reason rather than failing every signature later. Returns how many it sealed.
+pub async fn seal_at_rest(db: &Db) -> Result<u64, Error> {
+    let rows = sqlx::query("SELECT tenant_id, key_id, private_key FROM signing_keys WHERE private_key IS NOT NULL")
+        .fetch_all(db.reader())
+        .await?;
+    let sealer = db.sealer()?;
+    let mut sealed = 0;
+    for row in rows {
+        let (tenant, key_id): (String, String) = (row.try_get("tenant_id")?, row.try_get("key_id")?);
+        let stored: String = row.try_get("private_key")?;
+        let bound = binding(&tenant, &key_id);
+        if Sealer::is_sealed(&stored) {
+            sealer.open(&stored, &bound)?;
+            continue;
+        }
+        let seed = B64.decode(stored.trim()).map_err(|_| anyhow::anyhow!("signing key {key_id}: not base64"))?;
+        sqlx::query(
+            "UPDATE signing_keys SET private_key = $1 WHERE tenant_id = $2 AND key_id = $3 AND private_key = $4",
+        )
+        .bind(sealer.seal(&seed, &bound)?)
+        .bind(&tenant)
+        .bind(&key_id)
+        .bind(&stored)
+        .execute(db.writer())
+        .await?;
+        sealed += 1;
+    }
+    Ok(sealed)
 }
 
 /// Checks a signature made with one of the tenant's keys that is not revoked.

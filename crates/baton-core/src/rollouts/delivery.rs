@@ -9,7 +9,7 @@ use baton_proto::{
         artifacts::Storage,
         rollouts::{ExecutionState, FailureClass},
     },
-    deployment::{DeployedArtifact, Deployment, ExecutionClaims, ExecutionReport, VerificationKey, install_line},
+    deployment::{DeployedArtifact, Deployment, ExecutionClaims, ExecutionReport, install_line},
 };
 use sqlx::Row;
 
@@ -44,12 +44,8 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<VerificationKey> = signing::list(db, scope)
-        .await?
-        .into_iter()
-        .filter(|k| k.revoked_at.is_none())
-        .map(|k| VerificationKey { key_id: k.id, public_key: k.public_key })
-        .collect();
+    let keys = signing::current(db, scope).await?;
+    let key_endorsements = signing::endorsements(db, scope, &keys).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.try_get("id")?;
@@ -102,6 +98,7 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
             claims,
             claims_signature,
             keys: keys.clone(),
+            key_endorsements: key_endorsements.clone(),
         });
     }
     Ok(out)

@@ -10,10 +10,11 @@
 //! both are the same pool.
 
 mod migrate;
+pub mod sealing;
 pub mod search;
 pub mod sql;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     AnyPool, Executor,
@@ -35,9 +36,25 @@ pub struct Db {
     writer: AnyPool,
     reader: AnyPool,
     backend: Backend,
+    /// Seals the secrets stored here (set by the server at start; tools that never touch
+    /// secrets go without).
+    sealer: Option<Arc<sealing::Sealer>>,
 }
 
 impl Db {
+    /// This database, sealing its secrets with `sealer`.
+    pub fn sealed_with(mut self, sealer: sealing::Sealer) -> Self {
+        self.sealer = Some(Arc::new(sealer));
+        self
+    }
+
+    /// The sealer for secrets at rest; an error where none was given.
+    pub fn sealer(&self) -> Result<&sealing::Sealer, Error> {
+        self.sealer
+            .as_deref()
+            .ok_or_else(|| Error::Config("no key-encryption key: this tool cannot read or make signing keys".into()))
+    }
+
     /// Connects to `database_url` (`postgres://…`) or, when it is `None`, to
     /// `<data_dir>/baton.db`, and applies pending migrations.
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, Error> {
@@ -49,7 +66,7 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?;
-                Self { writer: pool.clone(), reader: pool, backend: Backend::Postgres }
+                Self { writer: pool.clone(), reader: pool, backend: Backend::Postgres, sealer: None }
             }
             Some(url) if url.contains(":memory:") || url.contains("mode=memory") => {
                 return Err(Error::Config(
@@ -96,7 +113,7 @@ impl Db {
         };
         let writer = pool(1).await?;
         let reader = pool(8).await?;
-        Ok(Self { writer, reader, backend: Backend::Sqlite })
+        Ok(Self { writer, reader, backend: Backend::Sqlite, sealer: None })
     }
 
     /// The pool for statements that change data.

@@ -198,3 +198,12 @@ pub struct ArtifactQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
+
+/// A public key: its id and the 32 bytes, base64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VerificationKey {
+    pub key_id: String,
+    pub public_key: String,
+}

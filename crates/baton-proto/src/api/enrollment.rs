@@ -75,6 +75,9 @@ pub struct EnrollResponse {
     pub secret: String,
     /// `active`, or `pending` until an administrator approves the device.
     pub status: crate::api::devices::DeviceStatus,
+    /// The keys the tenant signs updates with now: the agent pins them (trust on first use).
+    #[serde(default)]
+    pub update_keys: Vec<crate::api::artifacts::VerificationKey>,
 }
 
 /// Devices to pre-register in one go (from a CSV file), all or nothing.

@@ -56,7 +56,19 @@ impl App {
         settings.validate()?;
         let proxies = TrustedProxies::parse(&settings.proxy_protocol_from).map_err(baton_core::Error::Config)?;
         let gate = ConnectionGate::new(settings.max_connections_per_source, files::connection_budget(&settings));
-        let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?;
+        let (sealer, made) = baton_core::store::sealing::Sealer::from_settings(&settings)?;
+        if let Some(path) = made {
+            tracing::warn!(
+                path = %path.display(),
+                "created the key that seals the signing keys; keep it apart from database backups (or set \
+                 BATON_KEY_ENCRYPTION_KEY, e.g. from a KMS)"
+            );
+        }
+        let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?.sealed_with(sealer);
+        let sealed = baton_core::artifacts::signing::seal_at_rest(&db).await?;
+        if sealed > 0 {
+            tracing::info!(keys = sealed, "sealed signing keys that were stored in plain form");
+        }
         let bootstrap =
             tenants::bootstrap(&db, settings.admin_password.as_deref(), settings.bootstrap_token.as_deref()).await?;
         let local_addr = listener.local_addr().map_err(anyhow::Error::from)?;

@@ -223,3 +223,85 @@ async fn artifacts_belong_to_their_tenant_and_a_viewer_cannot_upload() {
     assert_eq!(deleted.status(), 204);
     expect_problem(content(&app, &artifact.id, None).await, 404).await;
 }
+
+/// The signing keys as the database holds them: (tenant, key id, public key, private key).
+async fn stored_keys(app: &TestApp) -> Vec<(String, String, String, Option<String>)> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url).await.expect("connect to the app's database");
+    let rows = sqlx::query("SELECT tenant_id, key_id, public_key, private_key FROM signing_keys")
+        .fetch_all(&mut conn)
+        .await
+        .expect("rows");
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+}
+
+/// Tries every base64 run in `stored` as an ed25519 seed; true if one signs `message` so that
+/// `public` (base64) verifies it.
+fn signs_with(stored: &str, public: &str, message: &[u8]) -> bool {
+    let public: [u8; 32] = B64.decode(public).expect("public key").try_into().expect("32 bytes");
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public).expect("a key");
+    let runs = stored.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)));
+    runs.filter_map(|run| B64.decode(run).ok()).any(|bytes| {
+        (0..bytes.len().saturating_sub(31)).any(|at| {
+            let seed: [u8; 32] = bytes[at..at + 32].try_into().expect("32 bytes");
+            public.verify_strict(message, &Ed25519Key::from_bytes(&seed).sign(message)).is_ok()
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_copy_of_the_database_alone_cannot_sign_and_plain_keys_are_sealed_at_start() {
+    let mut app = spawn_app().await;
+    let held = baton_proto::api::artifacts::SigningKeyCreate { name: "server".into(), public_key: None };
+    app.admin.create_signing_key(&held).await.expect("a key the server holds");
+    let signed = crate::fleet::artifact(&app, "fw", "1.0", b"firmware one").await;
+    assert!(signed.signature.is_some(), "the server signed the upload");
+    let message = b"an update an attacker would like devices to take";
+    let keys = stored_keys(&app).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    for (_, key_id, public, private) in &keys {
+        let private = private.as_deref().expect("held by the server");
+        assert!(!signs_with(private, public, message), "the database alone signs with key {key_id}");
+    }
+    // The key that seals them lives beside, not in, the database: readable by its owner only.
+    let key_file = app.data_dir.join("key-encryption.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).expect("the key file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A key stored in plain form (before sealing) is sealed at the next start, and still signs.
+    let seed = [42u8; 32];
+    let old = Ed25519Key::from_bytes(&seed);
+    let public = old.verifying_key().to_bytes();
+    let key_id = hex(&Sha256::digest(public)[..8]);
+    let tenant = &keys[0].0;
+    app.stage_sql(&format!(
+        "INSERT INTO signing_keys (id, tenant_id, key_id, name, public_key, private_key, created_at) \
+         VALUES ('0190d1b8-0000-7000-8000-0000000000aa', '{tenant}', '{key_id}', 'old', '{}', '{}', 99999999999999)",
+        B64.encode(public),
+        B64.encode(seed)
+    ))
+    .await;
+    app.restart(|_| {}).await;
+    let stored = stored_keys(&app).await;
+    let (_, _, _, private) = stored.iter().find(|k| k.1 == key_id).expect("the old key");
+    let private = private.as_deref().expect("still held");
+    assert!(!private.contains(&B64.encode(seed)) && private.starts_with("sealed:"), "{private}");
+    assert!(!signs_with(private, &B64.encode(public), message));
+    let two = crate::fleet::artifact(&app, "fw", "2.0", b"firmware two").await;
+    let signature = two.signature.expect("signed");
+    assert_eq!(signature.key_id, key_id, "the newest held key signs");
+    let said = statement("fw", "2.0", two.kind, two.size, &two.sha256);
+    let bytes: [u8; 64] = B64.decode(&signature.signature).expect("b64").try_into().expect("64 bytes");
+    old.verifying_key().verify_strict(&said, &ed25519_dalek::Signature::from_bytes(&bytes)).expect("verifies");
+
+    // Started with another key-encryption key, the server refuses to start, saying why.
+    std::fs::write(&key_file, format!("{}\n", B64.encode([9u8; 32]))).expect("replace the key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let refused = baton_server::App::build_with_listener(app.settings.clone(), listener).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("key-encryption key"), "{message}");
+}

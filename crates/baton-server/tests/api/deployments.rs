@@ -14,6 +14,7 @@ use baton_proto::api::rollouts::{
     ExecutionQuery, ExecutionState, FailureClass, FailureGate, InstallSpec, RetryPolicy, RolloutCreate, RolloutState,
     Targets,
 };
+use sha2::Digest;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -102,6 +103,53 @@ async fn a_device_that_pins_another_key_rejects_the_servers_signature() {
     assert_eq!((e.state, e.failure_class), (ExecutionState::Rejected, Some(FailureClass::Integrity)), "{e:?}");
     assert!(e.detail.as_deref().unwrap_or_default().contains("trusts"), "{e:?}");
     assert!(fleet.installed("pinned-000").is_empty());
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_trust_the_keys_they_pinned_and_those_a_pinned_key_endorses_not_any_key_listed() {
+    use baton_proto::api::artifacts::SigningKeyCreate;
+    let mut app = spawn_app().await;
+    let held = |name: &str| SigningKeyCreate { name: name.into(), public_key: None };
+    let first = app.admin.create_signing_key(&held("first")).await.expect("first key");
+    // A key that no trusted key endorsed, put in the database as an attacker with access to it
+    // would; revoked for now, so the device does not see it at enrollment.
+    let rogue = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let public = rogue.verifying_key().to_bytes();
+    let rogue_id: String = sha2::Sha256::digest(public)[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let tenant = app.admin.me().await.expect("me").tenant_id;
+    let later = chrono::Utc::now().timestamp_millis() + 60_000;
+    app.stage_sql(&format!(
+        "INSERT INTO signing_keys (id, tenant_id, key_id, name, public_key, private_key, created_at, revoked_at) \
+         VALUES ('0190d1b8-0000-7000-8000-0000000000bb', '{tenant}', '{rogue_id}', 'rogue', '{}', '{}', {later}, 1)",
+        B64.encode(public),
+        B64.encode([77u8; 32])
+    ))
+    .await;
+    app.restart(|_| {}).await; // seals the key stored in plain form
+    // The tenant's key exists when the device enrolls: the device pins it.
+    let fleet = Fleet::start(&app, 1, "pin").await;
+    let device = one_device(&app, "pin").await;
+    // Now the rogue key is listed, and the newest: it signs the claims and the artifact.
+    app.stage_sql(&format!("UPDATE signing_keys SET revoked_at = NULL WHERE key_id = '{rogue_id}'")).await;
+    let v1 = artifact(&app, "app", "1.0", b"one").await;
+    assert_eq!(v1.signature.as_ref().map(|s| s.key_id.as_str()), Some(rogue_id.as_str()));
+    let made = app.admin.create_rollout(&to_all("rogue", &v1.id, device.clone())).await.expect("rollout");
+    let e = final_execution(&app, &made.id).await;
+    assert_eq!((e.state, e.failure_class), (ExecutionState::Rejected, Some(FailureClass::Integrity)), "{e:?}");
+    assert!(e.detail.as_deref().unwrap_or_default().contains("trusts"), "{e:?}");
+    assert!(fleet.installed("pin-000").is_empty());
+
+    // A key made through the API is endorsed by the keys the server holds, the pinned one
+    // among them: the device follows the rotation.
+    app.admin.revoke_signing_key(&rogue_id).await.expect("rogue revoked");
+    let second = app.admin.create_signing_key(&held("second")).await.expect("second key");
+    app.admin.revoke_signing_key(&first.id).await.expect("first retired");
+    let v2 = artifact(&app, "app", "2.0", b"two").await;
+    assert_eq!(v2.signature.as_ref().map(|s| s.key_id.as_str()), Some(second.id.as_str()));
+    let made = app.admin.create_rollout(&to_all("rotated", &v2.id, device)).await.expect("rollout");
+    let e = final_execution(&app, &made.id).await;
+    assert_eq!(e.state, ExecutionState::Succeeded, "{e:?}");
     fleet.stop().await;
 }
 

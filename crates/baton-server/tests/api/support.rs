@@ -34,7 +34,7 @@ pub struct TestApp {
     /// backoff, the expiry of execution claims).
     pub clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
-    settings: Settings,
+    pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), baton_server::Error>>>,
     postgres: Option<(String, String)>,
