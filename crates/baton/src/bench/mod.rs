@@ -127,6 +127,8 @@ fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyh
         .env("BATON_BOOTSTRAP_TOKEN", token)
         .env("BATON_DEVICE_CONNECTS_PER_SECOND", "100000")
         .env("BATON_DEVICE_CONNECT_BURST", "100000")
+        // Every simulated device connects from this one address.
+        .env("BATON_MAX_CONNECTIONS_PER_SOURCE", "1000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

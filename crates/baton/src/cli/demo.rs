@@ -64,6 +64,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let bootstrap_token = format!("bt_demo_{}", random(40));
     settings.bootstrap_token = Some(bootstrap_token.clone());
+    // The simulated devices all connect from this machine's one address.
+    settings.max_connections_per_source = settings.max_connections_per_source.max(args.devices.saturating_add(100));
     let env_password = std::env::var("BATON_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     let saved = std::fs::read_to_string(args.data_dir.join(PASSWORD_FILE)).ok().map(|p| p.trim().to_owned());
     let candidate = env_password.clone().or(saved.clone()).unwrap_or_else(|| random(24));
