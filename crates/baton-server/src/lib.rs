@@ -8,7 +8,8 @@
 //!   WebSocket and downloads), [`mqtt`] (devices and gateways over MQTT).
 //! - Shared by the doors: [`state`] (what handlers and sessions reach), [`connections`] (the
 //!   registry of live device sessions, whatever their door), [`web`] (extractors, problem+json,
-//!   SSE, ranged downloads), [`tls`] (certificates and the HTTPS listener).
+//!   SSE, ranged downloads), [`tls`] (the TLS configuration), [`artifact_stores`] (the local
+//!   directory or S3 bucket artifact bytes live in).
 //! - [`engines`]: work no request starts — the rollout engine, the artifact watcher, upkeep jobs.
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
 //! - [`error`]: the crate's one error type, the core's errors as the doors answer them.
@@ -16,6 +17,7 @@
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod artifact_stores;
 pub mod connections;
 pub mod console;
 pub mod engines;

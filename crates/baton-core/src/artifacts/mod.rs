@@ -2,8 +2,8 @@
 //! held in memory) while its SHA-256 and size are computed; it is checked against what the
 //! uploader declared, signed by the tenant's server-held key or checked against the offline
 //! signature it came with ([`signing`]), and only then recorded. Reads serve byte ranges, so an
-//! interrupted download resumes where it stopped. The store is a local directory or an
-//! S3-compatible bucket ([`s3`]), chosen by `artifact_store`.
+//! interrupted download resumes where it stopped. The store is any [`ArtifactStore`]: the
+//! server opens a local directory or an S3-compatible bucket, as `artifact_store` says.
 //!
 //! An artifact may also be *external*: registered with the URL of the customer's own CDN and
 //! the size and SHA-256 its bytes must have, signed the same way; devices download it from
@@ -11,11 +11,10 @@
 //!
 //! This module owns the `artifacts` and `signing_keys` tables.
 
-pub mod s3;
 pub mod signing;
 pub mod store;
 
-use std::{io, sync::Arc};
+use std::io;
 
 use baton_proto::{
     api::{
@@ -37,7 +36,6 @@ pub use self::store::{ArtifactStore, ByteStream, LocalStore};
 use crate::{
     Error,
     access::{Principal, TenantScope},
-    config::{ArtifactStoreKind, Settings},
     error::Violations,
     pagination,
     store::{Db, from_ms, is_id, new_id, now_ms, sql::Sql},
@@ -51,24 +49,6 @@ const COLUMNS: &str = "id, name, version, kind, size, sha256, signature_key_id, 
 
 /// The longest URL an external artifact may have.
 const MAX_URL_BYTES: usize = 2048;
-
-/// Opens the store `settings.artifact_store` names: `artifacts/` in the data directory, or the
-/// S3 bucket (checked to be reachable; uploads are staged in `artifacts/staging` either way).
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ArtifactStore>, Error> {
-    let dir = settings.data_dir.join("artifacts");
-    match settings.artifact_store {
-        ArtifactStoreKind::Local => {
-            let store = LocalStore::open(&dir)
-                .map_err(|e| Error::Config(format!("cannot open the artifact store in {}: {e}", dir.display())))?;
-            Ok(Arc::new(store))
-        }
-        ArtifactStoreKind::S3 => {
-            let store = s3::S3Store::connect(settings, dir.join("staging")).await?;
-            tracing::info!(store = ?store, "artifacts are kept in S3-compatible object storage");
-            Ok(Arc::new(store))
-        }
-    }
-}
 
 /// Stores an upload: the bytes from `body`, the facts from `facts`. Nothing is recorded unless
 /// every byte arrived and matches what was declared. Facts with a `url` register an external
@@ -354,7 +334,7 @@ fn external_url(text: &str) -> Result<(), String> {
     if text.len() > MAX_URL_BYTES || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
-    let url = reqwest::Url::parse(text).map_err(|_| bad())?;
+    let url = url::Url::parse(text).map_err(|_| bad())?;
     let ok = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some_and(|h| !h.is_empty())
         && url.username().is_empty()

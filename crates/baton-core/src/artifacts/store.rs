@@ -1,6 +1,7 @@
 //! Where artifact bytes live. [`ArtifactStore`] is the seam: [`LocalStore`] keeps them as files
-//! in a directory (`artifacts/` in the data directory); [`super::s3::S3Store`] keeps them in an
-//! S3-compatible bucket when one machine is not enough. Uploads are written to a staging file
+//! in a directory (`artifacts/` in the data directory); the server's `artifact_stores::s3`
+//! keeps them in an S3-compatible bucket when one machine is not enough (an HTTP client the core
+//! does not carry). Uploads are written to a staging file
 //! first and moved into place only once their hash and size are known to be right, so a reader
 //! never sees half an artifact.
 
@@ -56,7 +57,7 @@ impl LocalStore {
 /// Creates the staging directory `dir`, or empties it: an upload in progress belongs to the
 /// process receiving it, so whatever is there when the store opens was left by one that a crash
 /// cut short. (Each server node has a data directory of its own.)
-pub(super) fn sweep_staging(dir: &Path) -> io::Result<()> {
+pub fn sweep_staging(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let (mut files, mut bytes) = (0u64, 0u64);
     for entry in std::fs::read_dir(dir)? {
@@ -78,7 +79,7 @@ pub(super) fn sweep_staging(dir: &Path) -> io::Result<()> {
 
 /// Keys are `<tenant id>/<artifact id>`, made by the server, never by a client, and checked by
 /// every store anyway so no key can name a path outside the store (or its bucket prefix).
-pub(super) fn check_key(key: &str) -> io::Result<()> {
+pub fn check_key(key: &str) -> io::Result<()> {
     let safe = !key.is_empty()
         && key
             .split('/')

@@ -77,7 +77,7 @@ impl App {
         if reset > 0 {
             tracing::info!(devices = reset, "marked devices offline until they reconnect");
         }
-        let artifacts = baton_core::artifacts::open_store(&settings).await?;
+        let artifacts = crate::artifact_stores::open(&settings).await?;
         let bus = LocalBus::shared();
         let connections = Registry::shared();
         crate::connections::spawn_dispatcher(&bus, connections.clone());

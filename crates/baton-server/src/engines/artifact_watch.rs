@@ -128,7 +128,7 @@ fn spawn_prefix(app: &Context) {
     let app = app.clone();
     tokio::spawn(async move {
         let staging = app.settings.data_dir.join("artifacts/watch-staging");
-        let bucket = match baton_core::artifacts::s3::S3Store::connect(&app.settings, staging).await {
+        let bucket = match crate::artifact_stores::s3::S3Store::connect(&app.settings, staging).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot watch the S3 prefix");
@@ -152,7 +152,7 @@ fn spawn_prefix(app: &Context) {
 /// One look at every tenant's part of the prefix.
 pub async fn pass_prefix(
     app: &Context,
-    bucket: &baton_core::artifacts::s3::S3Store,
+    bucket: &crate::artifact_stores::s3::S3Store,
     prefix: &str,
 ) -> Result<(), Error> {
     let tenants = sqlx::query("SELECT id, name FROM tenants WHERE disabled = 0").fetch_all(app.db.reader()).await?;
@@ -193,7 +193,7 @@ pub async fn pass_prefix(
 
 async fn import_object(
     app: &Context,
-    bucket: &baton_core::artifacts::s3::S3Store,
+    bucket: &crate::artifact_stores::s3::S3Store,
     scope: &TenantScope,
     file: &str,
     manifest: &str,

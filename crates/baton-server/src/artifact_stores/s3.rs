@@ -1,6 +1,6 @@
 //! Artifact bytes in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, …), for servers that do
 //! not keep them on their own disk. Uploads are still staged and hashed in the data directory
-//! (see [`super::upload`]); only a finished, checked file is sent to the bucket, so the bucket
+//! (see `baton_core::artifacts::upload`); only a finished, checked file is sent to the bucket, so the bucket
 //! never holds half an artifact. Reads are ranged GETs streamed through, never buffered whole.
 //!
 //! Built on `object_store` (the Apache Arrow project's client) with its S3 code only: it signs
@@ -24,8 +24,11 @@ use object_store::{
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 
-use super::store::{ArtifactStore, ByteStream, check_key};
-use crate::{Error, config::Settings};
+use baton_core::{
+    Error,
+    artifacts::store::{ArtifactStore, ByteStream, check_key, sweep_staging},
+    config::Settings,
+};
 
 /// Part size of multipart uploads; objects smaller than one part go up in a single PUT. 10 MiB
 /// parts fit S3's 10,000-part limit for the largest artifact (64 GiB).
@@ -54,7 +57,7 @@ impl S3Store {
         };
         let endpoint = endpoint.trim().trim_end_matches('/');
         let location = format!("{endpoint}/{bucket}");
-        super::store::sweep_staging(&staging)
+        sweep_staging(&staging)
             .map_err(|e| Error::Config(format!("cannot prepare the staging directory {}: {e}", staging.display())))?;
         // reqwest is built without a default crypto provider; ring is the workspace's.
         let _ = rustls::crypto::ring::default_provider().install_default();
