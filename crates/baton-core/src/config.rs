@@ -288,10 +288,21 @@ impl Settings {
         if !(1..=65_535).contains(&self.mqtt_max_keepalive_secs) {
             return Err(Error::Config("mqtt_max_keepalive_secs must be between 1 and 65535".into()));
         }
+        if !(1..=3600).contains(&self.header_timeout_secs) {
+            return Err(Error::Config("header_timeout_secs must be between 1 and 3600".into()));
+        }
+        if self.max_connections_per_source == 0 {
+            return Err(Error::Config("max_connections_per_source must be at least 1".into()));
+        }
         if self.artifact_store == ArtifactStoreKind::S3 {
             self.validate_s3()?;
         }
         Ok(())
+    }
+
+    /// How long a client has for a request's headers, a TLS handshake or MQTT's CONNECT.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.header_timeout_secs))
     }
 
     /// What an S3 artifact store needs: a bucket and an endpoint URL, credentials in pairs.
@@ -386,6 +397,22 @@ mod tests {
         std::fs::write(&file, "s3_secret_access_key = \"x\"\n").expect("write");
         let err = Settings::load(Some(&file), Settings::default()).expect_err("refused");
         assert!(err.to_string().contains("BATON_S3_SECRET_ACCESS_KEY"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_out_of_range_are_refused_by_name() {
+        for (bad, name) in [
+            (Settings { header_timeout_secs: 0, ..Settings::default() }, "header_timeout_secs"),
+            (Settings { max_connections_per_source: 0, ..Settings::default() }, "max_connections_per_source"),
+        ] {
+            let err = bad.validate().expect_err("refused");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("baton.toml");
+        std::fs::write(&file, "key_encryption_key = \"x\"\n").expect("write");
+        let err = Settings::load(Some(&file), Settings::default()).expect_err("refused");
+        assert!(err.to_string().contains("BATON_KEY_ENCRYPTION_KEY"), "{err}");
     }
 
     #[test]

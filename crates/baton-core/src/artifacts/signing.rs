@@ -53,6 +53,10 @@ pub async fn create(db: &Db, scope: &TenantScope, req: SigningKeyCreate) -> Resu
         }
     };
     let id = key_id(&public);
+    let endorsed =
+        endorsements_of(db, scope, &VerificationKey { key_id: id.clone(), public_key: B64.encode(public) }).await?;
+    // The key and its endorsements land together: a device never sees one without the other.
+    let mut tx = db.writer().begin().await?;
     sqlx::query(
         "INSERT INTO signing_keys (id, tenant_id, key_id, name, public_key, private_key, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -64,16 +68,29 @@ pub async fn create(db: &Db, scope: &TenantScope, req: SigningKeyCreate) -> Resu
     .bind(B64.encode(public))
     .bind(private)
     .bind(now_ms())
-    .execute(db.writer())
+    .execute(&mut *tx)
     .await
     .map_err(Error::conflict_on_unique(format!("the key {id} is registered already")))?;
-    endorse(db, scope, &VerificationKey { key_id: id.clone(), public_key: B64.encode(public) }).await?;
+    for (signer, signature) in endorsed {
+        sqlx::query(
+            "INSERT INTO key_endorsements (tenant_id, key_id, signer_key_id, signature, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope.id())
+        .bind(&id)
+        .bind(signer)
+        .bind(signature)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     get(db, scope, &id).await
 }
 
-/// Has every other key the server holds (not revoked) endorse `key`, so devices that pinned
-/// one of them trust it.
-async fn endorse(db: &Db, scope: &TenantScope, key: &VerificationKey) -> Result<(), Error> {
+/// Endorsements of `key` by every other key the server holds (not revoked), so devices that
+/// pinned one of them trust it: (signer key id, signature).
+async fn endorsements_of(db: &Db, scope: &TenantScope, key: &VerificationKey) -> Result<Vec<(String, String)>, Error> {
     let signers = sqlx::query(
         "SELECT key_id, private_key FROM signing_keys WHERE tenant_id = $1 AND private_key IS NOT NULL \
          AND revoked_at IS NULL AND key_id <> $2",
@@ -83,23 +100,14 @@ async fn endorse(db: &Db, scope: &TenantScope, key: &VerificationKey) -> Result<
     .fetch_all(db.reader())
     .await?;
     let statement = endorsement_statement(key);
+    let mut out = Vec::with_capacity(signers.len());
     for row in signers {
         let signer: String = row.try_get("key_id")?;
         let seed = open_seed(db, scope, &signer, &row.try_get::<String, _>("private_key")?)?;
         let signature = ed25519_dalek::SigningKey::from_bytes(&seed).sign(&statement);
-        sqlx::query(
-            "INSERT INTO key_endorsements (tenant_id, key_id, signer_key_id, signature, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(scope.id())
-        .bind(&key.key_id)
-        .bind(&signer)
-        .bind(B64.encode(signature.to_bytes()))
-        .bind(now_ms())
-        .execute(db.writer())
-        .await?;
+        out.push((signer, B64.encode(signature.to_bytes())));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The endorsements of `keys`, for devices to follow a rotation.

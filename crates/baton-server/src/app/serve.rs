@@ -29,8 +29,9 @@ use tower::ServiceExt;
 
 use crate::{
     connections::{
+        admission::{self, NotAdmitted},
         gate::{Admitted, ConnectionGate, Refusal},
-        proxy::{self, TrustedProxies},
+        proxy::TrustedProxies,
     },
     state::AppState,
 };
@@ -49,7 +50,7 @@ impl Limits {
         Self {
             gate: state.gate.clone(),
             proxies: state.proxies.clone(),
-            header_timeout: Duration::from_secs(u64::from(state.settings.header_timeout_secs.max(1))),
+            header_timeout: state.settings.header_timeout(),
         }
     }
 }
@@ -71,18 +72,8 @@ pub async fn serve(
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, most likely: the gate keeps below the limit, but other
-                    // files count too. Pause rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = admission::accept(&listener, "http") => accepted,
         };
-        let _ = tcp.set_nodelay(true);
         let (router, limits, tls, stopping) = (router.clone(), limits.clone(), tls.clone(), stopping.clone());
         connections.spawn(connection(tcp, peer, tls, router, limits, stopping));
     }
@@ -101,25 +92,18 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// One connection, from accept to close.
 async fn connection(
     mut tcp: TcpStream,
-    balancer: SocketAddr,
+    from: SocketAddr,
     tls: Option<TlsAcceptor>,
     router: Router,
     limits: Limits,
     stopping: watch::Receiver<bool>,
 ) {
-    let peer = if limits.proxies.trusts(balancer.ip()) {
-        match tokio::time::timeout(limits.header_timeout, proxy::read_header(&mut tcp, balancer)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return tracing::debug!(%balancer, error = %e, "PROXY header refused"),
-            Err(_) => return tracing::debug!(%balancer, "no PROXY header in time"),
-        }
-    } else {
-        balancer
-    };
-    let admitted = match limits.gate.admit(peer.ip()) {
-        Ok(admitted) => Arc::new(admitted),
-        Err(refusal) => return refuse(tcp, tls.is_some(), refusal, peer).await,
-    };
+    let (peer, admitted) =
+        match admission::admit(&limits.gate, &limits.proxies, &mut tcp, from, limits.header_timeout).await {
+            Ok((peer, admitted)) => (peer, Arc::new(admitted)),
+            Err(NotAdmitted::NoClient) => return,
+            Err(NotAdmitted::Refused(refusal, peer)) => return refuse(tcp, tls.is_some(), refusal, peer).await,
+        };
     match tls {
         None => http(tcp, peer, router, &limits, admitted, stopping).await,
         Some(acceptor) => {

@@ -9,7 +9,10 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use tokio::sync::watch;
@@ -57,6 +60,8 @@ pub struct Admitted {
     /// Becomes `true` when a newcomer took this connection's place (and its place in the
     /// total): close it.
     pushed_out: watch::Receiver<bool>,
+    /// Set once it has sent a request, so later requests skip the lock.
+    proven: AtomicBool,
 }
 
 impl ConnectionGate {
@@ -87,7 +92,7 @@ impl ConnectionGate {
         let (close, pushed_out) = watch::channel(false);
         state.unproven.insert(id, close);
         metrics::gauge!("baton_connections_open").set(f64::from(state.open));
-        Ok(Admitted { gate: self.clone(), source, id, pushed_out })
+        Ok(Admitted { gate: self.clone(), source, id, pushed_out, proven: AtomicBool::new(false) })
     }
 
     /// Connections open now.
@@ -99,6 +104,9 @@ impl ConnectionGate {
 impl Admitted {
     /// The connection has sent a complete request: from now on it keeps its place.
     pub fn proven(&self) {
+        if self.proven.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.gate.state.lock().unwrap_or_else(|p| p.into_inner());
         state.unproven.remove(&self.id);
     }

@@ -5,6 +5,7 @@
 //! the caps on open connections (`gate`) and the PROXY protocol that names a balancer's clients. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
 //! session loops themselves are the doors' (`agents::session`, `mqtt::session`).
 
+pub mod admission;
 pub mod gate;
 pub mod proxy;
 pub mod rate;

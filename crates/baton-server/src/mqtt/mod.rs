@@ -33,7 +33,13 @@ use tokio::{
     time::timeout,
 };
 
-use crate::{connections::gate::Admitted, state::AppState};
+use crate::{
+    connections::{
+        admission::{self, NotAdmitted},
+        gate::Admitted,
+    },
+    state::AppState,
+};
 use baton_core::Error;
 use baton_core::config::Settings;
 use wire::{Wire, WireError};
@@ -91,39 +97,23 @@ impl Listeners {
 async fn accept(app: AppState, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     let mut stop = app.shutdown.subscribe();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, peer) = tokio::select! {
+            accepted = admission::accept(&listener, "mqtt") => accepted,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors, mostly: wait a little rather than spin.
-                tracing::warn!(error = %e, "MQTT accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         tokio::spawn(admit(app.clone(), stream, peer, tls.clone()));
     }
 }
 
 /// Takes a connection through the PROXY header (from a listed balancer), the connection gate
 /// and the TLS handshake, each bounded by the header timeout, then serves it.
-async fn admit(app: AppState, mut stream: TcpStream, balancer: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
-    let patience = Duration::from_secs(u64::from(app.settings.header_timeout_secs.max(1)));
-    let peer = if app.proxies.trusts(balancer.ip()) {
-        match timeout(patience, crate::connections::proxy::read_header(&mut stream, balancer)).await {
-            Ok(Ok(client)) => client,
-            _ => return,
-        }
-    } else {
-        balancer
-    };
-    let admitted = match app.gate.admit(peer.ip()) {
+async fn admit(app: AppState, mut stream: TcpStream, from: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let patience = app.settings.header_timeout();
+    let admitted = admission::admit(&app.gate, &app.proxies, &mut stream, from, patience).await;
+    let (peer, admitted) = match admitted {
         Ok(admitted) => admitted,
-        Err(refusal) => {
+        Err(NotAdmitted::NoClient) => return,
+        Err(NotAdmitted::Refused(refusal, peer)) => {
             tracing::debug!(%peer, %refusal, "MQTT connection refused");
             metrics::counter!("baton_mqtt_connections_refused_total", "reason" => "connections").increment(1);
             return;
