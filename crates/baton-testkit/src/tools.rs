@@ -1,4 +1,4 @@
-//! The outside programs tests drive: a real browser, real MQTT clients, an S3 server. A test
+//! The outside programs tests drive: a real browser, real MQTT clients, an S3 server, FUSE. A test
 //! asks for its tools with [`require`] before it starts. A missing tool fails the test, naming
 //! the tool and the command that installs it (`scripts/provision` installs them all), so a run
 //! never passes a test that did not run. Skipping is a choice the person running the tests
@@ -22,10 +22,13 @@ pub enum Tool {
     Paho,
     /// moto's S3 server.
     S3,
+    /// FUSE, for [`crate::cutfs`]: `/dev/fuse` open to this user, and Debian's `fuse3`
+    /// (`fusermount3`, which mounts for users other than root).
+    Fuse,
 }
 
 /// Every tool, in the order `scripts/provision` installs them.
-pub const ALL: [Tool; 4] = [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3];
+pub const ALL: [Tool; 5] = [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse];
 
 /// The path of Debian's Chromium, the browser the console tests drive.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -38,6 +41,7 @@ impl Tool {
             Tool::Mosquitto => "mosquitto-clients",
             Tool::Paho => "paho",
             Tool::S3 => "s3",
+            Tool::Fuse => "fuse",
         }
     }
 
@@ -48,6 +52,7 @@ impl Tool {
             Tool::Mosquitto => "apt-get install -y mosquitto-clients",
             Tool::Paho => "python3 -m pip install 'paho-mqtt==2.1.0'",
             Tool::S3 => "python3 -m pip install 'moto[server]==5.2.1'",
+            Tool::Fuse => "apt-get install -y fuse3",
         }
     }
 
@@ -79,6 +84,16 @@ impl Tool {
             Tool::Paho => (!runs("python3", &["-c", "import paho.mqtt.client, paho.mqtt.enums"], true))
                 .then_some("python3's paho-mqtt 2"),
             Tool::S3 => (!runs("moto_server", &["--help"], true)).then_some("moto_server"),
+            Tool::Fuse => {
+                let device = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse");
+                if !runs("fusermount3", &["--version"], true) {
+                    Some("fusermount3")
+                } else if device.is_err() {
+                    Some("/dev/fuse, readable and writable by this user")
+                } else {
+                    None
+                }
+            }
         }
     }
 }
