@@ -20,6 +20,7 @@ const ENV_KEYS: &[&str] = &[
     "http_addr",
     "data_dir",
     "database_url",
+    "sqlite_synchronous",
     "public_url",
     "tls_cert",
     "tls_key",
@@ -69,6 +70,7 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub sqlite_synchronous: SqliteSynchronous,
     pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -135,6 +137,18 @@ pub struct Settings {
     pub key_encryption_key_file: Option<PathBuf>,
 }
 
+/// When an embedded SQLite commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit syncs the write-ahead log before it returns: whatever the server
+    /// acknowledged survives a power cut.
+    #[default]
+    Full,
+    /// Syncs only at checkpoints: a commit survives the process crashing, not a power cut.
+    Normal,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -181,6 +195,7 @@ impl Default for Settings {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             data_dir: PathBuf::from("./baton-data"),
             database_url: None,
+            sqlite_synchronous: SqliteSynchronous::Full,
             public_url: None,
             tls_cert: None,
             tls_key: None,

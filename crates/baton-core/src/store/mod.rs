@@ -8,6 +8,12 @@
 //! `SQLITE_BUSY` when they upgrade from read to write, writes go through a pool of exactly one
 //! connection ([`Db::writer`]) and reads through a wider one ([`Db::reader`]). On PostgreSQL
 //! both are the same pool.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL` by default ([`SqliteSynchronous`]): each
+//! commit syncs the write-ahead log before it returns, so whatever the server acknowledges after
+//! a commit — a PUBACK, an agent's telemetry ack, a 201 — survives a power cut. Telemetry is
+//! committed in batches (`telemetry::writer`), so the sync is shared by many devices' messages.
+//! PostgreSQL is durable at commit by its own default (`synchronous_commit = on`).
 
 mod migrate;
 pub mod sealing;
@@ -21,7 +27,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
-use crate::Error;
+use crate::{Error, config::SqliteSynchronous};
 
 /// Which engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +62,12 @@ impl Db {
     }
 
     /// Connects to `database_url` (`postgres://…`) or, when it is `None`, to
-    /// `<data_dir>/baton.db`, and applies pending migrations.
-    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, Error> {
+    /// `<data_dir>/baton.db` (committing as `synchronous` says), and applies pending migrations.
+    pub async fn connect(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Self, Error> {
         sqlx::any::install_default_drivers();
         let db = match database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -73,7 +83,7 @@ impl Db {
                     "an in-memory SQLite database would be empty on every connection; use --data-dir".into(),
                 ));
             }
-            Some(url) if url.starts_with("sqlite:") => Self::sqlite(url).await?,
+            Some(url) if url.starts_with("sqlite:") => Self::sqlite(url, synchronous).await?,
             Some(url) => {
                 return Err(Error::Config(format!(
                     "database URL `{}` is neither postgres:// nor sqlite:",
@@ -84,28 +94,34 @@ impl Db {
                 std::fs::create_dir_all(data_dir)
                     .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
                 let url = format!("sqlite://{}?mode=rwc", data_dir.join("baton.db").display());
-                Self::sqlite(&url).await?
+                Self::sqlite(&url, synchronous).await?
             }
         };
         migrate::run(&db).await?;
         Ok(db)
     }
 
-    async fn sqlite(url: &str) -> Result<Self, Error> {
+    async fn sqlite(url: &str, synchronous: SqliteSynchronous) -> Result<Self, Error> {
         let options = AnyConnectOptions::from_str(url)?;
+        let pragmas = match synchronous {
+            SqliteSynchronous::Full => {
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                 PRAGMA synchronous = FULL;"
+            }
+            SqliteSynchronous::Normal => {
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                 PRAGMA synchronous = NORMAL;"
+            }
+        };
         let pool = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(60))
                 // Waiting for the single writer is normal under load; warn only when it is long.
                 .acquire_slow_threshold(Duration::from_secs(10))
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                        )
-                        .await?;
+                        conn.execute(pragmas).await?;
                         Ok(())
                     })
                 })

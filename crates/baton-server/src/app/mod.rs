@@ -64,7 +64,9 @@ impl App {
                  BATON_KEY_ENCRYPTION_KEY, e.g. from a KMS)"
             );
         }
-        let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir).await?.sealed_with(sealer);
+        let db = Db::connect(settings.database_url.as_deref(), &settings.data_dir, settings.sqlite_synchronous)
+            .await?
+            .sealed_with(sealer);
         let sealed = baton_core::artifacts::signing::seal_at_rest(&db).await?;
         if sealed > 0 {
             tracing::info!(keys = sealed, "sealed signing keys that were stored in plain form");

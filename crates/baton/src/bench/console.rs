@@ -248,7 +248,7 @@ fn device(i: usize) -> DeviceCreate {
 /// Writes the telemetry and the agents' reports into the stopped server's database; returns
 /// the telemetry rows written.
 async fn seed(data_dir: &std::path::Path, a: &ConsoleArgs, hot: &str, now_ms: i64) -> anyhow::Result<u64> {
-    let db = Db::connect(None, data_dir).await?;
+    let db = Db::connect(None, data_dir, Default::default()).await?;
     // The writer pool holds one connection, so these stick; speed over durability while seeding.
     for pragma in ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -1000000", "PRAGMA temp_store = MEMORY"] {
         Sql::new(pragma).query().execute(db.writer()).await?;
