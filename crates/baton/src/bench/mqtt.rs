@@ -8,9 +8,12 @@
 //! 2. **QoS 1 telemetry throughput.** `--clients` connections, each keeping `--window` QoS 1
 //!    publishes of a small JSON sample in flight, for `--secs` seconds after a warm-up:
 //!    acknowledged messages per second and the server's CPU. Baton sends a PUBACK only once the
-//!    values are stored (SQLite, committed), and the run checks that the points stored match the
-//!    acknowledged messages. Mosquitto only routes: one subscriber on `#` (QoS 1) consumes
-//!    everything, and both acknowledged and delivered messages per second are reported.
+//!    values are stored (SQLite, committed and synced: `sqlite_synchronous = "full"`), and the run
+//!    checks that the points stored match the acknowledged messages. The same load then runs on a
+//!    second Baton with `sqlite_synchronous = "normal"` (synced only at checkpoints): the cost of
+//!    surviving a power cut is the difference (`--no-normal-sync` skips it). Mosquitto only
+//!    routes: one subscriber on `#` (QoS 1) consumes everything, and both acknowledged and
+//!    delivered messages per second are reported.
 //!
 //! The client side is Baton's own codec (`baton_proto::mqtt`): a task per publishing connection
 //! and none for idle ones (a socket in a list), so the generator stays small. Linux only.
@@ -59,6 +62,9 @@ pub struct MqttArgs {
     /// Connections being opened at the same time.
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
+    /// Skip the second Baton run, with `sqlite_synchronous = "normal"`.
+    #[arg(long)]
+    no_normal_sync: bool,
 }
 
 /// What every publish carries: two values, so two points stored per message.
@@ -86,12 +92,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
         files.saturating_sub(SPARE_FDS)
     );
 
-    let token = format!("bench-{}", super::uuid_like());
-    let unlimited = "1000000".to_owned();
-    let server = super::start_server_with(
-        &token,
-        &[("BATON_MQTT_MESSAGES_PER_SECOND", unlimited.clone()), ("BATON_MQTT_MESSAGE_BURST", unlimited)],
-    )?;
+    let (server, token) = start_baton("full")?;
     let baton_addr = server.mqtt.clone().context("the server printed no MQTT address")?;
     let baton_pid = server.child.id();
     let client = Client::new(&server.url, Some(token), None)?;
@@ -108,14 +109,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
     // take over its first).
     let devices = a.idle.max(a.clients);
     let credentials = create_devices(&client, devices, a.connect_concurrency).await?;
-    let baton_logins: Vec<Login> = credentials
-        .iter()
-        .map(|(id, secret)| Login {
-            client_id: id.clone(),
-            username: Some(id.clone()),
-            password: Some(secret.clone().into_bytes()),
-        })
-        .collect();
+    let baton_logins = logins(&credentials);
     let mosquitto_logins = |prefix: &str, n: usize| -> Vec<Login> {
         (0..n).map(|i| Login { client_id: format!("{prefix}-{i}"), username: None, password: None }).collect()
     };
@@ -142,6 +136,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
     let points = (metric(&server.url, "baton_telemetry_points_stored_total").await? - points_before) as u64;
     let rejected = (metric(&server.url, "baton_mqtt_messages_rejected_total").await? - rejected_before) as u64;
     let sample = client.latest_telemetry(&credentials[0].0).await?;
+    let normal = if a.no_normal_sync { None } else { Some(normal_sync(&a).await?) };
     // Mosquitto twice: as installed (20 QoS 1 messages in flight to a subscriber, 1,000 queued,
     // the rest dropped), and with no in-flight limit, so that every message reaches the subscriber.
     let peer_topics: Vec<String> = (0..a.clients).map(|i| format!("bench/{i}/telemetry")).collect();
@@ -173,7 +168,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
         ],
         [
             "what a PUBACK means".into(),
-            "stored (SQLite, committed)".into(),
+            "stored (SQLite, committed and synced)".into(),
             "accepted for routing (in memory)".into(),
             "accepted for routing (in memory)".into(),
             String::new(),
@@ -211,6 +206,21 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
             String::new(),
         ],
     ];
+    if let Some(n) = &normal {
+        rows.push([
+            "QoS 1 messages acknowledged per second, `sqlite_synchronous = \"normal\"` (a second Baton, same load)"
+                .into(),
+            format!(
+                "{} (`full` above: {} of it)",
+                thousands(n.acked_per_sec),
+                ratio(baton.acked_per_sec, n.acked_per_sec)
+            ),
+            "–".into(),
+            "–".into(),
+            ratios(n.acked_per_sec, stock.acked_per_sec, unlimited.acked_per_sec),
+        ]);
+        rows.push(["server CPU while publishing, `normal`".into(), cpu(n), "–".into(), "–".into(), String::new()]);
+    }
     let stored_ok = points == baton.acked_total * POINTS_PER_MESSAGE && rejected == 0;
     let fate = |t: &Throughput| {
         format!(
@@ -294,6 +304,40 @@ struct Login {
     client_id: String,
     username: Option<String>,
     password: Option<Vec<u8>>,
+}
+
+/// A Baton server for the bench, message rate limits lifted, SQLite syncing as `synchronous`
+/// says; with its bootstrap token.
+fn start_baton(synchronous: &str) -> anyhow::Result<(super::Server, String)> {
+    let token = format!("bench-{}", super::uuid_like());
+    let unlimited = "1000000".to_owned();
+    let env = [
+        ("BATON_MQTT_MESSAGES_PER_SECOND", unlimited.clone()),
+        ("BATON_MQTT_MESSAGE_BURST", unlimited),
+        ("BATON_SQLITE_SYNCHRONOUS", synchronous.to_owned()),
+    ];
+    Ok((super::start_server_with(&token, &env)?, token))
+}
+
+/// How Baton's devices log in: user name = device id, password = secret.
+fn logins(credentials: &[(String, String)]) -> Vec<Login> {
+    let login = |(id, secret): &(String, String)| Login {
+        client_id: id.clone(),
+        username: Some(id.clone()),
+        password: Some(secret.clone().into_bytes()),
+    };
+    credentials.iter().map(login).collect()
+}
+
+/// The throughput load on a second Baton (fresh data dir, `--clients` devices) whose SQLite
+/// syncs only at checkpoints.
+async fn normal_sync(a: &MqttArgs) -> anyhow::Result<Throughput> {
+    let (server, token) = start_baton("normal")?;
+    let address = server.mqtt.clone().context("the server printed no MQTT address")?;
+    let client = Client::new(&server.url, Some(token), None)?;
+    let logins = logins(&create_devices(&client, a.clients, a.connect_concurrency).await?);
+    let topics = vec!["baton/v1/me/telemetry".to_owned(); a.clients];
+    throughput("Baton, synchronous = normal", &address, server.child.id(), &logins, topics, false, a).await
 }
 
 /// Creates `n` devices (imported in chunks) and issues each a credential: (device id, secret).
