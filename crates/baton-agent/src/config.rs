@@ -21,6 +21,9 @@ pub struct AgentConfig {
     pub ca_cert: Option<PathBuf>,
     /// Trust only `ca_cert` for the server (pin it), not the system's roots.
     pub pin_ca: bool,
+    /// Over HTTPS, make a key and get a client certificate at enrollment, connect with mutual
+    /// TLS and renew it before it expires. The secret still works beside it unless removed.
+    pub certificate: bool,
     /// The device's serial; defaults to the hardware serial (DMI), else the machine id.
     pub serial: Option<String>,
     /// Program and arguments run for the `reboot` command, e.g. `["systemctl", "reboot"]`.
@@ -63,6 +66,7 @@ impl Default for AgentConfig {
             state_dir: default_state_dir(),
             ca_cert: None,
             pin_ca: false,
+            certificate: true,
             serial: None,
             reboot_command: None,
             buffer_max_batches: 10_000,
@@ -94,6 +98,12 @@ pub fn default_config_path() -> PathBuf {
 }
 
 impl AgentConfig {
+    /// Whether to hold a client certificate for `server` (only over HTTPS: plain HTTP has no
+    /// handshake to present it in).
+    pub fn wants_certificate(&self, server: &str) -> bool {
+        self.certificate && server.starts_with("https://")
+    }
+
     /// Reads `path` (a missing default file is fine; a missing named file is not), then applies
     /// `BATON_AGENT_SERVER`, `BATON_AGENT_ENROLLMENT_TOKEN`, `BATON_AGENT_STATE_DIR`,
     /// `BATON_AGENT_CA_CERT` and `BATON_AGENT_SERIAL`.

@@ -37,8 +37,9 @@ use crate::{
     Agent, AgentError, Exit, Status,
     backlog::SharedBacklog,
     backoff::Backoff,
+    certificate::{self, Presenter},
     config::clean_serial,
-    enroll::{EnrollFailure, enroll},
+    enroll::{EnrollFailure, Enrolled, enroll},
     errors::innermost,
     executor::{Executor, Outcome},
     source::DeviceSource,
@@ -127,12 +128,22 @@ async fn live(
     }
     let server = config.server_url()?;
     let ca = config.ca_pem()?;
-    let (http, tls) = transport(ca, config.pin_ca)?;
+    let presenter = config.wants_certificate(&server).then(|| Arc::new(Presenter::default()));
+    if let Some(presenter) = &presenter
+        && let Some(held) = storage.certificate()?
+        && let Err(e) = presenter.present(&held)
+    {
+        tracing::warn!(error = %e, "not presenting the stored certificate");
+    }
+    let (http, tls) = transport(ca, config.pin_ca, presenter.clone())?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    if let Some(presenter) = &presenter {
+        tokio::spawn(keep_certificate(storage.clone(), presenter.clone(), http.clone(), stop.clone()));
+    }
     let source: Source = Arc::new(Mutex::new(source));
     let backlog = SharedBacklog::load(storage.clone(), config.buffer_max_batches)?;
     let (interval, interval_rx) = watch::channel(DEFAULT_INTERVAL);
@@ -196,11 +207,17 @@ async fn live(
                 })?;
                 let inventory = life.inventory.borrow().clone();
                 status.send_replace(Status::Enrolling);
-                match enroll(&http, &server, token, &serial, inventory).await {
-                    Ok((identity, status, keys)) => {
+                match enroll(&http, &server, token, &serial, inventory, config.wants_certificate(&server)).await {
+                    Ok(Enrolled { identity, status, update_keys, certificate }) => {
                         // The old identity is replaced only now that a new one exists.
+                        if let Some(certificate) = &certificate {
+                            life.storage.save_certificate(certificate)?;
+                            if let Err(e) = presenter.as_ref().map_or(Ok(()), |p| p.present(certificate)) {
+                                tracing::warn!(error = %e, "cannot present the new certificate");
+                            }
+                        }
                         life.storage.save_identity(&identity)?;
-                        life.updates.pin(&keys);
+                        life.updates.pin(&update_keys);
                         reenroll = false;
                         tracing::info!(device_id = %identity.device_id, status = status.as_str(), "enrolled");
                         identity
@@ -282,6 +299,59 @@ async fn live(
     }
 }
 
+/// Keeps the device's certificate current: gets one when the enrolled device has none (it
+/// enrolled without one, or before certificates existed) and renews it when a third of its
+/// lifetime is left, with a new key. Failures are retried after a growing pause.
+async fn keep_certificate(
+    storage: Storage,
+    presenter: Arc<Presenter>,
+    http: reqwest::Client,
+    mut stop: watch::Receiver<bool>,
+) {
+    const NOT_ENROLLED_CHECK: Duration = Duration::from_secs(10);
+    const FIRST_RETRY: Duration = Duration::from_secs(5);
+    let mut retry = FIRST_RETRY;
+    loop {
+        let due_in = |held: &crate::storage::HeldCertificate| {
+            Duration::from_millis(u64::try_from(certificate::renew_at(held) - now_ms()).unwrap_or(0))
+        };
+        let wait = match (storage.identity(), storage.certificate()) {
+            (Ok(Some(_)), Ok(Some(held))) => due_in(&held),
+            (Ok(Some(_)), Ok(None)) => Duration::ZERO,
+            _ => NOT_ENROLLED_CHECK,
+        };
+        if pause(&mut stop, wait).await {
+            return;
+        }
+        let Ok(Some(identity)) = storage.identity() else { continue };
+        // Enrolling again may have brought a fresh certificate meanwhile.
+        if let Ok(Some(held)) = storage.certificate()
+            && !due_in(&held).is_zero()
+        {
+            continue;
+        }
+        let renewed = certificate::renew(&http, &identity).await.and_then(|held| {
+            storage.save_certificate(&held)?;
+            presenter.present(&held)?;
+            Ok(held)
+        });
+        match renewed {
+            Ok(held) => {
+                retry = FIRST_RETRY;
+                let until = chrono::DateTime::from_timestamp_millis(held.not_after).unwrap_or_default();
+                tracing::info!(%until, "client certificate renewed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?retry, "cannot renew the client certificate");
+                if pause(&mut stop, retry).await {
+                    return;
+                }
+                retry = (retry * 2).min(Duration::from_secs(600));
+            }
+        }
+    }
+}
+
 /// Sleeps for `delay` unless shutdown comes first (then true).
 async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
     tokio::select! {
@@ -330,8 +400,11 @@ async fn connect(identity: &Identity, tls: Arc<rustls::ClientConfig>) -> Result<
     let url = format!("{}{CONNECT_PATH}", identity.server.replacen("http", "ws", 1));
     let mut request = url.into_client_request().map_err(|e| Refused::Network(e.to_string()))?;
     let headers = request.headers_mut();
-    let bearer = format!("Bearer {}", identity.secret).parse().map_err(|_| Refused::Unauthorized)?;
-    headers.insert("authorization", bearer);
+    // Without a secret the client certificate (presented by the TLS layer) speaks for the device.
+    if !identity.secret.is_empty() {
+        let bearer = format!("Bearer {}", identity.secret).parse().map_err(|_| Refused::Unauthorized)?;
+        headers.insert("authorization", bearer);
+    }
     headers.insert(DEVICE_ID_HEADER, identity.device_id.parse().map_err(|_| Refused::Unauthorized)?);
     // Small buffers (the library's default read buffer is 128 KiB): an agent exchanges little,
     // and a simulator runs thousands of these.
@@ -665,7 +738,20 @@ fn now_ms() -> i64 {
 
 /// The HTTP client and TLS configuration for a CA, built once per process and shared: building
 /// them reads and parses certificate stores, which thousands of simulated agents must not repeat.
-fn transport(ca: Option<Vec<u8>>, pin: bool) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), AgentError> {
+/// A device that presents its own client certificate gets its own.
+fn transport(
+    ca: Option<Vec<u8>>,
+    pin: bool,
+    presenter: Option<Arc<Presenter>>,
+) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), AgentError> {
+    if let Some(presenter) = presenter {
+        let tls = tls_config(ca.as_deref(), pin, Some(presenter))?;
+        let http = client_builder()
+            .use_preconfigured_tls((*tls).clone())
+            .build()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        return Ok((http, tls));
+    }
     type Cache = std::collections::HashMap<(Option<Vec<u8>>, bool), (reqwest::Client, Arc<rustls::ClientConfig>)>;
     static CACHE: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
@@ -673,13 +759,17 @@ fn transport(ca: Option<Vec<u8>>, pin: bool) -> Result<(reqwest::Client, Arc<rus
     if let Some(found) = cache.get(&key) {
         return Ok(found.clone());
     }
-    let built = (http_client(key.0.as_deref(), pin)?, tls_config(key.0.as_deref(), pin)?);
+    let built = (http_client(key.0.as_deref(), pin)?, tls_config(key.0.as_deref(), pin, None)?);
     cache.insert(key, built.clone());
     Ok(built)
 }
 
 /// TLS for the WebSocket: the web's roots plus the configured CA, or only the CA when pinned.
-fn tls_config(ca_pem: Option<&[u8]>, pin: bool) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+fn tls_config(
+    ca_pem: Option<&[u8]>,
+    pin: bool,
+    presenter: Option<Arc<Presenter>>,
+) -> Result<Arc<rustls::ClientConfig>, AgentError> {
     let mut roots = rustls::RootCertStore::empty();
     if !pin {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -694,21 +784,28 @@ fn tls_config(ca_pem: Option<&[u8]>, pin: bool) -> Result<Arc<rustls::ClientConf
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| AgentError::Config(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match presenter {
+        Some(presenter) => config.with_client_cert_resolver(presenter),
+        None => config.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
 /// HTTP for enrollment, trusting the same CA (only it, when pinned).
 fn http_client(ca_pem: Option<&[u8]>, pin: bool) -> Result<reqwest::Client, AgentError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
-        .timeout(Duration::from_secs(30));
+    let mut builder = client_builder();
     if let Some(pem) = ca_pem {
         let cert =
             reqwest::Certificate::from_pem(pem).map_err(|e| AgentError::Config(format!("CA certificate: {e}")))?;
         builder = if pin { builder.tls_certs_only([cert]) } else { builder.add_root_certificate(cert) };
     }
     builder.build().map_err(|e| AgentError::Config(e.to_string()))
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("baton-agent/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(30))
 }

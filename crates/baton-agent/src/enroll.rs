@@ -1,5 +1,6 @@
 //! Enrollment: the enrollment token and the device's serial are traded for a device id and
-//! secret, which are stored before anything else happens (so a crash cannot lose them).
+//! secret (and, over TLS, a client certificate for a key made here), which are stored before
+//! anything else happens (so a crash cannot lose them).
 
 use baton_proto::{
     agent::ENROLL_PATH,
@@ -11,7 +12,10 @@ use baton_proto::{
     inventory::Inventory,
 };
 
-use crate::{AgentError, storage::Identity};
+use crate::{
+    AgentError, certificate,
+    storage::{HeldCertificate, Identity},
+};
 
 /// Why an enrollment attempt failed.
 #[derive(Debug)]
@@ -22,16 +26,34 @@ pub enum EnrollFailure {
     Retry(String, Option<u64>),
 }
 
-/// Enrolls and returns the identity (the caller stores it), the device's status and the keys
-/// its tenant signs updates with (the caller pins them).
+/// What enrollment grants; the caller stores the identity and certificate and pins the keys.
+pub struct Enrolled {
+    pub identity: Identity,
+    pub status: baton_proto::api::devices::DeviceStatus,
+    /// The keys the tenant signs updates with.
+    pub update_keys: Vec<VerificationKey>,
+    /// The client certificate, when one was asked for.
+    pub certificate: Option<HeldCertificate>,
+}
+
+/// Enrolls; with `with_certificate`, a key is made here and the server signs a certificate for
+/// it, for mutual TLS.
 pub async fn enroll(
     http: &reqwest::Client,
     server: &str,
     token: &str,
     serial: &str,
     inventory: Inventory,
-) -> Result<(Identity, baton_proto::api::devices::DeviceStatus, Vec<VerificationKey>), EnrollFailure> {
-    let req = EnrollRequest { token: token.to_owned(), serial: serial.to_owned(), inventory: Some(inventory) };
+    with_certificate: bool,
+) -> Result<Enrolled, EnrollFailure> {
+    let request =
+        with_certificate.then(|| certificate::Request::new(serial)).transpose().map_err(EnrollFailure::Fatal)?;
+    let req = EnrollRequest {
+        token: token.to_owned(),
+        serial: serial.to_owned(),
+        inventory: Some(inventory),
+        csr: request.as_ref().map(|r| r.csr.clone()),
+    };
     let response =
         http.post(format!("{server}{ENROLL_PATH}")).json(&req).send().await.map_err(|e| {
             EnrollFailure::Retry(format!("cannot reach {server}: {}", crate::errors::innermost(&e)), None)
@@ -43,7 +65,8 @@ pub async fn enroll(
         let enrolled: EnrollResponse = serde_json::from_slice(&body)
             .map_err(|e| EnrollFailure::Retry(format!("unexpected enrollment answer: {e}"), None))?;
         let identity = Identity { server: server.to_owned(), device_id: enrolled.device_id, secret: enrolled.secret };
-        return Ok((identity, enrolled.status, enrolled.update_keys));
+        let certificate = request.zip(enrolled.certificate).map(|(request, issued)| request.signed(issued));
+        return Ok(Enrolled { identity, status: enrolled.status, update_keys: enrolled.update_keys, certificate });
     }
     let detail = serde_json::from_slice::<Problem>(&body)
         .map(|p| p.detail.unwrap_or(p.title))

@@ -38,6 +38,7 @@
 
 pub mod backlog;
 pub mod backoff;
+pub mod certificate;
 pub mod config;
 pub mod connection;
 pub mod enroll;

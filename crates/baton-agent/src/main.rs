@@ -142,10 +142,14 @@ async fn enroll_now(config: &AgentConfig) -> Result<(), AgentError> {
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| AgentError::Config(e.to_string()))?);
     }
     let http = http.build().map_err(|e| AgentError::Config(e.to_string()))?;
-    match enroll::enroll(&http, &server, token, &serial, source.inventory()).await {
-        Ok((identity, status, keys)) => {
+    let with_certificate = config.wants_certificate(&server);
+    match enroll::enroll(&http, &server, token, &serial, source.inventory(), with_certificate).await {
+        Ok(enroll::Enrolled { identity, status, update_keys, certificate }) => {
+            if let Some(certificate) = &certificate {
+                storage.save_certificate(certificate)?;
+            }
             storage.save_identity(&identity)?;
-            baton_agent::updates::pin_keys(&storage, &keys)?;
+            baton_agent::updates::pin_keys(&storage, &update_keys)?;
             println!(
                 "enrolled as device {} ({}); identity stored in {}",
                 identity.device_id,

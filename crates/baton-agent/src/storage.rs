@@ -1,4 +1,5 @@
-//! What the agent keeps between runs: its identity (device id and secret, mode 0600), the
+//! What the agent keeps between runs: its identity (device id and secret, mode 0600), its client
+//! certificate with the key it made for it (mode 0600), the
 //! telemetry not yet acknowledged, the ids of commands it already ran (so none runs twice), and
 //! a marker once the device is decommissioned. On disk for a real agent; in memory for the
 //! simulator's thousands of devices.
@@ -13,12 +14,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
 
-/// The device's credentials, as enrollment returned them.
+/// The device's credentials, as enrollment returned them. The secret may be removed by hand
+/// once the device holds a certificate: it then proves who it is by mutual TLS alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {
     pub server: String,
     pub device_id: String,
+    #[serde(default)]
     pub secret: String,
+}
+
+/// The device's client certificate (PEM, with the authority's chain), the private key made for
+/// it on this device (PKCS#8 PEM), and its validity in Unix milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldCertificate {
+    pub certificate: String,
+    pub private_key: String,
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 /// Telemetry waiting for the server's acknowledgement, and the next batch number. `epoch`
@@ -55,6 +68,7 @@ pub enum Storage {
 #[derive(Debug, Default)]
 pub struct MemoryState {
     identity: Option<Identity>,
+    certificate: Option<HeldCertificate>,
     backlog: Backlog,
     executed: Vec<String>,
     results: Vec<CommandUpdate>,
@@ -64,6 +78,7 @@ pub struct MemoryState {
 }
 
 const IDENTITY: &str = "identity.json";
+const CERTIFICATE: &str = "certificate.json";
 /// An append-only log: a batch line per sample taken, a `done` line per acknowledgement; compacted
 /// when loaded. Appending keeps the cost of a sample constant however long the device is offline.
 const BACKLOG: &str = "telemetry-backlog.jsonl";
@@ -103,11 +118,33 @@ impl Storage {
         }
     }
 
+    pub fn certificate(&self) -> Result<Option<HeldCertificate>, AgentError> {
+        match self {
+            Self::Disk(dir) => read_json(&dir.join(CERTIFICATE)),
+            Self::Memory(m) => Ok(lock(m).certificate.clone()),
+        }
+    }
+
+    pub fn save_certificate(&self, certificate: &HeldCertificate) -> Result<(), AgentError> {
+        match self {
+            Self::Disk(dir) => write_json(&dir.join(CERTIFICATE), certificate),
+            Self::Memory(m) => {
+                lock(m).certificate = Some(certificate.clone());
+                Ok(())
+            }
+        }
+    }
+
     pub fn forget_identity(&self) -> Result<(), AgentError> {
         match self {
-            Self::Disk(dir) => remove(&dir.join(IDENTITY)),
+            Self::Disk(dir) => {
+                remove(&dir.join(CERTIFICATE))?;
+                remove(&dir.join(IDENTITY))
+            }
             Self::Memory(m) => {
-                lock(m).identity = None;
+                let mut state = lock(m);
+                state.identity = None;
+                state.certificate = None;
                 Ok(())
             }
         }
@@ -259,7 +296,7 @@ impl Storage {
         match self {
             Self::Disk(dir) => {
                 if wipe {
-                    for file in [IDENTITY, BACKLOG, EXECUTED, RESULTS] {
+                    for file in [IDENTITY, CERTIFICATE, BACKLOG, EXECUTED, RESULTS] {
                         remove(&dir.join(file))?;
                     }
                 }

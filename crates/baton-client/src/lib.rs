@@ -12,6 +12,7 @@ use baton_proto::{
         access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
         artifacts::{Artifact, ArtifactQuery, ArtifactUpload, SigningKey, SigningKeyCreate},
         attributes::DeviceAttributes,
+        certificates::{CertificateAuthority, CertificateRequest, DeviceCertificate, IssuedCertificate},
         commands::{Command, CommandBatch, CommandCreate, CommandQuery},
         devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
         enrollment::{DeviceImport, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenCreated},
@@ -285,6 +286,28 @@ impl Client {
     /// Issues a new secret for the device (returned this once); the old one stops working.
     pub async fn issue_device_credential(&self, id: &str) -> Result<DeviceCredential> {
         self.send(self.request(Method::POST, &format!("/api/v1/devices/{}/credentials", seg(id)))).await
+    }
+
+    /// The tenant's certificate authority for device certificates.
+    pub async fn certificate_authority(&self) -> Result<CertificateAuthority> {
+        self.get("/api/v1/certificate-authority", &()).await
+    }
+
+    /// Signs a client certificate for the device from its signing request (PEM).
+    pub async fn issue_device_certificate(&self, id: &str, csr: &str) -> Result<IssuedCertificate> {
+        let path = format!("/api/v1/devices/{}/certificates", seg(id));
+        self.write(Method::POST, &path, &CertificateRequest { csr: csr.to_owned() }).await
+    }
+
+    /// The device's certificates, oldest first.
+    pub async fn device_certificates(&self, id: &str, page: &PageQuery) -> Result<Page<DeviceCertificate>> {
+        self.get(&format!("/api/v1/devices/{}/certificates", seg(id)), page).await
+    }
+
+    /// Revokes one of the device's certificates.
+    pub async fn revoke_device_certificate(&self, id: &str, fingerprint: &str) -> Result<DeviceCertificate> {
+        let path = format!("/api/v1/devices/{}/certificates/{}/revoke", seg(id), seg(fingerprint));
+        self.send(self.request(Method::POST, &path)).await
     }
 
     /// Pre-registers many devices, all or nothing.

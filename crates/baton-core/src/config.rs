@@ -37,6 +37,7 @@ const ENV_KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_source",
     "proxy_protocol_from",
+    "device_certificate_lifetime_secs",
     "log_format",
     "artifact_watch_dir",
     "artifact_watch_secs",
@@ -95,6 +96,8 @@ pub struct Settings {
     /// Load balancers (addresses or CIDR blocks) whose connections start with a PROXY protocol
     /// header (v1 or v2) naming the real client; the limits then count that client.
     pub proxy_protocol_from: Vec<String>,
+    /// How long a device certificate is valid; agents renew theirs when a third is left.
+    pub device_certificate_lifetime_secs: u32,
     pub mqtt_enabled: bool,
     pub mqtt_addr: SocketAddr,
     pub mqtt_tls_addr: SocketAddr,
@@ -212,6 +215,7 @@ impl Default for Settings {
             max_connections: 0,
             max_connections_per_source: 1000,
             proxy_protocol_from: Vec::new(),
+            device_certificate_lifetime_secs: 90 * 24 * 3600,
             mqtt_enabled: true,
             mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt_tls_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
@@ -306,6 +310,9 @@ impl Settings {
         if !(1..=3600).contains(&self.header_timeout_secs) {
             return Err(Error::Config("header_timeout_secs must be between 1 and 3600".into()));
         }
+        if self.device_certificate_lifetime_secs < 10 {
+            return Err(Error::Config("device_certificate_lifetime_secs must be at least 10".into()));
+        }
         if self.max_connections_per_source == 0 {
             return Err(Error::Config("max_connections_per_source must be at least 1".into()));
         }
@@ -318,6 +325,11 @@ impl Settings {
     /// How long a client has for a request's headers, a TLS handshake or MQTT's CONNECT.
     pub fn header_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.header_timeout_secs))
+    }
+
+    /// How long a device certificate is valid.
+    pub fn device_certificate_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.device_certificate_lifetime_secs))
     }
 
     /// What an S3 artifact store needs: a bucket and an endpoint URL, credentials in pairs.
@@ -419,6 +431,10 @@ mod tests {
         for (bad, name) in [
             (Settings { header_timeout_secs: 0, ..Settings::default() }, "header_timeout_secs"),
             (Settings { max_connections_per_source: 0, ..Settings::default() }, "max_connections_per_source"),
+            (
+                Settings { device_certificate_lifetime_secs: 9, ..Settings::default() },
+                "device_certificate_lifetime_secs",
+            ),
         ] {
             let err = bad.validate().expect_err("refused");
             assert!(err.to_string().contains(name), "{err}");

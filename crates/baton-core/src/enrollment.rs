@@ -3,9 +3,10 @@
 //! Zero-touch rules: a serial pre-registered by an administrator is approved on arrival and
 //! keeps its name, groups and labels; an unknown serial under a token that requires approval
 //! waits in `pending`; the same serial enrolling again gets a new secret on the same device
-//! (never a duplicate); a decommissioned serial is refused.
+//! (never a duplicate); a decommissioned serial is refused. A device that sends a signing
+//! request gets a client certificate too (`certificates`).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use baton_proto::{
     api::{
@@ -21,6 +22,7 @@ use crate::{
     Error,
     access::{Principal, TenantScope, secrets},
     bus::SharedBus,
+    certificates::{self, SigningRequest},
     devices,
     error::Violations,
     events, pagination,
@@ -140,9 +142,15 @@ struct Grant {
     requires_approval: bool,
 }
 
-/// Enrolls a device with an enrollment token. Returns its id and a new secret.
-pub async fn enroll(db: &Db, bus: &SharedBus, req: EnrollRequest) -> Result<EnrollResponse, Error> {
-    enroll_keyed(db, bus, req, None).await
+/// Enrolls a device with an enrollment token. Returns its id, a new secret, and — when the
+/// request carries a signing request — a client certificate valid for `certificate_lifetime`.
+pub async fn enroll(
+    db: &Db,
+    bus: &SharedBus,
+    req: EnrollRequest,
+    certificate_lifetime: Duration,
+) -> Result<EnrollResponse, Error> {
+    enroll_keyed(db, bus, req, None, certificate_lifetime).await
 }
 
 /// Enrolls as [`enroll`] does; with `key`, the token must also have that id or name (MQTT
@@ -152,8 +160,11 @@ pub async fn enroll_keyed(
     bus: &SharedBus,
     req: EnrollRequest,
     key: Option<&str>,
+    certificate_lifetime: Duration,
 ) -> Result<EnrollResponse, Error> {
     devices::validate_serial(&req.serial).map_err(|m| Error::invalid("/serial", m))?;
+    // Checked before the token is used: a bad request costs the token nothing.
+    let signing_request = req.csr.as_deref().map(|pem| SigningRequest::parse(pem, "/csr")).transpose()?;
     let grant = redeem(db, &req.token, key).await?;
     let scope = grant.scope.clone();
     let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
@@ -223,7 +234,13 @@ pub async fn enroll_keyed(
     let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
     events::record(db, bus, &scope, Some(&device_id), events::kind::ENROLLED, data).await;
     let update_keys = crate::artifacts::signing::current(db, &scope).await?;
-    Ok(EnrollResponse { device_id, secret, status, update_keys })
+    let certificate = match signing_request {
+        Some(request) => {
+            Some(certificates::issue_checked(db, bus, &scope, &device_id, &request, certificate_lifetime).await?)
+        }
+        None => None,
+    };
+    Ok(EnrollResponse { device_id, secret, status, update_keys, certificate })
 }
 
 /// Checks a token secret and counts one use, atomically (so `max_uses` holds under races).

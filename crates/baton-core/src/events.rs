@@ -32,6 +32,12 @@ pub mod kind {
     pub const ATTRIBUTES: &str = "device.attributes";
     /// A new device secret was issued through the API; the old one stopped working.
     pub const CREDENTIALS: &str = "device.credentials";
+    /// A client certificate was signed for the device (enrollment, renewal or an operator);
+    /// `data` has its fingerprint and expiry.
+    pub const CERTIFICATE_ISSUED: &str = "device.certificate_issued";
+    /// An operator revoked one of the device's certificates (decommissioning revokes them all,
+    /// recorded with `device.decommissioned`).
+    pub const CERTIFICATE_REVOKED: &str = "device.certificate_revoked";
     /// A device sent something that was dropped (bad payload, a topic outside its namespace,
     /// over its message rate); `data` says what and why. At most one every few seconds per
     /// connection, counting the ones in between.

@@ -14,6 +14,8 @@
 //! - [`tenants`], [`devices`], [`attributes`], [`groups`], [`enrollment`], [`telemetry`],
 //!   [`commands`], [`events`], [`artifacts`], [`rollouts`], [`windows`]: domain modules, each
 //!   owning its tables and queries.
+//! - [`certificates`]: device identity with certificates (tenant authorities, issuing,
+//!   recognising a certificate at a handshake).
 //! - [`lifecycle`]: use cases above several domain modules (decommission, reject).
 //! - [`error`]: the crate's one error type.
 
@@ -21,6 +23,7 @@ pub mod access;
 pub mod artifacts;
 pub mod attributes;
 pub mod bus;
+pub mod certificates;
 pub mod clock;
 pub mod commands;
 pub mod config;

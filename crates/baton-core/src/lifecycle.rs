@@ -12,9 +12,9 @@ use crate::{
     store::Db,
 };
 
-/// Retires a device: its credentials stop opening anything, its waiting commands are
-/// canceled, a live connection is told and closed, and it is kept with its history. With
-/// `wipe`, the agent erases its state and identity when told.
+/// Retires a device: its credentials stop opening anything (its certificates are revoked),
+/// its waiting commands are canceled, a live connection is told and closed, and it is kept
+/// with its history. With `wipe`, the agent erases its state and identity when told.
 pub async fn decommission(
     db: &Db,
     bus: &SharedBus,
@@ -26,8 +26,9 @@ pub async fn decommission(
     if device.status != DeviceStatus::Decommissioned || wipe {
         devices::mark_decommissioned(db, scope, id, wipe).await?;
         let canceled = commands::delivery::cancel_all_for(db, scope, id).await?;
+        let revoked = crate::certificates::revoke_all(db, scope, id, "decommissioned").await?;
         bus.publish(Message::Decommissioned { tenant: scope.id().to_owned(), device_id: id.to_owned(), wipe });
-        let data = serde_json::json!({"wipe": wipe, "commands_canceled": canceled});
+        let data = serde_json::json!({"wipe": wipe, "commands_canceled": canceled, "certificates_revoked": revoked});
         events::record(db, bus, scope, Some(id), events::kind::DECOMMISSIONED, data).await;
     }
     devices::get(db, scope, id).await

@@ -3,7 +3,8 @@
 //!
 //! # Connection
 //! The agent opens [`CONNECT_PATH`] with `Authorization: Bearer <device secret>` and
-//! [`DEVICE_ID_HEADER`]. A refusal before the upgrade is an HTTP status with a problem body whose
+//! [`DEVICE_ID_HEADER`], or over mutual TLS with its client certificate (then the secret may be
+//! left out; [`CERTIFICATE_PATH`] renews the certificate). A refusal before the upgrade is an HTTP status with a problem body whose
 //! `type` ends in one of [`refusal`]'s names. After the upgrade the agent's first frame must be
 //! [`AgentMessage::Hello`]; the server answers [`ServerMessage::Welcome`]. Anything else first, a
 //! frame that does not parse, or one over [`MAX_FRAME_BYTES`] closes the connection with a code
@@ -30,6 +31,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const CONNECT_PATH: &str = "/api/v1/agent/connect";
 /// The enrollment endpoint (authenticated by an enrollment token in the body).
 pub const ENROLL_PATH: &str = "/api/v1/enroll";
+/// Where the agent renews its client certificate (a signing request for a new key).
+pub const CERTIFICATE_PATH: &str = "/api/v1/agent/certificate";
 /// Header naming the device on [`CONNECT_PATH`].
 pub const DEVICE_ID_HEADER: &str = "x-baton-device-id";
 /// Largest frame either side sends.

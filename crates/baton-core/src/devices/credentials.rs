@@ -87,8 +87,14 @@ pub async fn authenticate(db: &Db, device_id: &str, secret: &str) -> Result<Opti
     if !matches || row.try_get::<i64, _>("disabled")? != 0 {
         return Ok(None);
     }
+    identity_from_row(&row, device_id).map(Some)
+}
+
+/// A device's identity from a row with `tenant_id`, `status`, `wipe_requested` and
+/// `telemetry_interval_secs` (shared with certificate authentication).
+pub(crate) fn identity_from_row(row: &sqlx::any::AnyRow, device_id: &str) -> Result<DeviceIdentity, Error> {
     let status: String = row.try_get("status")?;
-    Ok(Some(DeviceIdentity {
+    Ok(DeviceIdentity {
         scope: TenantScope::internal(row.try_get::<String, _>("tenant_id")?),
         device_id: device_id.to_owned(),
         status: DeviceStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("stored device status `{status}`"))?,
@@ -96,7 +102,7 @@ pub async fn authenticate(db: &Db, device_id: &str, secret: &str) -> Result<Opti
         telemetry_interval_secs: row
             .try_get::<Option<i64>, _>("telemetry_interval_secs")?
             .and_then(|s| u32::try_from(s).ok()),
-    }))
+    })
 }
 
 /// The device whose secret this is (MQTT logins in ThingsBoard's style send only the secret, as

@@ -65,6 +65,10 @@ pub struct EnrollRequest {
     pub serial: String,
     #[serde(default)]
     pub inventory: Option<Inventory>,
+    /// A certificate signing request (PEM) for the device's own key: the answer then carries a
+    /// client certificate for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 /// The device's credentials: keep `secret`, it is not shown again.
@@ -78,6 +82,9 @@ pub struct EnrollResponse {
     /// The keys the tenant signs updates with now: the agent pins them (trust on first use).
     #[serde(default)]
     pub update_keys: Vec<crate::api::artifacts::VerificationKey>,
+    /// The client certificate signed for the request's `csr`, when one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::api::certificates::IssuedCertificate>,
 }
 
 /// Devices to pre-register in one go (from a CSV file), all or nothing.

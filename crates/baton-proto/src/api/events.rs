@@ -10,6 +10,7 @@ pub struct Event {
     pub device_id: Option<String>,
     /// `device.enrolled`, `device.approved`, `device.online`, `device.offline`,
     /// `device.decommissioned`, `device.inventory`, `device.attributes`, `device.credentials`,
+    /// `device.certificate_issued`, `device.certificate_revoked`,
     /// `command.finished`, …
     pub kind: String,
     pub data: serde_json::Value,

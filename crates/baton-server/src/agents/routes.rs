@@ -1,10 +1,12 @@
 //! The device side of the HTTP edge: `POST /api/v1/enroll` (authenticated by an enrollment
-//! token in the body) and the agent WebSocket `GET /api/v1/agent/connect` (authenticated by the
-//! device's id and secret). Both are paced per client address.
+//! token in the body), the agent WebSocket `GET /api/v1/agent/connect`, artifact downloads and
+//! certificate renewal (authenticated by the device's client certificate over mutual TLS, or
+//! its id and secret). Enrollment, connections and renewals are paced per client address.
 
 use std::net::SocketAddr;
 
 use axum::{
+    Extension,
     extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -12,17 +14,28 @@ use axum::{
 use baton_proto::{
     agent::{DEVICE_ID_HEADER, MAX_FRAME_BYTES, refusal},
     api::{
+        certificates::{CertificateRequest, IssuedCertificate},
         devices::DeviceStatus,
         enrollment::{EnrollRequest, EnrollResponse},
     },
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{Error, agents::session, state::AppState, web::extract::Json, web::problem::problem};
-use baton_core::{devices::credentials, enrollment, rollouts};
+use crate::{
+    Error, agents::session, state::AppState, tls::ClientCertificate, web::extract::Json, web::problem::problem,
+};
+use baton_core::{
+    certificates::{self, SigningRequest},
+    devices::credentials,
+    enrollment, rollouts,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(enroll)).routes(routes!(connect)).routes(routes!(execution_artifact))
+    OpenApiRouter::new()
+        .routes(routes!(enroll))
+        .routes(routes!(connect))
+        .routes(routes!(execution_artifact))
+        .routes(routes!(renew_certificate))
 }
 
 /// The artifact of one of the device's executions, with the device's own credentials (as for the
@@ -34,9 +47,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn execution_artifact(
     State(app): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let device = device_from(&app, &headers)
+    let device = device_from(&app, &headers, certificate.as_deref())
         .await?
         .filter(|d| d.status == DeviceStatus::Active)
         .ok_or_else(|| baton_core::Error::Unauthorized("unknown device or wrong secret".into()))?;
@@ -44,9 +58,19 @@ async fn execution_artifact(
     crate::web::ranged::serve(app.artifacts.as_ref(), &found, &headers).await
 }
 
-/// The device whose id and secret the headers carry, if they match.
-async fn device_from(app: &AppState, headers: &HeaderMap) -> Result<Option<credentials::DeviceIdentity>, Error> {
+/// The device behind the connection's client certificate, or else the one whose id and secret
+/// the headers carry. A certificate of one device with another's id in the headers is no one.
+async fn device_from(
+    app: &AppState,
+    headers: &HeaderMap,
+    certificate: Option<&ClientCertificate>,
+) -> Result<Option<credentials::DeviceIdentity>, Error> {
     let device_id = headers.get(DEVICE_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if let Some(certificate) = certificate
+        && let Some(device) = certificates::authenticate(&app.db, &certificate.0).await?
+    {
+        return Ok((device_id.is_empty() || device_id == device.device_id).then_some(device));
+    }
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -69,7 +93,7 @@ async fn enroll(
     Json(req): Json<EnrollRequest>,
 ) -> Result<(StatusCode, Json<EnrollResponse>), Error> {
     app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
-    let enrolled = enrollment::enroll(&app.db, &app.bus, req).await?;
+    let enrolled = enrollment::enroll(&app.db, &app.bus, req, app.settings.device_certificate_lifetime()).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
@@ -82,6 +106,7 @@ async fn enroll(
 async fn connect(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -101,7 +126,7 @@ async fn connect(
             "unknown device or wrong secret; enroll the device again",
         )
     };
-    let device = match device_from(&app, &headers).await {
+    let device = match device_from(&app, &headers, certificate.as_deref()).await {
         Ok(Some(device)) => device,
         Ok(None) => return unauthorized(),
         Err(e) => return e.into_response(),
@@ -137,4 +162,37 @@ async fn connect(
         return upgrade.on_upgrade(move |socket| session::refuse_decommissioned(socket, wipe));
     }
     upgrade.on_upgrade(move |socket| session::run(app, socket, device, peer))
+}
+
+/// Renew the device's client certificate: send a signing request for a new key (made on the
+/// device); the answer is the signed certificate and its chain. Authenticated like the
+/// connection (the current certificate, or the device's id and secret); active devices only.
+#[utoipa::path(post, path = "/api/v1/agent/certificate", tag = "agent", security(("device" = [])),
+    request_body = CertificateRequest,
+    responses((status = 201, body = IssuedCertificate), (status = 401, description = "Unknown device, wrong secret, or a certificate revoked or expired"),
+        (status = 422, description = "Not a valid signing request"), (status = 429, description = "Too many attempts from this address")))]
+async fn renew_certificate(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    certificate: Option<Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Result<Json<CertificateRequest>, Response>,
+) -> Result<(StatusCode, Json<IssuedCertificate>), Response> {
+    let fail = |e: Error| e.into_response();
+    app.connect_limiter.check(peer.ip()).map_err(|w| fail(baton_core::Error::RateLimited(w).into()))?;
+    let device = device_from(&app, &headers, certificate.as_deref())
+        .await
+        .map_err(fail)?
+        .filter(|d| d.status == DeviceStatus::Active)
+        .ok_or_else(|| {
+            fail(baton_core::Error::Unauthorized("unknown device, wrong secret or certificate".into()).into())
+        })?;
+    // Who asks comes first; what they sent, after.
+    let Json(req) = body?;
+    let request = SigningRequest::parse(&req.csr, "/csr").map_err(|e| fail(e.into()))?;
+    let lifetime = app.settings.device_certificate_lifetime();
+    let issued = certificates::issue_checked(&app.db, &app.bus, &device.scope, &device.device_id, &request, lifetime)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Ok((StatusCode::CREATED, Json(issued)))
 }

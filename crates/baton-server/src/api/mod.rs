@@ -31,6 +31,7 @@ use crate::{state::AppState, web::problem};
     components(schemas(baton_proto::api::problem::Problem, baton_proto::api::problem::FieldError)),
     tags(
         (name = "devices", description = "The device registry"),
+        (name = "certificates", description = "Device identity with certificates: the tenant's certificate authority and the client certificates it issues"),
         (name = "groups", description = "Nestable groups of devices"),
         (name = "access", description = "Sign-in, users, API tokens and roles"),
         (name = "tenants", description = "Tenants (platform administrators)"),
@@ -99,6 +100,7 @@ impl Modify for Conventions {
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::devices::router())
+        .merge(routes::certificates::router())
         .merge(routes::attributes::router())
         .merge(routes::groups::router())
         .merge(routes::auth::router())

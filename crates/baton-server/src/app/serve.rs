@@ -1,7 +1,7 @@
 //! The HTTP listener (the API, the console and the agents' WebSocket door), served connection
 //! by connection so each is held to the limits an internet-facing door needs: the connection
 //! gate (per address and in total), the PROXY header from a listed balancer, a bounded TLS
-//! handshake, and a header timeout that runs from when the connection opens or goes idle — so
+//! handshake (the client's certificate, if it sent one, goes with each request), and a header timeout that runs from when the connection opens or goes idle — so
 //! slow and silent clients are closed — until a request is complete or the connection becomes
 //! a WebSocket (whose own heartbeats then govern it).
 
@@ -34,6 +34,7 @@ use crate::{
         proxy::TrustedProxies,
     },
     state::AppState,
+    tls::ClientCertificate,
 };
 
 /// What every connection is held to.
@@ -105,14 +106,17 @@ async fn connection(
             Err(NotAdmitted::Refused(refusal, peer)) => return refuse(tcp, tls.is_some(), refusal, peer).await,
         };
     match tls {
-        None => http(tcp, peer, router, &limits, admitted, stopping).await,
+        None => http(tcp, peer, None, router, &limits, admitted, stopping).await,
         Some(acceptor) => {
             let handshake = tokio::select! {
                 done = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)) => done,
                 () = admitted.pushed_out() => return,
             };
             match handshake {
-                Ok(Ok(stream)) => http(stream, peer, router, &limits, admitted, stopping).await,
+                Ok(Ok(stream)) => {
+                    let certificate = ClientCertificate::of(stream.get_ref().1);
+                    http(stream, peer, certificate, router, &limits, admitted, stopping).await;
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -124,6 +128,7 @@ async fn connection(
 async fn http<S>(
     stream: S,
     peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
     router: Router,
     limits: &Limits,
     admitted: Arc<Admitted>,
@@ -136,6 +141,9 @@ async fn http<S>(
         // A complete request's headers: the connection has shown it is a real client.
         held.proven();
         request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
     // The stream carries its place through an upgrade: a WebSocket keeps counting.

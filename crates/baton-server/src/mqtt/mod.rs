@@ -39,6 +39,7 @@ use crate::{
         gate::Admitted,
     },
     state::AppState,
+    tls::ClientCertificate,
 };
 use baton_core::Error;
 use baton_core::config::Settings;
@@ -121,10 +122,11 @@ async fn admit(app: AppState, mut stream: TcpStream, from: SocketAddr, tls: Opti
     };
     let served = async {
         match tls {
-            None => serve(app.clone(), stream, peer, &admitted, patience).await,
+            None => serve(app.clone(), stream, peer, None, &admitted, patience).await,
             Some(acceptor) => {
                 if let Ok(Ok(stream)) = timeout(patience, acceptor.accept(stream)).await {
-                    serve(app.clone(), stream, peer, &admitted, patience).await;
+                    let certificate = ClientCertificate::of(stream.get_ref().1);
+                    serve(app.clone(), stream, peer, certificate, &admitted, patience).await;
                 }
             }
         }
@@ -137,6 +139,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     app: AppState,
     stream: S,
     peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
     admitted: &Admitted,
     patience: Duration,
 ) {
@@ -177,7 +180,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         refuse(&mut wire, reason::CLIENT_ID_NOT_VALID, "an empty client id needs a clean session").await;
         return;
     }
-    match auth::login(&app, &connect).await {
+    match auth::login(&app, &connect, certificate.as_ref()).await {
         Err(refusal) => {
             tracing::debug!(%peer, reason = refusal.text, "MQTT login refused");
             refuse(&mut wire, refusal.reason, &refusal.text).await;

@@ -109,8 +109,9 @@ async fn answer(app: &AppState, payload: &[u8]) -> Value {
     else {
         return failure("deviceName, provisionDeviceKey and provisionDeviceSecret are required".into());
     };
-    let req = EnrollRequest { token: secret, serial: name, inventory: None };
-    match enrollment::enroll_keyed(&app.db, &app.bus, req, Some(&key)).await {
+    let req = EnrollRequest { token: secret, serial: name, inventory: None, csr: None };
+    match enrollment::enroll_keyed(&app.db, &app.bus, req, Some(&key), app.settings.device_certificate_lifetime()).await
+    {
         Ok(enrolled) => {
             metrics::counter!("baton_mqtt_provisioned_total").increment(1);
             if text("credentialsType").as_deref() == Some("MQTT_BASIC") {

@@ -18,7 +18,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 pub async fn enroll(app: &TestApp, serial: &str) -> EnrollResponse {
     let token = EnrollmentTokenCreate { name: serial.into(), ..Default::default() };
     let token = app.admin.create_enrollment_token(&token).await.expect("token").secret;
-    let req = EnrollRequest { token, serial: serial.into(), inventory: None };
+    let req = EnrollRequest { token, serial: serial.into(), inventory: None, csr: None };
     let response = raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("enroll");
     response.json().await.expect("json")
 }

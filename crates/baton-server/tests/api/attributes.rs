@@ -177,7 +177,7 @@ async fn a_pending_device_stays_pending_when_given_a_credential() {
     let app = spawn_app().await;
     let token = EnrollmentTokenCreate { name: "strict".into(), requires_approval: true, ..Default::default() };
     let token = app.admin.create_enrollment_token(&token).await.expect("token").secret;
-    let req = EnrollRequest { token, serial: "PENDING-1".into(), inventory: None };
+    let req = EnrollRequest { token, serial: "PENDING-1".into(), inventory: None, csr: None };
     let response = raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("enroll");
     let enrolled: EnrollResponse = response.json().await.expect("json");
 

@@ -135,7 +135,7 @@ async fn creating_a_token_shows_its_install_line_and_a_pending_device_is_approve
     let app = spawn_app().await;
     let gate = EnrollmentTokenCreate { name: "gate".into(), requires_approval: true, ..Default::default() };
     let secret = app.admin.create_enrollment_token(&gate).await.expect("token").secret;
-    let req = EnrollRequest { token: secret, serial: "NEW-1".into(), inventory: None };
+    let req = EnrollRequest { token: secret, serial: "NEW-1".into(), inventory: None, csr: None };
     let enrolled = crate::support::raw()
         .post(format!("{}/api/v1/enroll", app.url))
         .json(&req)

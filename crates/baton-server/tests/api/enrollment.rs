@@ -14,7 +14,7 @@ use baton_proto::api::{
 use crate::support::{TestApp, expect_problem, raw, spawn_app};
 
 async fn enroll(app: &TestApp, token: &str, serial: &str) -> reqwest::Response {
-    let req = EnrollRequest { token: token.into(), serial: serial.into(), inventory: None };
+    let req = EnrollRequest { token: token.into(), serial: serial.into(), inventory: None, csr: None };
     raw().post(format!("{}/api/v1/enroll", app.url)).json(&req).send().await.expect("send")
 }
 

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// Where the MQTT listener is (plain TCP).
     pub mqtt_addr: SocketAddr,
+    /// Where MQTT over TLS listens, when the settings name a certificate.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     /// Admin of tenant `default`, also platform administrator (the bootstrap token).
     pub admin: Client,
     /// The secret behind `admin`, for raw requests.
@@ -60,14 +62,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(test_settings(dir.path()), dir).await
 }
 
-type Running =
-    (SocketAddr, String, SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), baton_server::Error>>);
+type Running = (
+    SocketAddr,
+    String,
+    (SocketAddr, Option<SocketAddr>),
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), baton_server::Error>>,
+);
 
 async fn start(settings: Settings, clock: Arc<ManualClock>) -> Running {
     let listener = TcpListener::bind(settings.http_addr).await.expect("bind");
     let app = App::build_with_clock(settings, listener, clock).await.expect("app builds");
     let (addr, url) = (app.local_addr(), app.url());
-    let mqtt_addr = app.mqtt_addr().expect("MQTT listens");
+    let mqtt_addr = (app.mqtt_addr().expect("MQTT listens"), app.mqtt_tls_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -96,8 +103,10 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", settings.data_dir.join("baton.db").display()));
     let clock = ManualClock::shared();
-    let (addr, url, mqtt_addr, stop, server) = start(settings.clone(), clock.clone()).await;
-    let anon = Client::new(&url, None, None).expect("client");
+    let (addr, url, (mqtt_addr, mqtt_tls_addr), stop, server) = start(settings.clone(), clock.clone()).await;
+    // Over TLS, the clients trust the server's own certificate.
+    let ca = settings.tls_cert.as_ref().map(|p| std::fs::read(p).expect("read the TLS certificate"));
+    let anon = Client::new(&url, None, ca.as_deref()).expect("client");
     TestApp {
         clock,
         admin: anon.with_token(token.clone()),
@@ -106,6 +115,7 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
         url,
         addr,
         mqtt_addr,
+        mqtt_tls_addr,
         data_dir: dir.path().to_path_buf(),
         database_url,
         _dir: dir,
@@ -146,8 +156,9 @@ impl TestApp {
         self.stop().await;
         let mut settings = self.settings.clone();
         change(&mut settings);
-        let (addr, url, mqtt_addr, stop, server) = start(settings.clone(), self.clock.clone()).await;
+        let (addr, url, (mqtt_addr, mqtt_tls_addr), stop, server) = start(settings.clone(), self.clock.clone()).await;
         self.mqtt_addr = mqtt_addr;
+        self.mqtt_tls_addr = mqtt_tls_addr;
         self.anon = Client::new(&url, None, None).expect("client");
         self.admin_token = settings.bootstrap_token.clone().expect("bootstrap token");
         self.admin = self.anon.with_token(self.admin_token.clone());
