@@ -26,6 +26,9 @@ pub async fn create(db: &Db, req: &TenantCreate) -> Result<Tenant, Error> {
     validate_display_name(req.display_name.as_deref())?;
     let admin = match &req.admin {
         Some(admin) => {
+            if admin.role.as_deref().is_some_and(|role| role != "admin") {
+                return Err(Error::invalid("/admin/role", "the tenant's first administrator is an `admin`"));
+            }
             let admin = UserCreate { role: Some("admin".into()), ..admin.clone() };
             users::validate(&admin).map_err(prefix_admin_fields)?;
             let hash = users::hash_off_thread(&admin.password).await?;

@@ -51,8 +51,8 @@ pub fn validate(req: &UserCreate) -> Result<Role, Error> {
     if req.password.chars().count() < MIN_PASSWORD_LEN {
         v.add("/password", format!("must be at least {MIN_PASSWORD_LEN} characters"));
     }
-    if req.password.len() > 1024 {
-        v.add("/password", "must be at most 1024 bytes");
+    if req.password.chars().count() > 1024 {
+        v.add("/password", "must be at most 1024 characters");
     }
     let role = Role::find(role_name);
     if role.is_none() {

@@ -55,11 +55,14 @@ pub struct User {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Username))]
     pub username: String,
     /// At least 12 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Password))]
     pub password: String,
     /// `admin`, `operator` or `viewer`; defaults to `viewer`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::RoleName>))]
     pub role: Option<String>,
 }
 
@@ -81,12 +84,15 @@ pub struct ApiToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::TokenName))]
     pub name: String,
     /// `admin`, `operator` or `viewer`, at most the caller's own; defaults to the caller's.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::RoleName>))]
     pub role: Option<String>,
     /// Days until the token expires; absent for a token that does not expire.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
 }
 
@@ -114,7 +120,9 @@ pub struct Role {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }

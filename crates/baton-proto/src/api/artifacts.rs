@@ -139,6 +139,7 @@ pub struct SigningKey {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SigningKeyCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Name))]
     pub name: String,
     #[serde(default)]
     pub public_key: Option<String>,
@@ -194,8 +195,10 @@ pub struct ArtifactQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 

@@ -22,6 +22,6 @@ pub struct DeviceAttributes {
 /// stored one whole.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(value_type = Object))]
+#[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::AttributeChanges))]
 #[serde(transparent)]
 pub struct DesiredPatch(pub Map<String, Value>);

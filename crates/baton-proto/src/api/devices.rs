@@ -77,18 +77,24 @@ pub struct Device {
 #[serde(deny_unknown_fields)]
 pub struct DeviceCreate {
     /// The hardware serial, unique within the tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Serial))]
     pub serial: String,
     /// Defaults to the serial.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Name>))]
     pub name: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Text>))]
     pub manufacturer: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Text>))]
     pub model: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Labels))]
     pub labels: BTreeMap<String, String>,
     /// Ids of groups to put the device in.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::api::formats::Id>))]
     pub groups: Vec<String>,
 }
 
@@ -99,8 +105,10 @@ pub struct DeviceCreate {
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Name>))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::LabelChanges))]
     pub labels: BTreeMap<String, Option<String>>,
 }
 
@@ -143,6 +151,7 @@ pub struct DeviceQuery {
     pub os: Option<String>,
     /// A group id: its members, including those of its subgroups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Id>, inline))]
     pub group: Option<String>,
     /// With `group`: only direct members when false. Defaults to true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +161,7 @@ pub struct DeviceQuery {
     pub labels: Option<String>,
     /// A gateway's device id: the sub-devices it relays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Id>, inline))]
     pub gateway_id: Option<String>,
     /// Case-insensitive text found in the name or serial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,9 +171,11 @@ pub struct DeviceQuery {
     pub sort: Option<String>,
     /// 1 to 500; defaults to 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 

@@ -32,17 +32,22 @@ pub struct EnrollmentToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentTokenCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::TokenName))]
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::api::formats::Id>))]
     pub groups: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Labels))]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub requires_approval: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_uses: Option<u32>,
     /// Hours until the token expires; absent for no expiry.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 87600))]
     pub expires_in_hours: Option<u32>,
 }
 
@@ -62,6 +67,7 @@ pub struct EnrollRequest {
     /// The enrollment token's secret.
     pub token: String,
     /// The hardware serial: the device's identity across re-enrollments.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Serial))]
     pub serial: String,
     #[serde(default)]
     pub inventory: Option<Inventory>,
@@ -92,5 +98,6 @@ pub struct EnrollResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeviceImport {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10000))]
     pub devices: Vec<crate::api::devices::DeviceCreate>,
 }

@@ -24,13 +24,16 @@ pub struct Event {
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Id>, inline))]
     pub device: Option<String>,
     /// Exact kind, or a prefix ending in `.` such as `device.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 
@@ -41,6 +44,7 @@ pub struct EventQuery {
 #[serde(deny_unknown_fields)]
 pub struct EventStreamQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Id>, inline))]
     pub device: Option<String>,
     /// Exact kind, or a prefix ending in `.` such as `device.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,10 +24,13 @@ pub struct Group {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GroupCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Name))]
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Description>))]
     pub description: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Id>))]
     pub parent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maintenance_windows: Vec<crate::api::rollouts::MaintenanceWindow>,
@@ -39,11 +42,13 @@ pub struct GroupCreate {
 #[serde(deny_unknown_fields)]
 pub struct GroupUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Name>))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Description>))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Id>))]
     pub parent_id: Option<Option<String>>,
     /// Replaces the group's windows; `[]` removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +60,7 @@ pub struct GroupUpdate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GroupMembers {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::DeviceIds))]
     pub device_ids: Vec<String>,
 }
 
@@ -71,8 +77,10 @@ pub struct GroupQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 

@@ -8,6 +8,8 @@ pub mod commands;
 pub mod devices;
 pub mod enrollment;
 pub mod events;
+#[cfg(feature = "openapi")]
+pub mod formats;
 pub mod groups;
 pub mod problem;
 pub mod rollouts;

@@ -550,6 +550,7 @@ pub struct RolloutRule {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRuleCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::Name))]
     pub name: String,
     pub artifact_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -675,8 +676,10 @@ pub struct ExecutionQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 
@@ -689,8 +692,10 @@ pub struct RolloutQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<RolloutState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::PageLimit>, inline))]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::api::formats::Cursor>, inline))]
     pub cursor: Option<String>,
 }
 

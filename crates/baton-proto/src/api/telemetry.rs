@@ -31,6 +31,7 @@ pub struct TelemetryQuery {
     pub to: Option<DateTime<Utc>>,
     /// Bucket width in seconds; default 60.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub bucket_secs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agg: Option<Aggregate>,

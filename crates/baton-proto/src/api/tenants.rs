@@ -20,10 +20,12 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct TenantCreate {
     /// 1–63 lowercase letters, digits and `-`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::api::formats::TenantName))]
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Text>))]
     pub display_name: Option<String>,
-    /// The tenant's first administrator.
+    /// The tenant's first administrator; its `role`, if given, must be `admin`.
     #[serde(default)]
     pub admin: Option<super::access::UserCreate>,
 }
@@ -33,6 +35,7 @@ pub struct TenantCreate {
 #[serde(deny_unknown_fields)]
 pub struct TenantUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::Text>))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,

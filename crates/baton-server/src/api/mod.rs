@@ -1,7 +1,9 @@
 //! The REST API, the door for people and scripts: its routes (one module per noun in
-//! [`routes`]), the OpenAPI document's conventions, and the health and metrics endpoints. The
-//! app mounts it beside the other HTTP doors (console, agents) and serves the docs page.
+//! [`routes`]), the OpenAPI document (the errors every operation can give in [`contract`]), and
+//! the health and metrics endpoints. The app mounts it beside the other HTTP doors (console,
+//! agents) and serves the docs page.
 
+pub mod contract;
 pub mod routes;
 
 use std::time::Instant;
@@ -12,13 +14,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use utoipa::{
-    Modify, OpenApi,
-    openapi::{
-        ContentBuilder, Ref, ResponseBuilder,
-        security::{Http, HttpAuthScheme, SecurityScheme},
-    },
-};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{state::AppState, web::problem};
@@ -26,7 +22,6 @@ use crate::{state::AppState, web::problem};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Baton API", description = "Manage a fleet of devices: registry, groups, tenants and access."),
-    modifiers(&Conventions),
     security(("bearer" = [])),
     components(schemas(baton_proto::api::problem::Problem, baton_proto::api::problem::FieldError)),
     tags(
@@ -46,54 +41,6 @@ use crate::{state::AppState, web::problem};
     )
 )]
 struct ApiDoc;
-
-/// Adds the bearer scheme and the problem+json error responses every operation can give.
-struct Conventions;
-
-impl Modify for Conventions {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-            components.add_security_scheme(
-                "device",
-                SecurityScheme::Http(
-                    utoipa::openapi::security::HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .description(Some("The device secret, with the device id in `x-baton-device-id`"))
-                        .build(),
-                ),
-            );
-        }
-        let problem = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    baton_proto::api::problem::PROBLEM_CONTENT_TYPE,
-                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-                )
-                .build()
-        };
-        for item in openapi.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
-            for op in ops.into_iter().flatten() {
-                let secured = op.security.as_ref().is_none_or(|s| !s.is_empty());
-                let takes_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
-                let mut add = |code: &str, text: &str| {
-                    op.responses.responses.entry(code.into()).or_insert_with(|| problem(text).into());
-                };
-                if takes_input {
-                    add("400", "Malformed request");
-                    add("422", "Invalid input, with field-level errors");
-                }
-                if secured {
-                    add("401", "Missing, expired or revoked credentials");
-                    add("403", "The caller's role lacks the permission");
-                    add("404", "Not found in the caller's tenant");
-                }
-            }
-        }
-    }
-}
 
 /// The API's routes with their OpenAPI descriptions; the app adds the other doors' and serves
 /// the document.

@@ -4,14 +4,13 @@
 //! Assembled here, above the doors, so no door mounts another.
 
 use axum::{Router, http::StatusCode, middleware};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{agents, api, console, state::AppState, web::problem};
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (doors, openapi) = documented().split_for_parts();
+    let (doors, openapi) = documented();
     let body_limit = state.settings.max_body_bytes;
     Router::new()
         .merge(doors)
@@ -38,10 +37,13 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document, for tools that want it without a running server.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    documented().1
 }
 
-/// The routes the OpenAPI document describes: the API's and the agents' door's.
-fn documented() -> OpenApiRouter<AppState> {
-    api::router().merge(agents::routes::router())
+/// The routes the OpenAPI document describes (the API's and the agents' door's), and the
+/// document with the error responses every operation can give.
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = api::router().merge(agents::routes::router()).split_for_parts();
+    api::contract::apply(&mut openapi);
+    (routes, openapi)
 }

@@ -7,9 +7,10 @@ use std::marker::PhantomData;
 
 use axum::{
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
-    http::{Method, StatusCode, header, request::Parts},
+    http::{HeaderMap, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::problem::problem;
@@ -130,17 +131,39 @@ pub(crate) fn credentials(headers: &axum::http::HeaderMap) -> Option<(String, bo
         .map(|s| (s, true))
 }
 
-/// JSON body in and out; a body that does not parse is a problem+json 4xx naming the field.
+/// JSON body in and out; a body that does not parse, or is not an object, is a problem+json
+/// 4xx naming the field.
+/// A number with a zero fraction (`60.0`) is an integer, as JSON Schema (and so the OpenAPI
+/// document) counts it, though serde refuses it for an integer field.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_problem(rejection)),
+        if !is_json(req.headers()) {
+            let detail = "send the body as JSON with `Content-Type: application/json`";
+            return Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", detail));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                problem(rejection.status(), "too-large", "the request body is larger than this server accepts")
+            } else {
+                problem(rejection.status(), "bad-request", rejection.body_text())
+            }
+        })?;
+        let value = match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => v,
+            Err(JsonRejection::JsonDataError(e)) => {
+                with_whole_numbers(&bytes).ok_or_else(|| problem(e.status(), "invalid", e.body_text()))?
+            }
+            Err(e) => return Err(problem(e.status(), "malformed-json", e.body_text())),
+        };
+        // Serde also reads a struct from an array of its fields; every body here is an object.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the body must be a JSON object"));
+        }
+        Ok(Self(value))
     }
 }
 
@@ -150,20 +173,38 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-fn json_problem(rejection: JsonRejection) -> Response {
-    let status = rejection.status();
-    let (kind, detail) = match &rejection {
-        JsonRejection::JsonDataError(e) => ("invalid", e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => ("malformed-json", e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => {
-            ("unsupported-media-type", "send the body as JSON with `Content-Type: application/json`".into())
+/// `application/json` or a `+json` type, as axum's own extractor accepts.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body again, its whole numbers written as integers; `None` when that changes nothing or
+/// does not help.
+fn with_whole_numbers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn walk(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(n) => {
+                let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) else { return false };
+                // Both bounds are exact powers of two, so the casts below are exact.
+                let whole = if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                    serde_json::Number::from(f as u64)
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                    serde_json::Number::from(f as i64)
+                } else {
+                    return false;
+                };
+                *n = whole;
+                true
+            }
+            serde_json::Value::Array(items) => items.iter_mut().map(walk).fold(false, |a, b| a | b),
+            serde_json::Value::Object(map) => map.values_mut().map(walk).fold(false, |a, b| a | b),
+            _ => false,
         }
-        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            ("too-large", "the request body is larger than this server accepts".into())
-        }
-        other => ("bad-request", other.body_text()),
-    };
-    problem(status, kind, detail)
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then(|| serde_json::from_value(value).ok()).flatten()
 }
 
 /// Query string; parameters that do not parse are a 400 naming them.

@@ -17,6 +17,7 @@ mod console_browser;
 mod console_pages;
 mod console_rollouts;
 mod console_walk;
+mod contract;
 mod deployments;
 mod devices;
 mod docs;

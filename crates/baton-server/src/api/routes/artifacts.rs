@@ -85,6 +85,7 @@ async fn delete_artifact(
 /// so an interrupted download resumes; a range past the end gets 416.
 #[utoipa::path(get, path = "/api/v1/artifacts/{id}/content", tag = "artifacts", params(("id" = String, Path)),
     responses((status = 200, description = "the bytes"), (status = 206, description = "the asked range"),
+        (status = 409, description = "an external artifact: its bytes are at its URL, not here"),
         (status = 416, description = "the range is outside the artifact")))]
 async fn artifact_content(
     auth: Authz<perm::ArtifactsRead>,

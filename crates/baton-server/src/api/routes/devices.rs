@@ -42,7 +42,8 @@ struct DecommissionQuery {
 
 /// List devices with filters, order and cursor pagination.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceQuery),
-    responses((status = 200, body = Page<Device>)))]
+    responses((status = 200, body = Page<Device>),
+        (status = 404, description = "The group or gateway named in the query is not in the tenant")))]
 async fn list_devices(
     auth: Authz<perm::DevicesRead>,
     State(app): State<AppState>,

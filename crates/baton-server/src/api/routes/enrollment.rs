@@ -42,9 +42,9 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// One enrollment token.
+/// One enrollment token; a revoked one too, with its `revoked_at`, kept for audit.
 #[utoipa::path(get, path = "/api/v1/enrollment-tokens/{id}", tag = "enrollment", params(("id" = String, Path)),
-    responses((status = 200, body = EnrollmentToken)))]
+    responses((status = 200, description = "The token; `revoked_at` is set once it is revoked", body = EnrollmentToken)))]
 async fn get_token(
     auth: Authz<perm::EnrollmentRead>,
     State(app): State<AppState>,
@@ -53,9 +53,10 @@ async fn get_token(
     Ok(enrollment::get_token(&app.db, auth.scope(), &id).await.map(Json)?)
 }
 
-/// Revoke an enrollment token: devices already enrolled stay; new enrollments are refused.
+/// Revoke an enrollment token: devices already enrolled stay; new enrollments are refused. The
+/// token is not erased: it stays readable with `revoked_at` set (a soft revoke, for audit).
 #[utoipa::path(delete, path = "/api/v1/enrollment-tokens/{id}", tag = "enrollment", params(("id" = String, Path)),
-    responses((status = 200, body = EnrollmentToken)))]
+    responses((status = 200, description = "The revoked token, with `revoked_at`", body = EnrollmentToken)))]
 async fn revoke_token(
     auth: Authz<perm::EnrollmentWrite>,
     State(app): State<AppState>,

@@ -31,7 +31,8 @@ async fn list_events(
 
 /// Events as they happen, as Server-Sent Events (event `event`).
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(EventStreamQuery),
-    responses((status = 200, description = "text/event-stream of Event", body = Event)))]
+    responses((status = 200, description = "Server-sent events, each an Event", body = Event, content_type = "text/event-stream"),
+        (status = 404, description = "The device named by `device` is not in the tenant")))]
 async fn stream_events(
     auth: Authz<perm::DevicesRead>,
     State(app): State<AppState>,

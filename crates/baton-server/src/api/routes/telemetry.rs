@@ -47,7 +47,8 @@ async fn latest(
 /// Live telemetry as Server-Sent Events (event `telemetry`), for one device, a group, a label
 /// selector, or the whole tenant.
 #[utoipa::path(get, path = "/api/v1/telemetry/stream", tag = "telemetry", params(TelemetryStreamQuery),
-    responses((status = 200, description = "text/event-stream of TelemetryEvent", body = TelemetryEvent)))]
+    responses((status = 200, description = "Server-sent events, each a TelemetryEvent", body = TelemetryEvent, content_type = "text/event-stream"),
+        (status = 404, description = "The device or group named in the query is not in the tenant")))]
 async fn stream(
     auth: Authz<perm::DevicesRead>,
     State(app): State<AppState>,

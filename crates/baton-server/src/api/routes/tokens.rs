@@ -41,9 +41,9 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// One API token.
+/// One API token; a revoked one too, with its `revoked_at`, kept for audit.
 #[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = String, Path)),
-    responses((status = 200, body = ApiToken)))]
+    responses((status = 200, description = "The token; `revoked_at` is set once it is revoked", body = ApiToken)))]
 async fn get_token(
     auth: Authz<perm::TokensRead>,
     State(app): State<AppState>,
@@ -52,9 +52,10 @@ async fn get_token(
     Ok(tokens::get(&app.db, auth.scope(), &id).await.map(Json)?)
 }
 
-/// Revoke an API token: refused from now on.
+/// Revoke an API token: refused from now on. The token is not erased: it stays in the list and
+/// readable with `revoked_at` set (a soft revoke, for audit).
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = String, Path)),
-    responses((status = 200, body = ApiToken)))]
+    responses((status = 200, description = "The revoked token, with `revoked_at`", body = ApiToken)))]
 async fn revoke_token(
     auth: Authz<perm::TokensWrite>,
     State(app): State<AppState>,
