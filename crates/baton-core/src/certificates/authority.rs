@@ -6,7 +6,7 @@
 use baton_proto::api::certificates::{AuthorityOrigin, CertificateAuthority, CertificateAuthorityUpload};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData};
 use rustls_pki_types::CertificateDer;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 use x509_parser::{certificate::X509Certificate, pem::Pem};
 
@@ -39,24 +39,8 @@ pub async fn get(db: &Db, scope: &TenantScope) -> Result<CertificateAuthority, E
     if let Some(found) = stored(db, scope).await? {
         return Ok(found);
     }
-    let made = generate(scope)?;
     // Two first uses at once: one insert wins, both read it.
-    let sealed = db.sealer()?.seal(made.key_pem.as_bytes(), &binding(scope))?;
-    sqlx::query(
-        "INSERT INTO certificate_authorities (tenant_id, certificate, private_key, origin, subject, fingerprint, \
-         not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id) DO NOTHING",
-    )
-    .bind(scope.id())
-    .bind(&made.certificate)
-    .bind(sealed)
-    .bind(origin_str(made.origin))
-    .bind(&made.subject)
-    .bind(&made.fingerprint)
-    .bind(made.not_after)
-    .bind(now_ms())
-    .execute(db.writer())
-    .await?;
-    stored(db, scope).await?.ok_or_else(|| Error::Internal(anyhow::anyhow!("certificate authority not stored")))
+    save(db, scope, &generate(scope)?, "DO NOTHING").await
 }
 
 /// Replaces the tenant's authority with an uploaded intermediate. Certificates issued before
@@ -66,22 +50,32 @@ pub async fn upload(
     scope: &TenantScope,
     upload: CertificateAuthorityUpload,
 ) -> Result<CertificateAuthority, Error> {
-    let checked = check_upload(&upload)?;
-    let sealed = db.sealer()?.seal(checked.key_pem.as_bytes(), &binding(scope))?;
-    sqlx::query(
+    let replace = "DO UPDATE SET certificate = excluded.certificate, private_key = excluded.private_key, \
+         origin = excluded.origin, subject = excluded.subject, fingerprint = excluded.fingerprint, \
+         not_after = excluded.not_after, created_at = excluded.created_at";
+    save(db, scope, &check_upload(&upload)?, replace).await
+}
+
+/// Stores `authority` for the tenant, its key sealed; `on_conflict` says what happens to one
+/// already there. Returns what is stored then.
+async fn save(
+    db: &Db,
+    scope: &TenantScope,
+    authority: &Authority,
+    on_conflict: &'static str,
+) -> Result<CertificateAuthority, Error> {
+    let sealed = db.sealer()?.seal(authority.key_pem.as_bytes(), &binding(scope))?;
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO certificate_authorities (tenant_id, certificate, private_key, origin, subject, fingerprint, \
-         not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id) DO UPDATE SET \
-         certificate = excluded.certificate, private_key = excluded.private_key, origin = excluded.origin, \
-         subject = excluded.subject, fingerprint = excluded.fingerprint, not_after = excluded.not_after, \
-         created_at = excluded.created_at",
-    )
+         not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id) {on_conflict}"
+    )))
     .bind(scope.id())
-    .bind(&checked.certificate)
+    .bind(&authority.certificate)
     .bind(sealed)
-    .bind(origin_str(checked.origin))
-    .bind(&checked.subject)
-    .bind(&checked.fingerprint)
-    .bind(checked.not_after)
+    .bind(origin_str(authority.origin))
+    .bind(&authority.subject)
+    .bind(&authority.fingerprint)
+    .bind(authority.not_after)
     .bind(now_ms())
     .execute(db.writer())
     .await?;

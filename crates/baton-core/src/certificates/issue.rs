@@ -13,7 +13,7 @@ use rcgen::{
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{authority, fingerprint, may_hold_certificate};
+use super::{authority, fingerprint};
 use crate::{
     Error,
     access::TenantScope,
@@ -54,7 +54,8 @@ impl SigningRequest {
 }
 
 /// Signs a client certificate for `device_id` (in `scope`) valid for `lifetime`, records it and
-/// returns it with the authority's chain. A decommissioned device is refused.
+/// returns it with the authority's chain: at enrollment, at a device's renewal, or for an
+/// operator. A decommissioned device is refused.
 pub async fn issue(
     db: &Db,
     bus: &SharedBus,
@@ -74,19 +75,11 @@ pub async fn issue(
         .await?
         .ok_or_else(not_found)?
         .try_get("status")?;
-    may_hold_certificate(DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Pending), device_id)?;
-    issue_checked(db, bus, scope, device_id, request, lifetime).await
-}
-
-/// [`issue`] for a device the caller has just checked (enrollment, a device renewing itself).
-pub async fn issue_checked(
-    db: &Db,
-    bus: &SharedBus,
-    scope: &TenantScope,
-    device_id: &str,
-    request: &SigningRequest,
-    lifetime: Duration,
-) -> Result<IssuedCertificate, Error> {
+    // A pending device may hold one: it opens nothing until the device is approved, like its
+    // secret.
+    if status == DeviceStatus::Decommissioned.as_str() {
+        return Err(Error::Conflict(format!("device {device_id} is decommissioned and gets no certificate")));
+    }
     let signer = authority::signer(db, scope).await?;
     let now = now_ms() / 1000;
     let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4);

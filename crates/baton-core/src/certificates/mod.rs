@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 pub use authority::{get as authority, upload};
-pub use issue::{SigningRequest, issue, issue_checked};
+pub use issue::{SigningRequest, issue};
 
 use crate::{
     Error,
@@ -149,15 +149,6 @@ pub async fn revoke_all(db: &Db, scope: &TenantScope, device_id: &str, reason: &
     .execute(db.writer())
     .await?
     .rows_affected())
-}
-
-/// A decommissioned device gets no certificate; a pending one may (it opens nothing until the
-/// device is approved, like its secret).
-fn may_hold_certificate(status: DeviceStatus, device_id: &str) -> Result<(), Error> {
-    if status == DeviceStatus::Decommissioned {
-        return Err(Error::Conflict(format!("device {device_id} is decommissioned and gets no certificate")));
-    }
-    Ok(())
 }
 
 fn from_row(row: &AnyRow) -> Result<DeviceCertificate, Error> {

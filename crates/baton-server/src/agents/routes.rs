@@ -178,21 +178,23 @@ async fn renew_certificate(
     headers: HeaderMap,
     body: Result<Json<CertificateRequest>, Response>,
 ) -> Result<(StatusCode, Json<IssuedCertificate>), Response> {
-    let fail = |e: Error| e.into_response();
-    app.connect_limiter.check(peer.ip()).map_err(|w| fail(baton_core::Error::RateLimited(w).into()))?;
+    app.connect_limiter.check(peer.ip()).map_err(|wait| answer(baton_core::Error::RateLimited(wait)))?;
     let device = device_from(&app, &headers, certificate.as_deref())
         .await
-        .map_err(fail)?
+        .map_err(answer)?
         .filter(|d| d.status == DeviceStatus::Active)
-        .ok_or_else(|| {
-            fail(baton_core::Error::Unauthorized("unknown device, wrong secret or certificate".into()).into())
-        })?;
+        .ok_or_else(|| answer(baton_core::Error::Unauthorized("unknown device, wrong secret or certificate".into())))?;
     // Who asks comes first; what they sent, after.
     let Json(req) = body?;
-    let request = SigningRequest::parse(&req.csr, "/csr").map_err(|e| fail(e.into()))?;
+    let request = SigningRequest::parse(&req.csr, "/csr").map_err(answer)?;
     let lifetime = app.settings.device_certificate_lifetime();
-    let issued = certificates::issue_checked(&app.db, &app.bus, &device.scope, &device.device_id, &request, lifetime)
+    let issued = certificates::issue(&app.db, &app.bus, &device.scope, &device.device_id, &request, lifetime)
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(answer)?;
     Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// An error as the problem+json answer it makes.
+fn answer(e: impl Into<Error>) -> Response {
+    e.into().into_response()
 }
