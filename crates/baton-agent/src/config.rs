@@ -56,6 +56,26 @@ pub struct AgentConfig {
     pub pre_install_command: Option<Vec<String>>,
     /// Run after an update is installed, before the health check; a failure reverts it.
     pub post_install_command: Option<Vec<String>>,
+    /// Remote support: every capability is off unless enabled here, so a server alone can never
+    /// open a shell on a device whose owner did not allow it.
+    pub remote: RemoteConfig,
+}
+
+/// `[remote]`: what remote support may do on this device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Allow remote terminals (a PTY running `shell`, or the command the operator asked for).
+    pub terminal: bool,
+    /// The shell; default `$SHELL`, else `/bin/sh` (`%COMSPEC%`, else `cmd.exe`, on Windows).
+    pub shell: Option<String>,
+    /// Run terminals as this user (through `runuser`; the agent must run as root). Default: the
+    /// agent's own user.
+    pub user: Option<String>,
+    /// Asks the person at an attended device to approve each session: a program and its
+    /// arguments, `{user}` (who asks) and `{session}` replaced. Exit 0 approves; anything else,
+    /// or no answer within 60 s, refuses.
+    pub consent_command: Option<Vec<String>>,
 }
 
 impl Default for AgentConfig {
@@ -80,6 +100,7 @@ impl Default for AgentConfig {
             health_command: None,
             pre_install_command: None,
             post_install_command: None,
+            remote: RemoteConfig::default(),
         }
     }
 }
@@ -106,7 +127,7 @@ impl AgentConfig {
 
     /// Reads `path` (a missing default file is fine; a missing named file is not), then applies
     /// `BATON_AGENT_SERVER`, `BATON_AGENT_ENROLLMENT_TOKEN`, `BATON_AGENT_STATE_DIR`,
-    /// `BATON_AGENT_CA_CERT` and `BATON_AGENT_SERIAL`.
+    /// `BATON_AGENT_CA_CERT`, `BATON_AGENT_SERIAL` and `BATON_AGENT_REMOTE_TERMINAL`.
     pub fn load(path: Option<&Path>) -> Result<Self, AgentError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
@@ -134,6 +155,9 @@ impl AgentConfig {
         }
         if let Some(v) = env("BATON_AGENT_SERIAL") {
             config.serial = Some(v);
+        }
+        if let Some(v) = env("BATON_AGENT_REMOTE_TERMINAL") {
+            config.remote.terminal = matches!(v.as_str(), "1" | "true" | "yes" | "on");
         }
         Ok(config)
     }

@@ -13,7 +13,7 @@ use std::{
 use baton_proto::{
     agent::{
         AgentMessage, CONNECT_PATH, CommandEnvelope, CommandProgress, CommandUpdate, DEVICE_ID_HEADER, MAX_FRAME_BYTES,
-        PROTOCOL_VERSION, ServerMessage, close, feature, refusal,
+        PROTOCOL_VERSION, ServerMessage, close, decode_stream_frame, encode_stream_frame, feature, refusal,
     },
     api::{
         commands::{CommandResult, CommandSpec},
@@ -42,6 +42,7 @@ use crate::{
     enroll::{EnrollFailure, Enrolled, enroll},
     errors::innermost,
     executor::{Executor, Outcome},
+    remote::{Outgoing, Streams},
     source::DeviceSource,
     storage::{Identity, Storage},
     updates::{UpdateSettings, Updates},
@@ -96,6 +97,8 @@ struct Life {
     running: HashSet<String>,
     recent: VecDeque<CommandUpdate>,
     stop: watch::Receiver<bool>,
+    /// What remote support may do here (`[remote]`).
+    remote: Arc<crate::config::RemoteConfig>,
 }
 
 pub async fn run(
@@ -182,6 +185,7 @@ async fn live(
         running: HashSet::new(),
         recent,
         stop,
+        remote: Arc::new(config.remote.clone()),
     };
     let mut backoff = Backoff::new(Duration::from_secs(config.max_backoff_secs));
     // Set when the server refused our credentials: enroll again, keeping the old identity
@@ -447,8 +451,10 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
         agent_version: crate::AGENT_VERSION.into(),
         inventory,
         backlog_epoch: Some(life.backlog.epoch().await),
-        features: vec![feature::DEPLOYMENTS.into()],
+        features: vec![feature::DEPLOYMENTS.into(), feature::STREAMS.into()],
     };
+    // Remote-support streams live as long as this connection (dropping them closes them).
+    let mut streams = Streams::new(life.remote.clone());
     if let Err(e) = send(&mut ws, &hello).await {
         return e;
     }
@@ -493,6 +499,7 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
             _ = added.notified() => Event::Telemetry,
             Some(update) = life.results_rx.recv() => Event::Result(update),
             Some(report) = life.reports.recv() => Event::Report(report),
+            Some(out) = streams.outgoing.recv() => Event::Stream(out),
             Ok(()) = life.inventory.changed() => Event::Inventory,
             _ = ticker.tick() => Event::Tick,
             () = stopped(&mut life.stop) => Event::Stop,
@@ -502,6 +509,16 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                 heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
+                        Ok(ServerMessage::StreamOpen(open)) => {
+                            if let Some(answer) = streams.open(*open)
+                                && let Err(e) = send(&mut ws, &answer).await
+                            {
+                                return e;
+                            }
+                        }
+                        Ok(ServerMessage::StreamResize { stream, cols, rows }) => streams.resize(stream, cols, rows),
+                        Ok(ServerMessage::StreamCredit { stream, bytes }) => streams.credit(stream, bytes),
+                        Ok(ServerMessage::StreamClose { stream, reason }) => streams.close(stream, reason),
                         Ok(message) => {
                             if matches!(message, ServerMessage::TelemetryAck { .. }) {
                                 in_flight = in_flight.saturating_sub(1);
@@ -512,6 +529,14 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                         }
                         Err(e) => return End::Lost(format!("frame not understood: {e}")),
                     },
+                    Some(Ok(Message::Binary(data))) => {
+                        if let Some((stream, bytes)) = decode_stream_frame(&data)
+                            && let Some(answer) = streams.data(stream, bytes)
+                            && let Err(e) = send(&mut ws, &answer).await
+                        {
+                            return e;
+                        }
+                    }
                     Some(Ok(Message::Close(frame))) => return closed(frame),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return End::Lost(innermost(&e)),
@@ -519,6 +544,19 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                 }
             }
             Event::Telemetry => {}
+            Event::Stream(out) => {
+                streams.sending(&out);
+                let sent = match out {
+                    Outgoing::Message(message) => send(&mut ws, &message).await,
+                    Outgoing::Data(stream, bytes) => ws
+                        .send(Message::Binary(encode_stream_frame(stream, &bytes).into()))
+                        .await
+                        .map_err(|e| End::Lost(innermost(&e))),
+                };
+                if let Err(e) = sent {
+                    return e;
+                }
+            }
             Event::Result(update) => {
                 life.running.remove(&update.command_id);
                 remember(life, &update);
@@ -560,6 +598,7 @@ enum Event {
     Telemetry,
     Result(CommandUpdate),
     Report(ExecutionReport),
+    Stream(Outgoing),
     Inventory,
     Tick,
     Stop,
@@ -614,6 +653,11 @@ async fn handle(ws: &mut Ws, message: ServerMessage, identity: &Identity, life: 
         // An execution is canceled only before it installs; the server ignores reports of a
         // canceled execution, so one already downloading simply finishes its download.
         ServerMessage::CancelExecution { .. } | ServerMessage::Heartbeat | ServerMessage::Welcome { .. } => None,
+        // The session loop serves streams before this is reached.
+        ServerMessage::StreamOpen(_)
+        | ServerMessage::StreamResize { .. }
+        | ServerMessage::StreamClose { .. }
+        | ServerMessage::StreamCredit { .. } => None,
     }
 }
 

@@ -44,6 +44,7 @@ pub mod connection;
 pub mod enroll;
 pub mod errors;
 pub mod executor;
+pub mod remote;
 pub mod source;
 pub mod storage;
 pub mod system;

@@ -19,6 +19,7 @@ use baton_proto::{
         events::{Event, EventQuery, EventStreamQuery},
         groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
         problem::Problem,
+        remote::{RemotePolicy, RemoteSession, SessionCreate, SessionTicket},
         rollouts::{Execution, ExecutionQuery, Rollout, RolloutCreate, RolloutQuery, RolloutRule, RolloutRuleCreate},
         telemetry::{Latest, Series, TelemetryEvent, TelemetryQuery, TelemetryStreamQuery},
         tenants::{Tenant, TenantCreate, TenantUpdate},
@@ -308,6 +309,66 @@ impl Client {
     pub async fn revoke_device_certificate(&self, id: &str, fingerprint: &str) -> Result<DeviceCertificate> {
         let path = format!("/api/v1/devices/{}/certificates/{}/revoke", seg(id), seg(fingerprint));
         self.send(self.request(Method::POST, &path)).await
+    }
+
+    // Remote sessions
+
+    /// Opens a remote session on the device; attach with the ticket within its minute.
+    pub async fn open_session(&self, device: &str, req: &SessionCreate) -> Result<SessionTicket> {
+        self.write(Method::POST, &format!("/api/v1/devices/{}/sessions", seg(device)), req).await
+    }
+
+    /// The device's remote sessions, newest first.
+    pub async fn sessions(&self, device: &str, page: &PageQuery) -> Result<Page<RemoteSession>> {
+        self.get(&format!("/api/v1/devices/{}/sessions", seg(device)), page).await
+    }
+
+    pub async fn session(&self, device: &str, id: &str) -> Result<RemoteSession> {
+        self.get(&format!("/api/v1/devices/{}/sessions/{}", seg(device), seg(id)), &()).await
+    }
+
+    /// Closes a session (its client and watchers are told who closed it).
+    pub async fn close_session(&self, device: &str, id: &str) -> Result<RemoteSession> {
+        let path = format!("/api/v1/devices/{}/sessions/{}/close", seg(device), seg(id));
+        self.send(self.request(Method::POST, &path)).await
+    }
+
+    /// A read-only ticket to watch an open session.
+    pub async fn watch_session(&self, device: &str, id: &str) -> Result<SessionTicket> {
+        let path = format!("/api/v1/devices/{}/sessions/{}/watch", seg(device), seg(id));
+        self.send(self.request(Method::POST, &path)).await
+    }
+
+    /// Sessions with a recording, the tenant's or one device's, newest first.
+    pub async fn recordings(&self, device: Option<&str>, page: &PageQuery) -> Result<Page<RemoteSession>> {
+        #[derive(Serialize)]
+        struct Q<'a> {
+            device_id: Option<&'a str>,
+            limit: Option<u32>,
+            cursor: Option<&'a str>,
+        }
+        let q = Q { device_id: device, limit: page.limit, cursor: page.cursor.as_deref() };
+        self.get("/api/v1/recordings", &q).await
+    }
+
+    /// A session's recording (asciicast v2).
+    pub async fn recording(&self, device: &str, id: &str) -> Result<Vec<u8>> {
+        let path = format!("/api/v1/devices/{}/sessions/{}/recording", seg(device), seg(id));
+        let response = self.open(self.request(Method::GET, &path)).await?;
+        Ok(response.bytes().await.map_err(|e| self.unreachable(e))?.to_vec())
+    }
+
+    pub async fn remote_policy(&self) -> Result<RemotePolicy> {
+        self.get("/api/v1/remote-policy", &()).await
+    }
+
+    pub async fn set_remote_policy(&self, policy: &RemotePolicy) -> Result<RemotePolicy> {
+        self.write(Method::PUT, "/api/v1/remote-policy", policy).await
+    }
+
+    /// The WebSocket URL a ticket attaches at.
+    pub fn attach_url(&self, ticket: &SessionTicket) -> String {
+        format!("{}{}", self.base.replacen("http", "ws", 1), ticket.attach_path)
     }
 
     /// Pre-registers many devices, all or nothing.

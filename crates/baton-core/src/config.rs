@@ -38,6 +38,11 @@ const ENV_KEYS: &[&str] = &[
     "max_connections_per_source",
     "proxy_protocol_from",
     "device_certificate_lifetime_secs",
+    "remote_sessions_per_device",
+    "remote_sessions_per_tenant",
+    "remote_idle_timeout_secs",
+    "remote_max_session_secs",
+    "remote_recording_retention_days",
     "log_format",
     "artifact_watch_dir",
     "artifact_watch_secs",
@@ -98,6 +103,16 @@ pub struct Settings {
     pub proxy_protocol_from: Vec<String>,
     /// How long a device certificate is valid; agents renew theirs when a third is left.
     pub device_certificate_lifetime_secs: u32,
+    /// Remote sessions (terminals) open at once on one device.
+    pub remote_sessions_per_device: u32,
+    /// Remote sessions open at once in one tenant.
+    pub remote_sessions_per_tenant: u32,
+    /// A remote session with no byte either way for this long is closed.
+    pub remote_idle_timeout_secs: u32,
+    /// A remote session is closed after this long, busy or not.
+    pub remote_max_session_secs: u32,
+    /// Session recordings are deleted this many days after the session ended.
+    pub remote_recording_retention_days: u32,
     pub mqtt_enabled: bool,
     pub mqtt_addr: SocketAddr,
     pub mqtt_tls_addr: SocketAddr,
@@ -216,6 +231,11 @@ impl Default for Settings {
             max_connections_per_source: 1000,
             proxy_protocol_from: Vec::new(),
             device_certificate_lifetime_secs: 90 * 24 * 3600,
+            remote_sessions_per_device: 4,
+            remote_sessions_per_tenant: 256,
+            remote_idle_timeout_secs: 30 * 60,
+            remote_max_session_secs: 8 * 3600,
+            remote_recording_retention_days: 90,
             mqtt_enabled: true,
             mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt_tls_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
@@ -312,6 +332,17 @@ impl Settings {
         }
         if self.device_certificate_lifetime_secs < 10 {
             return Err(Error::Config("device_certificate_lifetime_secs must be at least 10".into()));
+        }
+        for (name, value) in [
+            ("remote_sessions_per_device", self.remote_sessions_per_device),
+            ("remote_sessions_per_tenant", self.remote_sessions_per_tenant),
+            ("remote_idle_timeout_secs", self.remote_idle_timeout_secs),
+            ("remote_max_session_secs", self.remote_max_session_secs),
+            ("remote_recording_retention_days", self.remote_recording_retention_days),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
         }
         if self.max_connections_per_source == 0 {
             return Err(Error::Config("max_connections_per_source must be at least 1".into()));

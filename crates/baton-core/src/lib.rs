@@ -16,6 +16,8 @@
 //!   owning its tables and queries.
 //! - [`certificates`]: device identity with certificates (tenant authorities, issuing,
 //!   recognising a certificate at a handshake).
+//! - [`remote`]: remote-support sessions (a terminal today), their tokens, recordings and the
+//!   tenant's remote-access policy.
 //! - [`lifecycle`]: use cases above several domain modules (decommission, reject).
 //! - [`error`]: the crate's one error type.
 
@@ -34,6 +36,7 @@ pub mod events;
 pub mod groups;
 pub mod lifecycle;
 pub mod pagination;
+pub mod remote;
 pub mod rollouts;
 pub mod store;
 pub mod telemetry;

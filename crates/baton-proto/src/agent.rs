@@ -1,5 +1,5 @@
 //! The agent protocol: one WebSocket per device, JSON text frames for control messages and
-//! binary frames for numbered streams (terminal, logs, files, tunnels in later versions).
+//! binary frames for numbered streams (remote terminals; see [`crate::streams`]).
 //!
 //! # Connection
 //! The agent opens [`CONNECT_PATH`] with `Authorization: Bearer <device secret>` and
@@ -97,6 +97,28 @@ pub enum AgentMessage {
     /// How an update execution goes (see [`crate::deployment`]).
     ExecutionReport(ExecutionReport),
     Heartbeat,
+    /// The agent opened the stream; the server may send `window` bytes before a credit.
+    StreamOpened {
+        stream: u32,
+        window: u32,
+    },
+    /// The agent will not open the stream (the capability is off, the consent hook said no…).
+    StreamRefused {
+        stream: u32,
+        reason: String,
+    },
+    /// The stream ended on the device (the shell exited, …); the agent sends nothing more on it.
+    StreamClosed {
+        stream: u32,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+    /// The agent passed on `bytes` of the server's data: the server may send that much more.
+    StreamCredit {
+        stream: u32,
+        bytes: u32,
+    },
 }
 
 /// Server → agent.
@@ -125,12 +147,34 @@ pub enum ServerMessage {
     CancelExecution {
         execution_id: String,
     },
+    /// Open a remote-support stream (see [`crate::streams`]); sent only to agents announcing
+    /// [`feature::STREAMS`].
+    StreamOpen(Box<crate::streams::StreamOpen>),
+    /// The terminal on the stream changed size.
+    StreamResize {
+        stream: u32,
+        cols: u16,
+        rows: u16,
+    },
+    /// End the stream (the client left, the session was closed…); the agent answers
+    /// `stream_closed`.
+    StreamClose {
+        stream: u32,
+        reason: String,
+    },
+    /// The server passed on `bytes` of the stream's data: the agent may send that much more.
+    StreamCredit {
+        stream: u32,
+        bytes: u32,
+    },
 }
 
 /// Optional abilities an agent announces in `hello`.
 pub mod feature {
     /// Carries out [`super::ServerMessage::Deployment`]s.
     pub const DEPLOYMENTS: &str = "deployments";
+    /// Understands [`super::ServerMessage::StreamOpen`] (it may still refuse each stream).
+    pub const STREAMS: &str = "streams";
 }
 
 /// Samples taken at one time each; `seq` increases by one per batch an agent makes.
@@ -178,7 +222,7 @@ pub enum CommandProgress {
 }
 
 /// A binary frame: a 4-byte big-endian stream number, then the stream's bytes. Stream 0 is
-/// reserved. Streams are opened by control messages of later protocol versions.
+/// reserved. Streams are opened by [`ServerMessage::StreamOpen`].
 pub fn encode_stream_frame(stream: u32, data: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(4 + data.len());
     frame.extend_from_slice(&stream.to_be_bytes());

@@ -5,6 +5,7 @@
 //! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
 //! - [`deployment`]: updates on that connection — what the server sends, what the agent reports,
 //!   and the execution claims the server signs.
+//! - [`streams`]: remote-support streams on that connection: opening, flow control, limits.
 //! - [`version`]: version ordering and ranges, for dependency and downgrade checks.
 //! - [`inventory`]: what a device reports about itself.
 //! - [`mqtt`]: MQTT 3.1.1 and 5 packets, topics and matching, for the MQTT front door.
@@ -21,6 +22,7 @@ pub mod import;
 pub mod inventory;
 pub mod labels;
 pub mod mqtt;
+pub mod streams;
 pub mod version;
 
 /// The version of the REST API this crate describes; it is the `/api/v1` prefix.

@@ -9,7 +9,8 @@
 //! - Shared by the doors: [`state`] (what handlers and sessions reach), [`connections`] (the
 //!   registry of live device sessions, whatever their door), [`web`] (extractors, problem+json,
 //!   SSE, ranged downloads), [`tls`] (the TLS configuration), [`artifact_stores`] (the local
-//!   directory or S3 bucket artifact bytes live in).
+//!   directory or S3 bucket artifact bytes live in), [`remote`] (remote sessions relayed between
+//!   a person's WebSocket and the device's stream, recorded).
 //! - [`engines`]: work no request starts — the rollout engine, the artifact watcher, upkeep jobs.
 //! - [`observability`]: the Prometheus recorder behind `/metrics`.
 //! - [`error`]: the crate's one error type, the core's errors as the doors answer them.
@@ -24,6 +25,7 @@ pub mod engines;
 pub mod error;
 pub mod mqtt;
 pub mod observability;
+pub mod remote;
 pub mod state;
 pub mod tls;
 pub mod web;

@@ -31,6 +31,8 @@ pub struct Shared {
     /// Load balancers whose connections start with a PROXY header.
     pub proxies: TrustedProxies,
     pub telemetry: TelemetryWriter,
+    /// Remote sessions relayed by this node; see `remote`.
+    pub remote: Arc<crate::remote::LiveSessions>,
     /// Where artifact bytes live; see `artifacts::store`.
     pub artifacts: Arc<dyn ArtifactStore>,
     /// The rollout engine's clock and wake-up; see `engines::rollouts`.

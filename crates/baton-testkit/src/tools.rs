@@ -1,4 +1,5 @@
-//! The outside programs tests drive: a real browser, real MQTT clients, an S3 server, FUSE. A test
+//! The outside programs tests drive: a real browser, real MQTT clients, an S3 server, FUSE,
+//! asciinema. A test
 //! asks for its tools with [`require`] before it starts. A missing tool fails the test, naming
 //! the tool and the command that installs it (`scripts/provision` installs them all), so a run
 //! never passes a test that did not run. Skipping is a choice the person running the tests
@@ -25,10 +26,12 @@ pub enum Tool {
     /// FUSE, for [`crate::cutfs`]: `/dev/fuse` open to this user, and Debian's `fuse3`
     /// (`fusermount3`, which mounts for users other than root).
     Fuse,
+    /// asciinema, which plays and prints terminal recordings.
+    Asciinema,
 }
 
 /// Every tool, in the order `scripts/provision` installs them.
-pub const ALL: [Tool; 5] = [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse];
+pub const ALL: [Tool; 6] = [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema];
 
 /// The path of Debian's Chromium, the browser the console tests drive.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -42,6 +45,7 @@ impl Tool {
             Tool::Paho => "paho",
             Tool::S3 => "s3",
             Tool::Fuse => "fuse",
+            Tool::Asciinema => "asciinema",
         }
     }
 
@@ -53,6 +57,7 @@ impl Tool {
             Tool::Paho => "python3 -m pip install 'paho-mqtt==2.1.0'",
             Tool::S3 => "python3 -m pip install 'moto[server]==5.2.1'",
             Tool::Fuse => "apt-get install -y fuse3",
+            Tool::Asciinema => "apt-get install -y asciinema",
         }
     }
 
@@ -84,6 +89,7 @@ impl Tool {
             Tool::Paho => (!runs("python3", &["-c", "import paho.mqtt.client, paho.mqtt.enums"], true))
                 .then_some("python3's paho-mqtt 2"),
             Tool::S3 => (!runs("moto_server", &["--help"], true)).then_some("moto_server"),
+            Tool::Asciinema => (!runs("asciinema", &["--version"], true)).then_some("asciinema"),
             Tool::Fuse => {
                 let device = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse");
                 if !runs("fusermount3", &["--version"], true) {

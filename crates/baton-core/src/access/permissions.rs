@@ -24,13 +24,21 @@ pub enum Permission {
     RolloutsRead,
     /// Making, starting, pausing, resuming, canceling and deleting rollouts.
     RolloutsWrite,
+    /// Opening a remote terminal (and closing sessions).
+    RemoteTerminal,
+    /// Listing sessions and joining one read-only.
+    RemoteWatch,
+    /// Listing, replaying and downloading session recordings.
+    RemoteRecordings,
+    /// Switching remote access on or off for the tenant, and input recording.
+    RemotePolicy,
     /// Platform-wide: only platform administrators, whatever their role.
     TenantsRead,
     TenantsWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 23] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -48,6 +56,10 @@ impl Permission {
         Self::SigningKeysWrite,
         Self::RolloutsRead,
         Self::RolloutsWrite,
+        Self::RemoteTerminal,
+        Self::RemoteWatch,
+        Self::RemoteRecordings,
+        Self::RemotePolicy,
         Self::TenantsRead,
         Self::TenantsWrite,
     ];
@@ -71,6 +83,10 @@ impl Permission {
             Self::SigningKeysWrite => "signing-keys:write",
             Self::RolloutsRead => "rollouts:read",
             Self::RolloutsWrite => "rollouts:write",
+            Self::RemoteTerminal => "remote:terminal",
+            Self::RemoteWatch => "remote:watch",
+            Self::RemoteRecordings => "remote:recordings",
+            Self::RemotePolicy => "remote:policy",
             Self::TenantsRead => "tenants:read",
             Self::TenantsWrite => "tenants:write",
         }
@@ -102,7 +118,7 @@ use Permission::*;
 pub const BUILTIN_ROLES: &[Role] = &[
     Role {
         name: "admin",
-        description: "Everything in the tenant, including users, API tokens, enrollment tokens and signing keys.",
+        description: "Everything in the tenant, including users, API tokens, enrollment tokens, signing keys, remote-access policy and session recordings.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -121,11 +137,15 @@ pub const BUILTIN_ROLES: &[Role] = &[
             SigningKeysWrite,
             RolloutsRead,
             RolloutsWrite,
+            RemoteTerminal,
+            RemoteWatch,
+            RemoteRecordings,
+            RemotePolicy,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts and runs rollouts.",
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts, runs rollouts and opens or watches remote terminals.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -138,6 +158,8 @@ pub const BUILTIN_ROLES: &[Role] = &[
             ArtifactsWrite,
             RolloutsRead,
             RolloutsWrite,
+            RemoteTerminal,
+            RemoteWatch,
         ],
     },
     Role {

@@ -12,6 +12,7 @@ pub mod events;
 pub mod formats;
 pub mod groups;
 pub mod problem;
+pub mod remote;
 pub mod rollouts;
 pub mod telemetry;
 pub mod tenants;

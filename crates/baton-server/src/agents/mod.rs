@@ -5,3 +5,4 @@
 
 pub mod routes;
 pub mod session;
+pub mod streams;

@@ -8,6 +8,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use baton_proto::agent::{self, AgentMessage, PROTOCOL_VERSION, ServerMessage, close};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
+use super::streams::{Out, Streams};
 use crate::connections::{Control, Registration};
 use crate::state::AppState;
 use baton_core::Error;
@@ -90,7 +91,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     inventory.agent_version.get_or_insert(agent_version);
     // Registered before presence is written: an older session of the same device that ends
     // now sees this one and leaves the device online.
-    let registration = app.connections.register(&id);
+    let registration = app.connections.register(&id, true);
     let connection = registration.connection;
     let connected = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await;
     if let Err(e) = connected {
@@ -117,8 +118,11 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
-    let mut session = Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new() };
+    let streams = Streams::new(features.iter().any(|f| f == agent::feature::STREAMS));
+    let mut session =
+        Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new(), streams };
     let ending = session.serve(&mut socket, registration).await;
+    session.streams.end(&format!("the device's connection ended: {}", ending.reason));
     let replaced = ending.code == close::REPLACED;
     let _ = close_with(&mut socket, ending).await;
 
@@ -141,6 +145,8 @@ struct Session {
     deployments: bool,
     /// Deployments (execution, attempt, install now) sent on this connection.
     deployed: HashSet<(String, u32, bool)>,
+    /// Remote-support streams on this connection.
+    streams: Streams,
 }
 
 impl Session {
@@ -176,6 +182,18 @@ impl Session {
                                 return ending;
                             }
                         }
+                        Some(Ok(WsMessage::Binary(data))) => match agent::decode_stream_frame(&data) {
+                            Some((stream, _)) => match self.streams.data(stream, data.slice(4..)) {
+                                Ok(Some(out)) => {
+                                    if let Err(e) = send_out(socket, out).await {
+                                        return e;
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(why) => return Ending::new(close::PROTOCOL_VIOLATION, why),
+                            },
+                            None => return ending_for_bad_frame(Some(Ok(WsMessage::Binary(data))), ""),
+                        },
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                         Some(Ok(WsMessage::Close(_))) | None => return Ending::new(1000, "closed by the agent"),
                         other => return ending_for_bad_frame(other, "frame not understood"),
@@ -194,6 +212,20 @@ impl Session {
                         return Ending::new(close::REPLACED, "another connection of this device replaced this one");
                     }
                 },
+                Some(request) = registration.streams.recv() => {
+                    if let Some(out) = self.streams.request(request)
+                        && let Err(e) = send_out(socket, out).await
+                    {
+                        return e;
+                    }
+                }
+                Some(input) = self.streams.input.recv() => {
+                    if let Some(out) = self.streams.from_door(input)
+                        && let Err(e) = send_out(socket, out).await
+                    {
+                        return e;
+                    }
+                }
                 Some(()) = registration.deliver.recv() => {
                     if let Err(e) = self.deliver(socket).await {
                         return e;
@@ -256,6 +288,14 @@ impl Session {
                     self.deployed.retain(|(e, a, _)| !(*e == execution && *a == attempt));
                 }
             }
+            message @ (AgentMessage::StreamOpened { .. }
+            | AgentMessage::StreamRefused { .. }
+            | AgentMessage::StreamClosed { .. }
+            | AgentMessage::StreamCredit { .. }) => {
+                if let Some(out) = self.streams.from_agent(message) {
+                    send_out(socket, out).await?;
+                }
+            }
             AgentMessage::CommandUpdate(update) => {
                 let command_id = update.command_id.clone();
                 let finished = delivery::report(db, &self.app.bus, scope, id, update).await.map_err(internal)?;
@@ -302,6 +342,18 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), End
     }
 }
 
+async fn send_out(socket: &mut WebSocket, out: Out) -> Result<(), Ending> {
+    let frame = match out {
+        Out::Text(message) => return send(socket, &message).await,
+        Out::Binary(frame) => WsMessage::Binary(frame.into()),
+    };
+    match timeout(SEND_TIMEOUT, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::new(close::GOING_AWAY, "the connection broke")),
+        Err(_) => Err(Ending::new(close::GOING_AWAY, "the agent stopped reading")),
+    }
+}
+
 async fn close_with(socket: &mut WebSocket, ending: Ending) -> Result<(), axum::Error> {
     // Close reasons are limited to 123 bytes by the protocol.
     let mut reason = ending.reason;
@@ -313,9 +365,6 @@ async fn close_with(socket: &mut WebSocket, ending: Ending) -> Result<(), axum::
 
 fn ending_for_bad_frame(frame: Option<Result<WsMessage, axum::Error>>, otherwise: &str) -> Ending {
     match frame {
-        Some(Ok(WsMessage::Binary(data))) if agent::decode_stream_frame(&data).is_some() => {
-            Ending::new(close::PROTOCOL_VIOLATION, "no stream is open in this protocol version")
-        }
         Some(Ok(WsMessage::Binary(_))) => {
             Ending::new(close::INVALID_FRAME, "a binary frame needs a 4-byte stream number")
         }

@@ -60,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::events::router())
         .merge(routes::artifacts::router())
         .merge(routes::rollouts::router())
+        .merge(routes::sessions::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

@@ -79,6 +79,10 @@ impl App {
         if reset > 0 {
             tracing::info!(devices = reset, "marked devices offline until they reconnect");
         }
+        let orphans = baton_core::remote::close_orphans(&db, "the server restarted").await?;
+        if orphans > 0 {
+            tracing::info!(sessions = orphans, "closed remote sessions a stopped server left open");
+        }
         let artifacts = crate::artifact_stores::open(&settings).await?;
         let bus = LocalBus::shared();
         let connections = Registry::shared();
@@ -92,6 +96,7 @@ impl App {
             rollouts: baton_core::rollouts::Engine::new(clock),
             bus,
             connections,
+            remote: Default::default(),
             gate,
             proxies,
             db,

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod gate;
 pub mod proxy;
 pub mod rate;
+pub mod streams;
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,8 @@ use std::{
 use tokio::sync::mpsc;
 
 use baton_core::bus::{Message, SharedBus};
+
+pub use streams::{DeviceStream, StreamRequest};
 
 /// What a session is told from outside that it must act on. Kept apart from delivery hints,
 /// so a burst of hints can never crowd one of these out.
@@ -41,7 +44,8 @@ struct Entry {
 enum Route {
     /// The device's own connection. `deliver` says "commands (or desired attributes) may be
     /// waiting": a hint; a full queue already means "look again".
-    Direct { deliver: mpsc::Sender<()>, control: mpsc::Sender<Control> },
+    /// `streams` is there for agent connections, which can carry remote-support streams.
+    Direct { deliver: mpsc::Sender<()>, control: mpsc::Sender<Control>, streams: Option<mpsc::Sender<StreamRequest>> },
     /// Through the connection of the gateway that relays the device.
     Relayed(mpsc::Sender<Relayed>),
 }
@@ -80,6 +84,19 @@ pub struct Registration {
     pub connection: u64,
     pub deliver: mpsc::Receiver<()>,
     pub control: mpsc::Receiver<Control>,
+    /// Requests to open remote-support streams (agent connections only).
+    pub streams: mpsc::Receiver<StreamRequest>,
+}
+
+/// Why a stream could not be asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoStream {
+    /// No live connection of the device on this node.
+    Offline,
+    /// The device is connected through a door without streams (MQTT, a gateway).
+    NotAnAgent,
+    /// Its connection has too many stream requests waiting; retry.
+    Busy,
 }
 
 impl Registry {
@@ -107,18 +124,37 @@ impl Registry {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    /// Registers a session, replacing (and telling) an older one of the same device.
-    pub fn register(&self, device_id: &str) -> Registration {
+    /// Registers a session, replacing (and telling) an older one of the same device. With
+    /// `streams`, doors can ask it to open remote-support streams.
+    pub fn register(&self, device_id: &str, streams: bool) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let (deliver_tx, deliver) = mpsc::channel(1);
         let (control_tx, control) = mpsc::channel(4);
-        let entry = Entry { connection, route: Route::Direct { deliver: deliver_tx, control: control_tx } };
+        let (streams_tx, streams_rx) = mpsc::channel(8);
+        let streams_tx = streams.then_some(streams_tx);
+        let entry = Entry {
+            connection,
+            route: Route::Direct { deliver: deliver_tx, control: control_tx, streams: streams_tx },
+        };
         let old = self.lock().insert(device_id.to_owned(), entry);
         if let Some(old) = old {
             old.tell(device_id, Control::Replaced);
         }
         metrics::gauge!("baton_agents_connected").set(self.len() as f64);
-        Registration { connection, deliver, control }
+        Registration { connection, deliver, control, streams: streams_rx }
+    }
+
+    /// Asks the device's live connection to open a stream; the answer comes on `request.reply`.
+    pub fn open_stream(&self, device_id: &str, request: StreamRequest) -> Result<(), NoStream> {
+        let sessions = self.lock();
+        let entry = sessions.get(device_id).ok_or(NoStream::Offline)?;
+        match &entry.route {
+            Route::Direct { streams: Some(tx), .. } => tx.try_send(request).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => NoStream::Busy,
+                mpsc::error::TrySendError::Closed(_) => NoStream::Offline,
+            }),
+            _ => Err(NoStream::NotAnAgent),
+        }
     }
 
     /// Removes a session, unless a newer one of the device replaced it already.

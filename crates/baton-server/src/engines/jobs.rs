@@ -1,10 +1,11 @@
-//! Background jobs: expiring commands past their TTL and pruning telemetry past its retention.
+//! Background jobs: expiring commands past their TTL, pruning telemetry and session recordings
+//! past their retention, and closing remote sessions nobody attached to.
 //! Each runs on a fixed interval for the life of the server; a failed run is logged and the
 //! next one tries again.
 
 use std::time::Duration;
 
-use baton_core::{commands::delivery, telemetry};
+use baton_core::{commands::delivery, remote, telemetry};
 
 use super::Context;
 
@@ -23,6 +24,9 @@ pub fn spawn(app: &Context) {
                 Ok(n) => tracing::info!(commands = n, "commands expired"),
                 Err(e) => tracing::warn!(error = %e, "expiring commands failed"),
             }
+            if let Err(e) = remote::close_unattached(&state.db).await {
+                tracing::warn!(error = %e, "closing unattached remote sessions failed");
+            }
         }
     });
     let state = app.clone();
@@ -34,6 +38,12 @@ pub fn spawn(app: &Context) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(samples = n, "pruned telemetry past retention"),
                 Err(e) => tracing::warn!(error = %e, "pruning telemetry failed"),
+            }
+            let retention = state.settings.remote_recording_retention_days;
+            match remote::recordings::prune(&state.db, state.artifacts.as_ref(), retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(recordings = n, "pruned session recordings past retention"),
+                Err(e) => tracing::warn!(error = %e, "pruning session recordings failed"),
             }
         }
     });

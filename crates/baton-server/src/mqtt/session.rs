@@ -157,7 +157,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Err(_) => Map::new(),
     };
 
-    let registration = app.connections.register(&id);
+    let registration = app.connections.register(&id, false);
     let remote = peer.ip().to_string();
     if let Err(e) = presence::online(&app.db, &scope, &id, &remote, "mqtt").await {
         tracing::error!(error = %e, device_id = %id, "could not record the connection");

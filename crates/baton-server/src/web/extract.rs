@@ -59,6 +59,10 @@ pub mod perm {
         SigningKeysWrite,
         RolloutsRead,
         RolloutsWrite,
+        RemoteTerminal,
+        RemoteWatch,
+        RemoteRecordings,
+        RemotePolicy,
         TenantsRead,
         TenantsWrite
     );

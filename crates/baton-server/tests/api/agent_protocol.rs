@@ -83,7 +83,16 @@ async fn bad_frames_close_only_their_own_connection_with_a_reason() {
             vec![hello(), Message::Text(r#"{"type":"reboot_server"}"#.into())],
             close::INVALID_FRAME,
         ),
-        ("a binary frame", vec![hello(), Message::Binary(vec![0, 0, 0, 1, 42].into())], close::PROTOCOL_VIOLATION),
+        (
+            "data for a stream never opened",
+            vec![hello(), Message::Binary(vec![0, 0, 0, 1, 42].into())],
+            close::PROTOCOL_VIOLATION,
+        ),
+        (
+            "a binary frame without a stream number",
+            vec![hello(), Message::Binary(vec![0, 1].into())],
+            close::INVALID_FRAME,
+        ),
         ("an oversize frame", vec![hello(), Message::Text(huge.into())], close::TOO_LARGE),
         ("a batch too large to be one", vec![hello(), Message::Text(too_many_samples().into())], close::INVALID_FRAME),
     ];

@@ -65,7 +65,15 @@ async fn every_secured_route_refuses_a_caller_without_credentials() {
     unsecured.sort();
     assert_eq!(
         unsecured,
-        ["/api/v1/auth/login", "/api/v1/enroll", "/healthz", "/metrics", "/readyz"],
+        // The attach WebSocket is authenticated by the one-time token in its query.
+        [
+            "/api/v1/auth/login",
+            "/api/v1/enroll",
+            "/api/v1/sessions/{session}/attach",
+            "/healthz",
+            "/metrics",
+            "/readyz"
+        ],
         "only these are open"
     );
     assert!(checked >= 24);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::{
     io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},

@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod events;
 pub mod groups;
 pub mod rollouts;
+pub mod sessions;
 pub mod telemetry;
 pub mod tenants;
 pub mod tokens;

@@ -1,0 +1,183 @@
+//! Remote support on the device: the streams the server opens on this connection. Each
+//! capability is off unless the device's config enables it (`[remote] terminal = true`), and an
+//! optional consent hook asks the person at the device; a refusal goes back with its reason.
+//! Streams live as long as the connection: when it ends, their terminals are closed.
+//!
+//! Flow control: the agent sends a stream's output only within the server's credit, and credits
+//! the server for input once it is written to the terminal (see `baton_proto::streams`).
+
+mod terminal;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use baton_proto::{
+    agent::AgentMessage,
+    streams::{self, StreamKind, StreamOpen},
+};
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::RemoteConfig;
+
+/// How long the consent hook has to answer.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the stream tasks ask the session to send.
+pub enum Outgoing {
+    Message(AgentMessage),
+    Data(u32, Bytes),
+}
+
+/// What the session hands a stream's task.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Data(Bytes),
+    Resize(u16, u16),
+    Close(String),
+}
+
+struct Handle {
+    input: mpsc::UnboundedSender<Input>,
+    /// The server's credit for this stream's output.
+    credit: Arc<Semaphore>,
+    /// Input bytes received and not yet credited back; the server stays within the window.
+    unacked: u32,
+}
+
+/// One connection's streams.
+pub struct Streams {
+    config: Arc<RemoteConfig>,
+    handles: HashMap<u32, Handle>,
+    tx: mpsc::Sender<Outgoing>,
+    /// What to send, from every stream of this connection.
+    pub outgoing: mpsc::Receiver<Outgoing>,
+}
+
+impl Streams {
+    pub fn new(config: Arc<RemoteConfig>) -> Self {
+        let (tx, outgoing) = mpsc::channel(64);
+        Streams { config, handles: HashMap::new(), tx, outgoing }
+    }
+
+    /// The server asks for a stream: refused at once (with the reason) or opened in the background.
+    pub fn open(&mut self, open: StreamOpen) -> Option<AgentMessage> {
+        let stream = open.stream;
+        if stream == 0 || self.handles.contains_key(&stream) {
+            return Some(refused(stream, "that stream number is in use"));
+        }
+        let allowed = match open.kind {
+            StreamKind::Terminal { .. } => self.config.terminal,
+        };
+        if !allowed {
+            let what = open.kind.capability();
+            let reason = format!(
+                "remote {what} is off on this device; its owner can allow it with `[remote] {what} = true` in the agent's config"
+            );
+            tracing::info!(session_id = %open.session_id, user = %open.user, "refused a remote {what}: not enabled");
+            return Some(refused(stream, &reason));
+        }
+        let (input_tx, input) = mpsc::unbounded_channel();
+        let credit = Arc::new(Semaphore::new(open.window.min(4 * streams::WINDOW) as usize));
+        self.handles.insert(stream, Handle { input: input_tx, credit: credit.clone(), unacked: 0 });
+        let (config, tx) = (self.config.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            if let Some(reason) = consent(&config, &open).await {
+                let _ = tx.send(Outgoing::Message(refused(stream, &reason))).await;
+                return;
+            }
+            let StreamKind::Terminal { cols, rows, command } = open.kind;
+            tracing::info!(session_id = %open.session_id, user = %open.user, "remote terminal opening");
+            terminal::run(&config, stream, cols, rows, &command, &open.session_id, &open.user, input, credit, tx).await;
+        });
+        None
+    }
+
+    /// Bytes from the server for a stream.
+    pub fn data(&mut self, stream: u32, data: &[u8]) -> Option<AgentMessage> {
+        let handle = self.handles.get_mut(&stream)?;
+        handle.unacked = handle.unacked.saturating_add(data.len() as u32);
+        if handle.unacked > streams::WINDOW {
+            let _ = handle.input.send(Input::Close("the server sent more than the window".into()));
+            self.handles.remove(&stream);
+            return Some(AgentMessage::StreamClosed {
+                stream,
+                reason: "the server sent more than the window".into(),
+                exit_code: None,
+            });
+        }
+        let _ = handle.input.send(Input::Data(Bytes::copy_from_slice(data)));
+        None
+    }
+
+    pub fn resize(&self, stream: u32, cols: u16, rows: u16) {
+        if let Some(handle) = self.handles.get(&stream)
+            && streams::valid_size(cols, rows)
+        {
+            let _ = handle.input.send(Input::Resize(cols, rows));
+        }
+    }
+
+    pub fn credit(&self, stream: u32, bytes: u32) {
+        if let Some(handle) = self.handles.get(&stream) {
+            let room = (4 * streams::WINDOW as usize).saturating_sub(handle.credit.available_permits());
+            handle.credit.add_permits((bytes as usize).min(room));
+        }
+    }
+
+    pub fn close(&mut self, stream: u32, reason: String) {
+        if let Some(handle) = self.handles.remove(&stream) {
+            let _ = handle.input.send(Input::Close(reason));
+        }
+    }
+
+    /// Before sending: keeps the bookkeeping of what goes out (credit given, a stream ended).
+    pub fn sending(&mut self, out: &Outgoing) {
+        match out {
+            Outgoing::Message(AgentMessage::StreamCredit { stream, bytes }) => {
+                if let Some(handle) = self.handles.get_mut(stream) {
+                    handle.unacked = handle.unacked.saturating_sub(*bytes);
+                }
+            }
+            Outgoing::Message(
+                AgentMessage::StreamClosed { stream, .. } | AgentMessage::StreamRefused { stream, .. },
+            ) => {
+                self.handles.remove(stream);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection ended: every terminal is closed.
+    fn end(&mut self) {
+        for (_, handle) in self.handles.drain() {
+            let _ = handle.input.send(Input::Close("the connection to the server ended".into()));
+            handle.credit.close();
+        }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+fn refused(stream: u32, reason: &str) -> AgentMessage {
+    AgentMessage::StreamRefused { stream, reason: reason.to_owned() }
+}
+
+/// Runs the consent hook, if any: `None` approves, `Some(reason)` refuses.
+async fn consent(config: &RemoteConfig, open: &StreamOpen) -> Option<String> {
+    let hook = config.consent_command.as_ref()?;
+    let args: Vec<String> =
+        hook.iter().map(|a| a.replace("{user}", &open.user).replace("{session}", &open.session_id)).collect();
+    let (program, rest) = args.split_first()?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(rest).kill_on_drop(true).stdin(std::process::Stdio::null());
+    match tokio::time::timeout(CONSENT_TIMEOUT, command.status()).await {
+        Ok(Ok(status)) if status.success() => None,
+        Ok(Ok(status)) => Some(format!("the person at the device declined (the consent hook exited with {status})")),
+        Ok(Err(e)) => Some(format!("the consent hook could not run: {e}")),
+        Err(_) => Some(format!("nobody at the device approved within {} s", CONSENT_TIMEOUT.as_secs())),
+    }
+}

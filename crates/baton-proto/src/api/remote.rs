@@ -1,0 +1,175 @@
+//! Remote support: sessions an operator opens to a device (a terminal today; logs, files,
+//! tunnels and the screen reuse them), their recordings, the tenant's remote-access policy, and
+//! the messages of the attach WebSocket a browser or the CLI speaks.
+//!
+//! # Attaching
+//! `POST /api/v1/devices/{id}/sessions` makes a session and a short-lived token bound to it;
+//! the client opens `GET /api/v1/sessions/{session}/attach?token=…` as a WebSocket (a browser
+//! cannot set headers on one, so the token rides in the URL, and works once). Binary frames are
+//! the terminal's bytes both ways; text frames are [`AttachClientMessage`] and
+//! [`AttachServerMessage`]. A watcher gets its own read-only token from
+//! `POST /api/v1/devices/{id}/sessions/{session}/watch`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a session carries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    Terminal,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Terminal => "terminal",
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Made; waiting for its client to attach (its token expires otherwise).
+    Pending,
+    /// Attached and open on the device.
+    Open,
+    Closed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Pending => "pending",
+            SessionState::Open => "open",
+            SessionState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(SessionState::Pending),
+            "open" => Some(SessionState::Open),
+            "closed" => Some(SessionState::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/v1/devices/{id}/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SessionCreate {
+    pub kind: SessionKind,
+    /// The terminal's width in cells (default 80).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub cols: Option<u16>,
+    /// The terminal's height in cells (default 24).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub rows: Option<u16>,
+    /// Run this program and its arguments with a TTY instead of the device's shell; the
+    /// session ends when it exits, with its exit code.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 256))]
+    pub command: Vec<String>,
+}
+
+/// A remote session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RemoteSession {
+    pub id: String,
+    pub device_id: String,
+    pub kind: SessionKind,
+    pub state: SessionState,
+    /// Who opened it: a username, or `token:<name>` for an API token.
+    pub opened_by: String,
+    /// The address the opener came from.
+    pub source_addr: Option<String>,
+    /// The program run instead of the shell, if any.
+    pub command: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Why it ended, in words (the client left, idle for 30 minutes, the device went away…).
+    pub close_reason: Option<String>,
+    /// The command's exit code, when the device reported one.
+    pub exit_code: Option<i32>,
+    /// The recording, once the session has ended and it is stored.
+    pub recording: Option<Recording>,
+}
+
+/// A session's recording: asciicast v2, as `asciinema play` and `asciinema cat` read it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Recording {
+    pub session_id: String,
+    pub device_id: String,
+    pub opened_by: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+    /// Whether keystrokes were recorded too (the tenant's policy at the time).
+    pub input_recorded: bool,
+}
+
+/// A session made, with the token its client attaches with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionTicket {
+    pub session: RemoteSession,
+    /// Attaches once, within `expires_at`; bound to this session.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// Where to attach: the path of the WebSocket, token included.
+    pub attach_path: String,
+    /// Whether this ticket only watches.
+    pub read_only: bool,
+}
+
+/// The tenant's remote-access policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RemotePolicy {
+    /// Off: no remote session opens on any of the tenant's devices.
+    pub enabled: bool,
+    /// Record what operators type too. Keystrokes can hold passwords typed at prompts: turn
+    /// this on only where the recordings are guarded as such.
+    pub record_input: bool,
+}
+
+impl Default for RemotePolicy {
+    fn default() -> Self {
+        RemotePolicy { enabled: true, record_input: false }
+    }
+}
+
+/// Client → server, on the attach WebSocket (text frames).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AttachClientMessage {
+    /// The client's terminal changed size (ignored from watchers).
+    Resize { cols: u16, rows: u16 },
+}
+
+/// Server → client, on the attach WebSocket (text frames).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AttachServerMessage {
+    /// The device opened the session; bytes follow as binary frames.
+    Opened { session_id: String, read_only: bool },
+    /// The session ended; the WebSocket closes after this.
+    Closed {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+}

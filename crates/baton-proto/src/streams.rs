@@ -1,0 +1,86 @@
+//! Remote-support streams on the agent's connection: the control messages that open, resize,
+//! credit and close a numbered stream, and the limits both sides keep. A stream's bytes travel as
+//! binary frames ([`crate::agent::encode_stream_frame`]).
+//!
+//! # Flow control
+//! Each side may have at most the other's window of bytes in flight on a stream: the opener
+//! grants [`StreamOpen::window`] for data the agent sends, the agent grants
+//! [`crate::agent::AgentMessage::StreamOpened`]'s `window` for data the server sends; each side
+//! hands credit back with a `stream_credit` message once it has passed bytes on. So a reader
+//! that stalls holds at most one window on the server, and a busy stream cannot crowd out
+//! telemetry and commands, which never wait for credit. Bytes beyond the window close the
+//! stream.
+
+use serde::{Deserialize, Serialize};
+
+/// The window each side grants by default: bytes in flight per stream and direction.
+pub const WINDOW: u32 = 256 * 1024;
+/// Largest data chunk in one binary frame.
+pub const MAX_CHUNK: usize = 16 * 1024;
+/// Largest terminal dimension accepted, in cells.
+pub const MAX_TERMINAL_CELLS: u16 = 1000;
+
+/// Server → agent: open a stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOpen {
+    /// The stream's number on this connection (never 0, never reused while open).
+    pub stream: u32,
+    /// The remote session the stream belongs to (for the agent's log and consent hook).
+    pub session_id: String,
+    /// Who opened it, for the device's consent hook and log.
+    pub user: String,
+    /// Bytes the agent may send before it hears a credit.
+    pub window: u32,
+    pub kind: StreamKind,
+}
+
+/// What the stream carries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StreamKind {
+    /// A terminal: the configured shell on a PTY, or `command` when it is not empty.
+    Terminal {
+        cols: u16,
+        rows: u16,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        command: Vec<String>,
+    },
+}
+
+impl StreamKind {
+    /// The agent capability (its `[remote]` switch) the stream needs.
+    pub fn capability(&self) -> &'static str {
+        match self {
+            StreamKind::Terminal { .. } => "terminal",
+        }
+    }
+}
+
+/// Checks a terminal size the way both ends read it.
+pub fn valid_size(cols: u16, rows: u16) -> bool {
+    (1..=MAX_TERMINAL_CELLS).contains(&cols) && (1..=MAX_TERMINAL_CELLS).contains(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_reads_as_tagged_json() {
+        let open = StreamOpen {
+            stream: 1,
+            session_id: "s".into(),
+            user: "alice".into(),
+            window: WINDOW,
+            kind: StreamKind::Terminal { cols: 80, rows: 24, command: vec![] },
+        };
+        let json = serde_json::to_string(&open).expect("json");
+        assert_eq!(
+            json,
+            r#"{"stream":1,"session_id":"s","user":"alice","window":262144,"kind":{"kind":"terminal","cols":80,"rows":24}}"#
+        );
+        assert_eq!(serde_json::from_str::<StreamOpen>(&json).expect("parses"), open);
+        assert!(!valid_size(0, 24) && !valid_size(80, 1001) && valid_size(1000, 1));
+    }
+}

@@ -1,0 +1,114 @@
+//! Remote-support streams opened on a device's live agent connection: what a door asks
+//! ([`StreamRequest`]), what it gets back ([`DeviceStream`]: input to the device with the
+//! device's credit, output from it), and the flow control around them. The agent session
+//! (`agents::session`) owns the stream numbers and the wire; the relay that serves a person
+//! (`remote`) holds the other end. Neither imports the other: both meet here.
+//!
+//! Output the device sends waits here, unread, at most one window ([`streams::WINDOW`]) per
+//! stream: the reader hands credit back ([`DeviceStream::consumed`]) only once it has passed
+//! the bytes on, so a client that stops reading stops the device's output at that bound.
+
+use std::sync::Arc;
+
+use baton_proto::streams::{self, StreamKind};
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// A door asks a device's session to open a stream.
+pub struct StreamRequest {
+    pub session_id: String,
+    pub user: String,
+    pub kind: StreamKind,
+    pub reply: oneshot::Sender<Result<DeviceStream, String>>,
+}
+
+/// What travels from a door to the agent session about one stream.
+#[derive(Debug)]
+pub enum StreamInput {
+    Data(u32, Bytes),
+    Resize(u32, u16, u16),
+    /// The reader passed on this many bytes of output: the device may send that much more.
+    Consumed(u32, u32),
+    Close(u32, String),
+}
+
+/// What the device said on a stream.
+#[derive(Debug)]
+pub enum StreamOutput {
+    Data(Bytes),
+    /// The stream ended (on the device, or its connection went away); nothing follows.
+    Closed {
+        reason: String,
+        exit_code: Option<i32>,
+    },
+}
+
+/// The door's end of an open stream. Dropping it closes the stream on the device.
+pub struct DeviceStream {
+    stream: u32,
+    input: mpsc::Sender<StreamInput>,
+    output: mpsc::UnboundedReceiver<StreamOutput>,
+    /// Bytes the device still accepts; the agent session adds what the device credits back.
+    credit: Arc<Semaphore>,
+    closed: bool,
+}
+
+/// The device's connection is gone.
+#[derive(Debug)]
+pub struct Gone;
+
+impl DeviceStream {
+    /// The session's side of a new stream: it keeps `output`'s sender and the credit.
+    pub fn new(
+        stream: u32,
+        input: mpsc::Sender<StreamInput>,
+        output: mpsc::UnboundedReceiver<StreamOutput>,
+        credit: Arc<Semaphore>,
+    ) -> Self {
+        DeviceStream { stream, input, output, credit, closed: false }
+    }
+
+    /// Sends bytes to the device, waiting for its credit; chunks at most [`streams::MAX_CHUNK`].
+    pub async fn send(&self, data: Bytes) -> Result<(), Gone> {
+        for chunk in data.chunks(streams::MAX_CHUNK) {
+            let permits = self.credit.acquire_many(chunk.len() as u32).await.map_err(|_| Gone)?;
+            permits.forget();
+            self.input.send(StreamInput::Data(self.stream, data.slice_ref(chunk))).await.map_err(|_| Gone)?;
+        }
+        Ok(())
+    }
+
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), Gone> {
+        self.input.send(StreamInput::Resize(self.stream, cols, rows)).await.map_err(|_| Gone)
+    }
+
+    /// The next thing the device said; `None` once the session is gone without a word.
+    pub async fn recv(&mut self) -> Option<StreamOutput> {
+        let next = self.output.recv().await;
+        if matches!(next, Some(StreamOutput::Closed { .. }) | None) {
+            self.closed = true;
+        }
+        next
+    }
+
+    /// Hands back credit for output passed on.
+    pub async fn consumed(&self, bytes: usize) -> Result<(), Gone> {
+        self.input.send(StreamInput::Consumed(self.stream, bytes as u32)).await.map_err(|_| Gone)
+    }
+
+    /// Ends the stream on the device with a reason.
+    pub async fn close(mut self, reason: impl Into<String>) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.input.send(StreamInput::Close(self.stream, reason.into())).await;
+        }
+    }
+}
+
+impl Drop for DeviceStream {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.input.try_send(StreamInput::Close(self.stream, "the client went away".into()));
+        }
+    }
+}

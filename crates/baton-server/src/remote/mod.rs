@@ -1,0 +1,97 @@
+//! Remote sessions served to people: the relay between a client's attach WebSocket (the
+//! console's terminal, `baton terminal`, any API client) and the device's stream, with the
+//! recording, the limits (idle, maximum length) and read-only watchers. Shared by the doors
+//! that attach clients (API, console), so neither imports the other; the device's end of the
+//! stream is the agent session's, reached through `connections`.
+
+mod relay;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use baton_core::{artifacts::ArtifactStore, bus::SharedBus, store::Db};
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::connections::Registry;
+
+pub use relay::{serve_owner, serve_watcher};
+
+/// What a relay needs from the server (the door that attaches clients hands it over).
+#[derive(Clone)]
+pub struct Relay {
+    pub db: Db,
+    pub bus: SharedBus,
+    pub artifacts: Arc<dyn ArtifactStore>,
+    pub connections: Arc<Registry>,
+    pub live: Arc<LiveSessions>,
+    /// A session with no byte either way for this long is closed.
+    pub idle: Duration,
+    /// A session is closed after this long.
+    pub longest: Duration,
+    /// Turns true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How a session ended, for its watchers: the reason and exit code once known.
+type Ended = Option<(String, Option<i32>)>;
+
+/// Sessions relayed by this node, by session id.
+#[derive(Default)]
+pub struct LiveSessions {
+    map: Mutex<HashMap<String, Live>>,
+}
+
+struct Live {
+    tenant_id: String,
+    output: broadcast::Sender<Bytes>,
+    close: mpsc::Sender<String>,
+    ended: watch::Receiver<Ended>,
+}
+
+/// What a watcher follows.
+pub(crate) struct Watch {
+    pub output: broadcast::Receiver<Bytes>,
+    pub ended: watch::Receiver<Ended>,
+}
+
+impl LiveSessions {
+    fn insert(&self, session_id: &str, live: Live) {
+        self.lock().insert(session_id.to_owned(), live);
+    }
+
+    fn remove(&self, session_id: &str) {
+        self.lock().remove(session_id);
+    }
+
+    fn watch(&self, tenant_id: &str, session_id: &str) -> Option<Watch> {
+        let map = self.lock();
+        let live = map.get(session_id).filter(|l| l.tenant_id == tenant_id)?;
+        Some(Watch { output: live.output.subscribe(), ended: live.ended.clone() })
+    }
+
+    /// Asks a session relayed here to close; `None` when it is not relayed on this node. The
+    /// receiver reports once the session has ended and its end is stored.
+    pub fn close(&self, tenant_id: &str, session_id: &str, reason: String) -> Option<watch::Receiver<Ended>> {
+        let map = self.lock();
+        let live = map.get(session_id).filter(|l| l.tenant_id == tenant_id)?;
+        let _ = live.close.try_send(reason);
+        Some(live.ended.clone())
+    }
+
+    /// Sessions relayed on this node now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,230 @@
+//! The relay loops: the owner's (who typed into the device's terminal, recorded; the session
+//! lives as long as this), and a watcher's (output only).
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use baton_core::remote::{
+    self, Attach,
+    asciicast::Header,
+    policy,
+    recordings::{Recorder, Stored},
+};
+use baton_proto::{
+    api::remote::{AttachClientMessage, AttachServerMessage},
+    streams::{StreamKind, valid_size},
+};
+use bytes::Bytes;
+use tokio::{
+    sync::{broadcast, mpsc, oneshot, watch},
+    time::{Instant, sleep_until, timeout},
+};
+
+use super::{Live, Relay, Watch};
+use crate::connections::{NoStream, StreamRequest, streams::StreamOutput};
+
+/// How long the device has to accept or refuse a session (its consent hook included).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
+/// Chunks a watcher may fall behind before it is dropped.
+const WATCH_BACKLOG: usize = 16;
+
+/// Serves the client that opened the session, from asking the device to the stored end.
+pub async fn serve_owner(app: Relay, attach: Attach, mut socket: WebSocket) {
+    let _running = app.connections.running();
+    let (ended_tx, ended_rx) = watch::channel(None);
+    let (mut ending, recorder) = relay(&app, &attach, &mut socket, ended_rx).await;
+    if let Some(recorder) = recorder {
+        match recorder.finish(app.artifacts.as_ref()).await {
+            Ok(stored) => ending.recording = Some(stored),
+            Err(e) => tracing::error!(error = %e, session_id = %attach.session.id, "cannot store the recording"),
+        }
+    }
+    if let Err(e) = remote::closed(&app.db, &app.bus, &attach, &ending).await {
+        tracing::error!(error = %e, session_id = %attach.session.id, "cannot record the end of a session");
+    }
+    app.live.remove(&attach.session.id);
+    let _ = ended_tx.send(Some((ending.reason.clone(), ending.exit_code)));
+    tell_closed(&mut socket, &ending.reason, ending.exit_code).await;
+    tracing::info!(session_id = %attach.session.id, reason = %ending.reason, "remote session ended");
+}
+
+async fn relay(
+    app: &Relay,
+    attach: &Attach,
+    socket: &mut WebSocket,
+    ended: watch::Receiver<super::Ended>,
+) -> (remote::Ending, Option<Recorder>) {
+    let end = |reason: String| remote::Ending { reason, ..Default::default() };
+    let session = &attach.session;
+    let terminal = &attach.terminal;
+    let (reply, answer) = oneshot::channel();
+    let request = StreamRequest {
+        session_id: session.id.clone(),
+        user: attach.actor.label.clone(),
+        kind: StreamKind::Terminal { cols: terminal.cols, rows: terminal.rows, command: terminal.command.clone() },
+        reply,
+    };
+    let mut stream = match app.connections.open_stream(&session.device_id, request) {
+        Err(NoStream::Offline) => return (end("the device is offline".into()), None),
+        Err(NoStream::NotAnAgent) => {
+            return (
+                end("the device is not connected through the agent; only agents open remote sessions".into()),
+                None,
+            );
+        }
+        Err(NoStream::Busy) => return (end("the device is busy opening other sessions; try again".into()), None),
+        Ok(()) => match timeout(OPEN_TIMEOUT, answer).await {
+            Ok(Ok(Ok(stream))) => stream,
+            Ok(Ok(Err(reason))) => return (end(reason), None),
+            Ok(Err(_)) => return (end("the device's connection ended".into()), None),
+            Err(_) => return (end(format!("the device did not answer within {} s", OPEN_TIMEOUT.as_secs())), None),
+        },
+    };
+    if let Err(e) = remote::opened(&app.db, &app.bus, attach).await {
+        tracing::error!(error = %e, "cannot record an opened session");
+        stream.close("the server failed").await;
+        return (end("the server could not record the session".into()), None);
+    }
+    let record_input = policy::get(&app.db, &attach.scope).await.map(|p| p.record_input).unwrap_or(false);
+    let title = format!("{} on {}", attach.actor.label, session.device_id);
+    let header =
+        Header { cols: terminal.cols, rows: terminal.rows, timestamp: chrono::Utc::now().timestamp(), title: &title };
+    let mut recorder =
+        match Recorder::start(app.artifacts.as_ref(), attach.scope.id(), &session.id, &header, record_input) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a recording; the session is refused");
+                stream.close("the server cannot record the session").await;
+                return (end("the server cannot record the session".into()), None);
+            }
+        };
+    let (output, _) = broadcast::channel::<Bytes>(WATCH_BACKLOG);
+    let (close_tx, mut close_rx) = mpsc::channel(1);
+    let live = Live { tenant_id: attach.scope.id().to_owned(), output: output.clone(), close: close_tx, ended };
+    app.live.insert(&session.id, live);
+    let opened = AttachServerMessage::Opened { session_id: session.id.clone(), read_only: false };
+    if send_text(socket, &opened).await.is_err() {
+        stream.close("the client went away").await;
+        return (end("the client went away".into()), recorder);
+    }
+    let (idle, longest) = (app.idle, app.longest);
+    let deadline = Instant::now() + longest;
+    let mut last = Instant::now();
+    let mut shutdown = app.shutdown.clone();
+    let stop = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    tokio::pin!(stop);
+    let (reason, exit_code) = loop {
+        tokio::select! {
+            frame = socket.recv() => match frame {
+                Some(Ok(WsMessage::Binary(data))) => {
+                    last = Instant::now();
+                    if let Some(r) = recorder.as_mut() { r.input(&data) }
+                    if stream.send(data).await.is_err() {
+                        break ("the device's connection ended".to_owned(), None);
+                    }
+                }
+                Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<AttachClientMessage>(&text) {
+                    Ok(AttachClientMessage::Resize { cols, rows }) if valid_size(cols, rows) => {
+                        if let Some(r) = recorder.as_mut() { r.resize(cols, rows) }
+                        if stream.resize(cols, rows).await.is_err() {
+                            break ("the device's connection ended".to_owned(), None);
+                        }
+                    }
+                    Ok(AttachClientMessage::Resize { .. }) => break ("the client asked for a size out of 1–1000".to_owned(), None),
+                    Err(e) => break (format!("the client sent a frame not understood: {e}"), None),
+                },
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                    break (format!("closed by {}", attach.actor.label), None);
+                }
+            },
+            out = stream.recv() => match out {
+                Some(StreamOutput::Data(bytes)) => {
+                    last = Instant::now();
+                    if let Some(r) = recorder.as_mut() { r.output(&bytes) }
+                    let _ = output.send(bytes.clone());
+                    let len = bytes.len();
+                    match timeout(idle, socket.send(WsMessage::Binary(bytes))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break (format!("closed by {}", attach.actor.label), None),
+                        Err(_) => break ("the client stopped reading".to_owned(), None),
+                    }
+                    if stream.consumed(len).await.is_err() {
+                        break ("the device's connection ended".to_owned(), None);
+                    }
+                }
+                Some(StreamOutput::Closed { reason, exit_code }) => break (reason, exit_code),
+                None => break ("the device's connection ended".to_owned(), None),
+            },
+            Some(reason) = close_rx.recv() => break (reason, None),
+            () = sleep_until(last + idle) => break (format!("idle for {}", human(idle)), None),
+            () = sleep_until(deadline) => break (format!("open for the longest a session may be ({})", human(longest)), None),
+            () = &mut stop => break ("the server is shutting down".to_owned(), None),
+        }
+    };
+    stream.close(reason.clone()).await;
+    (remote::Ending { reason, exit_code, recording: None::<Stored> }, recorder)
+}
+
+/// Serves a read-only watcher of a session relayed on this node.
+pub async fn serve_watcher(app: Relay, attach: Attach, mut socket: WebSocket) {
+    let Some(Watch { mut output, mut ended }) = app.live.watch(attach.scope.id(), &attach.session.id) else {
+        tell_closed(&mut socket, "the session is not open on this server", None).await;
+        return;
+    };
+    let opened = AttachServerMessage::Opened { session_id: attach.session.id.clone(), read_only: true };
+    if send_text(&mut socket, &opened).await.is_err() {
+        return;
+    }
+    let (reason, exit_code) = loop {
+        tokio::select! {
+            chunk = output.recv() => match chunk {
+                Ok(bytes) => {
+                    if socket.send(WsMessage::Binary(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break ("the watcher fell behind the session's output".to_owned(), None),
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = ended.wait_for(Option::is_some).await;
+                    let done = ended.borrow().clone();
+                    break done.unwrap_or_else(|| ("the session ended".to_owned(), None));
+                }
+            },
+            frame = socket.recv() => match frame {
+                // Read-only: what a watcher types goes nowhere.
+                Some(Ok(WsMessage::Binary(_) | WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                _ => return,
+            },
+        }
+    };
+    tell_closed(&mut socket, &reason, exit_code).await;
+}
+
+async fn send_text(socket: &mut WebSocket, message: &AttachServerMessage) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(message).unwrap_or_default();
+    socket.send(WsMessage::Text(text.into())).await
+}
+
+/// Tells the client why the session ended, and closes its WebSocket.
+async fn tell_closed(socket: &mut WebSocket, reason: &str, exit_code: Option<i32>) {
+    let closed = AttachServerMessage::Closed { reason: reason.to_owned(), exit_code };
+    let _ = timeout(Duration::from_secs(5), send_text(socket, &closed)).await;
+    let mut short = reason.to_owned();
+    while short.len() > 123 {
+        short.pop();
+    }
+    let frame = CloseFrame { code: 1000, reason: short.into() };
+    let _ = timeout(Duration::from_secs(5), socket.send(WsMessage::Close(Some(frame)))).await;
+}
+
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s % 3600 == 0 && s > 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}

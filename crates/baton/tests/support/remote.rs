@@ -1,0 +1,182 @@
+//! Helpers for the remote-support tests: the real `baton-agent` binary as a child process with
+//! its own config, and a terminal client speaking the attach WebSocket.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use baton_proto::api::remote::{AttachClientMessage, AttachServerMessage};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+use super::BATON;
+
+/// The `baton-agent` binary, built once per test process (it belongs to another crate).
+pub fn agent_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "baton-agent", "--bin", "baton-agent"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the baton-agent binary failed");
+        Path::new(BATON).with_file_name(format!("baton-agent{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// A `baton-agent` process with its own state directory; killed when dropped.
+pub struct Agent {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts an agent enrolling at `server` with `token` as `serial`; `remote` is the body of
+    /// its `[remote]` table (empty: everything off).
+    pub fn start(server: &str, token: &str, serial: &str, remote: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("agent.toml");
+        let text = format!(
+            "server = \"{server}\"\nenrollment_token = \"{token}\"\nserial = \"{serial}\"\nstate_dir = \"{}\"\n\n[remote]\n{remote}\n",
+            dir.path().join("state").display()
+        );
+        std::fs::write(&config, text).expect("agent config");
+        Self::start_with(dir, &config)
+    }
+
+    fn start_with(dir: tempfile::TempDir, config: &Path) -> Self {
+        Agent { child: Self::spawn(config), dir }
+    }
+
+    fn spawn(config: &Path) -> Child {
+        Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env("SHELL", "/bin/sh")
+            .env_remove("BATON_AGENT_REMOTE_TERMINAL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton-agent starts")
+    }
+
+    /// Kills the agent and starts it again on the same state and config.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config = self.dir.path().join("agent.toml");
+        self.child = Self::spawn(&config);
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A client on a session's attach WebSocket.
+pub struct Term {
+    ws: Ws,
+    /// Everything the device printed so far.
+    pub output: String,
+    /// The `closed` message, once it came.
+    pub closed: Option<(String, Option<i32>)>,
+}
+
+impl Term {
+    /// Attaches at `url` and waits for `opened` (or the refusal: then `closed` is set).
+    pub async fn attach(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("attach WebSocket opens");
+        let mut term = Term { ws, output: String::new(), closed: None };
+        match term.next_control().await {
+            Some(AttachServerMessage::Opened { .. }) => {}
+            Some(AttachServerMessage::Closed { reason, exit_code }) => term.closed = Some((reason, exit_code)),
+            None => panic!("the attach WebSocket ended without a word"),
+        }
+        term
+    }
+
+    async fn next_control(&mut self) -> Option<AttachServerMessage> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("a control message")),
+                Ok(Message::Binary(b)) => self.output.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub async fn type_text(&mut self, text: &str) {
+        self.ws.send(Message::Binary(text.as_bytes().to_vec().into())).await.expect("typed");
+    }
+
+    pub async fn resize(&mut self, cols: u16, rows: u16) {
+        let text = serde_json::to_string(&AttachClientMessage::Resize { cols, rows }).expect("json");
+        self.ws.send(Message::Text(text.into())).await.expect("resized");
+    }
+
+    /// Reads output until it contains `needle` (within a minute), or the session closes.
+    pub async fn expect(&mut self, needle: &str) {
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while !self.output.contains(needle) {
+                match self.ws.next().await {
+                    Some(Ok(Message::Binary(b))) => self.output.push_str(&String::from_utf8_lossy(&b)),
+                    Some(Ok(Message::Text(t))) => {
+                        if let Ok(AttachServerMessage::Closed { reason, exit_code }) = serde_json::from_str(&t) {
+                            self.closed = Some((reason, exit_code));
+                            return false;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => return false,
+                }
+            }
+            true
+        })
+        .await;
+        assert!(
+            matches!(found, Ok(true)),
+            "the terminal never showed {needle:?}; closed: {:?}; output: {:?}",
+            self.closed,
+            self.output
+        );
+    }
+
+    /// Reads until the server says the session ended; the reason and exit code.
+    pub async fn until_closed(&mut self) -> (String, Option<i32>) {
+        if let Some(closed) = &self.closed {
+            return closed.clone();
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(90), async {
+            loop {
+                match self.next_control().await {
+                    Some(AttachServerMessage::Closed { reason, exit_code }) => return Some((reason, exit_code)),
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the session ends within 90 s")
+        .expect("the server says why the session ended");
+        self.closed = Some(closed.clone());
+        closed
+    }
+
+    /// Closes the WebSocket, as a client that leaves does.
+    pub async fn leave(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+}
