@@ -12,6 +12,7 @@ use baton_proto::api::{
     access::{PageQuery, TokenCreate, UserCreate},
     devices::{Device, DeviceQuery},
     enrollment::EnrollmentTokenCreate,
+    events::EventQuery,
     remote::{RemotePolicy, SessionCreate, SessionKind, SessionState},
     tenants::TenantCreate,
 };
@@ -220,4 +221,86 @@ async fn who_may_not_open_a_terminal_is_refused_and_told_why() {
         }
         answer => panic!("a terminal opened with remote access off: {answer:?}"),
     }
+}
+
+#[tokio::test]
+async fn limits_consent_input_recording_and_events_work_as_configured() {
+    let server = Server::start(
+        &[
+            ("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP),
+            ("BATON_HEARTBEAT_SECS", "2"),
+            ("BATON_REMOTE_IDLE_TIMEOUT_SECS", "2"),
+            ("BATON_REMOTE_SESSIONS_PER_DEVICE", "1"),
+        ],
+        &["--http-addr", "127.0.0.1:0"],
+    );
+    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
+    let marks = tempfile::tempdir().expect("tempdir");
+    let asked = marks.path().join("asked");
+    // The consent hook approves, and notes who asked.
+    let approve = format!(
+        "terminal = true\nconsent_command = [\"/bin/sh\", \"-c\", \"echo \\\"$0\\\" > {}\", \"{{user}}\"]",
+        asked.display()
+    );
+    let (_agent, device) = enrolled(&client, &server.url, "term-consent", &approve).await;
+    let (_grumpy, refusing) =
+        enrolled(&client, &server.url, "term-no", "terminal = true\nconsent_command = [\"/bin/false\"]").await;
+
+    // Keystrokes are recorded when the tenant asks.
+    client.set_remote_policy(&RemotePolicy { enabled: true, record_input: true }).await.expect("policy");
+    let ticket = client.open_session(&device.id, &terminal()).await.expect("session");
+    // One session per device here: a second is refused while the first waits to be attached.
+    match client.open_session(&device.id, &terminal()).await {
+        Err(ClientError::Api { status, problem }) => {
+            assert_eq!(status.as_u16(), 409);
+            assert!(problem.detail.as_deref().unwrap_or_default().contains("limit"), "{problem:?}");
+        }
+        answer => panic!("a second session opened over the limit: {answer:?}"),
+    }
+    let mut term = Term::attach(&client.attach_url(&ticket)).await;
+    assert_eq!(term.closed, None);
+    assert_eq!(std::fs::read_to_string(&asked).expect("the hook ran").trim(), "token:bootstrap");
+    term.type_text("echo typed-$((1+1))\n").await;
+    term.expect("typed-2").await;
+    // Then nothing for the idle timeout.
+    let (reason, _) = term.until_closed().await;
+    assert_eq!(reason, "idle for 2 s");
+    let closed = eventually("the recording is stored", || async {
+        client.session(&device.id, &ticket.session.id).await.ok().filter(|s| s.recording.is_some())
+    })
+    .await;
+    assert!(closed.recording.as_ref().is_some_and(|r| r.input_recorded));
+    let cast = String::from_utf8(client.recording(&device.id, &ticket.session.id).await.expect("cast")).expect("utf-8");
+    let typed: String = cast
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<(f64, String, String)>(l).ok())
+        .filter(|(_, code, _)| code == "i")
+        .map(|(_, _, data)| data)
+        .collect();
+    assert_eq!(typed, "echo typed-$((1+1))\n");
+
+    // Both ends are events with the user and their address.
+    let events = client
+        .events(&EventQuery {
+            device: Some(device.id.clone()),
+            kind: Some("remote.".into()),
+            limit: None,
+            cursor: None,
+        })
+        .await
+        .expect("events");
+    let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["remote.session_ended", "remote.session_started"]);
+    for event in &events.items {
+        assert_eq!(event.data["user"], "token:bootstrap");
+        assert_eq!(event.data["source_addr"], "127.0.0.1");
+    }
+    assert_eq!(events.items[0].data["reason"], "idle for 2 s");
+
+    // A hook that says no refuses the session, saying so.
+    let ticket = client.open_session(&refusing.id, &terminal()).await.expect("session");
+    let mut term = Term::attach(&client.attach_url(&ticket)).await;
+    let (reason, _) = term.until_closed().await;
+    assert!(reason.contains("declined"), "{reason}");
 }

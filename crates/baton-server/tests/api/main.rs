@@ -32,6 +32,7 @@ mod mqtt_sessions;
 mod mqtt_thingsboard;
 mod mqtt_updates;
 mod openapi_walk;
+mod remote;
 mod rollouts;
 mod support;
 mod telemetry;
