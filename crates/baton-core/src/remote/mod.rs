@@ -363,8 +363,31 @@ pub async fn get(db: &Db, scope: &TenantScope, device_id: &str, id: &str) -> Res
     .ok_or_else(not_found)
 }
 
-/// Sessions, newest first: one device's, or the tenant's; only those with a recording when asked.
+/// A device's sessions, newest first.
 pub async fn list(
+    db: &Db,
+    scope: &TenantScope,
+    device_id: &str,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<Page<RemoteSession>, Error> {
+    devices::get(db, scope, device_id).await?;
+    page(db, scope, Some(device_id), false, limit, cursor).await
+}
+
+/// Sessions with a recording, newest first: the tenant's, or those of the device named by the
+/// filter (an unknown one has none).
+pub async fn recorded(
+    db: &Db,
+    scope: &TenantScope,
+    device_id: Option<&str>,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<Page<RemoteSession>, Error> {
+    page(db, scope, device_id, true, limit, cursor).await
+}
+
+async fn page(
     db: &Db,
     scope: &TenantScope,
     device_id: Option<&str>,
@@ -372,9 +395,6 @@ pub async fn list(
     limit: Option<u32>,
     cursor: Option<&str>,
 ) -> Result<Page<RemoteSession>, Error> {
-    if let Some(device_id) = device_id {
-        devices::get(db, scope, device_id).await?;
-    }
     let limit = pagination::limit(limit)?;
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM remote_sessions WHERE tenant_id = "));
     sql.bind(scope.id().to_owned());

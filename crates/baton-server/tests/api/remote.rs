@@ -22,7 +22,7 @@ fn terminal() -> SessionCreate {
 
 #[tokio::test]
 async fn a_session_opens_on_an_agent_is_listed_closed_and_recorded() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let token = app
         .admin
         .create_enrollment_token(&EnrollmentTokenCreate { name: "agents".into(), ..Default::default() })
@@ -109,6 +109,18 @@ async fn a_session_opens_on_an_agent_is_listed_closed_and_recorded() {
     assert_eq!(told, AttachServerMessage::Closed { reason: "the device is offline".into(), exit_code: None });
     let stored = app.admin.session(&device, &ticket.session.id).await.expect("session");
     assert_eq!((stored.state, stored.close_reason.as_deref()), (SessionState::Closed, Some("the device is offline")));
+
+    // Past its retention (90 days), the recording is deleted; the session's facts stay.
+    let recorded_session = recorded.items[0].id.clone();
+    app.stage_sql("UPDATE remote_sessions SET closed_at = 0").await;
+    app.restart(|_| {}).await;
+    eventually("the old recording is pruned", || async {
+        let s = app.admin.session(&device, &recorded_session).await.ok()?;
+        s.recording.is_none().then_some(())
+    })
+    .await;
+    assert!(app.admin.recording(&device, &recorded_session).await.is_err(), "its bytes are gone");
+    assert!(app.admin.recordings(None, &PageQuery::default()).await.expect("list").items.is_empty());
 }
 
 #[tokio::test]

@@ -69,7 +69,7 @@ async fn list_sessions(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<RemoteSession>>, Error> {
-    Ok(Json(remote::list(&app.db, auth.scope(), Some(&id), false, q.limit, q.cursor.as_deref()).await?))
+    Ok(Json(remote::list(&app.db, auth.scope(), &id, q.limit, q.cursor.as_deref()).await?))
 }
 
 /// One remote session.
@@ -203,7 +203,7 @@ async fn list_recordings(
     State(app): State<AppState>,
     Query(q): Query<RecordingsQuery>,
 ) -> Result<Json<Page<RemoteSession>>, Error> {
-    let page = remote::list(&app.db, auth.scope(), q.device_id.as_deref(), true, q.limit, q.cursor.as_deref()).await?;
+    let page = remote::recorded(&app.db, auth.scope(), q.device_id.as_deref(), q.limit, q.cursor.as_deref()).await?;
     Ok(Json(page))
 }
 
