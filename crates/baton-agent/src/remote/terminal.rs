@@ -129,25 +129,27 @@ pub(super) async fn run(
 
 /// The program and arguments to run: the asked command, or the shell; as the configured user.
 fn program(config: &RemoteConfig, command: &[String]) -> Result<Vec<String>, String> {
-    let mut argv = if command.is_empty() { vec![shell(config)] } else { command.to_vec() };
-    if let Some(user) = &config.user {
-        #[cfg(unix)]
-        {
-            if !nix::unistd::geteuid().is_root() {
-                return Err(format!(
-                    "the agent does not run as root, so it cannot start terminals as `{user}`; run it as root or remove `[remote] user`"
-                ));
-            }
-            let mut wrapped = vec!["runuser".to_owned(), "-u".to_owned(), user.clone(), "--".to_owned()];
-            wrapped.append(&mut argv);
-            argv = wrapped;
-        }
-        #[cfg(not(unix))]
-        {
-            return Err(format!("`[remote] user = \"{user}\"` is not supported on this system yet"));
-        }
+    let argv = if command.is_empty() { vec![shell(config)] } else { command.to_vec() };
+    match &config.user {
+        Some(user) => as_user(user, argv),
+        None => Ok(argv),
     }
-    Ok(argv)
+}
+
+/// Runs `argv` as `user` through `runuser`, which needs root.
+#[cfg(unix)]
+fn as_user(user: &str, argv: Vec<String>) -> Result<Vec<String>, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(format!(
+            "the agent does not run as root, so it cannot start terminals as `{user}`; run it as root or remove `[remote] user`"
+        ));
+    }
+    Ok(["runuser", "-u", user, "--"].into_iter().map(str::to_owned).chain(argv).collect())
+}
+
+#[cfg(not(unix))]
+fn as_user(user: &str, _argv: Vec<String>) -> Result<Vec<String>, String> {
+    Err(format!("`[remote] user = \"{user}\"` is not supported on this system yet"))
 }
 
 fn shell(config: &RemoteConfig) -> String {
