@@ -304,3 +304,55 @@ async fn limits_consent_input_recording_and_events_work_as_configured() {
     let (reason, _) = term.until_closed().await;
     assert!(reason.contains("declined"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_terminal_flooding_output_does_not_hold_up_the_devices_commands() {
+    use baton_proto::api::commands::{CommandCreate, CommandQuery, CommandSpec, CommandState, CommandTarget};
+    use futures::StreamExt;
+
+    let server = server();
+    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
+    let (_agent, device) = enrolled(&client, &server.url, "term-busy", "terminal = true").await;
+    let flood = SessionCreate { command: vec!["yes".into(), "busy-terminal".into()], ..terminal() };
+    let ticket = client.open_session(&device.id, &flood).await.expect("session");
+    let (mut ws, _) = tokio_tungstenite::connect_async(client.attach_url(&ticket)).await.expect("attach");
+    // The client keeps reading the flood as fast as it comes.
+    let (bytes_tx, bytes) = tokio::sync::watch::channel(0usize);
+    let reader = tokio::spawn(async move {
+        let mut total = 0;
+        while let Some(Ok(frame)) = ws.next().await {
+            total += frame.len();
+            bytes_tx.send_replace(total);
+        }
+    });
+    eventually("the terminal floods", || async { (*bytes.borrow() > 4 * 1024 * 1024).then_some(()) }).await;
+
+    // Meanwhile commands go through the same connection, one after another.
+    for i in 0..5 {
+        let req = CommandCreate {
+            target: CommandTarget { device_ids: vec![device.id.clone()], ..Default::default() },
+            command: CommandSpec::Exec {
+                program: None,
+                args: vec![],
+                shell: Some(format!("echo cmd-{i}")),
+                timeout_secs: None,
+            },
+            ttl_secs: Some(600),
+            idempotency_key: None,
+        };
+        let batch = client.create_commands(&req).await.expect("queued");
+        let done = eventually("the command finishes while the terminal floods", || async {
+            let q = CommandQuery { batch: Some(batch.id.clone()), ..Default::default() };
+            let command = client.commands(&q).await.ok()?.items.pop()?;
+            (command.state == CommandState::Succeeded).then_some(command)
+        })
+        .await;
+        let stdout = done.result.map(|r| r.stdout).unwrap_or_default();
+        assert_eq!(stdout.trim(), format!("cmd-{i}"));
+    }
+    assert!(!reader.is_finished(), "the terminal was still flooding");
+    let before = *bytes.borrow();
+    eventually("the flood goes on", || async { (*bytes.borrow() > before).then_some(()) }).await;
+    client.close_session(&device.id, &ticket.session.id).await.expect("closed");
+    reader.await.expect("reader ends when the session closes");
+}
