@@ -11,6 +11,8 @@ use axum::{
 const FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
     ("chart.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/chart.js")),
+    ("terminal.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/terminal.js")),
+    ("player.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/player.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
     ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx.min.js")),
@@ -20,6 +22,9 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/vendor/uPlot.iife.min.js"),
     ),
     ("vendor/uPlot.min.css", "text/css; charset=utf-8", include_bytes!("../../assets/vendor/uPlot.min.css")),
+    ("vendor/xterm.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/xterm.js")),
+    ("vendor/xterm.css", "text/css; charset=utf-8", include_bytes!("../../assets/vendor/xterm.css")),
+    ("vendor/addon-fit.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/addon-fit.js")),
 ];
 
 pub(super) async fn serve(Path(path): Path<String>) -> Response {

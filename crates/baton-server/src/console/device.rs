@@ -1,7 +1,8 @@
 //! A device's page: what it is and reports (status, connection, inventory, latest telemetry and
 //! a chart of any metric over an hour, a day or a week), its commands and its events — live
 //! from the event and telemetry streams — and what an operator changes from it: labels,
-//! groups, a command, decommissioning.
+//! groups, a command, decommissioning; a way to its terminal and its latest recorded sessions
+//! for those allowed them.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,8 @@ struct DevicePage<'a> {
     nav: &'a str,
     device: Facts,
     can_command: bool,
+    /// The way to the device's terminal.
+    can_terminal: bool,
     /// Labels, groups and decommissioning.
     can_edit: bool,
     /// Groups it could join (id, name), for the "add to group" choice.
@@ -64,6 +67,8 @@ struct DevicePage<'a> {
     telemetry: Vec<(String, f64)>,
     commands: Vec<CommandLine>,
     events: Vec<(String, String)>,
+    /// Its latest recorded sessions, for those who may replay them.
+    recordings: Option<Vec<super::recordings::Line>>,
 }
 
 /// `/devices/{id}`: another tenant's device, or none, is a 404 like the API's.
@@ -214,6 +219,12 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     }
     let can_edit = user.principal.can(Permission::DevicesWrite) && d.status != DeviceStatus::Decommissioned;
     let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
+    let can_terminal = user.principal.can(Permission::RemoteTerminal) && d.status == DeviceStatus::Active;
+    let recordings = if user.principal.can(Permission::RemoteRecordings) {
+        Some(super::recordings::of_device(app, scope, &id).await?)
+    } else {
+        None
+    };
     let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
         let query = GroupQuery { limit: Some(baton_core::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, scope, &query)
@@ -244,6 +255,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         csrf: Some(&csrf),
         nav: "devices",
         can_command,
+        can_terminal,
         can_edit,
         other_groups,
         device: facts,
@@ -251,6 +263,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         telemetry,
         commands,
         events,
+        recordings,
     }))
 }
 

@@ -1,5 +1,6 @@
 //! Numbers as a person reads them on a page: sizes and speeds in decimal units (as download
-//! tools show them), and durations rounded to what matters for waiting ("about 12 min").
+//! tools show them), durations rounded to what matters for waiting ("about 12 min"), and
+//! lengths as a player's clock shows them ("1:02:03").
 
 /// `1536` → `1.5 kB`; below a kilobyte, whole bytes.
 pub(super) fn bytes(n: u64) -> String {
@@ -31,6 +32,14 @@ pub(super) fn about(secs: u64) -> String {
     }
 }
 
+/// A length in milliseconds as a player's clock shows it, to the second: `0:07`, `12:34`,
+/// `1:02:03`.
+pub(super) fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 { format!("{h}:{m:02}:{s:02}") } else { format!("{m}:{s:02}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +62,13 @@ mod tests {
         assert_eq!(about(3600), "about 1 h");
         assert_eq!(about(2 * 3600 + 5 * 60), "about 2 h 5 min");
         assert_eq!(about(3 * 86_400 + 100), "about 3 days");
+    }
+
+    #[test]
+    fn a_length_reads_like_a_players_clock() {
+        assert_eq!(clock(0), "0:00");
+        assert_eq!(clock(7_999), "0:07");
+        assert_eq!(clock((12 * 60 + 34) * 1000), "12:34");
+        assert_eq!(clock((3600 + 2 * 60 + 3) * 1000), "1:02:03");
     }
 }

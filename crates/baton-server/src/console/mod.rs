@@ -11,7 +11,8 @@
 //!   [`commands`]: command batches; [`enrollment`]: tokens, approvals, CSV import; [`admin`]:
 //!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
-//!   [`rollout_new`]: the form that makes one.
+//!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
+//!   [`recordings`]: recorded sessions and their replay.
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
 //!   sizes and durations in words.
 
@@ -27,10 +28,12 @@ mod form;
 mod groups;
 mod human;
 mod pages;
+mod recordings;
 mod rollout;
 mod rollout_new;
 mod rollouts;
 mod session;
+mod terminal;
 
 use axum::Router;
 use baton_core::access::Permission;
@@ -96,6 +99,9 @@ console_routes! {
     post "/devices/{id}/decommission" => device::decommission, DevicesWrite;
     post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
+    get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
+    get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
+    get "/recordings" => recordings::page, RemoteRecordings;
     get "/groups" => groups::page, GroupsRead;
     post "/groups" => groups::create, GroupsWrite;
     get "/groups/{id}" => groups::group_page, GroupsRead;

@@ -36,6 +36,7 @@ pub(super) struct User {
     pub sees_commands: bool,
     pub sees_artifacts: bool,
     pub sees_rollouts: bool,
+    pub sees_recordings: bool,
     pub sees_admin: bool,
 }
 
@@ -82,6 +83,7 @@ async fn signed_in(parts: &Parts, app: &AppState) -> Result<User, Response> {
         sees_commands: principal.can(Permission::CommandsRead),
         sees_artifacts: principal.can(Permission::ArtifactsRead),
         sees_rollouts: principal.can(Permission::RolloutsRead),
+        sees_recordings: principal.can(Permission::RemoteRecordings),
         sees_admin: principal.can(Permission::UsersRead)
             || principal.can(Permission::TokensRead)
             || principal.can(Permission::TenantsRead),

@@ -130,6 +130,11 @@ async fn assets_are_served_from_the_binary() {
         ("/assets/app.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
         ("/assets/vendor/uPlot.iife.min.js", "text/javascript"),
+        ("/assets/vendor/xterm.js", "text/javascript"),
+        ("/assets/vendor/xterm.css", "text/css"),
+        ("/assets/vendor/addon-fit.js", "text/javascript"),
+        ("/assets/terminal.js", "text/javascript"),
+        ("/assets/player.js", "text/javascript"),
     ] {
         let response = browser().get(format!("{}{path}", app.url)).send().await.expect("asset");
         assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -219,6 +219,7 @@ async fn every_page_reads_at_tablet_width_names_its_controls_and_works_from_the_
         format!("/commands/{}", batch.id),
         "/enrollment".to_owned(),
         "/admin".to_owned(),
+        "/recordings".to_owned(),
     ];
     let config = json!({"paths": paths, "viewport": {"width": 768, "height": 1024}});
     let seen = run_scenario(&app, "basics", config).await;
@@ -513,7 +514,7 @@ pub async fn run_scenario(app: &TestApp, name: &str, extra: Value) -> Value {
 }
 
 /// Whether the browser tests can run: node, Chromium and playwright-core, or a deliberate skip.
-fn have_browser() -> bool {
+pub(crate) fn have_browser() -> bool {
     baton_testkit::require(&[baton_testkit::Tool::Browser])
 }
 
@@ -541,7 +542,7 @@ async fn count(app: &TestApp, mut query: DeviceQuery) -> u64 {
 }
 
 /// Polls until `file` exists, failing after a deadline.
-async fn until_exists(file: &Path) {
+pub(crate) async fn until_exists(file: &Path) {
     let what = format!("{} appears", file.display());
     baton_testkit::eventually_within(SCENARIO_PATIENCE, &what, || async { file.exists().then_some(()) }).await;
 }

@@ -22,6 +22,7 @@ fn concrete(route: &ConsoleRoute) -> String {
     route
         .path
         .replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{session}", &uuid::Uuid::new_v4().to_string())
         .replace("{action}", "pause")
         .replace("{*path}", "app.css")
 }

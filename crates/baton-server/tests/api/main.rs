@@ -15,6 +15,7 @@ mod connections;
 mod console;
 mod console_browser;
 mod console_pages;
+mod console_remote;
 mod console_rollouts;
 mod console_walk;
 mod contract;

@@ -5,7 +5,8 @@
 //
 // Drives Debian's /usr/bin/chromium through playwright-core, which comes from console/node_modules
 // (`npm ci --prefix console`): it is the browser test harness, not part of what Baton ships. The
-// Rust tests in tests/api/console_browser.rs start the server and run this once per scenario.
+// Rust tests in tests/api/console_browser.rs (and console_remote.rs) start the server and run this
+// once per scenario. The remote-support scenarios live in remote.mjs.
 //
 // Every scenario fails on any console error, uncaught page error, failed request or response with
 // status >= 400 that the scenario did not expect, and saves a full-page screenshot
@@ -21,6 +22,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import remote from './remote.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const { chromium } = createRequire(path.join(root, 'console', 'package.json'))('playwright-core');
@@ -433,6 +436,8 @@ const scenarios = {
     }
     t.findings.mutating = mutating;
   },
+
+  ...remote,
 };
 
 /** One scenario's browser page, what it observed, and the steps scenarios share. */
@@ -560,6 +565,19 @@ class Trial {
       const now = await this.page.locator(`[data-testid=count-${name}]`).textContent().catch(() => '?');
       throw new Error(`count-${name} did not become ${want} (it shows ${JSON.stringify(now)}): ${err.message}`);
     }
+  }
+
+  /** Keeps a full-page screenshot `<screenshot_dir>/<name>.png` of this moment; returns its path. */
+  async snapshot(name) {
+    const file = path.join(this.config.screenshot_dir, `${name}.png`);
+    mkdirSync(this.config.screenshot_dir, { recursive: true });
+    await this.page.screenshot({ path: file, fullPage: true });
+    return file;
+  }
+
+  /** Tells the test waiting on `ready_file` (when configured) that the scenario got this far. */
+  signalReady(text) {
+    if (this.config.ready_file) writeAtomically(this.config.ready_file, text);
   }
 
   /** Loaded, and no htmx request in flight (content that htmx loads after the page is there). */

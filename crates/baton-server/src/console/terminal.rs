@@ -1,0 +1,52 @@
+//! A device's terminal page (`remote:terminal`). Loading it changes nothing: its script
+//! (`assets/terminal.js`, xterm.js) sizes the terminal to the window, then opens the session
+//! with a POST to the API (`/api/v1/devices/{id}/sessions`, the session cookie and its CSRF
+//! header, as every change from a page) and attaches to the ticket's WebSocket. Why a session
+//! ended is shown in the server's words, and the terminal stops taking input.
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    response::Response,
+};
+use baton_proto::api::devices::DeviceStatus;
+
+use super::session::{Page, User, render};
+use crate::web::extract::perm;
+use crate::{Error, state::AppState};
+use baton_core::{access::Permission, devices};
+
+#[derive(Template)]
+#[template(path = "terminal.html")]
+struct TerminalPage<'a> {
+    user: Option<&'a User>,
+    csrf: Option<&'a str>,
+    nav: &'a str,
+    device_id: String,
+    device_name: String,
+    /// Why no session can open, when that is known before trying.
+    unavailable: Option<String>,
+    /// Whether the page may offer the recording once the session ends.
+    can_replay: bool,
+}
+
+/// `/devices/{id}/terminal`: another tenant's device, or none, is a 404 like the API's.
+pub(super) async fn page(
+    Page(user, _): Page<perm::RemoteTerminal>,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let device = devices::get(&app.db, &user.principal.scope, &id).await?;
+    let unavailable = (device.status != DeviceStatus::Active)
+        .then(|| format!("The device is {}: remote sessions need an active device.", device.status.as_str()));
+    let csrf = user.csrf.clone();
+    Ok(render(TerminalPage {
+        user: Some(&user),
+        csrf: Some(&csrf),
+        nav: "devices",
+        device_id: device.id,
+        device_name: device.name,
+        unavailable,
+        can_replay: user.principal.can(Permission::RemoteRecordings),
+    }))
+}

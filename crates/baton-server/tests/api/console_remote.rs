@@ -1,0 +1,153 @@
+//! Remote support in the console: the device page's way to a terminal and its recorded
+//! sessions, shown by role; the terminal page, which opens nothing by loading; and, in Chromium
+//! with a real agent (the `baton-agent` library with `[remote] terminal = true`), a command run
+//! in the terminal, the reason shown when the device goes away, and the session's recording
+//! replayed and downloaded.
+
+use baton_proto::api::{
+    access::{PageQuery, UserCreate},
+    remote::{SessionCreate, SessionKind, SessionState},
+};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    console_browser::{have_browser, run_scenario, until_exists},
+    console_pages::{Console, device},
+    fleet::Fleet,
+    support::{ADMIN_PASSWORD, TestApp, expect_problem, spawn_app},
+};
+
+async fn signed_in_as(app: &TestApp, role: &str) -> Console {
+    let username = format!("{role}-person");
+    let req = UserCreate { username: username.clone(), password: ADMIN_PASSWORD.into(), role: Some(role.into()) };
+    app.admin.create_user(&req).await.expect("user");
+    Console::sign_in(app, "", &username).await
+}
+
+#[tokio::test]
+async fn the_device_page_offers_the_terminal_and_the_recordings_to_whom_the_role_allows() {
+    let app = spawn_app().await;
+    let kiosk = device(&app, "KIOSK-1", "kiosk one", &[]).await;
+    let page = format!("/devices/{}", kiosk.id);
+    let terminal_link = format!(r#"href="/devices/{}/terminal""#, kiosk.id);
+    // (role, sees the Terminal link, sees the recorded sessions and the Recordings menu entry)
+    for (role, terminal, recordings) in [("admin", true, true), ("operator", true, false), ("viewer", false, false)] {
+        let html = signed_in_as(&app, role).await.html(&page).await;
+        assert_eq!(html.contains(&terminal_link), terminal, "{role}: Terminal link");
+        assert_eq!(html.contains(r#"id="device-recordings""#), recordings, "{role}: recorded sessions");
+        assert_eq!(html.contains(r#"<a href="/recordings""#), recordings, "{role}: Recordings in the menu");
+    }
+    // A device that cannot open sessions offers no terminal.
+    app.admin.decommission_device(&kiosk.id, false).await.expect("decommissioned");
+    let admin = Console::sign_in(&app, "", "admin").await;
+    assert!(!admin.html(&page).await.contains(&terminal_link), "no terminal for a decommissioned device");
+    let terminal = admin.html(&format!("/devices/{}/terminal", kiosk.id)).await;
+    assert!(terminal.contains("The device is decommissioned"), "the terminal page says why: {terminal}");
+}
+
+#[tokio::test]
+async fn loading_the_terminal_page_opens_no_session() {
+    let app = spawn_app().await;
+    let kiosk = device(&app, "KIOSK-2", "kiosk two", &[]).await;
+    let admin = Console::sign_in(&app, "", "admin").await;
+    let html = admin.html(&format!("/devices/{}/terminal", kiosk.id)).await;
+    assert!(html.contains(&format!(r#"data-device="{}""#, kiosk.id)), "the script is told the device: {html}");
+    assert!(html.contains("/assets/vendor/xterm.js") && html.contains("/assets/terminal.js"));
+    let sessions = app.admin.sessions(&kiosk.id, &PageQuery::default()).await.expect("sessions").items;
+    assert!(sessions.is_empty(), "a GET changed nothing: {sessions:?}");
+    let other = uuid::Uuid::new_v4();
+    expect_problem(admin.get(&format!("/devices/{other}/terminal")).await, 404).await;
+}
+
+#[tokio::test]
+async fn a_session_without_a_recording_has_no_replay_page_and_is_not_listed() {
+    let app = spawn_app().await;
+    let kiosk = device(&app, "KIOSK-3", "kiosk three", &[]).await;
+    // Made, never attached: no recording.
+    let req = SessionCreate { kind: SessionKind::Terminal, cols: None, rows: None, command: Vec::new() };
+    let ticket = app.admin.open_session(&kiosk.id, &req).await.expect("session");
+    assert_eq!(ticket.session.state, SessionState::Pending);
+    let admin = Console::sign_in(&app, "", "admin").await;
+    let problem =
+        expect_problem(admin.get(&format!("/devices/{}/recordings/{}", kiosk.id, ticket.session.id)).await, 404).await;
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("has none")), "{problem}");
+    for page in ["/recordings".to_owned(), format!("/recordings?device={}", kiosk.id)] {
+        let html = admin.html(&page).await;
+        assert!(html.contains("No recordings yet") && !html.contains(&ticket.session.id), "{page}: {html}");
+    }
+    let unknown = admin.get(&format!("/recordings?device={}", uuid::Uuid::new_v4())).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "another tenant's device, or none");
+}
+
+/// The issue's scenario, in Chromium: the device page's Terminal runs `echo $((6*7))` on a real
+/// agent and shows 42 (kept as `terminal-running.png`); the agent stops and the page says why,
+/// in the words the server stored; the recording is listed, replayed to its end and downloaded.
+#[tokio::test]
+async fn the_device_pages_terminal_runs_a_command_says_why_it_ended_and_its_recording_replays() {
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let fleet = Fleet::start_with(&app, 1, "TERM", |config| {
+        config.remote.terminal = true;
+        config.remote.shell = Some("/bin/sh".into());
+    })
+    .await;
+    let device = Fleet::serials(&app, "TERM").await.into_keys().next().expect("the agent's device");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let config = json!({"device_id": device, "command": "echo $((6*7))", "expect": "42", "ready_file": ready});
+    let scenario = run_scenario(&app, "terminal", config);
+    tokio::pin!(scenario);
+    tokio::select! {
+        seen = &mut scenario => panic!("the scenario ended without writing its ready file: {seen}"),
+        () = until_exists(&ready) => {}
+    }
+    fleet.stop().await;
+    let seen = scenario.await;
+    assert_eq!(seen["status"], "Connected.", "{seen}");
+    assert!(seen["rows"].as_array().is_some_and(|rows| rows.contains(&json!("42"))), "{seen}");
+    let shot = seen["running_screenshot"].as_str().expect("screenshot path");
+    assert!(std::path::Path::new(shot).is_file(), "the running terminal's screenshot is kept: {shot}");
+    assert_eq!(
+        (seen["disconnect_enabled"].clone(), seen["disconnect_enabled_after"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(seen["state_after"], "ended", "{seen}");
+
+    let sessions = app.admin.sessions(&device, &PageQuery::default()).await.expect("sessions").items;
+    let [session] = sessions.as_slice() else { panic!("one session: {sessions:?}") };
+    assert_eq!(session.state, SessionState::Closed);
+    let reason = session.close_reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("the device's connection ended"), "{reason}");
+    let shown = seen["ended"].as_str().unwrap_or_default();
+    assert!(shown.starts_with(&format!("Session ended: {reason}.")), "the page says the server's reason: {shown}");
+
+    let recording = session.recording.as_ref().expect("the session was recorded");
+    let cast = app.admin.recording(&device, &session.id).await.expect("the recording's bytes");
+    let answered_at = output_time(&cast, "42").expect("the recording holds the answer");
+    let config = json!({"device_id": device, "session_id": session.id, "expect": "42"});
+    let seen = run_scenario(&app, "replay", config).await;
+    assert_eq!(seen["listed"], 1, "on the tenant's recordings page: {seen}");
+    // Typed at 50 ms a key, the answer came most of a second in; the replay keeps that pace.
+    let waited = seen["ms_to_expect"].as_f64().unwrap_or_default();
+    assert!(
+        answered_at > 0.5 && waited >= answered_at * 1000.0 - 20.0,
+        "answer at {answered_at} s, replayed after {waited} ms"
+    );
+    assert_eq!((seen["state"].as_str(), seen["button_after"].as_str()), (Some("ended"), Some("Play again")), "{seen}");
+    let time = seen["time"].as_str().unwrap_or_default();
+    assert!(time.split_once(" / ").is_some_and(|(at, of)| at == of), "played to its end: {time}");
+    assert_eq!(seen["download_name"], format!("session-{}.cast", session.id));
+    assert_eq!(seen["download_bytes"], recording.size_bytes, "{seen}");
+}
+
+/// When (seconds into the asciicast) the output first held `text`.
+fn output_time(cast: &[u8], text: &str) -> Option<f64> {
+    let cast = std::str::from_utf8(cast).ok()?;
+    cast.lines().skip(1).find_map(|line| {
+        let (at, code, data): (f64, String, String) = serde_json::from_str(line).ok()?;
+        (code == "o" && data.contains(text)).then_some(at)
+    })
+}
