@@ -72,7 +72,7 @@ async fn lines(
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<(Vec<Line>, Option<String>), Error> {
-    let page = remote::list(&app.db, scope, device, true, Some(limit), cursor).await?;
+    let page = remote::recorded(&app.db, scope, device, Some(limit), cursor).await?;
     let ids: Vec<String> = page.items.iter().map(|s| s.device_id.clone()).collect();
     let names = devices::names(&app.db, scope, &ids).await?;
     let lines = page
