@@ -10,6 +10,8 @@
   const box = document.getElementById("terminal");
   if (!card || !box || !window.Terminal || !window.FitAddon) return;
   const device = card.dataset.device;
+  // Watching someone's open session: read-only, with a watch ticket instead of a new session.
+  const watching = card.dataset.watch;
   const status = document.getElementById("terminal-status");
   const disconnect = document.getElementById("term-disconnect");
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
@@ -26,6 +28,7 @@
   term.open(box);
   fit.fit();
   term.focus();
+  if (watching) term.options.disableStdin = true;
 
   let socket = null;
   let session = null;
@@ -52,7 +55,7 @@
     alert.textContent = why;
     const again = document.createElement("a");
     again.href = location.pathname;
-    again.textContent = "Open a new terminal";
+    again.textContent = watching ? "Watch again" : "Open a new terminal";
     alert.append(" ", again);
     if (opened && card.hasAttribute("data-can-replay")) {
       const replay = document.createElement("a");
@@ -68,10 +71,11 @@
   }
 
   const sendJson = (message) => {
+    if (watching) return;
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   };
   const sendBytes = (bytes) => {
-    if (state === "open" && socket?.readyState === WebSocket.OPEN) socket.send(bytes);
+    if (!watching && state === "open" && socket?.readyState === WebSocket.OPEN) socket.send(bytes);
   };
   term.onData((data) => sendBytes(encoder.encode(data)));
   term.onBinary((data) => sendBytes(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
@@ -106,7 +110,7 @@
   document.getElementById("term-paste")?.addEventListener("click", paste);
   // The server answers a client's close with no words of its own: the page says it.
   disconnect.addEventListener("click", () => {
-    ended("Session ended: you disconnected.");
+    ended(watching ? "You stopped watching." : "Session ended: you disconnected.");
     socket?.close(1000, "closed from the console");
   });
 
@@ -125,7 +129,7 @@
       try { message = JSON.parse(e.data); } catch (_) { return; }
       if (message.type === "opened") {
         opened = true;
-        setState("open", "Connected.");
+        setState("open", watching ? "Watching (read-only)." : "Connected.");
         // The window may have changed while the device was asked.
         sendJson({ type: "resize", cols: term.cols, rows: term.rows });
       } else if (message.type === "closed") {
@@ -139,11 +143,15 @@
   const open = async () => {
     let res;
     try {
-      res = await fetch(`/api/v1/devices/${encodeURIComponent(device)}/sessions`, {
-        method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json", "x-csrf-token": csrf },
-        body: JSON.stringify({ kind: "terminal", cols: term.cols, rows: term.rows }),
-      });
+      const sessions = `/api/v1/devices/${encodeURIComponent(device)}/sessions`;
+      const headers = { "content-type": "application/json", accept: "application/json", "x-csrf-token": csrf };
+      res = watching
+        ? await fetch(`${sessions}/${encodeURIComponent(watching)}/watch`, { method: "POST", headers })
+        : await fetch(sessions, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ kind: "terminal", cols: term.cols, rows: term.rows }),
+        });
     } catch (err) {
       ended(`No terminal: the server cannot be reached (${err.message}).`);
       return;
@@ -154,7 +162,7 @@
       ended(`No terminal: ${words}`);
       return;
     }
-    setState("connecting", "Waiting for the device to open the terminal…");
+    setState("connecting", watching ? "Joining the session…" : "Waiting for the device to open the terminal…");
     attach(await res.json());
   };
   open();

@@ -16,6 +16,7 @@ use baton_proto::api::{
     devices::{DeviceStatus, DeviceUpdate},
     events::EventQuery,
     groups::GroupQuery,
+    remote::SessionState,
 };
 use serde::Deserialize;
 
@@ -23,7 +24,7 @@ use super::form::Form;
 use super::session::{Changing, Page, User, render};
 use crate::web::extract::perm;
 use crate::{Error, state::AppState};
-use baton_core::{access::Permission, commands, devices, events, groups, telemetry};
+use baton_core::{access::Permission, commands, devices, events, groups, remote, telemetry};
 
 /// The device as the page's header shows it.
 struct Facts {
@@ -69,6 +70,8 @@ struct DevicePage<'a> {
     events: Vec<(String, String)>,
     /// Its latest recorded sessions, for those who may replay them.
     recordings: Option<Vec<super::recordings::Line>>,
+    /// Sessions open on the device now, for whom may watch them: (id, who, since).
+    open_sessions: Option<Vec<(String, String, String)>>,
 }
 
 /// `/devices/{id}`: another tenant's device, or none, is a 404 like the API's.
@@ -225,6 +228,13 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     } else {
         None
     };
+    let open_sessions = if user.principal.can(Permission::RemoteWatch) {
+        let page = remote::list(&app.db, scope, &id, None, None).await?;
+        let open = page.items.into_iter().filter(|s| s.state == SessionState::Open);
+        Some(open.map(|s| (s.id, s.opened_by, s.opened_at.unwrap_or(s.created_at).to_rfc3339())).collect())
+    } else {
+        None
+    };
     let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
         let query = GroupQuery { limit: Some(baton_core::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, scope, &query)
@@ -264,6 +274,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         commands,
         events,
         recordings,
+        open_sessions,
     }))
 }
 

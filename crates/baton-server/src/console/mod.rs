@@ -100,6 +100,7 @@ console_routes! {
     post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
+    get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
     get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
     get "/recordings" => recordings::page, RemoteRecordings;
     get "/groups" => groups::page, GroupsRead;

@@ -2,19 +2,20 @@
 //! (`assets/terminal.js`, xterm.js) sizes the terminal to the window, then opens the session
 //! with a POST to the API (`/api/v1/devices/{id}/sessions`, the session cookie and its CSRF
 //! header, as every change from a page) and attaches to the ticket's WebSocket. Why a session
-//! ended is shown in the server's words, and the terminal stops taking input.
+//! ended is shown in the server's words, and the terminal stops taking input. The watch page
+//! (`remote:watch`) joins someone's open session read-only the same way, with a watch ticket.
 
 use askama::Template;
 use axum::{
     extract::{Path, State},
     response::Response,
 };
-use baton_proto::api::devices::DeviceStatus;
+use baton_proto::api::{devices::DeviceStatus, remote::SessionState};
 
 use super::session::{Page, User, render};
 use crate::web::extract::perm;
 use crate::{Error, state::AppState};
-use baton_core::{access::Permission, devices};
+use baton_core::{access::Permission, devices, remote};
 
 #[derive(Template)]
 #[template(path = "terminal.html")]
@@ -28,6 +29,8 @@ struct TerminalPage<'a> {
     unavailable: Option<String>,
     /// Whether the page may offer the recording once the session ends.
     can_replay: bool,
+    /// The open session this page watches (read-only), instead of opening one.
+    watch: Option<String>,
 }
 
 /// `/devices/{id}/terminal`: another tenant's device, or none, is a 404 like the API's.
@@ -48,5 +51,29 @@ pub(super) async fn page(
         device_name: device.name,
         unavailable,
         can_replay: user.principal.can(Permission::RemoteRecordings),
+        watch: None,
+    }))
+}
+
+/// `/devices/{id}/sessions/{session}/watch`: someone's open session, read-only.
+pub(super) async fn watch(
+    Page(user, _): Page<perm::RemoteWatch>,
+    State(app): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let device = devices::get(&app.db, &user.principal.scope, &id).await?;
+    let found = remote::get(&app.db, &user.principal.scope, &id, &session).await?;
+    let unavailable = (found.state != SessionState::Open)
+        .then(|| format!("This session is {}: only an open session can be watched.", found.state.as_str()));
+    let csrf = user.csrf.clone();
+    Ok(render(TerminalPage {
+        user: Some(&user),
+        csrf: Some(&csrf),
+        nav: "devices",
+        device_id: device.id,
+        device_name: device.name,
+        unavailable,
+        can_replay: user.principal.can(Permission::RemoteRecordings),
+        watch: Some(found.id),
     }))
 }

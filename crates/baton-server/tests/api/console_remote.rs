@@ -143,6 +143,61 @@ async fn the_device_pages_terminal_runs_a_command_says_why_it_ended_and_its_reco
     assert_eq!(seen["download_bytes"], recording.size_bytes, "{seen}");
 }
 
+/// In Chromium: an operator's open session (a real agent's shell) is listed on the device page
+/// and watched read-only: the watcher sees what the owner's commands print next, and what the
+/// watcher types never reaches the shell.
+#[tokio::test]
+async fn an_open_session_is_watched_read_only_from_the_device_page() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let _fleet = Fleet::start_with(&app, 1, "WATCH", |config| {
+        config.remote.terminal = true;
+        config.remote.shell = Some("/bin/sh".into());
+    })
+    .await;
+    let device = Fleet::serials(&app, "WATCH").await.into_keys().next().expect("the agent's device");
+    let req = SessionCreate { kind: SessionKind::Terminal, cols: None, rows: None, command: Vec::new() };
+    let ticket = app.client_with_role("operator").await.open_session(&device, &req).await.expect("session");
+    let (mut owner, _) = tokio_tungstenite::connect_async(app.admin.attach_url(&ticket)).await.expect("attach");
+    let mut seen = String::new();
+    let read_until = async |owner: &mut _, seen: &mut String, text: &str| {
+        let owner: &mut tokio_tungstenite::WebSocketStream<_> = owner;
+        while !seen.contains(text) {
+            match owner.next().await {
+                Some(Ok(Message::Binary(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Some(Ok(_)) => {}
+                other => panic!("the owner's session ended: {other:?}; saw {seen:?}"),
+            }
+        }
+    };
+    owner.send(Message::Binary(b"echo ready\n".to_vec().into())).await.expect("typed");
+    read_until(&mut owner, &mut seen, "ready\r\n").await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let config = json!({"device_id": device, "session_id": ticket.session.id, "expect": "watched-42",
+        "typed": "echo typed-by-the-watcher", "ready_file": ready});
+    let scenario = run_scenario(&app, "watch", config);
+    tokio::pin!(scenario);
+    tokio::select! {
+        seen = &mut scenario => panic!("the scenario ended without writing its ready file: {seen}"),
+        () = until_exists(&ready) => {}
+    }
+    owner.send(Message::Binary(b"echo watched-$((40+2))\n".to_vec().into())).await.expect("typed");
+    let watched = scenario.await;
+    assert_eq!(watched["status"], "Watching (read-only).", "{watched}");
+    assert_eq!(watched["paste_offered"], 0, "a watcher is offered no paste: {watched}");
+    assert!(watched["rows"].as_array().is_some_and(|rows| rows.contains(&json!("watched-42"))), "{watched}");
+    // The owner's next command comes out after anything the watcher could have sent.
+    owner.send(Message::Binary(b"echo after-$((1+1))\n".to_vec().into())).await.expect("typed");
+    read_until(&mut owner, &mut seen, "after-2").await;
+    assert!(!seen.contains("typed-by-the-watcher"), "the watcher's keys reached the shell: {seen}");
+}
+
 /// When (seconds into the asciicast) the output first held `text`.
 fn output_time(cast: &[u8], text: &str) -> Option<f64> {
     let cast = std::str::from_utf8(cast).ok()?;

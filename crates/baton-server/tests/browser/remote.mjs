@@ -54,6 +54,31 @@ export default {
   },
 
   /**
+   * Someone's open session `session_id` on device `device_id`, watched: the device page lists it
+   * with a Watch link, the watch page joins read-only (`ready_file` is written once it has), the
+   * output the owner makes next shows a row reading `expect`, and what the watcher types
+   * (`typed`, then Enter) goes nowhere; kept in the screenshot `terminal-watching.png`.
+   */
+  async watch(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    const row = t.page.locator(`#open-sessions tr[data-session="${t.config.session_id}"]`);
+    await row.getByRole('link', { name: 'Watch', exact: true }).click();
+    await t.page.waitForURL((u) => u.pathname === `/devices/${t.config.device_id}/sessions/${t.config.session_id}/watch`);
+    await t.page.locator('#terminal-session[data-state=open]').waitFor({ state: 'attached' });
+    t.findings.status = (await t.page.locator('[data-testid=terminal-status]').innerText()).trim();
+    t.findings.paste_offered = await t.page.locator('#term-paste').count();
+    t.signalReady('watching');
+    await untilRow(t, '#terminal', t.config.expect);
+    await t.page.locator('#terminal').click();
+    await t.page.keyboard.type(t.config.typed);
+    await t.page.keyboard.press('Enter');
+    t.findings.rows = (await screenRows(t, '#terminal')).filter(Boolean);
+    t.findings.screenshot = await t.snapshot('terminal-watching');
+  },
+
+  /**
    * The recording of session `session_id` of device `device_id`: listed on the tenant's
    * recordings page (reached from the menu) and on the device's page, whose Replay link opens
    * the player; Play replays it at its recorded pace (`ms_to_expect`: from Play until a row
