@@ -16,7 +16,11 @@ async fn main() -> ExitCode {
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", cli::describe(&e));
+            // An exit status without a message was explained already (e.g. by `baton terminal`).
+            let line = cli::describe(&e);
+            if !line.is_empty() {
+                eprintln!("error: {line}");
+            }
             ExitCode::from(cli::exit_code(&e))
         }
     }

@@ -10,8 +10,6 @@ mod support;
 use baton_client::{Client, ClientError};
 use baton_proto::api::{
     access::{PageQuery, TokenCreate, UserCreate},
-    devices::{Device, DeviceQuery},
-    enrollment::EnrollmentTokenCreate,
     events::EventQuery,
     remote::{RemotePolicy, SessionCreate, SessionKind, SessionState},
     tenants::TenantCreate,
@@ -22,25 +20,13 @@ use baton_testkit::{
 };
 use support::{
     Server,
-    remote::{Agent, Term},
+    remote::{Term, enrolled},
 };
 
 const BOOTSTRAP: &str = "bt_remote-test-bootstrap-token";
 
 fn terminal() -> SessionCreate {
     SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![] }
-}
-
-async fn enrolled(client: &Client, url: &str, serial: &str, remote: &str) -> (Agent, Device) {
-    let req = EnrollmentTokenCreate { name: format!("for-{serial}"), ..EnrollmentTokenCreate::default() };
-    let token = client.create_enrollment_token(&req).await.expect("enrollment token").secret;
-    let agent = Agent::start(url, &token, serial, remote);
-    let device = eventually(&format!("{serial} is online"), || async {
-        let page = client.devices(&DeviceQuery { q: Some(serial.into()), ..Default::default() }).await.ok()?;
-        page.items.into_iter().find(|d| d.serial.as_deref() == Some(serial) && d.connectivity.online)
-    })
-    .await;
-    (agent, device)
 }
 
 fn server() -> Server {

@@ -13,12 +13,18 @@
 //!
 //! `baton bench ota` ([`ota`]) measures a fleet downloading one update artifact, beside nginx
 //! serving the same file.
+//!
+//! `baton bench remote` ([`remote`]) measures remote terminals — keystroke to echo, server
+//! memory per open session — beside OpenSSH ([`sshd`]).
 
 mod console;
+mod keys;
 mod mqtt;
 mod ota;
 mod peer;
 mod proc;
+mod remote;
+mod sshd;
 
 use std::{
     io::{BufRead, BufReader},
@@ -57,6 +63,8 @@ enum BenchCommand {
     /// A fleet downloading one update artifact, beside nginx serving the same file; and how
     /// long such a rollout takes.
     Ota(ota::OtaArgs),
+    /// Remote terminals beside OpenSSH: keystroke to echo, and server memory per open session.
+    Remote(remote::RemoteArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +92,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
         BenchCommand::Console(a) => console::run(a).await,
         BenchCommand::Ota(a) => ota::run(a).await,
+        BenchCommand::Remote(a) => remote::run(a).await,
     }
 }
 
@@ -190,6 +199,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         flap_rate: 0.0,
         connect_rate: 5_000,
         ca_cert: None,
+        terminal: false,
     };
     let (progress, _) = tokio::sync::watch::channel(Progress::default());
     let (stop_fleet, fleet_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,17 +1,59 @@
-//! What the benchmark reads about processes from Linux's /proc: resident memory and CPU time.
+//! What the benchmark reads about processes from Linux's /proc: resident and proportional
+//! memory, CPU time, names and children.
 
 use std::time::Duration;
 
 /// Resident memory of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Proportional set size of a process, in bytes: its private pages plus its share of the pages
+/// it shares (a forking server's children share most of theirs).
+pub fn pss_bytes(pid: u32) -> anyhow::Result<u64> {
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// A `Name:   1234 kB` line of a /proc file, in bytes.
+fn kib_field(path: &str, name: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path)?;
+    let kib = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS for process {pid}"))?;
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {path}"))?;
     Ok(kib * 1024)
+}
+
+/// A process's command name (`comm`), if it still runs.
+pub fn command_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim().to_owned())
+}
+
+/// Every process below `pid` (children, their children, …).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, parent(p)?)))
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let of = found[i];
+        found.extend(parents.iter().filter(|(_, parent)| *parent == of).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time (user + system) a process has used so far.
@@ -49,6 +91,18 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).expect("rss") > 1024 * 1024);
         assert!(cpu_time(me).is_ok());
+    }
+
+    #[test]
+    fn a_child_process_is_found_below_this_one_with_its_name() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let found = descendants(std::process::id()).contains(&child.id());
+        let name = command_name(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "the child is below this process");
+        assert_eq!(name.as_deref(), Some("sleep"));
+        assert!(pss_bytes(std::process::id()).expect("pss") > 0);
     }
 
     #[test]

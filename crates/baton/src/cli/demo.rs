@@ -1,7 +1,8 @@
 //! `baton demo`: the server on the embedded database and a simulated fleet, in one process.
 //! Through the API (with a random bootstrap token), it makes groups "Europe" > "Berlin" and
 //! "Paris" and an enrollment token labelling devices `demo=true`, starts the devices (a few
-//! fail their commands), spreads them over the groups and says how to sign in.
+//! fail their commands; remote terminals on them run `/bin/sh` here unless `--no-terminal`),
+//! spreads them over the groups and says how to sign in.
 //!
 //! Starting again on the same data directory carries on: the groups are found by name, a new
 //! enrollment token replaces the last one (its secret was never kept), and the devices enroll
@@ -45,6 +46,10 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 25)]
     #[serde(skip)]
     devices: u32,
+    /// Refuse remote terminals on the simulated devices (by default they run `/bin/sh` here).
+    #[arg(long)]
+    #[serde(skip)]
+    no_terminal: bool,
 }
 
 /// The groups the demo spreads devices over.
@@ -109,6 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         flap_rate: 0.0,
         connect_rate: 200,
         ca_cert: None,
+        terminal: !args.no_terminal,
     };
     let failing = (1..=u64::from(args.devices)).filter(|&i| config.failing(i)).count();
     let (progress_tx, mut progress) = watch::channel(Progress::default());
@@ -138,6 +144,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     say!("  CLI:              baton login --server {url}");
     say!("  Try:              baton devices list -l demo=true");
     say!("                    baton commands send -l demo=true --wait exec -- uname -a");
+    if !args.no_terminal {
+        say!("                    baton terminal {PREFIX}-00001   (a shell on this machine, as this user)");
+    }
     if placed > 0 {
         say!("Put {placed} device(s) in the groups Europe, Berlin and Paris.");
     }

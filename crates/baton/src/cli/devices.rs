@@ -1,10 +1,11 @@
 //! `baton devices …`: the device registry, approval of enrolled devices, inventory, attributes
 //! and credentials (in [`super::attributes`]), CSV import (in [`super::import`]) and the live
-//! event feed (in [`super::events`]).
+//! event feed (in [`super::events`]); [`resolve`] finds a device by id, serial or name for the
+//! commands that take one (`terminal`, `sessions`, `recordings`).
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use baton_client::Client;
+use baton_client::{Client, ClientError};
 use baton_proto::{
     api::devices::{Device, DeviceCreate, DeviceQuery, DeviceUpdate},
     inventory::Inventory,
@@ -217,6 +218,32 @@ async fn list(client: &Client, mut query: DeviceQuery, all: bool) -> anyhow::Res
                 return Ok(items);
             }
             None => return Ok(items),
+        }
+    }
+}
+
+/// The id of the device `key` names: `key` itself when it is a device's id, else the one device
+/// whose serial or name is exactly `key`.
+pub async fn resolve(client: &Client, key: &str) -> anyhow::Result<String> {
+    match client.device(key).await {
+        Ok(device) => return Ok(device.id),
+        Err(ClientError::Api { status, .. }) if status.as_u16() == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let query = DeviceQuery { q: Some(key.to_owned()), limit: Some(500), ..DeviceQuery::default() };
+    let found: Vec<Device> = client
+        .devices(&query)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| d.serial.as_deref() == Some(key) || d.name == key)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => anyhow::bail!("no device has the id, serial or name `{key}`"),
+        many => {
+            let ids: Vec<&str> = many.iter().map(|d| d.id.as_str()).collect();
+            anyhow::bail!("{} devices are called `{key}` ({}); name one by its id", many.len(), ids.join(", "))
         }
     }
 }

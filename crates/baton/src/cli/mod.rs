@@ -15,6 +15,7 @@ macro_rules! say {
 
 mod access;
 mod artifacts;
+mod attach;
 mod attributes;
 mod commands;
 mod demo;
@@ -26,10 +27,15 @@ mod groups;
 mod import;
 mod output;
 mod profile;
+mod recordings;
+mod remote_policy;
 mod rollouts;
 mod serve;
+mod sessions;
 mod telemetry;
 mod tenants;
+mod terminal;
+mod tty;
 mod wait;
 
 use baton_client::{Client, ClientError};
@@ -117,6 +123,18 @@ enum Command {
     /// Rollouts: take an artifact to devices in waves; follow and steer them.
     #[command(subcommand)]
     Rollouts(rollouts::RolloutsCommand),
+    /// A shell on a device (or one command with a TTY: `-- cmd args…`), through the server.
+    #[command(visible_alias = "ssh")]
+    Terminal(terminal::TerminalArgs),
+    /// Remote sessions of a device: list, show, close.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
+    /// Recordings of remote sessions: list, download, replay.
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCommand),
+    /// The tenant's remote-access policy.
+    #[command(subcommand)]
+    RemotePolicy(remote_policy::RemotePolicyCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -142,6 +160,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Artifacts(cmd) => artifacts::run(cmd, &connect(&g)?, &g).await,
         Command::SigningKeys(cmd) => artifacts::keys(cmd, &connect(&g)?, &g).await,
         Command::Rollouts(cmd) => rollouts::run(cmd, &connect(&g)?, &g).await,
+        Command::Terminal(args) => terminal::run(args, &connect(&g)?).await,
+        Command::Sessions(cmd) => sessions::run(cmd, &connect(&g)?, &g).await,
+        Command::Recordings(cmd) => recordings::run(cmd, &connect(&g)?, &g).await,
+        Command::RemotePolicy(cmd) => remote_policy::run(cmd, &connect(&g)?, &g).await,
     }
 }
 
@@ -159,6 +181,12 @@ fn connect(g: &Global) -> anyhow::Result<Client> {
     }
     let ca = saved.ca_pem()?;
     Ok(Client::new(&server, token, ca.as_deref())?)
+}
+
+/// The CA certificate (PEM) the saved profile trusts for the server, if any; what [`connect`]
+/// gives the REST client, for the connections it does not make (the attach WebSocket).
+fn ca_pem() -> anyhow::Result<Option<Vec<u8>>> {
+    profile::Profile::load()?.ca_pem()
 }
 
 /// Ends the CLI with a chosen exit status, e.g. the exit code of a command run on a device.

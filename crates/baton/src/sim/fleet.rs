@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use baton_agent::{Agent, AgentConfig, AgentError, DeviceSource, Exit, Status, Storage};
+use baton_agent::{Agent, AgentConfig, AgentError, DeviceSource, Exit, Status, Storage, config::RemoteConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::{
     sync::watch,
@@ -45,6 +45,9 @@ pub struct FleetConfig {
     pub connect_rate: u32,
     /// A CA to trust for the server, besides the system's roots.
     pub ca_cert: Option<PathBuf>,
+    /// Let the server open remote terminals on the devices: each runs `/bin/sh` on this machine,
+    /// as the user running the fleet (the only part of a simulated device that is not simulated).
+    pub terminal: bool,
 }
 
 impl FleetConfig {
@@ -267,6 +270,7 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
             enrollment_token: Some(config.enrollment_token.clone()),
             serial: Some(serial(&config.prefix, index)),
             ca_cert: config.ca_cert.clone(),
+            remote: remote(config.terminal),
             ..AgentConfig::default()
         };
         let answers = source.clone();
@@ -324,6 +328,12 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
     }
 }
 
+/// `[remote]` of a simulated agent: terminals run `/bin/sh` (the system's shell on Windows).
+fn remote(terminal: bool) -> RemoteConfig {
+    let shell = (terminal && cfg!(unix)).then(|| "/bin/sh".to_owned());
+    RemoteConfig { terminal, shell, ..RemoteConfig::default() }
+}
+
 fn status_state(status: Status) -> u8 {
     match status {
         Status::Starting | Status::Enrolling | Status::Connecting => CONNECTING,
@@ -360,6 +370,7 @@ mod tests {
             flap_rate: 0.0,
             connect_rate: 200,
             ca_cert: None,
+            terminal: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `baton sim`: a fleet of simulated devices in one process, for demos, load tests and trying
 //! commands at scale without real hardware. Each device is a real agent (`baton-agent`) with
 //! memory storage, a synthetic inventory and metrics ([`source`]) and a command runner that never
-//! touches the host ([`runner`]); [`fleet`] starts and watches them, and is also called as a
+//! touches the host ([`runner`]) — only a remote terminal, unless `--no-terminal`, is real:
+//! `/bin/sh` on this machine; [`fleet`] starts and watches them, and is also called as a
 //! library by `baton demo`. [`mqtt`] adds devices that speak MQTT instead of running the agent
 //! (sensors, and a gateway in ThingsBoard's dialect), for the demo.
 //!
@@ -53,6 +54,10 @@ pub struct SimArgs {
     /// PEM file of the CA that signed the server's certificate, when it is private.
     #[arg(long)]
     ca_cert: Option<PathBuf>,
+    /// Refuse remote terminals. Without it, the server's operators can open `/bin/sh` on this
+    /// machine, as this user, through any simulated device (`baton terminal sim-00001`).
+    #[arg(long)]
+    no_terminal: bool,
 }
 
 fn share(text: &str) -> Result<f64, String> {
@@ -76,6 +81,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         flap_rate: args.flap_rate,
         connect_rate: args.connect_rate,
         ca_cert: args.ca_cert,
+        terminal: !args.no_terminal,
     };
     config.validate()?;
     let signal = crate::process::shutdown_signal()?;
@@ -93,6 +99,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         "Simulating {} device(s) against {} ({} start(s) per second); Ctrl-C stops them.",
         config.devices, config.server, config.connect_rate
     );
+    if config.terminal {
+        println!("Remote terminals on them run /bin/sh on this machine as this user (--no-terminal refuses them).");
+    }
     let (tx, rx) = watch::channel(Progress::default());
     let display = tokio::spawn(show(rx, config.devices));
     let report = run_fleet(config, tx, stop).await?;

@@ -180,3 +180,111 @@ impl Term {
         while let Some(Ok(_)) = self.ws.next().await {}
     }
 }
+
+/// An agent with `[remote]` body `remote`, enrolled at `url` as `serial` with a fresh
+/// enrollment token, and its device once it is online.
+pub async fn enrolled(
+    client: &baton_client::Client,
+    url: &str,
+    serial: &str,
+    remote: &str,
+) -> (Agent, baton_proto::api::devices::Device) {
+    use baton_proto::api::{devices::DeviceQuery, enrollment::EnrollmentTokenCreate};
+    let req = EnrollmentTokenCreate { name: format!("for-{serial}"), ..EnrollmentTokenCreate::default() };
+    let token = client.create_enrollment_token(&req).await.expect("enrollment token").secret;
+    let agent = Agent::start(url, &token, serial, remote);
+    let device = baton_testkit::eventually(&format!("{serial} is online"), || async {
+        let page = client.devices(&DeviceQuery { q: Some(serial.into()), ..Default::default() }).await.ok()?;
+        page.items.into_iter().find(|d| d.serial.as_deref() == Some(serial) && d.connectivity.online)
+    })
+    .await;
+    (agent, device)
+}
+
+/// The `baton` CLI as a user runs it against `server` with `token`: its own empty config dir,
+/// stdin not a terminal (empty).
+pub fn cli(server: &str, token: &str, args: &[&str]) -> std::process::Output {
+    let config = tempfile::tempdir().expect("config dir");
+    Command::new(BATON)
+        .args(args)
+        .env("BATON_CONFIG_DIR", config.path())
+        .env("BATON_SERVER", server)
+        .env("BATON_TOKEN", token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("baton runs")
+}
+
+/// A program on a pseudo-terminal of its own, as in a terminal window: the test types on its
+/// keyboard, resizes its window and reads what it shows. Killed when dropped.
+pub struct LocalPty {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
+    keyboard: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl LocalPty {
+    /// Runs `sh -c script` on a new terminal of `cols` × `rows` with `env`.
+    pub fn run(script: &str, env: &[(&str, &str)], cols: u16, rows: u16) -> Self {
+        use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+        let pair = native_pty_system()
+            .openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
+            .expect("a pseudo-terminal opens");
+        let mut command = CommandBuilder::new("sh");
+        command.args(["-c", script]);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = pair.slave.spawn_command(command).expect("the program starts on the terminal");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("terminal reader");
+        let keyboard = pair.master.take_writer().expect("terminal writer");
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shown = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+            }
+        });
+        LocalPty { child, master: pair.master, keyboard: std::sync::Mutex::new(keyboard), screen }
+    }
+
+    pub fn type_text(&self, text: &str) {
+        use std::io::Write;
+        let mut keyboard = self.keyboard.lock().unwrap_or_else(|p| p.into_inner());
+        keyboard.write_all(text.as_bytes()).and_then(|()| keyboard.flush()).expect("typed");
+    }
+
+    /// Changes the window's size (the programs on it get SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let size = portable_pty::PtySize { rows, cols, pixel_width: 0, pixel_height: 0 };
+        self.master.resize(size).expect("resized");
+    }
+
+    /// Everything shown so far.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// Waits until the screen shows `needle`.
+    pub async fn expect(&self, needle: &str) {
+        let what = format!("the terminal shows {needle:?}");
+        baton_testkit::eventually(&what, || async {
+            let screen = self.screen();
+            if screen.contains(needle) { Ok(()) } else { Err(format!("the screen: {screen:?}")) }
+        })
+        .await;
+    }
+}
+
+impl Drop for LocalPty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
