@@ -124,9 +124,12 @@ impl Streams {
         }
     }
 
+    /// Ends a stream: its terminal is closed with `reason`, and its output thread stops
+    /// waiting for credit that will not come.
     pub fn close(&mut self, stream: u32, reason: String) {
         if let Some(handle) = self.handles.remove(&stream) {
             let _ = handle.input.send(Input::Close(reason));
+            handle.credit.close();
         }
     }
 
