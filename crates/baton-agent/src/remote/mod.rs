@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use baton_proto::{
     agent::AgentMessage,
-    streams::{self, StreamKind, StreamOpen},
+    streams::{self, Flow, StreamKind, StreamOpen},
 };
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
@@ -38,10 +38,12 @@ pub(crate) enum Input {
 
 struct Handle {
     input: mpsc::UnboundedSender<Input>,
-    /// The server's credit for this stream's output.
+    /// The server's credit for this stream's output; closed when the stream ends, so an output
+    /// thread waiting for credit lets go of its terminal.
     credit: Arc<Semaphore>,
-    /// Input bytes received and not yet credited back; the server stays within the window.
-    unacked: u32,
+    /// Input received and not yet credited back (the server stays within the window), output
+    /// sent and not yet credited by the server.
+    flow: Flow,
 }
 
 /// One connection's streams.
@@ -77,8 +79,9 @@ impl Streams {
             return Some(refused(stream, &reason));
         }
         let (input_tx, input) = mpsc::unbounded_channel();
-        let credit = Arc::new(Semaphore::new(open.window.min(4 * streams::WINDOW) as usize));
-        self.handles.insert(stream, Handle { input: input_tx, credit: credit.clone(), unacked: 0 });
+        let flow = Flow::new(streams::WINDOW, open.window);
+        let credit = Arc::new(Semaphore::new(flow.window() as usize));
+        self.handles.insert(stream, Handle { input: input_tx, credit: credit.clone(), flow });
         let (config, tx) = (self.config.clone(), self.tx.clone());
         tokio::spawn(async move {
             if let Some(reason) = consent(&config, &open).await {
@@ -95,15 +98,10 @@ impl Streams {
     /// Bytes from the server for a stream.
     pub fn data(&mut self, stream: u32, data: &[u8]) -> Option<AgentMessage> {
         let handle = self.handles.get_mut(&stream)?;
-        handle.unacked = handle.unacked.saturating_add(data.len() as u32);
-        if handle.unacked > streams::WINDOW {
-            let _ = handle.input.send(Input::Close("the server sent more than the window".into()));
-            self.handles.remove(&stream);
-            return Some(AgentMessage::StreamClosed {
-                stream,
-                reason: "the server sent more than the window".into(),
-                exit_code: None,
-            });
+        if handle.flow.receive(data.len()).is_err() {
+            let reason = "the server sent more than the window";
+            self.close(stream, reason.into());
+            return Some(AgentMessage::StreamClosed { stream, reason: reason.into(), exit_code: None });
         }
         let _ = handle.input.send(Input::Data(Bytes::copy_from_slice(data)));
         None
@@ -117,31 +115,41 @@ impl Streams {
         }
     }
 
-    pub fn credit(&self, stream: u32, bytes: u32) {
-        if let Some(handle) = self.handles.get(&stream) {
-            let room = (4 * streams::WINDOW as usize).saturating_sub(handle.credit.available_permits());
-            handle.credit.add_permits((bytes as usize).min(room));
+    pub fn credit(&mut self, stream: u32, bytes: u32) {
+        if let Some(handle) = self.handles.get_mut(&stream) {
+            handle.credit.add_permits(handle.flow.credit(bytes) as usize);
         }
     }
 
+    /// Ends a stream: its terminal is closed with `reason`, and its output thread stops
+    /// waiting for credit that will not come.
     pub fn close(&mut self, stream: u32, reason: String) {
         if let Some(handle) = self.handles.remove(&stream) {
             let _ = handle.input.send(Input::Close(reason));
+            handle.credit.close();
         }
     }
 
     /// Before sending: keeps the bookkeeping of what goes out (credit given, a stream ended).
     pub fn sending(&mut self, out: &Outgoing) {
         match out {
+            Outgoing::Data(stream, bytes) => {
+                // The output thread took the credit first, so this stays within the window.
+                if let Some(handle) = self.handles.get_mut(stream) {
+                    let _ = handle.flow.send(bytes.len());
+                }
+            }
             Outgoing::Message(AgentMessage::StreamCredit { stream, bytes }) => {
                 if let Some(handle) = self.handles.get_mut(stream) {
-                    handle.unacked = handle.unacked.saturating_sub(*bytes);
+                    handle.flow.pass_on(*bytes as usize);
                 }
             }
             Outgoing::Message(
                 AgentMessage::StreamClosed { stream, .. } | AgentMessage::StreamRefused { stream, .. },
             ) => {
-                self.handles.remove(stream);
+                if let Some(handle) = self.handles.remove(stream) {
+                    handle.credit.close();
+                }
             }
             _ => {}
         }
@@ -149,9 +157,9 @@ impl Streams {
 
     /// The connection ended: every terminal is closed.
     fn end(&mut self) {
-        for (_, handle) in self.handles.drain() {
-            let _ = handle.input.send(Input::Close("the connection to the server ended".into()));
-            handle.credit.close();
+        let streams: Vec<u32> = self.handles.keys().copied().collect();
+        for stream in streams {
+            self.close(stream, "the connection to the server ended".into());
         }
     }
 }

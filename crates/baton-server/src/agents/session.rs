@@ -122,7 +122,14 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     let mut session =
         Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new(), streams };
     let ending = session.serve(&mut socket, registration).await;
-    session.streams.end(&format!("the device's connection ended: {}", ending.reason));
+    // Streams end with the connection; when the server stops, people are told that, not why
+    // the device's connection ended, whichever the relay hears of first.
+    let why = if *app.shutdown.borrow() {
+        "the server is shutting down".to_owned()
+    } else {
+        format!("the device's connection ended: {}", ending.reason)
+    };
+    session.streams.end(&why);
     let replaced = ending.code == close::REPLACED;
     let _ = close_with(&mut socket, ending).await;
 

@@ -1,13 +1,14 @@
 //! The remote-support streams of one agent connection: numbering, opening (the agent accepts or
 //! refuses each), flow control both ways, and closing — with a reason for the person on the
 //! other end whichever side ends it, the connection's loss included. The session loop
-//! (`session.rs`) feeds it frames and sends what it returns.
+//! (`session.rs`) feeds it frames and sends what it returns. The bytes waiting here for their
+//! readers are the gauge `baton_remote_buffered_bytes` (at most one window per stream).
 
 use std::{collections::HashMap, sync::Arc};
 
 use baton_proto::{
     agent::{AgentMessage, ServerMessage, encode_stream_frame},
-    streams::{self, StreamOpen},
+    streams::{self, Flow, StreamOpen},
 };
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -33,10 +34,20 @@ struct Open {
     output: mpsc::UnboundedSender<StreamOutput>,
     /// The agent's credit for what the server sends; the door waits on it.
     credit: Arc<Semaphore>,
-    /// The agent's window: credit never grows beyond it.
-    window: u32,
-    /// Bytes the agent sent that the reader has not passed on yet (at most [`streams::WINDOW`]).
-    unread: u32,
+    /// Both directions' accounts: what the agent sent that the reader has not passed on yet
+    /// (at most [`streams::WINDOW`]), and what the server sent that the agent has not credited.
+    flow: Flow,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        buffered(-f64::from(self.flow.unread()));
+    }
+}
+
+/// Moves the gauge of bytes devices sent on remote streams that wait here for their reader.
+fn buffered(delta: f64) {
+    metrics::gauge!("baton_remote_buffered_bytes").increment(delta);
 }
 
 pub struct Streams {
@@ -97,14 +108,14 @@ impl Streams {
                 let Some(pending) = self.pending.remove(&stream) else {
                     return Some(close(stream, "the client stopped waiting"));
                 };
-                let window = window.clamp(1, 4 * streams::WINDOW);
-                let credit = Arc::new(Semaphore::new(window as usize));
+                let flow = Flow::new(streams::WINDOW, window);
+                let credit = Arc::new(Semaphore::new(flow.window() as usize));
                 let end = DeviceStream::new(stream, self.input_tx.clone(), pending.output_rx, credit.clone());
                 if pending.reply.send(Ok(end)).is_err() {
                     // Whoever asked gave up waiting: the device need not keep it open.
                     return Some(close(stream, "the client stopped waiting"));
                 }
-                self.open.insert(stream, Open { output: pending.output, credit, window, unread: 0 });
+                self.open.insert(stream, Open { output: pending.output, credit, flow });
                 None
             }
             AgentMessage::StreamRefused { stream, reason } => {
@@ -122,9 +133,8 @@ impl Streams {
                 None
             }
             AgentMessage::StreamCredit { stream, bytes } => {
-                if let Some(open) = self.open.get(&stream) {
-                    let room = open.window as usize - open.credit.available_permits().min(open.window as usize);
-                    open.credit.add_permits((bytes as usize).min(room));
+                if let Some(open) = self.open.get_mut(&stream) {
+                    open.credit.add_permits(open.flow.credit(bytes) as usize);
                 }
                 None
             }
@@ -141,13 +151,12 @@ impl Streams {
             }
             return Ok(None);
         };
-        let len = data.len() as u32;
-        if open.unread.saturating_add(len) > streams::WINDOW {
+        if open.flow.receive(data.len()).is_err() {
             let reason = "the device sent more than its window";
             self.end_one(stream, reason);
             return Ok(Some(close(stream, reason)));
         }
-        open.unread += len;
+        buffered(data.len() as f64);
         if open.output.send(StreamOutput::Data(data)).is_err() {
             self.open.remove(&stream);
             return Ok(Some(close(stream, "the client went away")));
@@ -159,15 +168,23 @@ impl Streams {
     pub fn from_door(&mut self, input: StreamInput) -> Option<Out> {
         match input {
             StreamInput::Data(stream, data) => {
-                self.open.contains_key(&stream).then(|| Out::Binary(encode_stream_frame(stream, &data)))
+                let open = self.open.get_mut(&stream)?;
+                if open.flow.send(data.len()).is_err() {
+                    // The door waits for credit first, so this is a bug here, not the device's.
+                    let reason = "the server overran the device's window";
+                    self.end_one(stream, reason);
+                    return Some(close(stream, reason));
+                }
+                Some(Out::Binary(encode_stream_frame(stream, &data)))
             }
             StreamInput::Resize(stream, cols, rows) => {
                 self.open.contains_key(&stream).then_some(Out::Text(ServerMessage::StreamResize { stream, cols, rows }))
             }
             StreamInput::Consumed(stream, bytes) => {
                 let open = self.open.get_mut(&stream)?;
-                open.unread = open.unread.saturating_sub(bytes);
-                Some(Out::Text(ServerMessage::StreamCredit { stream, bytes }))
+                let bytes = open.flow.pass_on(bytes as usize);
+                buffered(-f64::from(bytes));
+                (bytes > 0).then_some(Out::Text(ServerMessage::StreamCredit { stream, bytes }))
             }
             StreamInput::Close(stream, reason) => {
                 let known = self.open.remove(&stream).is_some() || self.pending.remove(&stream).is_some();
@@ -195,4 +212,80 @@ impl Streams {
 
 fn close(stream: u32, reason: &str) -> Out {
     Out::Text(ServerMessage::StreamClose { stream, reason: reason.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A stream the agent accepted with the default window, and the door's end of it.
+    fn opened(streams: &mut Streams) -> (u32, DeviceStream) {
+        let (reply, mut answer) = oneshot::channel();
+        let kind = streams::StreamKind::Terminal { cols: 80, rows: 24, command: vec![] };
+        let request = StreamRequest { session_id: "s".into(), user: "u".into(), kind, reply };
+        let Some(Out::Text(ServerMessage::StreamOpen(open))) = streams.request(request) else { panic!("no open") };
+        assert!(
+            streams.from_agent(AgentMessage::StreamOpened { stream: open.stream, window: streams::WINDOW }).is_none()
+        );
+        (open.stream, answer.try_recv().expect("answered").expect("opened"))
+    }
+
+    /// The door sends everything its credit allows, as the session would pass it on.
+    fn send_all(streams: &mut Streams, door: &DeviceStream) -> usize {
+        let mut sent = 0;
+        let mut data = Bytes::from(vec![0u8; 4 * streams::WINDOW as usize]);
+        while door.to_device.send_chunk(&mut data).now_or_never().is_some() {
+            let input = streams.input.try_recv().expect("input");
+            assert!(matches!(streams.from_door(input), Some(Out::Binary(_))));
+            sent = 4 * streams::WINDOW as usize - data.len();
+        }
+        sent
+    }
+
+    #[test]
+    fn a_device_that_sends_past_its_window_loses_the_stream_and_the_reader_is_told() {
+        let mut streams = Streams::new(true);
+        let (stream, mut door) = opened(&mut streams);
+        let window = Bytes::from(vec![b'x'; streams::WINDOW as usize]);
+        assert!(streams.data(stream, window).expect("within the window").is_none());
+        let Ok(Some(Out::Text(ServerMessage::StreamClose { reason, .. }))) = streams.data(stream, Bytes::from("!"))
+        else {
+            panic!("the stream stays open past the window");
+        };
+        assert_eq!(reason, "the device sent more than its window");
+        assert!(
+            matches!(door.from_device.try_recv(), Ok(StreamOutput::Data(d)) if d.len() == streams::WINDOW as usize)
+        );
+        assert!(matches!(door.from_device.try_recv(), Ok(StreamOutput::Closed { reason: r, .. }) if r == reason));
+    }
+
+    #[test]
+    fn credit_returns_what_was_passed_on_and_never_raises_the_window() {
+        let mut streams = Streams::new(true);
+        let (stream, door) = opened(&mut streams);
+        assert_eq!(send_all(&mut streams, &door), streams::WINDOW as usize);
+        // A device crediting far more than it got gives back only what is in flight.
+        streams.from_agent(AgentMessage::StreamCredit { stream, bytes: u32::MAX });
+        assert_eq!(send_all(&mut streams, &door), streams::WINDOW as usize);
+
+        // Output the reader passed on is credited to the device, once.
+        assert!(streams.data(stream, Bytes::from(vec![0u8; 1000])).expect("data").is_none());
+        let credit = streams.from_door(StreamInput::Consumed(stream, 5000));
+        assert!(matches!(credit, Some(Out::Text(ServerMessage::StreamCredit { bytes: 1000, .. }))));
+        assert!(streams.from_door(StreamInput::Consumed(stream, 5000)).is_none());
+    }
+
+    #[test]
+    fn data_for_a_stream_never_opened_breaks_the_protocol_and_late_data_is_dropped() {
+        let mut streams = Streams::new(true);
+        let (stream, door) = opened(&mut streams);
+        assert!(streams.data(stream + 1, Bytes::from("x")).is_err());
+        assert!(streams.data(0, Bytes::from("x")).is_err());
+        drop(door);
+        let input = streams.input.try_recv().expect("the door's close");
+        assert!(matches!(streams.from_door(input), Some(Out::Text(ServerMessage::StreamClose { .. }))));
+        assert!(matches!(streams.data(stream, Bytes::from("late")), Ok(None)));
+    }
 }

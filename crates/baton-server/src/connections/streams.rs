@@ -43,11 +43,18 @@ pub enum StreamOutput {
     },
 }
 
-/// The door's end of an open stream. Dropping it closes the stream on the device.
+/// The door's end of an open stream: what goes to the device, and what comes from it. The two
+/// halves are apart so a relay can wait for the device's credit and for its output at once.
 pub struct DeviceStream {
+    pub to_device: ToDevice,
+    /// What the device says on the stream; `None` once its session is gone without a word.
+    pub from_device: mpsc::UnboundedReceiver<StreamOutput>,
+}
+
+/// Input, resizes, credit and the close, to the device. Dropping it closes the stream.
+pub struct ToDevice {
     stream: u32,
     input: mpsc::Sender<StreamInput>,
-    output: mpsc::UnboundedReceiver<StreamOutput>,
     /// Bytes the device still accepts; the agent session adds what the device credits back.
     credit: Arc<Semaphore>,
     closed: bool,
@@ -65,16 +72,20 @@ impl DeviceStream {
         output: mpsc::UnboundedReceiver<StreamOutput>,
         credit: Arc<Semaphore>,
     ) -> Self {
-        DeviceStream { stream, input, output, credit, closed: false }
+        DeviceStream { to_device: ToDevice { stream, input, credit, closed: false }, from_device: output }
     }
+}
 
-    /// Sends bytes to the device, waiting for its credit; chunks at most [`streams::MAX_CHUNK`].
-    pub async fn send(&self, data: Bytes) -> Result<(), Gone> {
-        for chunk in data.chunks(streams::MAX_CHUNK) {
-            let permits = self.credit.acquire_many(chunk.len() as u32).await.map_err(|_| Gone)?;
-            permits.forget();
-            self.input.send(StreamInput::Data(self.stream, data.slice_ref(chunk))).await.map_err(|_| Gone)?;
-        }
+impl ToDevice {
+    /// Sends the first chunk of `data` (at most [`streams::MAX_CHUNK`]) once the device has
+    /// credit for it, and leaves the rest in `data`. Cancel-safe: cancelled before it returns,
+    /// it took neither bytes nor credit, so a relay can wait on it beside the device's output.
+    pub async fn send_chunk(&self, data: &mut Bytes) -> Result<(), Gone> {
+        let len = data.len().min(streams::MAX_CHUNK);
+        let credit = self.credit.acquire_many(len as u32).await.map_err(|_| Gone)?;
+        let slot = self.input.reserve().await.map_err(|_| Gone)?;
+        credit.forget();
+        slot.send(StreamInput::Data(self.stream, data.split_to(len)));
         Ok(())
     }
 
@@ -82,30 +93,19 @@ impl DeviceStream {
         self.input.send(StreamInput::Resize(self.stream, cols, rows)).await.map_err(|_| Gone)
     }
 
-    /// The next thing the device said; `None` once the session is gone without a word.
-    pub async fn recv(&mut self) -> Option<StreamOutput> {
-        let next = self.output.recv().await;
-        if matches!(next, Some(StreamOutput::Closed { .. }) | None) {
-            self.closed = true;
-        }
-        next
-    }
-
     /// Hands back credit for output passed on.
     pub async fn consumed(&self, bytes: usize) -> Result<(), Gone> {
         self.input.send(StreamInput::Consumed(self.stream, bytes as u32)).await.map_err(|_| Gone)
     }
 
-    /// Ends the stream on the device with a reason.
+    /// Ends the stream on the device with a reason (nothing, if it ended there already).
     pub async fn close(mut self, reason: impl Into<String>) {
-        if !self.closed {
-            self.closed = true;
-            let _ = self.input.send(StreamInput::Close(self.stream, reason.into())).await;
-        }
+        self.closed = true;
+        let _ = self.input.send(StreamInput::Close(self.stream, reason.into())).await;
     }
 }
 
-impl Drop for DeviceStream {
+impl Drop for ToDevice {
     fn drop(&mut self) {
         if !self.closed {
             let _ = self.input.try_send(StreamInput::Close(self.stream, "the client went away".into()));

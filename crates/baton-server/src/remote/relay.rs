@@ -21,7 +21,7 @@ use tokio::{
 };
 
 use super::{Live, Relay, Watch};
-use crate::connections::{NoStream, StreamRequest, streams::StreamOutput};
+use crate::connections::{DeviceStream, NoStream, StreamRequest, streams::StreamOutput};
 
 /// How long the device has to accept or refuse a session (its consent hook included).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -82,7 +82,7 @@ async fn relay(
     };
     if let Err(e) = remote::opened(&app.db, &app.bus, attach).await {
         tracing::error!(error = %e, "cannot record an opened session");
-        stream.close("the server failed").await;
+        stream.to_device.close("the server failed").await;
         return (end("the server could not record the session".into()), None);
     }
     let record_input = policy::get(&app.db, &attach.scope).await.map(|p| p.record_input).unwrap_or(false);
@@ -94,7 +94,7 @@ async fn relay(
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start a recording; the session is refused");
-                stream.close("the server cannot record the session").await;
+                stream.to_device.close("the server cannot record the session").await;
                 return (end("the server cannot record the session".into()), None);
             }
         };
@@ -104,9 +104,30 @@ async fn relay(
     app.live.insert(&session.id, live);
     let opened = AttachServerMessage::Opened { session_id: session.id.clone(), read_only: false };
     if send_text(socket, &opened).await.is_err() {
-        stream.close("the client went away").await;
+        stream.to_device.close("the client went away").await;
         return (end("the client went away".into()), recorder);
     }
+    let label = &attach.actor.label;
+    let (reason, exit_code) = pump(app, label, socket, &mut stream, &mut recorder, &output, &mut close_rx).await;
+    stream.to_device.close(reason.clone()).await;
+    (remote::Ending { reason, exit_code, recording: None::<Stored> }, recorder)
+}
+
+/// The open session: the client's keystrokes go to the device within its credit, the device's
+/// output to the client, the recording and the watchers — until either end finishes, the
+/// session is closed, idle or too old, or the server stops. Neither direction waits on the
+/// other: a device slow to take input still has its output relayed (a paste into a program that
+/// echoes it cannot lock the session up), and a client that stops reading can still be closed.
+async fn pump(
+    app: &Relay,
+    label: &str,
+    socket: &mut WebSocket,
+    stream: &mut DeviceStream,
+    recorder: &mut Option<Recorder>,
+    output: &broadcast::Sender<Bytes>,
+    close_rx: &mut mpsc::Receiver<String>,
+) -> (String, Option<i32>) {
+    let DeviceStream { to_device, from_device } = stream;
     let (idle, longest) = (app.idle, app.longest);
     let deadline = Instant::now() + longest;
     let mut last = Instant::now();
@@ -115,57 +136,65 @@ async fn relay(
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
     tokio::pin!(stop);
-    let (reason, exit_code) = loop {
+    let gone = || ("the device's connection ended".to_owned(), None);
+    let stopping = || ("the server is shutting down".to_owned(), None);
+    // What the client typed that the device has not taken yet; the client is read again once
+    // it has all gone.
+    let mut typed = Bytes::new();
+    loop {
         tokio::select! {
-            frame = socket.recv() => match frame {
+            frame = socket.recv(), if typed.is_empty() => match frame {
                 Some(Ok(WsMessage::Binary(data))) => {
                     last = Instant::now();
                     if let Some(r) = recorder.as_mut() { r.input(&data) }
-                    if stream.send(data).await.is_err() {
-                        break ("the device's connection ended".to_owned(), None);
-                    }
+                    typed = data;
                 }
                 Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<AttachClientMessage>(&text) {
                     Ok(AttachClientMessage::Resize { cols, rows }) if valid_size(cols, rows) => {
                         if let Some(r) = recorder.as_mut() { r.resize(cols, rows) }
-                        if stream.resize(cols, rows).await.is_err() {
-                            break ("the device's connection ended".to_owned(), None);
+                        if to_device.resize(cols, rows).await.is_err() {
+                            return gone();
                         }
                     }
-                    Ok(AttachClientMessage::Resize { .. }) => break ("the client asked for a size out of 1–1000".to_owned(), None),
-                    Err(e) => break (format!("the client sent a frame not understood: {e}"), None),
+                    Ok(AttachClientMessage::Resize { .. }) => return ("the client asked for a size out of 1–1000".to_owned(), None),
+                    Err(e) => return (format!("the client sent a frame not understood: {e}"), None),
                 },
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
-                    break (format!("closed by {}", attach.actor.label), None);
-                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return (format!("closed by {label}"), None),
             },
-            out = stream.recv() => match out {
+            sent = to_device.send_chunk(&mut typed), if !typed.is_empty() => {
+                if sent.is_err() {
+                    return gone();
+                }
+            }
+            out = from_device.recv() => match out {
                 Some(StreamOutput::Data(bytes)) => {
                     last = Instant::now();
                     if let Some(r) = recorder.as_mut() { r.output(&bytes) }
                     let _ = output.send(bytes.clone());
                     let len = bytes.len();
-                    match timeout(idle, socket.send(WsMessage::Binary(bytes))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break (format!("closed by {}", attach.actor.label), None),
-                        Err(_) => break ("the client stopped reading".to_owned(), None),
+                    tokio::select! {
+                        sent = timeout(idle, socket.send(WsMessage::Binary(bytes))) => match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return (format!("closed by {label}"), None),
+                            Err(_) => return ("the client stopped reading".to_owned(), None),
+                        },
+                        Some(reason) = close_rx.recv() => return (reason, None),
+                        () = &mut stop => return stopping(),
                     }
-                    if stream.consumed(len).await.is_err() {
-                        break ("the device's connection ended".to_owned(), None);
+                    if to_device.consumed(len).await.is_err() {
+                        return gone();
                     }
                 }
-                Some(StreamOutput::Closed { reason, exit_code }) => break (reason, exit_code),
-                None => break ("the device's connection ended".to_owned(), None),
+                Some(StreamOutput::Closed { reason, exit_code }) => return (reason, exit_code),
+                None => return gone(),
             },
-            Some(reason) = close_rx.recv() => break (reason, None),
-            () = sleep_until(last + idle) => break (format!("idle for {}", human(idle)), None),
-            () = sleep_until(deadline) => break (format!("open for the longest a session may be ({})", human(longest)), None),
-            () = &mut stop => break ("the server is shutting down".to_owned(), None),
+            Some(reason) = close_rx.recv() => return (reason, None),
+            () = sleep_until(last + idle) => return (format!("idle for {}", human(idle)), None),
+            () = sleep_until(deadline) => return (format!("open for the longest a session may be ({})", human(longest)), None),
+            () = &mut stop => return stopping(),
         }
-    };
-    stream.close(reason.clone()).await;
-    (remote::Ending { reason, exit_code, recording: None::<Stored> }, recorder)
+    }
 }
 
 /// Serves a read-only watcher of a session relayed on this node.

@@ -288,3 +288,61 @@ impl Drop for LocalPty {
         let _ = self.child.wait();
     }
 }
+
+impl Term {
+    /// Sends `data` in frames of 16 KiB, as a terminal pasting it does, reading the output that
+    /// comes meanwhile (a client that only wrote would stall the session by itself).
+    pub async fn paste(&mut self, data: &[u8]) {
+        use futures::FutureExt;
+        for chunk in data.chunks(16 * 1024) {
+            self.ws.send(Message::Binary(chunk.to_vec().into())).await.expect("pasted");
+            while let Some(Some(Ok(frame))) = self.ws.next().now_or_never() {
+                if let Message::Binary(b) = frame {
+                    self.output.push_str(&String::from_utf8_lossy(&b));
+                }
+            }
+        }
+    }
+
+    /// The number printed after `pid=` (a marker the test's command printed).
+    pub fn printed_pid(&self) -> u32 {
+        let pid = self.output.split("pid=").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next());
+        pid.and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no pid= in {:?}", self.output))
+    }
+}
+
+/// A metric's value on the server's `/metrics`: the sum of its samples, 0 when it has none.
+pub async fn metric(server: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{server}/metrics")).await.expect("metrics").text().await.expect("metrics text");
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What `/proc` says of a process: resident memory (KiB), bytes it wrote, whether it still
+/// runs (a zombie, killed and not reaped, does not) and whether it sleeps (waits, e.g. in a
+/// write; a busy process preempted is runnable instead). `None` once it is gone.
+pub fn process(pid: u32) -> Option<Process> {
+    let field = |file: &str, key: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?.to_owned();
+    Some(Process {
+        rss_kib: field("status", "VmRSS:").unwrap_or(0),
+        written: field("io", "wchar:").unwrap_or(0),
+        alive: state != "Z" && state != "X",
+        sleeping: state == "S",
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub rss_kib: u64,
+    pub written: u64,
+    pub alive: bool,
+    pub sleeping: bool,
+}

@@ -9,12 +9,19 @@
 //! hands credit back with a `stream_credit` message once it has passed bytes on. So a reader
 //! that stalls holds at most one window on the server, and a busy stream cannot crowd out
 //! telemetry and commands, which never wait for credit. Bytes beyond the window close the
-//! stream.
+//! stream. Both ends keep that account with [`Flow`]. A window is read as at least
+//! [`MAX_CHUNK`] (one chunk always fits) and at most [`MAX_WINDOW`].
+
+mod flow;
 
 use serde::{Deserialize, Serialize};
 
+pub use flow::{Flow, Overrun};
+
 /// The window each side grants by default: bytes in flight per stream and direction.
 pub const WINDOW: u32 = 256 * 1024;
+/// The largest window either side accepts from the other; a larger one is read as this.
+pub const MAX_WINDOW: u32 = 4 * WINDOW;
 /// Largest data chunk in one binary frame.
 pub const MAX_CHUNK: usize = 16 * 1024;
 /// Largest terminal dimension accepted, in cells.
