@@ -342,3 +342,26 @@ async fn a_terminal_flooding_output_does_not_hold_up_the_devices_commands() {
     client.close_session(&device.id, &ticket.session.id).await.expect("closed");
     reader.await.expect("reader ends when the session closes");
 }
+
+#[tokio::test]
+async fn a_session_is_closed_at_its_maximum_length_even_while_busy() {
+    let server = Server::start(
+        &[("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP), ("BATON_REMOTE_MAX_SESSION_SECS", "2")],
+        &["--http-addr", "127.0.0.1:0"],
+    );
+    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
+    let (_agent, device) = enrolled(&client, &server.url, "term-long", "terminal = true").await;
+    // A program that keeps printing: never idle.
+    let busy = SessionCreate {
+        command: vec!["sh".into(), "-c".into(), "while :; do echo tick; sleep 0.2; done".into()],
+        ..terminal()
+    };
+    let ticket = client.open_session(&device.id, &busy).await.expect("session");
+    let mut term = Term::attach(&client.attach_url(&ticket)).await;
+    term.expect("tick").await;
+    let (reason, _) = term.until_closed().await;
+    assert_eq!(reason, "open for the longest a session may be (2 s)");
+    assert!(term.output.matches("tick").count() >= 2, "it was busy until then: {}", term.output);
+    let stored = client.session(&device.id, &ticket.session.id).await.expect("session");
+    assert_eq!(stored.close_reason.as_deref(), Some(reason.as_str()));
+}
