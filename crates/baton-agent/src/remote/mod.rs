@@ -179,7 +179,11 @@ async fn consent(config: &RemoteConfig, open: &StreamOpen) -> Option<String> {
     let hook = config.consent_command.as_ref()?;
     let args: Vec<String> =
         hook.iter().map(|a| a.replace("{user}", &open.user).replace("{session}", &open.session_id)).collect();
-    let (program, rest) = args.split_first()?;
+    let Some((program, rest)) = args.split_first() else {
+        return Some(
+            "`[remote] consent_command` is empty: name the program that asks for consent, or remove it".into(),
+        );
+    };
     let mut command = tokio::process::Command::new(program);
     command.args(rest).kill_on_drop(true).stdin(std::process::Stdio::null());
     match tokio::time::timeout(CONSENT_TIMEOUT, command.status()).await {
@@ -187,5 +191,30 @@ async fn consent(config: &RemoteConfig, open: &StreamOpen) -> Option<String> {
         Ok(Ok(status)) => Some(format!("the person at the device declined (the consent hook exited with {status})")),
         Ok(Err(e)) => Some(format!("the consent hook could not run: {e}")),
         Err(_) => Some(format!("nobody at the device approved within {} s", CONSENT_TIMEOUT.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asking() -> StreamOpen {
+        let kind = StreamKind::Terminal { cols: 80, rows: 24, command: vec![] };
+        StreamOpen { stream: 1, session_id: "s1".into(), user: "user:alice".into(), window: streams::WINDOW, kind }
+    }
+
+    #[tokio::test]
+    async fn the_consent_hook_decides_and_an_empty_one_refuses_saying_so() {
+        let hook = |argv: &[&str]| RemoteConfig {
+            terminal: true,
+            consent_command: Some(argv.iter().map(|a| a.to_string()).collect()),
+            ..RemoteConfig::default()
+        };
+        assert_eq!(consent(&RemoteConfig::default(), &asking()).await, None, "no hook: no question");
+        assert_eq!(consent(&hook(&["sh", "-c", "test \"$0\" = user:alice", "{user}"]), &asking()).await, None);
+        let declined = consent(&hook(&["false"]), &asking()).await.expect("refused");
+        assert!(declined.contains("declined"), "{declined}");
+        let empty = consent(&hook(&[]), &asking()).await.expect("refused");
+        assert!(empty.contains("consent_command` is empty"), "{empty}");
     }
 }

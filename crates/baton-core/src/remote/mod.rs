@@ -79,8 +79,10 @@ pub async fn create(
     limits: Limits,
 ) -> Result<(SessionTicket, Terminal), Error> {
     let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
-    if !baton_proto::streams::valid_size(cols, rows) {
-        return Err(Error::invalid("/cols", "cols and rows must be between 1 and 1000"));
+    for (field, cells) in [("/cols", cols), ("/rows", rows)] {
+        if !(1..=baton_proto::streams::MAX_TERMINAL_CELLS).contains(&cells) {
+            return Err(Error::invalid(field, "must be between 1 and 1000"));
+        }
     }
     if req.command.len() > 256 || req.command.iter().any(|a| a.len() > 4096 || a.contains('\0')) {
         return Err(Error::invalid("/command", "at most 256 arguments of at most 4096 bytes, without NUL"));
@@ -287,9 +289,16 @@ pub struct Ending {
     pub recording: Option<recordings::Stored>,
 }
 
-/// Closes a session (once: a second close changes nothing) and records the event.
-pub async fn closed(db: &Db, bus: &SharedBus, attach: &Attach, ending: &Ending) -> Result<(), Error> {
-    let session = &attach.session;
+/// Closes a session (once: a second close changes nothing) and records the event, with `actor`
+/// as who and where from.
+pub async fn closed(
+    db: &Db,
+    bus: &SharedBus,
+    scope: &TenantScope,
+    session: &RemoteSession,
+    actor: &Actor,
+    ending: &Ending,
+) -> Result<(), Error> {
     let rec = ending.recording.as_ref();
     let changed = sqlx::query(
         "UPDATE remote_sessions SET state = 'closed', closed_at = $1, close_reason = $2, exit_code = $3, \
@@ -303,17 +312,17 @@ pub async fn closed(db: &Db, bus: &SharedBus, attach: &Attach, ending: &Ending) 
     .bind(rec.map(|r| r.size_bytes as i64))
     .bind(rec.map(|r| r.duration_ms as i64))
     .bind(i64::from(rec.is_some_and(|r| r.input_recorded)))
-    .bind(attach.scope.id())
+    .bind(scope.id())
     .bind(&session.id)
     .execute(db.writer())
     .await?
     .rows_affected();
     if changed > 0 {
         let data = serde_json::json!({
-            "session_id": session.id, "kind": session.kind.as_str(), "user": attach.actor.label,
-            "source_addr": attach.actor.source_addr, "reason": ending.reason, "exit_code": ending.exit_code,
+            "session_id": session.id, "kind": session.kind.as_str(), "user": actor.label,
+            "source_addr": actor.source_addr, "reason": ending.reason, "exit_code": ending.exit_code,
         });
-        events::record(db, bus, &attach.scope, Some(&session.device_id), kind::SESSION_ENDED, data).await;
+        events::record(db, bus, scope, Some(&session.device_id), kind::SESSION_ENDED, data).await;
     }
     Ok(())
 }

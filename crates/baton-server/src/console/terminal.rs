@@ -10,7 +10,10 @@ use axum::{
     extract::{Path, State},
     response::Response,
 };
-use baton_proto::api::{devices::DeviceStatus, remote::SessionState};
+use baton_proto::api::{
+    devices::{Device, DeviceStatus},
+    remote::SessionState,
+};
 
 use super::session::{Page, User, render};
 use crate::web::extract::perm;
@@ -42,17 +45,7 @@ pub(super) async fn page(
     let device = devices::get(&app.db, &user.principal.scope, &id).await?;
     let unavailable = (device.status != DeviceStatus::Active)
         .then(|| format!("The device is {}: remote sessions need an active device.", device.status.as_str()));
-    let csrf = user.csrf.clone();
-    Ok(render(TerminalPage {
-        user: Some(&user),
-        csrf: Some(&csrf),
-        nav: "devices",
-        device_id: device.id,
-        device_name: device.name,
-        unavailable,
-        can_replay: user.principal.can(Permission::RemoteRecordings),
-        watch: None,
-    }))
+    Ok(terminal_page(&user, device, unavailable, None))
 }
 
 /// `/devices/{id}/sessions/{session}/watch`: someone's open session, read-only.
@@ -65,15 +58,18 @@ pub(super) async fn watch(
     let found = remote::get(&app.db, &user.principal.scope, &id, &session).await?;
     let unavailable = (found.state != SessionState::Open)
         .then(|| format!("This session is {}: only an open session can be watched.", found.state.as_str()));
-    let csrf = user.csrf.clone();
-    Ok(render(TerminalPage {
-        user: Some(&user),
-        csrf: Some(&csrf),
+    Ok(terminal_page(&user, device, unavailable, Some(found.id)))
+}
+
+fn terminal_page(user: &User, device: Device, unavailable: Option<String>, watch: Option<String>) -> Response {
+    render(TerminalPage {
+        user: Some(user),
+        csrf: Some(&user.csrf),
         nav: "devices",
         device_id: device.id,
         device_name: device.name,
         unavailable,
         can_replay: user.principal.can(Permission::RemoteRecordings),
-        watch: Some(found.id),
-    }))
+        watch,
+    })
 }

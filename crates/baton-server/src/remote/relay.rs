@@ -39,7 +39,7 @@ pub async fn serve_owner(app: Relay, attach: Attach, mut socket: WebSocket) {
             Err(e) => tracing::error!(error = %e, session_id = %attach.session.id, "cannot store the recording"),
         }
     }
-    if let Err(e) = remote::closed(&app.db, &app.bus, &attach, &ending).await {
+    if let Err(e) = remote::closed(&app.db, &app.bus, &attach.scope, &attach.session, &attach.actor, &ending).await {
         tracing::error!(error = %e, session_id = %attach.session.id, "cannot record the end of a session");
     }
     app.live.remove(&attach.session.id);

@@ -104,14 +104,9 @@ async fn close_session(
         }
         // Not relayed here: pending, or left by a stopped relay.
         None => {
-            let attach = remote::Attach {
-                scope: auth.scope().clone(),
-                terminal: remote::Terminal { cols: 80, rows: 24, command: found.command.clone() },
-                session: found,
-                read_only: false,
-                actor: Actor::of(&auth.principal, Some(peer.ip().to_string())),
-            };
-            remote::closed(&app.db, &app.bus, &attach, &remote::Ending { reason, ..Default::default() }).await?;
+            let actor = Actor::of(&auth.principal, Some(peer.ip().to_string()));
+            let ending = remote::Ending { reason, ..Default::default() };
+            remote::closed(&app.db, &app.bus, auth.scope(), &found, &actor, &ending).await?;
         }
     }
     Ok(Json(remote::get(&app.db, auth.scope(), &id, &session).await?))
