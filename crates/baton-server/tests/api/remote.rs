@@ -162,3 +162,28 @@ async fn the_policy_round_trips_and_bad_requests_are_refused_with_reasons() {
         .expect("send");
     expect_problem(response, 404).await;
 }
+
+#[tokio::test]
+async fn an_agent_that_does_not_speak_streams_is_never_sent_one_and_the_client_is_told_why() {
+    use crate::agent;
+    let app = spawn_app().await;
+    let device = agent::enroll(&app, "OLD-AGENT-1").await;
+    let mut old = agent::connect(&app, &device.device_id, &device.secret).await.expect("connects");
+    old.send(agent::hello(None)).await.expect("hello without features");
+    eventually("the old agent is online", || async {
+        app.admin.device(&device.device_id).await.ok()?.connectivity.online.then_some(())
+    })
+    .await;
+    let ticket = app.admin.open_session(&device.device_id, &terminal()).await.expect("session");
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.admin.attach_url(&ticket)).await.expect("attach");
+    let told = ws.next().await.expect("a frame").expect("ok");
+    let told: AttachServerMessage = serde_json::from_str(told.to_text().expect("text")).expect("json");
+    let AttachServerMessage::Closed { reason, .. } = told else { panic!("opened on an old agent: {told:?}") };
+    assert!(reason.contains("update baton-agent"), "{reason}");
+    // Nothing about streams reached the old agent.
+    while let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), old.next()).await
+    {
+        assert!(!text.contains("stream_open"), "an old agent was sent {text}");
+    }
+}
