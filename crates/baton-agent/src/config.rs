@@ -62,7 +62,7 @@ pub struct AgentConfig {
 }
 
 /// `[remote]`: what remote support may do on this device.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteConfig {
     /// Allow remote terminals (a PTY running `shell`, or the command the operator asked for).
@@ -76,6 +76,47 @@ pub struct RemoteConfig {
     /// arguments, `{user}` (who asks) and `{session}` replaced. Exit 0 approves; anything else,
     /// or no answer within 60 s, refuses.
     pub consent_command: Option<Vec<String>>,
+    /// Allow live logs: the journal, and files under `log_paths`.
+    pub logs: bool,
+    /// Files and directories (everything under them; a trailing `/**` reads the same) whose logs
+    /// may be read. Symbolic links are followed only to places still inside.
+    pub log_paths: Vec<PathBuf>,
+    /// Read this journal directory (`journalctl --directory`) instead of the system's journal.
+    pub journal_directory: Option<PathBuf>,
+    /// Allow file transfer both ways under `file_paths`.
+    pub files: bool,
+    /// Files and directories (everything under them) that may be read and written. Nothing when
+    /// empty, even with `files = true`.
+    pub file_paths: Vec<PathBuf>,
+    /// The largest file accepted or sent, in bytes.
+    pub file_max_bytes: u64,
+    /// Allow support bundles: the logs of `log_paths` and the journal, the inventory, and
+    /// `diagnostics_command`'s output, compressed and uploaded to the server.
+    pub bundles: bool,
+    /// A program and its arguments whose output goes into each support bundle.
+    pub diagnostics_command: Option<Vec<String>>,
+    /// The largest support bundle uploaded, in bytes (compressed); bigger ones are cut, saying so.
+    pub bundle_max_bytes: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            terminal: false,
+            shell: None,
+            user: None,
+            consent_command: None,
+            logs: false,
+            log_paths: vec![PathBuf::from("/var/log")],
+            journal_directory: None,
+            files: false,
+            file_paths: Vec::new(),
+            file_max_bytes: 4 << 30,
+            bundles: false,
+            diagnostics_command: None,
+            bundle_max_bytes: 64 << 20,
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -157,7 +198,16 @@ impl AgentConfig {
             config.serial = Some(v);
         }
         if let Some(v) = env("BATON_AGENT_REMOTE_TERMINAL") {
-            config.remote.terminal = matches!(v.as_str(), "1" | "true" | "yes" | "on");
+            config.remote.terminal = switch(&v);
+        }
+        if let Some(v) = env("BATON_AGENT_REMOTE_LOGS") {
+            config.remote.logs = switch(&v);
+        }
+        if let Some(v) = env("BATON_AGENT_REMOTE_FILES") {
+            config.remote.files = switch(&v);
+        }
+        if let Some(v) = env("BATON_AGENT_REMOTE_BUNDLES") {
+            config.remote.bundles = switch(&v);
         }
         Ok(config)
     }
@@ -191,6 +241,11 @@ impl AgentConfig {
 }
 
 /// A serial the server accepts: up to 64 of `[A-Za-z0-9._:/-]`, other characters become `-`.
+/// Reads an on/off environment variable.
+fn switch(v: &str) -> bool {
+    matches!(v, "1" | "true" | "yes" | "on")
+}
+
 pub fn clean_serial(raw: &str) -> String {
     raw.trim()
         .chars()

@@ -101,6 +101,9 @@ pub enum AgentMessage {
     StreamOpened {
         stream: u32,
         window: u32,
+        /// For file streams: the path as the agent found it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<crate::streams::FileInfo>,
     },
     /// The agent will not open the stream (the capability is off, the consent hook said no…).
     StreamRefused {
@@ -175,6 +178,12 @@ pub mod feature {
     pub const DEPLOYMENTS: &str = "deployments";
     /// Understands [`super::ServerMessage::StreamOpen`] (it may still refuse each stream).
     pub const STREAMS: &str = "streams";
+    /// Opens [`crate::streams::StreamKind::Logs`] streams.
+    pub const LOGS: &str = "logs";
+    /// Opens file streams ([`crate::streams::StreamKind::FileRead`], `FileWrite`, `FileStat`).
+    pub const FILES: &str = "files";
+    /// Carries out `support_bundle` commands.
+    pub const BUNDLES: &str = "bundles";
 }
 
 /// Samples taken at one time each; `seq` increases by one per batch an agent makes.

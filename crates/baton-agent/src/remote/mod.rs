@@ -6,6 +6,8 @@
 //! Flow control: the agent sends a stream's output only within the server's credit, and credits
 //! the server for input once it is written to the terminal (see `baton_proto::streams`).
 
+mod files;
+mod logs;
 mod terminal;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -69,6 +71,10 @@ impl Streams {
         }
         let allowed = match open.kind {
             StreamKind::Terminal { .. } => self.config.terminal,
+            StreamKind::Logs(_) => self.config.logs,
+            StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => {
+                self.config.files
+            }
         };
         if !allowed {
             let what = open.kind.capability();
@@ -88,9 +94,26 @@ impl Streams {
                 let _ = tx.send(Outgoing::Message(refused(stream, &reason))).await;
                 return;
             }
-            let StreamKind::Terminal { cols, rows, command } = open.kind;
-            tracing::info!(session_id = %open.session_id, user = %open.user, "remote terminal opening");
-            terminal::run(&config, stream, cols, rows, &command, &open.session_id, &open.user, input, credit, tx).await;
+            match open.kind {
+                StreamKind::Terminal { cols, rows, command } => {
+                    tracing::info!(session_id = %open.session_id, user = %open.user, "remote terminal opening");
+                    terminal::run(
+                        &config,
+                        stream,
+                        cols,
+                        rows,
+                        &command,
+                        &open.session_id,
+                        &open.user,
+                        input,
+                        credit,
+                        tx,
+                    )
+                    .await;
+                }
+                StreamKind::Logs(query) => logs::run(&config, stream, query, &open.user, input, credit, tx).await,
+                kind => files::run(&config, stream, kind, &open.user, input, credit, tx).await,
+            }
         });
         None
     }

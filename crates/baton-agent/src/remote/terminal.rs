@@ -61,7 +61,11 @@ pub(super) async fn run(
             return;
         }
     };
-    if tx.send(Outgoing::Message(AgentMessage::StreamOpened { stream, window: streams::WINDOW })).await.is_err() {
+    if tx
+        .send(Outgoing::Message(AgentMessage::StreamOpened { stream, window: streams::WINDOW, file: None }))
+        .await
+        .is_err()
+    {
         let _ = child.kill();
         return;
     }

@@ -28,6 +28,10 @@ pub enum Permission {
     RemoteTerminal,
     /// Listing sessions and joining one read-only.
     RemoteWatch,
+    /// Reading a device's logs live, and requesting and downloading its support bundles.
+    RemoteLogs,
+    /// Copying files to and from a device.
+    RemoteFiles,
     /// Listing, replaying and downloading session recordings.
     RemoteRecordings,
     /// Switching remote access on or off for the tenant, and input recording.
@@ -38,7 +42,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 25] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -58,6 +62,8 @@ impl Permission {
         Self::RolloutsWrite,
         Self::RemoteTerminal,
         Self::RemoteWatch,
+        Self::RemoteLogs,
+        Self::RemoteFiles,
         Self::RemoteRecordings,
         Self::RemotePolicy,
         Self::TenantsRead,
@@ -85,6 +91,8 @@ impl Permission {
             Self::RolloutsWrite => "rollouts:write",
             Self::RemoteTerminal => "remote:terminal",
             Self::RemoteWatch => "remote:watch",
+            Self::RemoteLogs => "remote:logs",
+            Self::RemoteFiles => "remote:files",
             Self::RemoteRecordings => "remote:recordings",
             Self::RemotePolicy => "remote:policy",
             Self::TenantsRead => "tenants:read",
@@ -139,13 +147,15 @@ pub const BUILTIN_ROLES: &[Role] = &[
             RolloutsWrite,
             RemoteTerminal,
             RemoteWatch,
+            RemoteLogs,
+            RemoteFiles,
             RemoteRecordings,
             RemotePolicy,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts, runs rollouts and opens or watches remote terminals.",
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts, runs rollouts, opens or watches remote terminals, reads device logs, takes support bundles and copies files.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -160,6 +170,8 @@ pub const BUILTIN_ROLES: &[Role] = &[
             RolloutsWrite,
             RemoteTerminal,
             RemoteWatch,
+            RemoteLogs,
+            RemoteFiles,
         ],
     },
     Role {

@@ -12,11 +12,15 @@
 //! stream. Both ends keep that account with [`Flow`]. A window is read as at least
 //! [`MAX_CHUNK`] (one chunk always fits) and at most [`MAX_WINDOW`].
 
+mod files;
 mod flow;
+mod logs;
 
 use serde::{Deserialize, Serialize};
 
+pub use files::{FileInfo, FileKind};
 pub use flow::{Flow, Overrun};
+pub use logs::{LogQuery, LogRecord, LogSource};
 
 /// The window each side grants by default: bytes in flight per stream and direction.
 pub const WINDOW: u32 = 256 * 1024;
@@ -53,6 +57,38 @@ pub enum StreamKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         command: Vec<String>,
     },
+    /// Log entries, one [`LogRecord`] as JSON per line, from the journal or a file the agent's
+    /// `[remote] log_paths` allow.
+    Logs(LogQuery),
+    /// A file's bytes from `offset`, or a directory as a tar stream; the agent's answer
+    /// (`stream_opened`) describes it in `file`.
+    FileRead {
+        path: String,
+        #[serde(default)]
+        offset: u64,
+    },
+    /// Bytes for a file, from `offset` of `size`: kept beside it until all have come and their
+    /// SHA-256 is `sha256`, then moved into place. The agent's answer says in `file.received`
+    /// how much of an interrupted upload of the same content it kept; the stream ends with exit
+    /// code 0 once the file is in place.
+    FileWrite {
+        path: String,
+        size: u64,
+        /// Hex SHA-256 of the whole file.
+        sha256: String,
+        #[serde(default)]
+        offset: u64,
+        /// Unix permission bits for a new file (default 0644).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+    /// Describes a path in the answer's `file` and closes; with `upload_sha256`, also how much
+    /// of an interrupted upload of that content the device kept.
+    FileStat {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_sha256: Option<String>,
+    },
 }
 
 impl StreamKind {
@@ -60,6 +96,19 @@ impl StreamKind {
     pub fn capability(&self) -> &'static str {
         match self {
             StreamKind::Terminal { .. } => "terminal",
+            StreamKind::Logs(_) => "logs",
+            StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => "files",
+        }
+    }
+
+    /// The feature an agent must announce in `hello` for this kind of stream.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            StreamKind::Terminal { .. } => crate::agent::feature::STREAMS,
+            StreamKind::Logs(_) => crate::agent::feature::LOGS,
+            StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => {
+                crate::agent::feature::FILES
+            }
         }
     }
 }
@@ -89,5 +138,21 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<StreamOpen>(&json).expect("parses"), open);
         assert!(!valid_size(0, 24) && !valid_size(80, 1001) && valid_size(1000, 1));
+    }
+
+    #[test]
+    fn a_log_query_reads_as_tagged_json_and_refuses_unknown_fields() {
+        let kind = StreamKind::Logs(LogQuery {
+            source: LogSource::File,
+            path: Some("/var/log/app.log".into()),
+            grep: Some("error".into()),
+            follow: true,
+            ..LogQuery::default()
+        });
+        let json = serde_json::to_string(&kind).expect("json");
+        assert_eq!(serde_json::from_str::<StreamKind>(&json).expect("parses"), kind);
+        assert!(json.starts_with(r#"{"kind":"logs","source":"file""#), "{json}");
+        let unknown = json.replace(r#""follow""#, r#""follows""#);
+        assert!(serde_json::from_str::<StreamKind>(&unknown).is_err(), "{unknown}");
     }
 }

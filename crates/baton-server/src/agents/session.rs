@@ -118,7 +118,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
-    let streams = Streams::new(features.iter().any(|f| f == agent::feature::STREAMS));
+    let streams = Streams::new(&features);
     let mut session =
         Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new(), streams };
     let ending = session.serve(&mut socket, registration).await;

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use baton_proto::{
-    agent::{AgentMessage, ServerMessage, encode_stream_frame},
+    agent::{self, AgentMessage, ServerMessage, encode_stream_frame},
     streams::{self, Flow, StreamOpen},
 };
 use bytes::Bytes;
@@ -51,8 +51,8 @@ fn buffered(delta: f64) {
 }
 
 pub struct Streams {
-    /// Whether the agent said it understands streams.
-    enabled: bool,
+    /// The kinds of stream the agent said it understands (its `hello` features).
+    features: Vec<String>,
     next: u32,
     input_tx: mpsc::Sender<StreamInput>,
     pub input: mpsc::Receiver<StreamInput>,
@@ -61,16 +61,23 @@ pub struct Streams {
 }
 
 impl Streams {
-    pub fn new(enabled: bool) -> Self {
+    pub fn new(features: &[String]) -> Self {
         let (input_tx, input) = mpsc::channel(64);
-        Streams { enabled, next: 1, input_tx, input, pending: HashMap::new(), open: HashMap::new() }
+        let features = features.to_vec();
+        Streams { features, next: 1, input_tx, input, pending: HashMap::new(), open: HashMap::new() }
     }
 
     /// A door asks for a stream: the `stream_open` to send, or a refusal told to the door.
     pub fn request(&mut self, request: StreamRequest) -> Option<Out> {
-        if !self.enabled {
-            let why = "this device's agent cannot open remote sessions; update baton-agent";
-            let _ = request.reply.send(Err(why.into()));
+        let needs = request.kind.feature();
+        if !self.features.iter().any(|f| f == needs) {
+            let what = request.kind.capability();
+            let why = if self.features.iter().any(|f| f == agent::feature::STREAMS) {
+                format!("this device's agent is too old for remote {what}; update baton-agent")
+            } else {
+                "this device's agent cannot open remote sessions; update baton-agent".to_owned()
+            };
+            let _ = request.reply.send(Err(why));
             return None;
         }
         self.pending.retain(|_, p| !p.reply.is_closed());
@@ -104,13 +111,13 @@ impl Streams {
     /// A stream message from the agent.
     pub fn from_agent(&mut self, message: AgentMessage) -> Option<Out> {
         match message {
-            AgentMessage::StreamOpened { stream, window } => {
+            AgentMessage::StreamOpened { stream, window, file } => {
                 let Some(pending) = self.pending.remove(&stream) else {
                     return Some(close(stream, "the client stopped waiting"));
                 };
                 let flow = Flow::new(streams::WINDOW, window);
                 let credit = Arc::new(Semaphore::new(flow.window() as usize));
-                let end = DeviceStream::new(stream, self.input_tx.clone(), pending.output_rx, credit.clone());
+                let end = DeviceStream::new(stream, self.input_tx.clone(), pending.output_rx, credit.clone(), file);
                 if pending.reply.send(Ok(end)).is_err() {
                     // Whoever asked gave up waiting: the device need not keep it open.
                     return Some(close(stream, "the client stopped waiting"));
@@ -227,7 +234,9 @@ mod tests {
         let request = StreamRequest { session_id: "s".into(), user: "u".into(), kind, reply };
         let Some(Out::Text(ServerMessage::StreamOpen(open))) = streams.request(request) else { panic!("no open") };
         assert!(
-            streams.from_agent(AgentMessage::StreamOpened { stream: open.stream, window: streams::WINDOW }).is_none()
+            streams
+                .from_agent(AgentMessage::StreamOpened { stream: open.stream, window: streams::WINDOW, file: None })
+                .is_none()
         );
         (open.stream, answer.try_recv().expect("answered").expect("opened"))
     }
@@ -246,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_device_that_sends_past_its_window_loses_the_stream_and_the_reader_is_told() {
-        let mut streams = Streams::new(true);
+        let mut streams = Streams::new(&[agent::feature::STREAMS.to_owned()]);
         let (stream, mut door) = opened(&mut streams);
         let window = Bytes::from(vec![b'x'; streams::WINDOW as usize]);
         assert!(streams.data(stream, window).expect("within the window").is_none());
@@ -263,7 +272,7 @@ mod tests {
 
     #[test]
     fn credit_returns_what_was_passed_on_and_never_raises_the_window() {
-        let mut streams = Streams::new(true);
+        let mut streams = Streams::new(&[agent::feature::STREAMS.to_owned()]);
         let (stream, door) = opened(&mut streams);
         assert_eq!(send_all(&mut streams, &door), streams::WINDOW as usize);
         // A device crediting far more than it got gives back only what is in flight.
@@ -279,7 +288,7 @@ mod tests {
 
     #[test]
     fn data_for_a_stream_never_opened_breaks_the_protocol_and_late_data_is_dropped() {
-        let mut streams = Streams::new(true);
+        let mut streams = Streams::new(&[agent::feature::STREAMS.to_owned()]);
         let (stream, door) = opened(&mut streams);
         assert!(streams.data(stream + 1, Bytes::from("x")).is_err());
         assert!(streams.data(0, Bytes::from("x")).is_err());

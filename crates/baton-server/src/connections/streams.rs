@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use baton_proto::streams::{self, StreamKind};
+use baton_proto::streams::{self, FileInfo, StreamKind};
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -49,6 +49,8 @@ pub struct DeviceStream {
     pub to_device: ToDevice,
     /// What the device says on the stream; `None` once its session is gone without a word.
     pub from_device: mpsc::UnboundedReceiver<StreamOutput>,
+    /// For file streams: the path as the device found it when it opened the stream.
+    pub file: Option<FileInfo>,
 }
 
 /// Input, resizes, credit and the close, to the device. Dropping it closes the stream.
@@ -71,8 +73,9 @@ impl DeviceStream {
         input: mpsc::Sender<StreamInput>,
         output: mpsc::UnboundedReceiver<StreamOutput>,
         credit: Arc<Semaphore>,
+        file: Option<FileInfo>,
     ) -> Self {
-        DeviceStream { to_device: ToDevice { stream, input, credit, closed: false }, from_device: output }
+        DeviceStream { to_device: ToDevice { stream, input, credit, closed: false }, from_device: output, file }
     }
 }
 

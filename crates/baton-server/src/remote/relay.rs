@@ -127,7 +127,7 @@ async fn pump(
     output: &broadcast::Sender<Bytes>,
     close_rx: &mut mpsc::Receiver<String>,
 ) -> (String, Option<i32>) {
-    let DeviceStream { to_device, from_device } = stream;
+    let DeviceStream { to_device, from_device, .. } = stream;
     let (idle, longest) = (app.idle, app.longest);
     let deadline = Instant::now() + longest;
     let mut last = Instant::now();

@@ -61,6 +61,8 @@ pub mod perm {
         RolloutsWrite,
         RemoteTerminal,
         RemoteWatch,
+        RemoteLogs,
+        RemoteFiles,
         RemoteRecordings,
         RemotePolicy,
         TenantsRead,

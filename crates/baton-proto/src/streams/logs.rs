@@ -1,0 +1,64 @@
+//! Live logs: what an operator asks of a device's logs ([`LogQuery`], the same fields as the
+//! API's query string) and what comes back, one [`LogRecord`] as JSON per line.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where log entries come from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    /// The systemd journal (`journalctl`), or the journal directory the agent is configured with.
+    #[default]
+    Journal,
+    /// A plain file under the agent's `[remote] log_paths`.
+    File,
+    /// The Windows Event Log: not supported yet; an agent refuses it saying so.
+    EventLog,
+}
+
+/// Which entries to show: the filters a person sets in the console or on `baton logs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct LogQuery {
+    pub source: LogSource,
+    /// The file, for [`LogSource::File`]: absolute, under the agent's `log_paths`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Journal units to show (`-u`); all when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
+    /// Journal entries of this syslog priority or more urgent (0 emerg … 7 debug).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// Only entries whose message matches this regular expression (case-insensitive unless it
+    /// has capitals, like `journalctl --grep`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
+    /// Journal entries of the last this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_secs: Option<u64>,
+    /// How many of the latest entries to show first (default 100 when following without
+    /// `since_secs`, all within `since_secs` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u32>,
+    /// Keep the stream open and send new entries as they are written.
+    pub follow: bool,
+}
+
+/// One log entry, as the device read it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogRecord {
+    /// When it was logged (the journal's time), or when the agent read it (a file's line).
+    pub ts: DateTime<Utc>,
+    /// `journal`, or the file's path.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    pub message: String,
+}
