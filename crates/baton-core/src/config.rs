@@ -43,6 +43,9 @@ const ENV_KEYS: &[&str] = &[
     "remote_idle_timeout_secs",
     "remote_max_session_secs",
     "remote_recording_retention_days",
+    "remote_file_max_bytes",
+    "support_bundle_max_bytes",
+    "support_bundle_retention_days",
     "log_format",
     "artifact_watch_dir",
     "artifact_watch_secs",
@@ -113,6 +116,12 @@ pub struct Settings {
     pub remote_max_session_secs: u32,
     /// Session recordings are deleted this many days after the session ended.
     pub remote_recording_retention_days: u32,
+    /// The largest file copied to or from a device through the server, in bytes.
+    pub remote_file_max_bytes: u64,
+    /// The largest support bundle the server accepts from a device, in bytes.
+    pub support_bundle_max_bytes: u64,
+    /// Support bundles are deleted this many days after they were stored.
+    pub support_bundle_retention_days: u32,
     pub mqtt_enabled: bool,
     pub mqtt_addr: SocketAddr,
     pub mqtt_tls_addr: SocketAddr,
@@ -236,6 +245,9 @@ impl Default for Settings {
             remote_idle_timeout_secs: 30 * 60,
             remote_max_session_secs: 8 * 3600,
             remote_recording_retention_days: 90,
+            remote_file_max_bytes: 4 << 30,
+            support_bundle_max_bytes: 256 << 20,
+            support_bundle_retention_days: 30,
             mqtt_enabled: true,
             mqtt_addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtt_tls_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
@@ -339,6 +351,15 @@ impl Settings {
             ("remote_idle_timeout_secs", self.remote_idle_timeout_secs),
             ("remote_max_session_secs", self.remote_max_session_secs),
             ("remote_recording_retention_days", self.remote_recording_retention_days),
+            ("support_bundle_retention_days", self.support_bundle_retention_days),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        for (name, value) in [
+            ("remote_file_max_bytes", self.remote_file_max_bytes),
+            ("support_bundle_max_bytes", self.support_bundle_max_bytes),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));

@@ -2,8 +2,10 @@
 //! console's terminal, `baton terminal`, any API client) and the device's stream, with the
 //! recording, the limits (idle, maximum length) and read-only watchers. Shared by the doors
 //! that attach clients (API, console), so neither imports the other; the device's end of the
-//! stream is the agent session's, reached through `connections`.
+//! stream is the agent session's, reached through `connections`. [`open_stream`] asks a device
+//! for any kind of stream (terminal, logs, files) and says why it could not.
 
+mod open;
 mod relay;
 
 use std::{
@@ -18,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::connections::Registry;
 
+pub use open::{NotOpened, open_stream};
 pub use relay::{serve_owner, serve_watcher};
 
 /// What a relay needs from the server (the door that attaches clients hands it over).

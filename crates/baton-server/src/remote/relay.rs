@@ -16,15 +16,13 @@ use baton_proto::{
 };
 use bytes::Bytes;
 use tokio::{
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{broadcast, mpsc, watch},
     time::{Instant, sleep_until, timeout},
 };
 
-use super::{Live, Relay, Watch};
-use crate::connections::{DeviceStream, NoStream, StreamRequest, streams::StreamOutput};
+use super::{Live, Relay, Watch, open_stream};
+use crate::connections::{DeviceStream, streams::StreamOutput};
 
-/// How long the device has to accept or refuse a session (its consent hook included).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
 /// Chunks a watcher may fall behind before it is dropped.
 const WATCH_BACKLOG: usize = 16;
 
@@ -57,29 +55,12 @@ async fn relay(
     let end = |reason: String| remote::Ending { reason, ..Default::default() };
     let session = &attach.session;
     let terminal = &attach.terminal;
-    let (reply, answer) = oneshot::channel();
-    let request = StreamRequest {
-        session_id: session.id.clone(),
-        user: attach.actor.label.clone(),
-        kind: StreamKind::Terminal { cols: terminal.cols, rows: terminal.rows, command: terminal.command.clone() },
-        reply,
-    };
-    let mut stream = match app.connections.open_stream(&session.device_id, request) {
-        Err(NoStream::Offline) => return (end("the device is offline".into()), None),
-        Err(NoStream::NotAnAgent) => {
-            return (
-                end("the device is not connected through the agent; only agents open remote sessions".into()),
-                None,
-            );
-        }
-        Err(NoStream::Busy) => return (end("the device is busy opening other sessions; try again".into()), None),
-        Ok(()) => match timeout(OPEN_TIMEOUT, answer).await {
-            Ok(Ok(Ok(stream))) => stream,
-            Ok(Ok(Err(reason))) => return (end(reason), None),
-            Ok(Err(_)) => return (end("the device's connection ended".into()), None),
-            Err(_) => return (end(format!("the device did not answer within {} s", OPEN_TIMEOUT.as_secs())), None),
-        },
-    };
+    let kind = StreamKind::Terminal { cols: terminal.cols, rows: terminal.rows, command: terminal.command.clone() };
+    let mut stream =
+        match open_stream(&app.connections, &session.device_id, &session.id, &attach.actor.label, kind).await {
+            Ok(stream) => stream,
+            Err(not) => return (end(not.reason()), None),
+        };
     if let Err(e) = remote::opened(&app.db, &app.bus, attach).await {
         tracing::error!(error = %e, "cannot record an opened session");
         stream.to_device.close("the server failed").await;
