@@ -173,6 +173,16 @@ async fn a_line_appended_to_a_followed_file_shows_within_a_second_through_the_ap
     terminate(&mut child);
     let status = child.wait().expect("baton logs ends");
     assert!(status.success(), "{status:?}");
+
+    // A server that shuts down ends the stream instead of waiting for it.
+    let mut records = client.logs(&device.id, &LogQuery { follow: true, ..file(&log) }).await.expect("logs");
+    until(&mut records, "from the cli 7").await;
+    let mut server = server;
+    terminate(&mut server.child);
+    let ended = tokio::time::timeout(PATIENCE, async { while let Some(Ok(_)) = records.next().await {} }).await;
+    assert!(ended.is_ok(), "the stream ended with the server");
+    let status = server.child.wait().expect("the server exits");
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
