@@ -333,4 +333,37 @@ mod tests {
         }
         assert!(ask(logs.display().to_string()).contains("is a directory"));
     }
+
+    #[test]
+    fn a_followed_file_is_read_as_it_grows_is_truncated_and_is_rotated() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let write = |text: &str| {
+            let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&path).expect("open");
+            f.write_all(text.as_bytes()).expect("written");
+        };
+        write("old\n");
+        let config = RemoteConfig { log_paths: vec![dir.path().to_path_buf()], ..RemoteConfig::default() };
+        let query = LogQuery { path: Some(path.display().to_string()), ..LogQuery::default() };
+        let mut opened = open(&config, &query).expect("allowed");
+        let (mut offset, mut pending) = (4, Vec::new());
+        let mut step = |opened: &mut Opened| {
+            let mut lines = Vec::new();
+            follow(opened, &mut offset, &mut pending, &mut lines).expect("read");
+            lines
+        };
+        write("one\ntw");
+        assert_eq!(step(&mut opened), ["one"], "a partial line waits");
+        write("o\n");
+        assert_eq!(step(&mut opened), ["two"]);
+        std::fs::write(&path, "new start\n").expect("truncated");
+        assert_eq!(step(&mut opened), ["new start"], "a truncated file is read from its start");
+        write("last of the old file\n");
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rotated");
+        std::fs::write(&path, "first of the new file\n").expect("new file");
+        assert_eq!(step(&mut opened), ["last of the old file", "first of the new file"]);
+        write("more\n");
+        assert_eq!(step(&mut opened), ["more"]);
+    }
 }
