@@ -25,6 +25,7 @@ use baton_proto::{
         tenants::{Tenant, TenantCreate, TenantUpdate},
     },
     inventory::Inventory,
+    streams::{LogQuery, LogRecord, LogSource},
 };
 use futures::stream::{self, BoxStream, StreamExt};
 pub use reqwest::StatusCode;
@@ -364,6 +365,60 @@ impl Client {
 
     pub async fn set_remote_policy(&self, policy: &RemotePolicy) -> Result<RemotePolicy> {
         self.write(Method::PUT, "/api/v1/remote-policy", policy).await
+    }
+
+    /// A device's logs as it sends them: the latest entries, then (with `follow`) new ones as
+    /// they are written, until the server ends the stream or the returned stream is dropped.
+    pub async fn logs(&self, device: &str, query: &LogQuery) -> Result<BoxStream<'static, Result<LogRecord>>> {
+        #[derive(Serialize)]
+        struct Q<'a> {
+            source: LogSource,
+            path: Option<&'a str>,
+            unit: Option<String>,
+            priority: Option<u8>,
+            grep: Option<&'a str>,
+            since: Option<u64>,
+            lines: Option<u32>,
+            follow: bool,
+        }
+        let q = Q {
+            source: query.source,
+            path: query.path.as_deref(),
+            unit: (!query.units.is_empty()).then(|| query.units.join(",")),
+            priority: query.priority,
+            grep: query.grep.as_deref(),
+            since: query.since_secs,
+            lines: query.lines,
+            follow: query.follow,
+        };
+        let path = format!("/api/v1/devices/{}/logs", seg(device));
+        let response =
+            self.open(self.request(Method::GET, &path).query(&q).header(ACCEPT, "application/x-ndjson")).await?;
+        let (base, url) = (self.base.clone(), response.url().to_string());
+        let start = Some((response, Vec::<u8>::new()));
+        let records = stream::unfold(start, move |state| {
+            let (base, url) = (base.clone(), url.clone());
+            async move {
+                let (mut response, mut pending) = state?;
+                loop {
+                    if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        let record = serde_json::from_slice(&line).map_err(|e| ClientError::Unexpected {
+                            url: url.clone(),
+                            status: StatusCode::OK,
+                            reason: format!("a log line that is not a record: {e}"),
+                        });
+                        return Some((record, Some((response, pending))));
+                    }
+                    match response.chunk().await {
+                        Ok(Some(bytes)) => pending.extend_from_slice(&bytes),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(unreachable(&base, e)), None)),
+                    }
+                }
+            }
+        });
+        Ok(records.boxed())
     }
 
     /// The WebSocket URL a ticket attaches at.

@@ -28,10 +28,17 @@ pub enum Tool {
     Fuse,
     /// asciinema, which plays and prints terminal recordings.
     Asciinema,
+    /// `journalctl` (systemd) and `systemd-journal-remote`, which writes journal files from
+    /// entries in the export format: a real journal where journald does not run.
+    Journal,
 }
 
 /// Every tool, in the order `scripts/provision` installs them.
-pub const ALL: [Tool; 6] = [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema];
+pub const ALL: [Tool; 7] =
+    [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema, Tool::Journal];
+
+/// Where Debian installs `systemd-journal-remote`.
+pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
 /// The path of Debian's Chromium, the browser the console tests drive.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,6 +53,7 @@ impl Tool {
             Tool::S3 => "s3",
             Tool::Fuse => "fuse",
             Tool::Asciinema => "asciinema",
+            Tool::Journal => "journal",
         }
     }
 
@@ -58,6 +66,7 @@ impl Tool {
             Tool::S3 => "python3 -m pip install 'moto[server]==5.2.1'",
             Tool::Fuse => "apt-get install -y fuse3",
             Tool::Asciinema => "apt-get install -y asciinema",
+            Tool::Journal => "apt-get install -y systemd systemd-journal-remote",
         }
     }
 
@@ -90,6 +99,15 @@ impl Tool {
                 .then_some("python3's paho-mqtt 2"),
             Tool::S3 => (!runs("moto_server", &["--help"], true)).then_some("moto_server"),
             Tool::Asciinema => (!runs("asciinema", &["--version"], true)).then_some("asciinema"),
+            Tool::Journal => {
+                if !runs("journalctl", &["--version"], true) {
+                    Some("journalctl")
+                } else if !runs(JOURNAL_REMOTE, &["--version"], true) {
+                    Some(JOURNAL_REMOTE)
+                } else {
+                    None
+                }
+            }
             Tool::Fuse => {
                 let device = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse");
                 if !runs("fusermount3", &["--version"], true) {

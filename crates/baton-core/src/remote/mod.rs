@@ -7,6 +7,7 @@
 //! format [`asciicast`].
 
 pub mod asciicast;
+pub mod logs;
 pub mod policy;
 pub mod recordings;
 
@@ -33,6 +34,10 @@ pub mod kind {
     pub const SESSION_STARTED: &str = "remote.session_started";
     /// A session ended; `data.reason` says why.
     pub const SESSION_ENDED: &str = "remote.session_ended";
+    /// A device began to stream its logs to someone (`data`: the query).
+    pub const LOGS_OPENED: &str = "remote.logs_opened";
+    /// A log stream ended; `data` adds lines, bytes, duration and the reason.
+    pub const LOGS_CLOSED: &str = "remote.logs_closed";
 }
 
 /// How long an attach token works.
@@ -90,18 +95,7 @@ pub async fn create(
     if req.command.first().is_some_and(String::is_empty) {
         return Err(Error::invalid("/command/0", "the program must not be empty"));
     }
-    let device = devices::get(db, scope, device_id).await?;
-    if device.status != DeviceStatus::Active {
-        return Err(Error::Conflict(format!(
-            "device {device_id} is {}; remote sessions need an active device",
-            device.status.as_str()
-        )));
-    }
-    if !policy::get(db, scope).await?.enabled {
-        return Err(Error::Forbidden(
-            "remote access is switched off for this tenant; an administrator can turn it on (PUT /api/v1/remote-policy)".into(),
-        ));
-    }
+    reachable(db, scope, device_id).await?;
     let now = now_ms();
     let mut tx = db.writer().begin().await?;
     let live = |extra: &'static str| {
@@ -151,6 +145,25 @@ pub async fn create(
     let session = get(db, scope, device_id, &id).await?;
     let terminal = Terminal { cols, rows, command: req.command.clone() };
     Ok((ticket(session, token, expires_at, false), terminal))
+}
+
+/// Checks that remote support may reach the device now, whatever it asks of it (a terminal,
+/// logs, files): the device is the tenant's (else 404), active (else 409), and the tenant has
+/// remote access switched on (else 403).
+pub async fn reachable(db: &Db, scope: &TenantScope, device_id: &str) -> Result<(), Error> {
+    let device = devices::get(db, scope, device_id).await?;
+    if device.status != DeviceStatus::Active {
+        return Err(Error::Conflict(format!(
+            "device {device_id} is {}; remote sessions need an active device",
+            device.status.as_str()
+        )));
+    }
+    if !policy::get(db, scope).await?.enabled {
+        return Err(Error::Forbidden(
+            "remote access is switched off for this tenant; an administrator can turn it on (PUT /api/v1/remote-policy)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A read-only token to watch an open session.

@@ -62,3 +62,56 @@ pub struct LogRecord {
     pub priority: Option<u8>,
     pub message: String,
 }
+
+/// A `since` as people write it: `90s`, `15m`, `1h`, `2d`, or plain seconds; `None` when it is
+/// none of these (or too large).
+pub fn duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// A syslog priority by number (`3`) or name (`err`, `warning`…, as `journalctl -p` takes).
+pub fn priority(text: &str) -> Option<u8> {
+    const NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+    let text = text.trim().to_ascii_lowercase();
+    match text.parse::<u8>() {
+        Ok(n) if n <= 7 => Some(n),
+        Ok(_) => None,
+        Err(_) => NAMES
+            .iter()
+            .position(|n| *n == text || (text == "error" && *n == "err") || (text == "warn" && *n == "warning"))
+            .map(|p| p as u8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_units_and_plain_seconds_and_refuses_the_rest() {
+        let got: Vec<_> = ["90s", "15m", "1h", "2d", "42"].iter().map(|t| duration_secs(t)).collect();
+        assert_eq!(got, [Some(90), Some(900), Some(3600), Some(172_800), Some(42)]);
+        for bad in ["", "h", "1w", "-5m", "1.5h", "99999999999999999999d"] {
+            assert_eq!(duration_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_priority_is_a_number_or_a_name() {
+        assert_eq!(
+            [priority("3"), priority("err"), priority("Warning"), priority("debug")],
+            [Some(3), Some(3), Some(4), Some(7)]
+        );
+        assert_eq!([priority("8"), priority("loud")], [None, None]);
+    }
+}

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use files::{FileInfo, FileKind};
 pub use flow::{Flow, Overrun};
-pub use logs::{LogQuery, LogRecord, LogSource};
+pub use logs::{LogQuery, LogRecord, LogSource, duration_secs, priority};
 
 /// The window each side grants by default: bytes in flight per stream and direction.
 pub const WINDOW: u32 = 256 * 1024;

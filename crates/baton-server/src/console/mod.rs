@@ -27,6 +27,7 @@ mod errors;
 mod form;
 mod groups;
 mod human;
+mod logs;
 mod pages;
 mod recordings;
 mod rollout;
@@ -100,6 +101,7 @@ console_routes! {
     post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
+    get "/devices/{id}/logs" => logs::page, RemoteLogs;
     get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
     get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
     get "/recordings" => recordings::page, RemoteRecordings;

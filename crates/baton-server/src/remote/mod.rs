@@ -3,8 +3,10 @@
 //! recording, the limits (idle, maximum length) and read-only watchers. Shared by the doors
 //! that attach clients (API, console), so neither imports the other; the device's end of the
 //! stream is the agent session's, reached through `connections`. [`open_stream`] asks a device
-//! for any kind of stream (terminal, logs, files) and says why it could not.
+//! for any kind of stream (terminal, logs, files) and says why it could not; [`logs_body`]
+//! relays live logs as an HTTP response's body.
 
+mod logs;
 mod open;
 mod relay;
 
@@ -20,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::connections::Registry;
 
+pub use logs::{LogsRelay, body as logs_body};
 pub use open::{NotOpened, open_stream};
 pub use relay::{serve_owner, serve_watcher};
 

@@ -206,3 +206,79 @@ fn output_time(cast: &[u8], text: &str) -> Option<f64> {
         (code == "o" && data.contains(text)).then_some(at)
     })
 }
+
+#[tokio::test]
+async fn the_device_page_links_the_live_logs_to_whom_the_role_allows_and_the_log_page_asks_nothing() {
+    let app = spawn_app().await;
+    let kiosk = device(&app, "KIOSK-L", "kiosk logs", &[]).await;
+    let logs = format!("/devices/{}/logs", kiosk.id);
+    let link = format!(r#"href="{logs}""#);
+    for (role, allowed) in [("admin", true), ("operator", true), ("viewer", false)] {
+        let console = signed_in_as(&app, role).await;
+        assert_eq!(console.html(&format!("/devices/{}", kiosk.id)).await.contains(&link), allowed, "{role}: Logs link");
+        let page = console.get(&logs).await;
+        let want = if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        assert_eq!(page.status(), want, "{role}: the log page");
+    }
+    let admin = Console::sign_in(&app, "", "admin").await;
+    let html = admin.html(&logs).await;
+    assert!(html.contains(&format!(r#"data-device="{}""#, kiosk.id)) && html.contains("/assets/logs.js"), "{html}");
+    let script = admin.get("/assets/logs.js").await;
+    assert_eq!(script.status(), StatusCode::OK);
+    let query = baton_proto::api::events::EventQuery { device: Some(kiosk.id.clone()), ..Default::default() };
+    let events = app.admin.events(&query).await.expect("events").items;
+    assert!(!events.iter().any(|e| e.kind.starts_with("remote.logs")), "loading the page read no logs: {events:?}");
+    expect_problem(admin.get(&format!("/devices/{}/logs", uuid::Uuid::new_v4())).await, 404).await;
+    app.admin.decommission_device(&kiosk.id, false).await.expect("decommissioned");
+    assert!(!admin.html(&format!("/devices/{}", kiosk.id)).await.contains(&link), "no logs of a decommissioned device");
+    assert!(admin.html(&logs).await.contains("live logs need an active device"));
+}
+
+/// In Chromium with a real agent reading a file: the device page's Logs shows the file's last
+/// lines, then a line appended within a second; paused, a new line waits (counted) until
+/// Resume; the filter hides the rest; Download saves the lines shown. The stream's events say
+/// who read the file.
+#[tokio::test]
+async fn the_log_page_shows_a_file_live_pauses_filters_and_downloads() {
+    if !have_browser() {
+        return;
+    }
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "line 1\nline 2\nready line 3\n").expect("written");
+    let allowed = dir.path().to_path_buf();
+    let _fleet = Fleet::start_with(&app, 1, "LOGS", move |config| {
+        config.remote.logs = true;
+        config.remote.log_paths = vec![allowed.clone()];
+    })
+    .await;
+    let device = Fleet::serials(&app, "LOGS").await.into_keys().next().expect("the agent's device");
+    let config = json!({"device_id": device, "log_path": log, "expect": "ready line 3", "filter": "PAUSED"});
+    let seen = run_scenario(&app, "logs", config).await;
+    assert_eq!(seen["status"], "Live.", "{seen}");
+    assert!(seen["ms_to_live"].as_u64().is_some_and(|ms| ms < 1000), "shown within a second: {seen}");
+    assert_eq!(
+        (seen["pause_label"].clone(), seen["paused_shown"].clone()),
+        (json!("Resume (1 new)"), json!(0)),
+        "{seen}"
+    );
+    let filtered = seen["filtered"].as_array().expect("filtered lines");
+    assert_eq!(filtered.len(), 1, "{seen}");
+    assert!(filtered[0].as_str().unwrap_or_default().ends_with(": written while paused"), "{seen}");
+    let text = seen["download_text"].as_str().unwrap_or_default();
+    assert!(text.contains("written while paused") && !text.contains("line 1"), "what was shown: {text}");
+    assert!(seen["download_name"].as_str().is_some_and(|n| n.ends_with(".log")), "{seen}");
+    assert_eq!(seen["status_after"], "Stopped.", "{seen}");
+    let events = baton_testkit::eventually("the stream's end is an event", || async {
+        let query = baton_proto::api::events::EventQuery {
+            device: Some(device.clone()),
+            kind: Some("remote.logs_closed".into()),
+            ..Default::default()
+        };
+        app.admin.events(&query).await.ok()?.items.into_iter().next()
+    })
+    .await;
+    assert_eq!(events.data["user"], "user:admin", "{:?}", events.data);
+    assert_eq!(events.data["path"].as_str(), log.to_str());
+}

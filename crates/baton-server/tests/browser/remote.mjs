@@ -1,7 +1,8 @@
-// Remote-support scenarios for run.mjs: a device's terminal and the replay of its recording.
+// Remote-support scenarios for run.mjs: a device's terminal, the replay of its recording, and
+// its live logs.
 // Each takes the Trial of run.mjs (`t`) like the scenarios there.
 
-import { readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 
 /** The text of the terminal in `selector` (xterm.js's rows), one string per row, trimmed. */
 async function screenRows(t, selector) {
@@ -114,5 +115,53 @@ export default {
     ]);
     t.findings.download_name = download.suggestedFilename();
     t.findings.download_bytes = (await readFile(await download.path())).length;
+  },
+
+  /**
+   * A device's live logs: the device page's Logs link opens the log page; the file `log_path`
+   * (which ends with a line reading `expect`) is shown live. A line this scenario appends shows
+   * (`ms_to_live`); paused, the next one waits (`paused_shown`: whether it showed anyway,
+   * `pause_label`) until Resume; the filter `filter` leaves `filtered` visible; Download saves
+   * the lines shown (`download_name`, `download_text`).
+   */
+  async logs(t) {
+    await t.signIn();
+    await t.goto(`/devices/${t.config.device_id}`);
+    await t.settled();
+    await t.page.getByRole('link', { name: 'Logs', exact: true }).click();
+    await t.page.waitForURL((u) => u.pathname === `/devices/${t.config.device_id}/logs`);
+    await t.page.locator('[data-testid=logs-source]').selectOption('file');
+    await t.page.locator('[data-testid=logs-path]').fill(t.config.log_path);
+    await t.page.locator('[data-testid=logs-start]').click();
+    const lines = t.page.locator('#logs-lines .log-line');
+    const shows = (text) => lines.filter({ hasText: text }).first().waitFor({ state: 'visible', timeout: t.timeout });
+    await shows(t.config.expect);
+    t.findings.status = (await t.page.locator('[data-testid=logs-status]').innerText()).trim();
+    const started = Date.now();
+    await appendFile(t.config.log_path, 'live line from the browser test\n');
+    await shows('live line from the browser test');
+    t.findings.ms_to_live = Date.now() - started;
+
+    const pause = t.page.locator('[data-testid=logs-pause]');
+    await pause.click();
+    await appendFile(t.config.log_path, 'written while paused\n');
+    await t.page.waitForFunction(() => document.getElementById('logs-pause').textContent.includes('(1 new)'), null, { timeout: t.timeout });
+    t.findings.pause_label = (await pause.innerText()).trim();
+    t.findings.paused_shown = await lines.filter({ hasText: 'written while paused' }).count();
+    t.findings.paused_screenshot = await t.snapshot('logs-paused');
+    await pause.click();
+    await shows('written while paused');
+
+    await t.page.locator('[data-testid=logs-filter]').fill(t.config.filter);
+    t.findings.filtered = await t.page.locator('#logs-lines .log-line:not([hidden])').allInnerTexts();
+    const [download] = await Promise.all([
+      t.page.waitForEvent('download'),
+      t.page.locator('[data-testid=logs-download]').click(),
+    ]);
+    t.findings.download_name = download.suggestedFilename();
+    t.findings.download_text = await readFile(await download.path(), 'utf8');
+    await t.page.locator('[data-testid=logs-stop]').click();
+    await t.page.locator('#logs-view[data-state=ended]').waitFor({ state: 'attached', timeout: t.timeout });
+    t.findings.status_after = (await t.page.locator('[data-testid=logs-status]').innerText()).trim();
   },
 };

@@ -25,6 +25,7 @@ mod enrollment;
 mod events;
 mod groups;
 mod import;
+mod logs;
 mod output;
 mod profile;
 mod recordings;
@@ -126,6 +127,8 @@ enum Command {
     /// A shell on a device (or one command with a TTY: `-- cmd args…`), through the server.
     #[command(visible_alias = "ssh")]
     Terminal(terminal::TerminalArgs),
+    /// A device's logs, live: the journal (-u unit, -p priority, --since) or a file (--file).
+    Logs(logs::LogsArgs),
     /// Remote sessions of a device: list, show, close.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -161,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SigningKeys(cmd) => artifacts::keys(cmd, &connect(&g)?, &g).await,
         Command::Rollouts(cmd) => rollouts::run(cmd, &connect(&g)?, &g).await,
         Command::Terminal(args) => terminal::run(args, &connect(&g)?).await,
+        Command::Logs(args) => logs::run(args, &connect(&g)?).await,
         Command::Sessions(cmd) => sessions::run(cmd, &connect(&g)?, &g).await,
         Command::Recordings(cmd) => recordings::run(cmd, &connect(&g)?, &g).await,
         Command::RemotePolicy(cmd) => remote_policy::run(cmd, &connect(&g)?, &g).await,

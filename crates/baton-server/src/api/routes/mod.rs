@@ -10,6 +10,7 @@ pub mod devices;
 pub mod enrollment;
 pub mod events;
 pub mod groups;
+pub mod logs;
 pub mod rollouts;
 pub mod sessions;
 pub mod telemetry;
