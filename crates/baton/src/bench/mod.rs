@@ -200,6 +200,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         connect_rate: 5_000,
         ca_cert: None,
         terminal: false,
+        sandbox: None,
     };
     let (progress, _) = tokio::sync::watch::channel(Progress::default());
     let (stop_fleet, fleet_stopped) = tokio::sync::oneshot::channel::<()>();

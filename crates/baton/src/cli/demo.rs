@@ -104,6 +104,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "(the one set at the first start; BATON_ADMIN_PASSWORD does not change it)".to_owned());
 
     let groups = ensure_groups(&client).await?;
+    // The simulated devices' logs, files and support bundles stay in here.
+    let sandbox = std::path::absolute(args.data_dir.join("devices"))?;
     let token = renew_token(&client).await?;
     let config = FleetConfig {
         server: url.clone(),
@@ -115,6 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         connect_rate: 200,
         ca_cert: None,
         terminal: !args.no_terminal,
+        sandbox: Some(sandbox.clone()),
     };
     let failing = (1..=u64::from(args.devices)).filter(|&i| config.failing(i)).count();
     let (progress_tx, mut progress) = watch::channel(Progress::default());
@@ -147,6 +150,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !args.no_terminal {
         say!("                    baton terminal {PREFIX}-00001   (a shell on this machine, as this user)");
     }
+    say!(
+        "                    baton logs {PREFIX}-00001 -f --file {}",
+        sandbox.join(format!("{PREFIX}-00001/logs/app.log")).display()
+    );
     if placed > 0 {
         say!("Put {placed} device(s) in the groups Europe, Berlin and Paris.");
     }

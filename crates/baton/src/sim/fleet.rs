@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use super::{
-    runner,
+    applog, runner,
     source::{SharedSource, SimSource, serial},
 };
 
@@ -48,6 +48,10 @@ pub struct FleetConfig {
     /// Let the server open remote terminals on the devices: each runs `/bin/sh` on this machine,
     /// as the user running the fleet (the only part of a simulated device that is not simulated).
     pub terminal: bool,
+    /// A directory for the devices' remote logs, files and support bundles: device `serial`
+    /// writes an application log to `serial/logs/app.log` and may be sent files into
+    /// `serial/files`; those are all their `log_paths` and `file_paths`. Off without one.
+    pub sandbox: Option<PathBuf>,
 }
 
 impl FleetConfig {
@@ -159,7 +163,7 @@ impl Shared {
         }
     }
 
-    fn fail(&self, index: u64, error: &AgentError) {
+    fn fail(&self, index: u64, error: &dyn std::fmt::Display) {
         self.set(index, FAILED);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         first.get_or_insert_with(|| format!("{}: {error}", serial(&self.config.prefix, index)));
@@ -263,6 +267,13 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
     let mut rng = StdRng::seed_from_u64(index ^ 0xf1a9_f1a9);
     // A first sample at once, so the device has telemetry as soon as it connects.
     let mut first = Some(source.lock().sample());
+    let sandbox = config.sandbox.as_ref().map(|dir| dir.join(serial(&config.prefix, index)));
+    if let Some(dir) = &sandbox {
+        match applog::prepare(dir) {
+            Ok(()) => drop(tokio::spawn(applog::write(dir.join("logs/app.log"), index, failing, stop.clone()))),
+            Err(e) => return shared.fail(index, &e),
+        }
+    }
     shared.set(index, CONNECTING);
     loop {
         let agent_config = AgentConfig {
@@ -270,7 +281,7 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
             enrollment_token: Some(config.enrollment_token.clone()),
             serial: Some(serial(&config.prefix, index)),
             ca_cert: config.ca_cert.clone(),
-            remote: remote(config.terminal),
+            remote: remote(config.terminal, sandbox.as_deref()),
             ..AgentConfig::default()
         };
         let answers = source.clone();
@@ -328,10 +339,19 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
     }
 }
 
-/// `[remote]` of a simulated agent: terminals run `/bin/sh` (the system's shell on Windows).
-fn remote(terminal: bool) -> RemoteConfig {
+/// `[remote]` of a simulated agent: terminals run `/bin/sh` (the system's shell on Windows);
+/// logs, files and support bundles stay inside the device's sandbox.
+fn remote(terminal: bool, sandbox: Option<&std::path::Path>) -> RemoteConfig {
     let shell = (terminal && cfg!(unix)).then(|| "/bin/sh".to_owned());
-    RemoteConfig { terminal, shell, ..RemoteConfig::default() }
+    let mut remote = RemoteConfig { terminal, shell, ..RemoteConfig::default() };
+    if let Some(dir) = sandbox {
+        remote.logs = true;
+        remote.log_paths = vec![dir.join("logs")];
+        remote.files = true;
+        remote.file_paths = vec![dir.join("files")];
+        remote.bundles = true;
+    }
+    remote
 }
 
 fn status_state(status: Status) -> u8 {
@@ -371,6 +391,7 @@ mod tests {
             connect_rate: 200,
             ca_cert: None,
             terminal: false,
+            sandbox: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! terminal), then a status line every few seconds, and stops on Ctrl-C, SIGTERM or after
 //! `--duration`.
 
+mod applog;
 pub mod fleet;
 pub mod mqtt;
 pub mod runner;
@@ -58,6 +59,10 @@ pub struct SimArgs {
     /// machine, as this user, through any simulated device (`baton terminal sim-00001`).
     #[arg(long)]
     no_terminal: bool,
+    /// Let the server read the devices' logs, copy files and take support bundles, all inside
+    /// this directory (each device gets `<serial>/logs` with a log it writes, and `<serial>/files`).
+    #[arg(long, value_name = "DIR")]
+    sandbox: Option<PathBuf>,
 }
 
 fn share(text: &str) -> Result<f64, String> {
@@ -82,6 +87,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         connect_rate: args.connect_rate,
         ca_cert: args.ca_cert,
         terminal: !args.no_terminal,
+        sandbox: args.sandbox.map(std::path::absolute).transpose()?,
     };
     config.validate()?;
     let signal = crate::process::shutdown_signal()?;
@@ -101,6 +107,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     );
     if config.terminal {
         println!("Remote terminals on them run /bin/sh on this machine as this user (--no-terminal refuses them).");
+    }
+    if let Some(dir) = &config.sandbox {
+        println!("Their logs, files and support bundles live in {}.", dir.display());
     }
     let (tx, rx) = watch::channel(Progress::default());
     let display = tokio::spawn(show(rx, config.devices));
