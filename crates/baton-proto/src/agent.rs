@@ -172,19 +172,8 @@ pub enum ServerMessage {
     },
 }
 
-/// Optional abilities an agent announces in `hello`.
-pub mod feature {
-    /// Carries out [`super::ServerMessage::Deployment`]s.
-    pub const DEPLOYMENTS: &str = "deployments";
-    /// Understands [`super::ServerMessage::StreamOpen`] (it may still refuse each stream).
-    pub const STREAMS: &str = "streams";
-    /// Opens [`crate::streams::StreamKind::Logs`] streams.
-    pub const LOGS: &str = "logs";
-    /// Opens file streams ([`crate::streams::StreamKind::FileRead`], `FileWrite`, `FileStat`).
-    pub const FILES: &str = "files";
-    /// Carries out `support_bundle` commands.
-    pub const BUNDLES: &str = "bundles";
-}
+/// Optional abilities an agent announces in `hello` (in their own module, which streams use too).
+pub use crate::features as feature;
 
 /// Samples taken at one time each; `seq` increases by one per batch an agent makes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -5,6 +5,7 @@
 //! - [`agent`]: the agent's WebSocket protocol: frames, close codes, stream framing.
 //! - [`deployment`]: updates on that connection — what the server sends, what the agent reports,
 //!   and the execution claims the server signs.
+//! - [`features`]: what an agent may announce it understands.
 //! - [`streams`]: remote-support streams on that connection: opening, flow control, limits.
 //! - [`version`]: version ordering and ranges, for dependency and downgrade checks.
 //! - [`inventory`]: what a device reports about itself.
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod api;
 pub mod deployment;
+pub mod features;
 pub mod import;
 pub mod inventory;
 pub mod labels;

@@ -104,10 +104,10 @@ impl StreamKind {
     /// The feature an agent must announce in `hello` for this kind of stream.
     pub fn feature(&self) -> &'static str {
         match self {
-            StreamKind::Terminal { .. } => crate::agent::feature::STREAMS,
-            StreamKind::Logs(_) => crate::agent::feature::LOGS,
+            StreamKind::Terminal { .. } => crate::features::STREAMS,
+            StreamKind::Logs(_) => crate::features::LOGS,
             StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => {
-                crate::agent::feature::FILES
+                crate::features::FILES
             }
         }
     }
