@@ -7,6 +7,7 @@
 //! format [`asciicast`].
 
 pub mod asciicast;
+pub mod files;
 pub mod policy;
 pub mod recordings;
 
@@ -33,6 +34,10 @@ pub mod kind {
     pub const SESSION_STARTED: &str = "remote.session_started";
     /// A session ended; `data.reason` says why.
     pub const SESSION_ENDED: &str = "remote.session_ended";
+    /// A file was written on the device (or an upload was cut: `data.complete` is false).
+    pub const FILE_UPLOADED: &str = "remote.file_uploaded";
+    /// A file or directory was read from the device (or the download was cut).
+    pub const FILE_DOWNLOADED: &str = "remote.file_downloaded";
 }
 
 /// How long an attach token works.
@@ -90,18 +95,7 @@ pub async fn create(
     if req.command.first().is_some_and(String::is_empty) {
         return Err(Error::invalid("/command/0", "the program must not be empty"));
     }
-    let device = devices::get(db, scope, device_id).await?;
-    if device.status != DeviceStatus::Active {
-        return Err(Error::Conflict(format!(
-            "device {device_id} is {}; remote sessions need an active device",
-            device.status.as_str()
-        )));
-    }
-    if !policy::get(db, scope).await?.enabled {
-        return Err(Error::Forbidden(
-            "remote access is switched off for this tenant; an administrator can turn it on (PUT /api/v1/remote-policy)".into(),
-        ));
-    }
+    check_reachable(db, scope, device_id).await?;
     let now = now_ms();
     let mut tx = db.writer().begin().await?;
     let live = |extra: &'static str| {
@@ -151,6 +145,25 @@ pub async fn create(
     let session = get(db, scope, device_id, &id).await?;
     let terminal = Terminal { cols, rows, command: req.command.clone() };
     Ok((ticket(session, token, expires_at, false), terminal))
+}
+
+/// Whether remote support may reach `device_id` for the caller: it is in the tenant (404
+/// otherwise), active (409) and the tenant's policy allows remote access (403). Every kind of
+/// remote stream (terminal, logs, files) checks this before asking the device.
+pub async fn check_reachable(db: &Db, scope: &TenantScope, device_id: &str) -> Result<(), Error> {
+    let device = devices::get(db, scope, device_id).await?;
+    if device.status != DeviceStatus::Active {
+        return Err(Error::Conflict(format!(
+            "device {device_id} is {}; remote support needs an active device",
+            device.status.as_str()
+        )));
+    }
+    if !policy::get(db, scope).await?.enabled {
+        return Err(Error::Forbidden(
+            "remote access is switched off for this tenant; an administrator can turn it on (PUT /api/v1/remote-policy)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A read-only token to watch an open session.

@@ -3,8 +3,10 @@
 //! recording, the limits (idle, maximum length) and read-only watchers. Shared by the doors
 //! that attach clients (API, console), so neither imports the other; the device's end of the
 //! stream is the agent session's, reached through `connections`. [`open_stream`] asks a device
-//! for any kind of stream (terminal, logs, files) and says why it could not.
+//! for any kind of stream (terminal, logs, files) and says why it could not; [`files`] relays
+//! file transfers between an HTTP body and a device's file stream.
 
+pub mod files;
 mod open;
 mod relay;
 
