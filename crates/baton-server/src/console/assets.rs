@@ -13,6 +13,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("chart.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/chart.js")),
     ("terminal.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/terminal.js")),
     ("player.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/player.js")),
+    ("files.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/files.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
     ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx.min.js")),

@@ -60,6 +60,8 @@ struct DevicePage<'a> {
     can_command: bool,
     /// The way to the device's terminal.
     can_terminal: bool,
+    /// The way to the device's files.
+    can_files: bool,
     /// Labels, groups and decommissioning.
     can_edit: bool,
     /// Groups it could join (id, name), for the "add to group" choice.
@@ -223,6 +225,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let can_edit = user.principal.can(Permission::DevicesWrite) && d.status != DeviceStatus::Decommissioned;
     let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
     let can_terminal = user.principal.can(Permission::RemoteTerminal) && d.status == DeviceStatus::Active;
+    let can_files = user.principal.can(Permission::RemoteFiles) && d.status == DeviceStatus::Active;
     let recordings = if user.principal.can(Permission::RemoteRecordings) {
         Some(super::recordings::of_device(app, scope, &id).await?)
     } else {
@@ -266,6 +269,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         nav: "devices",
         can_command,
         can_terminal,
+        can_files,
         can_edit,
         other_groups,
         device: facts,

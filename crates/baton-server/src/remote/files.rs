@@ -18,6 +18,9 @@ use futures::{Stream, StreamExt};
 
 use crate::connections::{DeviceStream, streams::StreamOutput};
 
+/// Bytes passed on before the device is credited for them (a quarter of the window).
+const CREDIT_BATCH: usize = baton_proto::streams::WINDOW as usize / 4;
+
 /// How long the device has to check and move an upload into place once all bytes arrived.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -98,7 +101,9 @@ struct Body {
 
 impl Body {
     async fn next(&mut self) -> Result<Option<Bytes>, String> {
-        if self.passed > 0 {
+        // Credit goes back in batches: one message per chunk would be one frame per 16 KiB.
+        // Holding back less than a quarter of the window never stalls the device.
+        if self.passed >= CREDIT_BATCH {
             let _ = self.d.stream.to_device.consumed(std::mem::take(&mut self.passed)).await;
         }
         if self.d.ledger.done {
@@ -106,7 +111,7 @@ impl Body {
         }
         match self.d.stream.from_device.recv().await {
             Some(StreamOutput::Data(mut bytes)) => {
-                self.passed = bytes.len();
+                self.passed += bytes.len();
                 if let Some(stop) = self.d.stop_at {
                     bytes.truncate(usize::try_from(stop - self.sent).unwrap_or(usize::MAX).min(bytes.len()));
                 }

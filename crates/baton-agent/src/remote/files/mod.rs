@@ -159,7 +159,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> +
 }
 
 async fn opened(tx: &mpsc::Sender<Outgoing>, stream: u32, info: FileInfo) {
-    let message = AgentMessage::StreamOpened { stream, window: streams::WINDOW, file: Some(info) };
+    let message = AgentMessage::StreamOpened { stream, window: streams::FILE_WINDOW, file: Some(info) };
     let _ = tx.send(Outgoing::Message(message)).await;
 }
 

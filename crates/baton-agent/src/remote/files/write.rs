@@ -21,6 +21,8 @@ use crate::config::RemoteConfig;
 const DEFAULT_MODE: u32 = 0o644;
 /// Bytes gathered before they go to the disk.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// Bytes written before the server is credited for them, while more input waits.
+const CREDIT_BATCH: u32 = 64 * 1024;
 
 /// What the server says of the file it sends.
 pub(super) struct Upload {
@@ -136,6 +138,7 @@ impl Job {
         tx: &mpsc::Sender<Outgoing>,
     ) -> End {
         let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut uncredited = 0u32;
         while self.received < self.size {
             match input.blocking_recv() {
                 Some(Input::Data(bytes)) => {
@@ -148,9 +151,15 @@ impl Job {
                     }
                     hasher.update(&bytes);
                     self.received += bytes.len() as u64;
-                    let credit = AgentMessage::StreamCredit { stream: self.stream, bytes: bytes.len() as u32 };
-                    if tx.blocking_send(Outgoing::Message(credit)).is_err() {
-                        return self.keep(file);
+                    // Credit in batches (one message per chunk would be one frame per 16 KiB),
+                    // and at once when nothing else waits, so the server never stalls on it.
+                    uncredited += bytes.len() as u32;
+                    if uncredited >= CREDIT_BATCH || input.is_empty() {
+                        let credit = AgentMessage::StreamCredit { stream: self.stream, bytes: uncredited };
+                        uncredited = 0;
+                        if tx.blocking_send(Outgoing::Message(credit)).is_err() {
+                            return self.keep(file);
+                        }
                     }
                 }
                 Some(Input::Resize(..)) => {}
