@@ -17,6 +17,7 @@ use baton_proto::{
         devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
         enrollment::{DeviceImport, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenCreated},
         events::{Event, EventQuery, EventStreamQuery},
+        files::{FileQuery, FileStatQuery, FileUpload, FileWritten, RemoteFile},
         groups::{Group, GroupCreate, GroupMembers, GroupQuery, GroupUpdate},
         problem::Problem,
         remote::{RemotePolicy, RemoteSession, SessionCreate, SessionTicket},
@@ -419,6 +420,43 @@ impl Client {
             }
         });
         Ok(records.boxed())
+    }
+
+    /// Describes a path on a device (and, with `upload_sha256`, how much of that upload it kept).
+    pub async fn file_stat(&self, device: &str, query: &FileStatQuery) -> Result<RemoteFile> {
+        self.get(&format!("/api/v1/devices/{}/files/stat", seg(device)), query).await
+    }
+
+    /// Starts downloading a file (or a directory as tar) from a device: the response, to read
+    /// in chunks. With `resume` = (offset, SHA-256 of the part already here), the server
+    /// answers 206 from that offset if the file is still that one, or 200 with all of it.
+    pub async fn download_file(
+        &self,
+        device: &str,
+        path: &str,
+        resume: Option<(u64, &str)>,
+    ) -> Result<reqwest::Response> {
+        let query = FileQuery { path: path.to_owned() };
+        let mut request = self.request(Method::GET, &format!("/api/v1/devices/{}/files", seg(device))).query(&query);
+        if let Some((offset, sha256)) = resume {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            request = request.header(reqwest::header::IF_RANGE, format!("\"{sha256}\""));
+        }
+        self.open(request).await
+    }
+
+    /// Uploads a file to a device: `body` is its bytes from `facts.offset` on.
+    pub async fn upload_file<S>(&self, device: &str, facts: &FileUpload, body: S) -> Result<FileWritten>
+    where
+        S: futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static,
+    {
+        let request = self
+            .request(Method::PUT, &format!("/api/v1/devices/{}/files", seg(device)))
+            .query(facts)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, facts.size - facts.offset)
+            .body(reqwest::Body::wrap_stream(body));
+        self.send(request).await
     }
 
     /// The WebSocket URL a ticket attaches at.

@@ -85,7 +85,7 @@ impl Streams {
             return Some(refused(stream, &reason));
         }
         let (input_tx, input) = mpsc::unbounded_channel();
-        let flow = Flow::new(streams::WINDOW, open.window);
+        let flow = Flow::new(open.kind.window(), open.window);
         let credit = Arc::new(Semaphore::new(flow.window() as usize));
         self.handles.insert(stream, Handle { input: input_tx, credit: credit.clone(), flow });
         let (config, tx) = (self.config.clone(), self.tx.clone());

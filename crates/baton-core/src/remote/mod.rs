@@ -7,6 +7,7 @@
 //! format [`asciicast`].
 
 pub mod asciicast;
+pub mod files;
 pub mod logs;
 pub mod policy;
 pub mod recordings;
@@ -38,6 +39,10 @@ pub mod kind {
     pub const LOGS_OPENED: &str = "remote.logs_opened";
     /// A log stream ended; `data` adds lines, bytes, duration and the reason.
     pub const LOGS_CLOSED: &str = "remote.logs_closed";
+    /// A file was written on the device (or an upload was cut: `data.complete` is false).
+    pub const FILE_UPLOADED: &str = "remote.file_uploaded";
+    /// A file or directory was read from the device (or the download was cut).
+    pub const FILE_DOWNLOADED: &str = "remote.file_downloaded";
 }
 
 /// How long an attach token works.

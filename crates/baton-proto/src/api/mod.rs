@@ -8,6 +8,7 @@ pub mod commands;
 pub mod devices;
 pub mod enrollment;
 pub mod events;
+pub mod files;
 #[cfg(feature = "openapi")]
 pub mod formats;
 pub mod groups;

@@ -26,6 +26,9 @@ pub use logs::{LogQuery, LogRecord, LogSource, duration_secs, priority};
 pub const WINDOW: u32 = 256 * 1024;
 /// The largest window either side accepts from the other; a larger one is read as this.
 pub const MAX_WINDOW: u32 = 4 * WINDOW;
+/// The window both sides grant on file streams: bulk bytes, where a bigger window keeps the
+/// pipe full across the hops (client, server, agent, disk) when a process is slow to be scheduled.
+pub const FILE_WINDOW: u32 = MAX_WINDOW;
 /// Largest data chunk in one binary frame.
 pub const MAX_CHUNK: usize = 16 * 1024;
 /// Largest terminal dimension accepted, in cells.
@@ -98,6 +101,14 @@ impl StreamKind {
             StreamKind::Terminal { .. } => "terminal",
             StreamKind::Logs(_) => "logs",
             StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => "files",
+        }
+    }
+
+    /// The window each side grants on this kind of stream.
+    pub fn window(&self) -> u32 {
+        match self {
+            StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => FILE_WINDOW,
+            StreamKind::Terminal { .. } | StreamKind::Logs(_) => WINDOW,
         }
     }
 

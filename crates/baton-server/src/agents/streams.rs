@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use baton_proto::{
     agent::{self, AgentMessage, ServerMessage, encode_stream_frame},
-    streams::{self, Flow, StreamOpen},
+    streams::{Flow, StreamOpen},
 };
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -26,6 +26,8 @@ pub enum Out {
 
 struct Pending {
     reply: oneshot::Sender<Result<DeviceStream, String>>,
+    /// The window the server grants on this stream (by its kind).
+    window: u32,
     output: mpsc::UnboundedSender<StreamOutput>,
     output_rx: mpsc::UnboundedReceiver<StreamOutput>,
 }
@@ -35,7 +37,8 @@ struct Open {
     /// The agent's credit for what the server sends; the door waits on it.
     credit: Arc<Semaphore>,
     /// Both directions' accounts: what the agent sent that the reader has not passed on yet
-    /// (at most [`streams::WINDOW`]), and what the server sent that the agent has not credited.
+    /// (at most the stream's window: [`baton_proto::streams::WINDOW`], `FILE_WINDOW` for files),
+    /// and what the server sent that the agent has not credited.
     flow: Flow,
 }
 
@@ -87,14 +90,10 @@ impl Streams {
         }
         let stream = self.next_number();
         let (output, output_rx) = mpsc::unbounded_channel();
-        self.pending.insert(stream, Pending { reply: request.reply, output, output_rx });
-        let open = StreamOpen {
-            stream,
-            session_id: request.session_id,
-            user: request.user,
-            window: streams::WINDOW,
-            kind: request.kind,
-        };
+        let window = request.kind.window();
+        self.pending.insert(stream, Pending { reply: request.reply, window, output, output_rx });
+        let open =
+            StreamOpen { stream, session_id: request.session_id, user: request.user, window, kind: request.kind };
         Some(Out::Text(ServerMessage::StreamOpen(Box::new(open))))
     }
 
@@ -115,7 +114,7 @@ impl Streams {
                 let Some(pending) = self.pending.remove(&stream) else {
                     return Some(close(stream, "the client stopped waiting"));
                 };
-                let flow = Flow::new(streams::WINDOW, window);
+                let flow = Flow::new(pending.window, window);
                 let credit = Arc::new(Semaphore::new(flow.window() as usize));
                 let end = DeviceStream::new(stream, self.input_tx.clone(), pending.output_rx, credit.clone(), file);
                 if pending.reply.send(Ok(end)).is_err() {
@@ -223,6 +222,7 @@ fn close(stream: u32, reason: &str) -> Out {
 
 #[cfg(test)]
 mod tests {
+    use baton_proto::streams;
     use futures::FutureExt;
 
     use super::*;

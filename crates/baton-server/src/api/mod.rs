@@ -62,6 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::rollouts::router())
         .merge(routes::sessions::router())
         .merge(routes::logs::router())
+        .merge(routes::files::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

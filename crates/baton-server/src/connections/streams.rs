@@ -4,9 +4,10 @@
 //! (`agents::session`) owns the stream numbers and the wire; the relay that serves a person
 //! (`remote`) holds the other end. Neither imports the other: both meet here.
 //!
-//! Output the device sends waits here, unread, at most one window ([`streams::WINDOW`]) per
-//! stream: the reader hands credit back ([`DeviceStream::consumed`]) only once it has passed
-//! the bytes on, so a client that stops reading stops the device's output at that bound.
+//! Output the device sends waits here, unread, at most one window per stream
+//! ([`streams::WINDOW`]; [`streams::FILE_WINDOW`] on file streams, bulk bytes): the reader
+//! hands credit back ([`DeviceStream::consumed`]) only once it has passed the bytes on, so a
+//! client that stops reading stops the device's output at that bound.
 
 use std::sync::Arc;
 

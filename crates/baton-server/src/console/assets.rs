@@ -14,6 +14,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("terminal.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/terminal.js")),
     ("player.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/player.js")),
     ("logs.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/logs.js")),
+    ("files.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/files.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
     ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx.min.js")),

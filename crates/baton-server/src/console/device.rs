@@ -61,6 +61,8 @@ struct DevicePage<'a> {
     /// The way to the device's terminal.
     can_terminal: bool,
     can_logs: bool,
+    /// The way to the device's files.
+    can_files: bool,
     /// Labels, groups and decommissioning.
     can_edit: bool,
     /// Groups it could join (id, name), for the "add to group" choice.
@@ -225,6 +227,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
     let can_terminal = user.principal.can(Permission::RemoteTerminal) && d.status == DeviceStatus::Active;
     let can_logs = user.principal.can(Permission::RemoteLogs) && d.status == DeviceStatus::Active;
+    let can_files = user.principal.can(Permission::RemoteFiles) && d.status == DeviceStatus::Active;
     let recordings = if user.principal.can(Permission::RemoteRecordings) {
         Some(super::recordings::of_device(app, scope, &id).await?)
     } else {
@@ -269,6 +272,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         can_command,
         can_terminal,
         can_logs,
+        can_files,
         can_edit,
         other_groups,
         device: facts,

@@ -12,6 +12,7 @@
 //!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
 //!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
+//!   [`files`]: file transfer with a device;
 //!   [`recordings`]: recorded sessions and their replay.
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
 //!   sizes and durations in words.
@@ -24,6 +25,7 @@ mod device;
 mod devices;
 mod enrollment;
 mod errors;
+mod files;
 mod form;
 mod groups;
 mod human;
@@ -102,6 +104,7 @@ console_routes! {
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
     get "/devices/{id}/logs" => logs::page, RemoteLogs;
+    get "/devices/{id}/files" => files::page, RemoteFiles;
     get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
     get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
     get "/recordings" => recordings::page, RemoteRecordings;

@@ -4,8 +4,10 @@
 //! that attach clients (API, console), so neither imports the other; the device's end of the
 //! stream is the agent session's, reached through `connections`. [`open_stream`] asks a device
 //! for any kind of stream (terminal, logs, files) and says why it could not; [`logs_body`]
-//! relays live logs as an HTTP response's body.
+//! relays live logs as an HTTP response's body, [`files`] file transfers between an HTTP body
+//! and a device's file stream.
 
+pub mod files;
 mod logs;
 mod open;
 mod relay;

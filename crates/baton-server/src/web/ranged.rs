@@ -50,7 +50,7 @@ pub async fn serve(
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a resource of `size` bytes, as inclusive offsets;
 /// `None` when it is malformed, holds several ranges, or lies outside.
-fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+pub(crate) fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
     let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') || size == 0 {
         return None;

@@ -14,6 +14,7 @@ mod commands;
 mod connections;
 mod console;
 mod console_browser;
+mod console_files;
 mod console_pages;
 mod console_remote;
 mod console_rollouts;

@@ -14,10 +14,14 @@
 //! `baton bench ota` ([`ota`]) measures a fleet downloading one update artifact, beside nginx
 //! serving the same file.
 //!
+//! `baton bench files` ([`files`]) measures `baton cp` up and down through the server, beside
+//! `scp` to a local `sshd`.
+//!
 //! `baton bench remote` ([`remote`]) measures remote terminals — keystroke to echo, server
 //! memory per open session — beside OpenSSH ([`sshd`]).
 
 mod console;
+mod files;
 mod keys;
 mod mqtt;
 mod ota;
@@ -65,6 +69,8 @@ enum BenchCommand {
     Ota(ota::OtaArgs),
     /// Remote terminals beside OpenSSH: keystroke to echo, and server memory per open session.
     Remote(remote::RemoteArgs),
+    /// File transfer through the server (`baton cp` up and down) beside `scp` to a local sshd.
+    Files(files::FilesArgs),
 }
 
 #[derive(clap::Args)]
@@ -93,6 +99,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Console(a) => console::run(a).await,
         BenchCommand::Ota(a) => ota::run(a).await,
         BenchCommand::Remote(a) => remote::run(a).await,
+        BenchCommand::Files(a) => files::run(a).await,
     }
 }
 

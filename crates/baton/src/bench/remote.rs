@@ -71,7 +71,7 @@ impl Keyboard for Ws {
 }
 
 /// A real `baton-agent` with terminals on, against the bench's server; killed when dropped.
-struct Agent {
+pub(super) struct Agent {
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -84,6 +84,11 @@ impl Drop for Agent {
 }
 
 fn start_agent(server: &str, token: &str, serial: &str) -> anyhow::Result<Agent> {
+    start_agent_with(server, token, serial, "terminal = true\nshell = \"/bin/sh\"\n")
+}
+
+/// A real `baton-agent` whose `[remote]` table is `remote`.
+pub(super) fn start_agent_with(server: &str, token: &str, serial: &str, remote: &str) -> anyhow::Result<Agent> {
     let binary = std::env::current_exe()?.with_file_name(format!("baton-agent{}", std::env::consts::EXE_SUFFIX));
     anyhow::ensure!(binary.exists(), "{} is missing: cargo build --release -p baton-agent", binary.display());
     let dir = tempfile::tempdir()?;
@@ -93,7 +98,7 @@ fn start_agent(server: &str, token: &str, serial: &str) -> anyhow::Result<Agent>
         &config,
         format!(
             "server = \"{server}\"\nenrollment_token = \"{token}\"\nserial = \"{serial}\"\nstate_dir = \"{}\"\n\n\
-             [remote]\nterminal = true\nshell = \"/bin/sh\"\n",
+             [remote]\n{remote}",
             state.display()
         ),
     )?;
@@ -108,7 +113,7 @@ fn start_agent(server: &str, token: &str, serial: &str) -> anyhow::Result<Agent>
 }
 
 /// The device id of `serial`, once it is online.
-async fn online(client: &Client, serial: &str) -> anyhow::Result<String> {
+pub(super) async fn online(client: &Client, serial: &str) -> anyhow::Result<String> {
     let started = Instant::now();
     loop {
         let query = DeviceQuery { q: Some(serial.into()), online: Some(true), ..DeviceQuery::default() };

@@ -66,7 +66,8 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
                  UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\nUseDNS no\nMaxStartups 1000\n",
+                 PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\nUseDNS no\nMaxStartups 1000\n\
+                 Subsystem sftp internal-sftp\n",
                 key("host_key").display(),
                 key("authorized_keys").display()
             ),
@@ -125,6 +126,27 @@ impl Sshd {
             sum.1 += proc::rss_bytes(pid)?;
         }
         Ok(sum)
+    }
+
+    /// Copies with `scp` through this sshd; a side on it is written [`Sshd::remote`]`(path)`.
+    pub async fn scp(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let key: PathBuf = self.dir.path().join("client_key");
+        let status = tokio::process::Command::new("scp")
+            .args(["-q", "-P", &self.port.to_string(), "-i"])
+            .arg(&key)
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "BatchMode=yes", from, to])
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .context("cannot start scp")?;
+        anyhow::ensure!(status.success(), "scp {from} {to} failed: {status}");
+        Ok(())
+    }
+
+    /// `path` on this sshd's side, as `scp` names it.
+    pub fn remote(&self, path: &Path) -> String {
+        format!("{}@127.0.0.1:{}", self.user, path.display())
     }
 
     async fn connect(&self) -> anyhow::Result<SshLink> {

@@ -18,6 +18,7 @@ mod artifacts;
 mod attach;
 mod attributes;
 mod commands;
+mod cp;
 mod demo;
 mod demo_mqtt;
 mod devices;
@@ -129,6 +130,9 @@ enum Command {
     Terminal(terminal::TerminalArgs),
     /// A device's logs, live: the journal (-u unit, -p priority, --since) or a file (--file).
     Logs(logs::LogsArgs),
+    /// Copy a file to a device, or a file or directory from one: `baton cp ./app.conf
+    /// dev1:/etc/app/app.conf`, `baton cp dev1:/var/log/app ./logs` (SHA-256 checked, resumable).
+    Cp(cp::CpArgs),
     /// Remote sessions of a device: list, show, close.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -165,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollouts(cmd) => rollouts::run(cmd, &connect(&g)?, &g).await,
         Command::Terminal(args) => terminal::run(args, &connect(&g)?).await,
         Command::Logs(args) => logs::run(args, &connect(&g)?).await,
+        Command::Cp(args) => cp::run(args, &connect(&g)?).await,
         Command::Sessions(cmd) => sessions::run(cmd, &connect(&g)?, &g).await,
         Command::Recordings(cmd) => recordings::run(cmd, &connect(&g)?, &g).await,
         Command::RemotePolicy(cmd) => remote_policy::run(cmd, &connect(&g)?, &g).await,

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod devices;
 pub mod enrollment;
 pub mod events;
+pub mod files;
 pub mod groups;
 pub mod logs;
 pub mod rollouts;
