@@ -49,6 +49,8 @@ pub async fn answer(spec: CommandSpec, failing: bool, source: SharedSource) -> O
         CommandSpec::Custom { .. } | CommandSpec::SetTelemetryInterval { .. } | CommandSpec::RefreshInventory => {
             output(serde_json::json!({ "simulated": true }))
         }
+        // The agent's connection makes bundles (when its config allows) before a runner is asked.
+        CommandSpec::SupportBundle { .. } => Outcome::failed("a simulated device makes no support bundles"),
     }
 }
 
