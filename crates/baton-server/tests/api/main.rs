@@ -9,6 +9,7 @@ mod artifact_stores;
 mod artifacts;
 mod attributes;
 mod bad_input;
+mod bundles;
 mod certificates;
 mod commands;
 mod connections;
