@@ -15,6 +15,7 @@ mod commands;
 mod connections;
 mod console;
 mod console_browser;
+mod console_bundles;
 mod console_files;
 mod console_pages;
 mod console_remote;
