@@ -3,7 +3,8 @@
 //! is listed, followed and downloaded; uploads straight to the agents' door with a device's
 //! credentials are checked (hash, size limit → 413 and a failed bundle, another device's
 //! bundle, twice); a canceled command fails its bundle; MQTT devices, `POST /api/v1/commands`,
-//! a viewer and another tenant are refused.
+//! a viewer and another tenant are refused; a device that turns out to speak MQTT fails its
+//! bundle saying why.
 
 use std::io::Read;
 
@@ -240,4 +241,29 @@ async fn uploads_are_checked_limited_and_final_and_a_canceled_command_fails_its_
 fn hex_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_bundle_for_a_device_that_turns_out_to_speak_mqtt_fails_saying_so() {
+    use crate::mqtt_clients::{Login, Mosquitto, Tool, Version, device, require};
+    if !require(&[Tool::Mosquitto]) {
+        return;
+    }
+    let app = crate::support::spawn_app().await;
+    // Never connected: it may run the agent, so it is asked; then it subscribes over MQTT.
+    let (id, secret) = device(&app, "METER-1").await;
+    let req = BundleCreate { device_id: Some(id.clone()), ..Default::default() };
+    let bundle = app.admin.request_bundles(&req).await.expect("requested").bundles.remove(0);
+    let mosquitto = Mosquitto::new(&app, Version::V5, Login::device(&id, &secret));
+    let mut listener = mosquitto.subscribe(&["baton/v1/me/commands/+"], &["-W", "3"]).await;
+    let failed = eventually("the bundle fails", || async {
+        let b = app.admin.bundle(&bundle.id).await.ok()?;
+        (b.state == BundleState::Failed).then_some(b)
+    })
+    .await;
+    assert!(
+        failed.error.as_deref().is_some_and(|e| e.contains("MQTT devices cannot make support bundles")),
+        "{failed:?}"
+    );
+    listener.kill().await;
 }
