@@ -25,3 +25,4 @@ CREATE INDEX support_bundles_by_device ON support_bundles (tenant_id, device_id,
 CREATE INDEX support_bundles_by_request ON support_bundles (tenant_id, request_id);
 CREATE INDEX support_bundles_by_command ON support_bundles (command_id);
 CREATE INDEX support_bundles_kept ON support_bundles (stored_at) WHERE store_key IS NOT NULL;
+CREATE INDEX support_bundles_open ON support_bundles (command_id) WHERE state IN ('requested', 'uploading');
