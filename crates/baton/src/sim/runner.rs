@@ -49,8 +49,9 @@ pub async fn answer(spec: CommandSpec, failing: bool, source: SharedSource) -> O
         CommandSpec::Custom { .. } | CommandSpec::SetTelemetryInterval { .. } | CommandSpec::RefreshInventory => {
             output(serde_json::json!({ "simulated": true }))
         }
-        // The agent's connection makes bundles (when its config allows) before a runner is asked.
-        CommandSpec::SupportBundle { .. } => Outcome::failed("a simulated device makes no support bundles"),
+        // The agent's connection makes bundles (from the sandbox, when `--sandbox` allows them);
+        // a runner is never asked.
+        CommandSpec::SupportBundle { .. } => Outcome::failed("support bundles are made by the agent, not the runner"),
     }
 }
 
