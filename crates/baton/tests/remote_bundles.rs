@@ -2,7 +2,7 @@
 //! `[remote] bundles = true`, each with a log directory of its own and a diagnostics command,
 //! and the `baton` CLI. A group of three delivers three archives holding each device's own
 //! files; a device offline at the request delivers when it returns; the agent's and the
-//! server's size limits each say what they did; an agent with bundles off, a viewer and another
+//! server's size limits each say what they did; the journal of the window goes in; an agent with bundles off, a viewer and another
 //! tenant are refused; the events name who, which device and how big.
 
 mod support;
@@ -18,10 +18,13 @@ use baton_proto::api::{
     groups::GroupCreate,
     tenants::TenantCreate,
 };
-use baton_testkit::eventually;
+use baton_testkit::{
+    eventually,
+    tools::{Tool, require},
+};
 use support::{
     Server,
-    remote::{Agent, cli, enrolled},
+    remote::{Agent, cli, enrolled, journal},
 };
 
 const BOOTSTRAP: &str = "bt_bundles-test-bootstrap-token";
@@ -192,6 +195,29 @@ async fn a_device_offline_at_the_request_delivers_when_it_returns() {
     assert_eq!(done.devices[0].state, BundleState::Stored, "{done:?}");
     let files = entries(&download(&admin, &done.devices[0].bundle_id).await);
     assert!(text(&files, "inventory.json").contains("away-1"));
+}
+
+#[tokio::test]
+async fn the_journal_of_the_window_goes_in_and_what_is_older_stays_out() {
+    if !require(&[Tool::Journal]) {
+        return;
+    }
+    let server = server(&[]);
+    let admin = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
+    let logs = Logs::new("journal-1");
+    journal(
+        logs.journal.path(),
+        &[(7200, "till.service", 6, "two hours ago"), (60, "till.service", 3, "a minute ago: drawer jammed")],
+    );
+    let (_agent, device) = enrolled(&admin, &server.url, "journal-1", &logs.remote("journal-1", "")).await;
+    let req = BundleCreate { device_id: Some(device.id.clone()), since: Some("1h".into()), ..Default::default() };
+    let requested = admin.request_bundles(&req).await.expect("requested");
+    let done = finished(&admin, &requested.request_id).await;
+    assert_eq!(done.devices[0].state, BundleState::Stored, "{done:?}");
+    let files = entries(&download(&admin, &done.devices[0].bundle_id).await);
+    let journal = text(&files, "journal.txt");
+    assert!(journal.contains("till: a minute ago: drawer jammed"), "{journal}");
+    assert!(!journal.contains("two hours ago"), "older than the window: {journal}");
 }
 
 #[tokio::test]
