@@ -184,3 +184,69 @@ impl<W: Write> Write for Counted<W> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(max_bytes: u64) -> Manifest {
+        Manifest {
+            bundle_id: "b".into(),
+            device_id: "d".into(),
+            agent_version: "0".into(),
+            created_at: "now".into(),
+            since_secs: 60,
+            max_bytes,
+            included: Vec::new(),
+            skipped: Vec::new(),
+            cut_for_size: false,
+            not_listed: 0,
+        }
+    }
+
+    /// Lines of hex from random bytes: compresses to about half, never to nothing.
+    fn noise(lines: usize) -> Vec<u8> {
+        (0..lines).flat_map(|_| format!("{:032x}\n", rand::random::<u128>()).into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_bundle_stays_under_its_limit_keeping_the_end_of_a_log_and_saying_so() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("b.tar.gz");
+        let mut archive = Archive::create(&path, manifest(32 * 1024)).expect("archive");
+        archive.add("inventory.json", None, b"{\"serial\": \"s\"}", None).expect("added");
+        let log = noise(10_000);
+        archive.add("logs/big.log", Some("/var/log/big.log"), &log, None).expect("added");
+        archive.add("logs/more.log", Some("/var/log/more.log"), &noise(10_000), None).expect("added");
+        assert!(archive.manifest.cut_for_size);
+        let included: Vec<(String, u64, Option<String>)> =
+            archive.manifest.included.iter().map(|e| (e.name.clone(), e.bytes, e.note.clone())).collect();
+        assert_eq!(included[0].0, "inventory.json");
+        let (name, kept, note) = &included[1];
+        assert_eq!(name, "logs/big.log");
+        assert!(*kept > 1024 && *kept < log.len() as u64, "{kept}");
+        assert!(note.as_deref().is_some_and(|n| n.contains("bundle_max_bytes")), "{note:?}");
+        // What room is left takes at most a small end of the next log, saying so, or nothing.
+        let more = included.get(2).map(|(_, _, note)| note.clone().unwrap_or_default());
+        let skipped = archive.manifest.skipped.iter().any(|s| s.source == "/var/log/more.log");
+        assert!(skipped || more.is_some_and(|n| n.contains("bundle_max_bytes")), "{:?}", archive.manifest);
+        let size = archive.finish().expect("finished");
+        assert!(size <= 32 * 1024, "{size}");
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), size);
+
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&path).expect("open")));
+        let mut names = Vec::new();
+        for entry in tar.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            if name == "logs/big.log" {
+                let mut kept = Vec::new();
+                io::Read::read_to_end(&mut entry, &mut kept).expect("read");
+                assert!(log.ends_with(&kept) && kept.first() != Some(&b'\n'), "the end of the log, from a line");
+            }
+            names.push(name);
+        }
+        assert_eq!(names[..2], ["inventory.json", "logs/big.log"]);
+        assert_eq!(names.last().map(String::as_str), Some("manifest.json"));
+    }
+}

@@ -54,6 +54,7 @@ pub async fn run(ctx: Context, id: &str, since_secs: u64) -> Outcome {
     if let Err(e) = std::fs::create_dir_all(&ctx.dir) {
         return Outcome::failed(format!("cannot create {}: {e}", ctx.dir.display()));
     }
+    sweep(&ctx.dir);
     let files = Leftovers(vec![ctx.dir.join(format!("{id}.tar.gz")), ctx.dir.join(format!("{id}.journal"))]);
     let since = Duration::from_secs(since_secs);
     let diagnostics = match ctx.remote.diagnostics_command.as_deref() {
@@ -184,6 +185,18 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
         hash.update(&buf[..n]);
     }
     Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Removes what an agent stopped while making a bundle left behind (a day old: a bundle being
+/// made now is not touched).
+fn sweep(dir: &Path) {
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Files removed whichever way making the bundle ends.
