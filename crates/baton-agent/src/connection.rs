@@ -99,6 +99,11 @@ struct Life {
     stop: watch::Receiver<bool>,
     /// What remote support may do here (`[remote]`).
     remote: Arc<crate::config::RemoteConfig>,
+    /// For support bundles: the HTTP client (with the device's certificate, if it has one),
+    /// where archives are made, and the serial the device enrolled with.
+    http: reqwest::Client,
+    bundles_dir: std::path::PathBuf,
+    serial: Option<String>,
 }
 
 pub async fn run(
@@ -186,6 +191,9 @@ async fn live(
         recent,
         stop,
         remote: Arc::new(config.remote.clone()),
+        http: http.clone(),
+        bundles_dir: config.state_dir.join("bundles"),
+        serial: config.serial.clone(),
     };
     let mut backoff = Backoff::new(Duration::from_secs(config.max_backoff_secs));
     // Set when the server refused our credentials: enroll again, keeping the old identity
@@ -646,7 +654,7 @@ async fn handle(ws: &mut Ws, message: ServerMessage, identity: &Identity, life: 
             None
         }
         ServerMessage::Decommissioned { wipe } => Some(End::Decommissioned { wipe }),
-        ServerMessage::Command(envelope) => command(ws, envelope, life).await.err(),
+        ServerMessage::Command(envelope) => command(ws, envelope, identity, life).await.err(),
         ServerMessage::Deployment(deployment) => {
             let inventory = life.inventory.borrow().clone();
             let answer = life.updates.take(*deployment, identity, inventory)?;
@@ -664,7 +672,7 @@ async fn handle(ws: &mut Ws, message: ServerMessage, identity: &Identity, life: 
 }
 
 /// Takes a command: acknowledges it and runs it, at most once per id.
-async fn command(ws: &mut Ws, envelope: CommandEnvelope, life: &mut Life) -> Result<(), End> {
+async fn command(ws: &mut Ws, envelope: CommandEnvelope, identity: &Identity, life: &mut Life) -> Result<(), End> {
     let id = envelope.id.clone();
     if life.executed.contains(&id) {
         // The server sent it again (a reconnect): repeat the answer, never the command.
@@ -712,6 +720,23 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, life: &mut Life) -> Res
             let done = update(&id, Outcome::ok(CommandResult::default()));
             remember(life, &done);
             send_or_keep(ws, life, done).await
+        }
+        CommandSpec::SupportBundle { bundle_id, since_secs } => {
+            let context = crate::bundle::Context {
+                remote: life.remote.clone(),
+                dir: life.bundles_dir.clone(),
+                identity: identity.clone(),
+                serial: life.serial.clone().or_else(|| life.inventory.borrow().serial.clone()),
+                inventory: life.inventory.borrow().clone(),
+                http: life.http.clone(),
+            };
+            let results = life.results_tx.clone();
+            life.running.insert(id.clone());
+            tokio::spawn(async move {
+                let outcome = crate::bundle::run(context, &bundle_id, since_secs).await;
+                let _ = results.send(update(&id, outcome)).await;
+            });
+            Ok(())
         }
         spec => {
             let (executor, results) = (life.executor.clone(), life.results_tx.clone());

@@ -84,9 +84,9 @@ impl Executor {
                 },
                 None => Outcome::failed(format!("no handler for the custom command `{name}` on this device")),
             },
-            CommandSpec::SetTelemetryInterval { .. } | CommandSpec::RefreshInventory => {
-                Outcome::failed("handled by the connection, not the executor")
-            }
+            CommandSpec::SetTelemetryInterval { .. }
+            | CommandSpec::RefreshInventory
+            | CommandSpec::SupportBundle { .. } => Outcome::failed("handled by the connection, not the executor"),
         }
     }
 

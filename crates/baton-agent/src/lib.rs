@@ -33,11 +33,13 @@
 //! - [`errors`]: the words for a failure (its innermost cause).
 //! - [`connection`]: the reconnect loop and one session with the server.
 //! - [`backlog`], [`backoff`], [`executor`]: telemetry buffering, reconnect delays, running commands.
+//! - [`bundle`]: support bundles: the device's logs, inventory and diagnostics, uploaded.
 //! - [`source`]: where inventory and metrics come from (the real machine, or a simulation).
 //! - [`system`]: inventory and metrics of the machine the agent runs on.
 
 pub mod backlog;
 pub mod backoff;
+pub mod bundle;
 pub mod certificate;
 pub mod config;
 pub mod connection;

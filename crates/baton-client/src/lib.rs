@@ -12,6 +12,7 @@ use baton_proto::{
         access::{ApiToken, LoginRequest, Me, PageQuery, Role, Session, TokenCreate, TokenCreated, User, UserCreate},
         artifacts::{Artifact, ArtifactQuery, ArtifactUpload, SigningKey, SigningKeyCreate},
         attributes::DeviceAttributes,
+        bundles::{BundleCreate, BundleProgress, BundleQuery, BundleRequested, SupportBundle},
         certificates::{CertificateAuthority, CertificateRequest, DeviceCertificate, IssuedCertificate},
         commands::{Command, CommandBatch, CommandCreate, CommandQuery},
         devices::{Device, DeviceCreate, DeviceCredential, DeviceQuery, DeviceUpdate},
@@ -358,6 +359,31 @@ impl Client {
         let path = format!("/api/v1/devices/{}/sessions/{}/recording", seg(device), seg(id));
         let response = self.open(self.request(Method::GET, &path)).await?;
         Ok(response.bytes().await.map_err(|e| self.unreachable(e))?.to_vec())
+    }
+
+    /// Asks a device, a group or a selector's devices for support bundles.
+    pub async fn request_bundles(&self, req: &BundleCreate) -> Result<BundleRequested> {
+        self.write(Method::POST, "/api/v1/support-bundles", req).await
+    }
+
+    /// Support bundles, newest first; of one device or one request.
+    pub async fn bundles(&self, query: &BundleQuery) -> Result<Page<SupportBundle>> {
+        self.get("/api/v1/support-bundles", query).await
+    }
+
+    pub async fn bundle(&self, id: &str) -> Result<SupportBundle> {
+        self.get(&format!("/api/v1/support-bundles/{}", seg(id)), &()).await
+    }
+
+    /// A bundle request's progress per device.
+    pub async fn bundle_progress(&self, request_id: &str) -> Result<BundleProgress> {
+        self.get(&format!("/api/v1/support-bundles/requests/{}", seg(request_id)), &()).await
+    }
+
+    /// A stored bundle's archive, as a response to stream (its `Content-Disposition` names the
+    /// file after the device and the time).
+    pub async fn download_bundle(&self, id: &str) -> Result<reqwest::Response> {
+        self.open(self.request(Method::GET, &format!("/api/v1/support-bundles/{}/download", seg(id)))).await
     }
 
     pub async fn remote_policy(&self) -> Result<RemotePolicy> {

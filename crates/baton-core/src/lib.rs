@@ -18,12 +18,15 @@
 //!   recognising a certificate at a handshake).
 //! - [`remote`]: remote-support sessions (a terminal today), their tokens, recordings and the
 //!   tenant's remote-access policy.
+//! - [`bundles`]: support bundles (a device's logs, inventory and diagnostics as an archive),
+//!   requested through the commands outbox and kept in the artifact store.
 //! - [`lifecycle`]: use cases above several domain modules (decommission, reject).
 //! - [`error`]: the crate's one error type.
 
 pub mod access;
 pub mod artifacts;
 pub mod attributes;
+pub mod bundles;
 pub mod bus;
 pub mod certificates;
 pub mod clock;

@@ -26,12 +26,12 @@ use baton_proto::{
 };
 use baton_testkit::{
     PATIENCE, eventually,
-    tools::{JOURNAL_REMOTE, Tool, require},
+    tools::{Tool, require},
 };
 use futures::{StreamExt, stream::BoxStream};
 use support::{
     BATON, Server, lines,
-    remote::{cli, enrolled},
+    remote::{cli, enrolled, journal},
     terminate,
 };
 
@@ -271,34 +271,6 @@ async fn a_viewer_and_another_tenant_are_refused() {
     let (status, _) = refusal(other.logs(&device.id, &query).await);
     assert_eq!(status, 404, "another tenant's device is not found");
     assert_eq!(messages(&admin, &device.id, &query).await, ["hello"], "the admin reads it");
-}
-
-/// Writes journal entries (`(seconds ago, unit, priority, message)`) into `dir` as a real journal
-/// file, through `systemd-journal-remote`.
-fn journal(dir: &Path, entries: &[(i64, &str, u8, &str)]) {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let now = chrono::Utc::now().timestamp_micros();
-    let mut export = String::new();
-    for (ago, unit, priority, message) in entries {
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        export.push_str(&format!(
-            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={seq}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
-             _SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER={}\nPRIORITY={priority}\nMESSAGE={message}\n\n",
-            now - ago * 1_000_000,
-            unit.trim_end_matches(".service"),
-        ));
-    }
-    let mut child = Command::new(JOURNAL_REMOTE)
-        .arg(format!("--output={}/remote.journal", dir.display()))
-        .args(["--split-mode=none", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-journal-remote starts");
-    child.stdin.take().expect("stdin").write_all(export.as_bytes()).expect("entries written");
-    let out = child.wait_with_output().expect("systemd-journal-remote ends");
-    assert!(out.status.success(), "systemd-journal-remote: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use baton_proto::api::{
     Page,
     access::PageQuery,
-    commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState},
+    commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState, CommandTarget},
     devices::DeviceStatus,
 };
-use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 
 use crate::{
     Error,
@@ -51,51 +51,94 @@ pub async fn create(
     {
         return Ok(batch);
     }
-    let devices = targets(db, scope, &req).await?;
-    let ttl = i64::from(req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS));
-    let now = now_ms();
+    let devices = targets(db, scope, &req.target).await?;
     let batch_id = new_id();
-    let spec = serde_json::to_string(&req.command).map_err(anyhow::Error::from)?;
     let created_by = by.subject_label();
+    let outgoing: Vec<Outgoing> =
+        devices.iter().map(|d| Outgoing { id: new_id(), device_id: d.clone(), spec: req.command.clone() }).collect();
+    let new_batch = NewBatch {
+        id: &batch_id,
+        spec: &req.command,
+        created_by: &created_by,
+        idempotency_key: req.idempotency_key.as_deref(),
+        ttl_secs: req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
+    };
     let mut tx = db.writer().begin().await?;
+    enqueue(&mut tx, scope, &new_batch, &outgoing).await?;
+    tx.commit().await?;
+    announce(bus, scope, devices);
+    batch(db, scope, &batch_id).await
+}
+
+/// A batch about to be queued: one request's commands.
+pub(crate) struct NewBatch<'a> {
+    pub id: &'a str,
+    /// What the request asked for (each command may carry its own details, see [`Outgoing`]).
+    pub spec: &'a CommandSpec,
+    pub created_by: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub ttl_secs: u32,
+}
+
+/// One device's command of a batch being queued.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    pub id: String,
+    pub device_id: String,
+    pub spec: CommandSpec,
+}
+
+/// Stores a batch and its commands (QUEUED) in `tx`, so a caller can record what the commands
+/// are for in the same transaction. After the commit, [`announce`] them.
+pub(crate) async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    batch: &NewBatch<'_>,
+    commands: &[Outgoing],
+) -> Result<(), Error> {
+    let now = now_ms();
+    let expires_at = now + i64::from(batch.ttl_secs) * 1000;
+    let spec = serde_json::to_string(batch.spec).map_err(anyhow::Error::from)?;
     sqlx::query(
         "INSERT INTO command_batches (id, tenant_id, spec, total, idempotency_key, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&batch_id)
+    .bind(batch.id)
     .bind(scope.id())
     .bind(&spec)
-    .bind(devices.len() as i64)
-    .bind(req.idempotency_key.as_deref())
-    .bind(&created_by)
+    .bind(commands.len() as i64)
+    .bind(batch.idempotency_key)
+    .bind(batch.created_by)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(Error::conflict_on_unique("a request with this idempotency key is being processed; retry"))?;
-    for chunk in devices.chunks(200) {
+    for chunk in commands.chunks(200) {
         let mut sql = Sql::new(
             "INSERT INTO commands (id, tenant_id, batch_id, device_id, kind, spec, state, created_by, created_at, expires_at) VALUES ",
         );
-        for (i, device) in chunk.iter().enumerate() {
+        for (i, c) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.push("(").bind(new_id()).push(", ").bind(scope.id()).push(", ").bind(batch_id.as_str()).push(", ");
-            sql.bind(device.as_str()).push(", ").bind(req.command.kind()).push(", ").bind(spec.as_str());
-            sql.push(", 'QUEUED', ")
-                .bind(created_by.as_str())
-                .push(", ")
-                .bind(now)
-                .push(", ")
-                .bind(now + ttl * 1000)
-                .push(")");
+            let own = if c.spec == *batch.spec {
+                spec.clone()
+            } else {
+                serde_json::to_string(&c.spec).map_err(anyhow::Error::from)?
+            };
+            sql.push("(").bind(c.id.as_str()).push(", ").bind(scope.id()).push(", ").bind(batch.id).push(", ");
+            sql.bind(c.device_id.as_str()).push(", ").bind(c.spec.kind()).push(", ").bind(own);
+            sql.push(", 'QUEUED', ").bind(batch.created_by).push(", ").bind(now).push(", ").bind(expires_at).push(")");
         }
-        sql.query().execute(&mut *tx).await?;
+        sql.query().execute(&mut **tx).await?;
     }
-    tx.commit().await?;
+    Ok(())
+}
+
+/// Tells the sessions of `devices` that commands wait for them (after the commit).
+pub(crate) fn announce(bus: &SharedBus, scope: &TenantScope, devices: Vec<String>) {
     metrics::counter!("baton_commands_queued_total").increment(devices.len() as u64);
     bus.publish(Message::CommandsQueued { tenant: scope.id().to_owned(), device_ids: devices });
-    batch(db, scope, &batch_id).await
 }
 
 fn validate(req: &CommandCreate) -> Result<(), Error> {
@@ -128,6 +171,9 @@ fn validate(req: &CommandCreate) -> Result<(), Error> {
                 v.add("/command/params", "at most 64 KiB of JSON");
             }
         }
+        CommandSpec::SupportBundle { .. } => {
+            v.add("/command", "request support bundles with POST /api/v1/support-bundles");
+        }
         _ => {}
     }
     if req.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
@@ -155,8 +201,7 @@ fn validate(req: &CommandCreate) -> Result<(), Error> {
 
 /// Active devices matching every part of the target. Named devices that are missing or not
 /// active are an error (the caller meant them); a selection simply skips inactive devices.
-async fn targets(db: &Db, scope: &TenantScope, req: &CommandCreate) -> Result<Vec<String>, Error> {
-    let t = &req.target;
+pub(crate) async fn targets(db: &Db, scope: &TenantScope, t: &CommandTarget) -> Result<Vec<String>, Error> {
     for (i, id) in t.device_ids.iter().enumerate() {
         let device = crate::devices::get(db, scope, id)
             .await

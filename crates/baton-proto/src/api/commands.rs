@@ -37,6 +37,15 @@ pub enum CommandSpec {
         #[serde(default)]
         params: serde_json::Value,
     },
+    /// Collects the device's logs of the last `since_secs`, its inventory and its diagnostics
+    /// into a compressed archive and uploads it as support bundle `bundle_id`. Made only by
+    /// `POST /api/v1/support-bundles` (which records the bundle first), never by
+    /// `POST /api/v1/commands`. In a batch's spec `bundle_id` is empty: each device's command
+    /// names its own bundle.
+    SupportBundle {
+        bundle_id: String,
+        since_secs: u64,
+    },
 }
 
 impl CommandSpec {
@@ -49,6 +58,7 @@ impl CommandSpec {
             Self::SetTelemetryInterval { .. } => "set-telemetry-interval",
             Self::RefreshInventory => "refresh-inventory",
             Self::Custom { .. } => "custom",
+            Self::SupportBundle { .. } => "support-bundle",
         }
     }
 }

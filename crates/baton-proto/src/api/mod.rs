@@ -3,6 +3,7 @@
 pub mod access;
 pub mod artifacts;
 pub mod attributes;
+pub mod bundles;
 pub mod certificates;
 pub mod commands;
 pub mod devices;

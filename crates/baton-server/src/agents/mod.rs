@@ -1,8 +1,10 @@
 //! The agents' door: devices running `baton-agent` (or the device SDK) enroll over HTTP, keep one
-//! WebSocket open to the server ([`session`]), and download their updates' artifacts with their
-//! own credentials ([`routes`]). Live sessions are kept in the shared connection registry
-//! (`connections`), which the MQTT door uses too.
+//! WebSocket open to the server ([`session`]), download their updates' artifacts with their own
+//! credentials ([`routes`]) and upload the support bundles they were asked for ([`bundles`]).
+//! Live sessions are kept in the shared connection registry (`connections`), which the MQTT
+//! door uses too.
 
+pub mod bundles;
 pub mod routes;
 pub mod session;
 pub mod streams;

@@ -60,7 +60,7 @@ async fn execution_artifact(
 
 /// The device behind the connection's client certificate, or else the one whose id and secret
 /// the headers carry. A certificate of one device with another's id in the headers is no one.
-async fn device_from(
+pub(super) async fn device_from(
     app: &AppState,
     headers: &HeaderMap,
     certificate: Option<&ClientCertificate>,

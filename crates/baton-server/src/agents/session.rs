@@ -5,7 +5,10 @@
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use baton_proto::agent::{self, AgentMessage, PROTOCOL_VERSION, ServerMessage, close};
+use baton_proto::{
+    agent::{self, AgentMessage, CommandProgress, CommandUpdate, PROTOCOL_VERSION, ServerMessage, close},
+    api::commands::{CommandResult, CommandSpec},
+};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
 use super::streams::{Out, Streams};
@@ -13,6 +16,7 @@ use crate::connections::{Control, Registration};
 use crate::state::AppState;
 use baton_core::Error;
 use baton_core::{
+    bundles,
     commands::delivery,
     devices::{credentials::DeviceIdentity, presence},
     events, rollouts, telemetry,
@@ -118,9 +122,17 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
+    let bundles = features.iter().any(|f| f == agent::feature::BUNDLES);
     let streams = Streams::new(&features);
-    let mut session =
-        Session { app: app.clone(), device, sent: HashSet::new(), deployments, deployed: HashSet::new(), streams };
+    let mut session = Session {
+        app: app.clone(),
+        device,
+        sent: HashSet::new(),
+        deployments,
+        bundles,
+        deployed: HashSet::new(),
+        streams,
+    };
     let ending = session.serve(&mut socket, registration).await;
     // Streams end with the connection; when the server stops, people are told that, not why
     // the device's connection ended, whichever the relay hears of first.
@@ -150,6 +162,9 @@ struct Session {
     sent: HashSet<String>,
     /// Whether the agent carries out deployments (it said so in `hello`).
     deployments: bool,
+    /// Whether the agent makes support bundles (it said so in `hello`); an older agent's
+    /// bundle commands fail here instead of reaching an agent that cannot read them.
+    bundles: bool,
     /// Deployments (execution, attempt, install now) sent on this connection.
     deployed: HashSet<(String, u32, bool)>,
     /// Remote-support streams on this connection.
@@ -307,6 +322,7 @@ impl Session {
                 let command_id = update.command_id.clone();
                 let finished = delivery::report(db, &self.app.bus, scope, id, update).await.map_err(internal)?;
                 if finished {
+                    bundles::settle(db, &self.app.bus, Some(&command_id)).await.map_err(internal)?;
                     self.sent.remove(&command_id);
                     self.deliver(socket).await?;
                 }
@@ -320,6 +336,10 @@ impl Session {
         let pending =
             delivery::pending(&self.app.db, &self.device.scope, &self.device.device_id).await.map_err(internal)?;
         for envelope in pending {
+            if !self.bundles && matches!(envelope.command, CommandSpec::SupportBundle { .. }) {
+                self.cannot_bundle(&envelope.id).await?;
+                continue;
+            }
             if self.sent.insert(envelope.id.clone()) {
                 send(socket, &ServerMessage::Command(envelope)).await?;
             }
@@ -336,6 +356,22 @@ impl Session {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Fails a support-bundle command for an agent that did not announce bundles.
+    async fn cannot_bundle(&self, command_id: &str) -> Result<(), Ending> {
+        let (db, bus) = (&self.app.db, &self.app.bus);
+        let error = "this device's agent cannot make support bundles; update it to a newer baton-agent";
+        let update = CommandUpdate {
+            command_id: command_id.to_owned(),
+            state: CommandProgress::Failed,
+            result: Some(CommandResult { error: Some(error.into()), ..CommandResult::default() }),
+        };
+        delivery::report(db, bus, &self.device.scope, &self.device.device_id, update).await.map_err(internal)?;
+        bundles::settle(db, bus, Some(command_id)).await.map_err(internal)?;
         Ok(())
     }
 }

@@ -63,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(routes::sessions::router())
         .merge(routes::logs::router())
         .merge(routes::files::router())
+        .merge(routes::bundles::router())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
         .routes(utoipa_axum::routes!(metrics))

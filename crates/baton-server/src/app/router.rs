@@ -43,7 +43,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The routes the OpenAPI document describes (the API's and the agents' door's), and the
 /// document with the error responses every operation can give.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (routes, mut openapi) = api::router().merge(agents::routes::router()).split_for_parts();
+    let (routes, mut openapi) =
+        api::router().merge(agents::routes::router()).merge(agents::bundles::router()).split_for_parts();
     api::contract::apply(&mut openapi);
     (routes, openapi)
 }

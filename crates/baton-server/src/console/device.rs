@@ -2,7 +2,7 @@
 //! a chart of any metric over an hour, a day or a week), its commands and its events — live
 //! from the event and telemetry streams — and what an operator changes from it: labels,
 //! groups, a command, decommissioning; a way to its terminal and its latest recorded sessions
-//! for those allowed them.
+//! and its support bundles for those allowed them.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +75,8 @@ struct DevicePage<'a> {
     recordings: Option<Vec<super::recordings::Line>>,
     /// Sessions open on the device now, for whom may watch them: (id, who, since).
     open_sessions: Option<Vec<(String, String, String)>>,
+    /// Its latest support bundles and the button for a new one, for those with `remote:logs`.
+    bundles: Option<super::bundles::OnDevice>,
 }
 
 /// `/devices/{id}`: another tenant's device, or none, is a 404 like the API's.
@@ -240,6 +242,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     } else {
         None
     };
+    let bundles = super::bundles::of_device(app, user, &id, d.status).await?;
     let other_groups = if can_edit && user.principal.can(Permission::GroupsWrite) {
         let query = GroupQuery { limit: Some(baton_core::pagination::MAX_LIMIT), ..GroupQuery::default() };
         groups::list(&app.db, scope, &query)
@@ -282,6 +285,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         events,
         recordings,
         open_sessions,
+        bundles,
     }))
 }
 

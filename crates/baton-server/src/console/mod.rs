@@ -13,13 +13,15 @@
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
 //!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
 //!   [`files`]: file transfer with a device;
-//!   [`recordings`]: recorded sessions and their replay.
+//!   [`recordings`]: recorded sessions and their replay; [`bundles`]: support bundles (a
+//!   device's, and a request's progress).
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
 //!   sizes and durations in words.
 
 mod admin;
 mod artifacts;
 mod assets;
+mod bundles;
 mod commands;
 mod device;
 mod devices;
@@ -108,6 +110,8 @@ console_routes! {
     get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
     get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
     get "/recordings" => recordings::page, RemoteRecordings;
+    post "/devices/{id}/bundles" => bundles::request, RemoteLogs;
+    get "/bundles/{id}" => bundles::request_page, RemoteLogs;
     get "/groups" => groups::page, GroupsRead;
     post "/groups" => groups::create, GroupsWrite;
     get "/groups/{id}" => groups::group_page, GroupsRead;

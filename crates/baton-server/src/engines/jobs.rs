@@ -1,11 +1,12 @@
-//! Background jobs: expiring commands past their TTL, pruning telemetry and session recordings
-//! past their retention, and closing remote sessions nobody attached to.
+//! Background jobs: expiring commands past their TTL (and failing the support bundles they
+//! carried), pruning telemetry, session recordings and support bundles past their retention,
+//! and closing remote sessions nobody attached to.
 //! Each runs on a fixed interval for the life of the server; a failed run is logged and the
 //! next one tries again.
 
 use std::time::Duration;
 
-use baton_core::{commands::delivery, remote, telemetry};
+use baton_core::{bundles, commands::delivery, remote, telemetry};
 
 use super::Context;
 
@@ -23,6 +24,11 @@ pub fn spawn(app: &Context) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(commands = n, "commands expired"),
                 Err(e) => tracing::warn!(error = %e, "expiring commands failed"),
+            }
+            match bundles::settle(&state.db, &state.bus, None).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(bundles = n, "support bundles failed with their commands"),
+                Err(e) => tracing::warn!(error = %e, "settling support bundles failed"),
             }
             if let Err(e) = remote::close_unattached(&state.db).await {
                 tracing::warn!(error = %e, "closing unattached remote sessions failed");
@@ -44,6 +50,12 @@ pub fn spawn(app: &Context) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(recordings = n, "pruned session recordings past retention"),
                 Err(e) => tracing::warn!(error = %e, "pruning session recordings failed"),
+            }
+            let retention = state.settings.support_bundle_retention_days;
+            match bundles::prune(&state.db, state.artifacts.as_ref(), retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(bundles = n, "pruned support bundles past retention"),
+                Err(e) => tracing::warn!(error = %e, "pruning support bundles failed"),
             }
         }
     });

@@ -254,6 +254,7 @@ impl Session {
         let (db, bus, scope) = (&self.app.db, &self.app.bus, &self.device.scope);
         let finished = delivery::report(db, bus, scope, device_id, update).await.map_err(Ending::internal)?;
         if finished {
+            baton_core::bundles::settle(db, bus, Some(&command_id)).await.map_err(Ending::internal)?;
             self.sent.remove(&command_id);
             if let Some(n) = self.rpc_of_command.remove(&command_id) {
                 self.rpc.remove(&n);

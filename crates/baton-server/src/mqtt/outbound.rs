@@ -61,6 +61,11 @@ impl Session {
             if self.sent.contains(&envelope.id) {
                 continue;
             }
+            if matches!(envelope.command, CommandSpec::SupportBundle { .. }) {
+                let error = "MQTT devices cannot make support bundles; they need the Baton agent";
+                self.answer_rpc(device_id, &envelope.id, json!({"error": error})).await?;
+                continue;
+            }
             if self.in_flight.len() >= self.window {
                 self.blocked.insert(device_id.to_owned());
                 break;

@@ -17,6 +17,7 @@ mod access;
 mod artifacts;
 mod attach;
 mod attributes;
+mod bundles;
 mod commands;
 mod cp;
 mod demo;
@@ -142,6 +143,9 @@ enum Command {
     /// The tenant's remote-access policy.
     #[command(subcommand)]
     RemotePolicy(remote_policy::RemotePolicyCommand),
+    /// Support bundles: a device's logs, inventory and diagnostics as one archive.
+    #[command(subcommand, visible_alias = "bundles")]
+    Bundle(bundles::BundleCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -173,6 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions(cmd) => sessions::run(cmd, &connect(&g)?, &g).await,
         Command::Recordings(cmd) => recordings::run(cmd, &connect(&g)?, &g).await,
         Command::RemotePolicy(cmd) => remote_policy::run(cmd, &connect(&g)?, &g).await,
+        Command::Bundle(cmd) => bundles::run(cmd, &connect(&g)?, &g).await,
     }
 }
 

@@ -282,6 +282,8 @@ async fn device(index: u64, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
             serial: Some(serial(&config.prefix, index)),
             ca_cert: config.ca_cert.clone(),
             remote: remote(config.terminal, sandbox.as_deref()),
+            // Support bundles are made in the state directory: the sandbox's, when there is one.
+            state_dir: sandbox.as_ref().map_or_else(|| AgentConfig::default().state_dir, |d| d.join("state")),
             ..AgentConfig::default()
         };
         let answers = source.clone();
@@ -350,6 +352,8 @@ fn remote(terminal: bool, sandbox: Option<&std::path::Path>) -> RemoteConfig {
         remote.files = true;
         remote.file_paths = vec![dir.join("files")];
         remote.bundles = true;
+        // Not the host's journal: a simulated device has none of its own.
+        remote.journal_directory = Some(dir.join("journal"));
     }
     remote
 }

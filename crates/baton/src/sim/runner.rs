@@ -49,6 +49,9 @@ pub async fn answer(spec: CommandSpec, failing: bool, source: SharedSource) -> O
         CommandSpec::Custom { .. } | CommandSpec::SetTelemetryInterval { .. } | CommandSpec::RefreshInventory => {
             output(serde_json::json!({ "simulated": true }))
         }
+        // The agent's connection makes bundles (from the sandbox, when `--sandbox` allows them);
+        // a runner is never asked.
+        CommandSpec::SupportBundle { .. } => Outcome::failed("support bundles are made by the agent, not the runner"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Helpers for the remote-support tests: the real `baton-agent` binary as a child process with
-//! its own config, and a terminal client speaking the attach WebSocket.
+//! its own config, a terminal client speaking the attach WebSocket, and journal files written
+//! by `systemd-journal-remote` for the agent to read.
 
 use std::{
     path::{Path, PathBuf},
@@ -345,4 +346,32 @@ pub struct Process {
     pub written: u64,
     pub alive: bool,
     pub sleeping: bool,
+}
+
+/// Writes journal entries (`(seconds ago, unit, priority, message)`) into `dir` as a real journal
+/// file, through `systemd-journal-remote`.
+pub fn journal(dir: &Path, entries: &[(i64, &str, u8, &str)]) {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut export = String::new();
+    for (ago, unit, priority, message) in entries {
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={seq}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             _SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER={}\nPRIORITY={priority}\nMESSAGE={message}\n\n",
+            now - ago * 1_000_000,
+            unit.trim_end_matches(".service"),
+        ));
+    }
+    let mut child = Command::new(baton_testkit::tools::JOURNAL_REMOTE)
+        .arg(format!("--output={}/remote.journal", dir.display()))
+        .args(["--split-mode=none", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-journal-remote starts");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), export.as_bytes()).expect("entries written");
+    let out = child.wait_with_output().expect("systemd-journal-remote ends");
+    assert!(out.status.success(), "systemd-journal-remote: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod attributes;
 pub mod auth;
+pub mod bundles;
 pub mod certificates;
 pub mod commands;
 pub mod devices;
