@@ -33,6 +33,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 pub use reqwest::StatusCode;
 use reqwest::{Method, RequestBuilder, header::ACCEPT};
 use serde::{Serialize, de::DeserializeOwned};
+
+/// The longest log record the client reads (the agent cuts lines at 64 KiB; JSON escaping can
+/// grow one): a server that sends more is answered with an error, not unbounded memory.
+const MAX_LOG_LINE: usize = 1 << 20;
 pub use sse::Live;
 
 /// What can go wrong talking to the server.
@@ -430,12 +434,20 @@ impl Client {
                 loop {
                     if let Some(end) = pending.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = pending.drain(..=end).collect();
+                        if line.len() > MAX_LOG_LINE {
+                            let reason = format!("a log line longer than {MAX_LOG_LINE} bytes");
+                            return Some((Err(ClientError::Unexpected { url, status: StatusCode::OK, reason }), None));
+                        }
                         let record = serde_json::from_slice(&line).map_err(|e| ClientError::Unexpected {
                             url: url.clone(),
                             status: StatusCode::OK,
                             reason: format!("a log line that is not a record: {e}"),
                         });
                         return Some((record, Some((response, pending))));
+                    }
+                    if pending.len() > MAX_LOG_LINE {
+                        let reason = format!("a log line longer than {MAX_LOG_LINE} bytes");
+                        return Some((Err(ClientError::Unexpected { url, status: StatusCode::OK, reason }), None));
                     }
                     match response.chunk().await {
                         Ok(Some(bytes)) => pending.extend_from_slice(&bytes),
@@ -480,7 +492,7 @@ impl Client {
             .request(Method::PUT, &format!("/api/v1/devices/{}/files", seg(device)))
             .query(facts)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, facts.size - facts.offset)
+            .header(reqwest::header::CONTENT_LENGTH, facts.size.saturating_sub(facts.offset))
             .body(reqwest::Body::wrap_stream(body));
         self.send(request).await
     }

@@ -102,7 +102,14 @@ impl ArtifactStore for LocalStore {
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
             }
-            tokio::fs::rename(finished, &path).await
+            tokio::fs::rename(finished, &path).await?;
+            // The rename is durable only once its directory is synced: what the database then
+            // calls stored survives a power cut.
+            #[cfg(unix)]
+            if let Some(dir) = path.parent() {
+                tokio::fs::File::open(dir).await?.sync_all().await?;
+            }
+            Ok(())
         })
     }
 

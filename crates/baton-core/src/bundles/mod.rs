@@ -76,6 +76,11 @@ pub async fn request(
     if !(1..=MAX_SINCE_SECS).contains(&since_secs) {
         return Err(Error::invalid("/since_secs", format!("must be between 1 and {MAX_SINCE_SECS} (30 days)")));
     }
+    if !crate::remote::policy::get(db, scope).await?.enabled {
+        return Err(Error::Forbidden(
+            "remote access is switched off for this tenant, support bundles included; an administrator can turn it on (PUT /api/v1/remote-policy)".into(),
+        ));
+    }
     let devices = targets(db, scope, target).await?;
     let request_id = new_id();
     let spec = CommandSpec::SupportBundle { bundle_id: String::new(), since_secs };

@@ -110,7 +110,9 @@ where
     {
         return Err(Error::invalid("body", format!("the bytes received hash to {sha256}, not {expected}; send again")));
     }
-    let key = format!("bundles/{}/{}", scope.id(), bundle.id);
+    // A key of its own per upload: a retried upload racing the first never deletes the object
+    // the other one stored.
+    let key = format!("bundles/{}/{}/{}", scope.id(), bundle.id, crate::store::new_id());
     let staged = staged.into_temp_path();
     store.put(&key, &staged).await.map_err(io_error)?;
     let changed = sqlx::query(

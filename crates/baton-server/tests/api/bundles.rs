@@ -130,6 +130,14 @@ async fn an_agent_makes_a_bundle_that_is_listed_followed_and_downloaded() {
     let operator = app.client_with_role("operator").await;
     assert_eq!(operator.bundles(&BundleQuery::default()).await.expect("an operator reads them").items.len(), 1);
 
+    // Remote access switched off for the tenant refuses bundles too, saying how to turn it on.
+    let mut policy = app.admin.remote_policy().await.expect("policy");
+    policy.enabled = false;
+    app.admin.set_remote_policy(&policy).await.expect("switched off");
+    let refused = app.admin.request_bundles(&req).await.expect_err("refused while remote access is off");
+    assert!(refused.to_string().contains("PUT /api/v1/remote-policy"), "{refused}");
+    assert_eq!(code(refused), Some(403));
+
     let _ = stop.send(());
     let _ = run.await;
 }

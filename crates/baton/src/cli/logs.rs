@@ -88,8 +88,32 @@ pub async fn run(args: LogsArgs, client: &Client) -> anyhow::Result<()> {
 fn human(record: &LogRecord) -> String {
     let ts = record.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ");
     let from = record.unit.as_deref().unwrap_or(&record.source);
+    let (from, message) = (printable(from), printable(&record.message));
     match record.priority {
-        Some(p) => format!("{ts} {from}[{p}]: {}", record.message),
-        None => format!("{ts} {from}: {}", record.message),
+        Some(p) => format!("{ts} {from}[{p}]: {message}"),
+        None => format!("{ts} {from}: {message}"),
+    }
+}
+
+/// A device's text with control characters shown as escapes, so a log line cannot drive the
+/// operator's terminal (colours, titles, cursor moves); tabs stay.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_a_device_are_shown_not_obeyed() {
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(printable("\u{1b}]0;pwned\u{7}red\u{1b}[31m"), "\\u{1b}]0;pwned\\u{7}red\\u{1b}[31m");
     }
 }

@@ -151,7 +151,8 @@ async fn tree(response: &mut reqwest::Response, dest: &Path, part: &Path, bar: &
 pub(crate) fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<usize> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot make {}", dest.display()))?;
     let mut archive = tar::Archive::new(std::fs::File::open(tar)?);
-    archive.set_preserve_permissions(true);
+    // Permission bits masked to 0777: a device's archive never makes setuid files here.
+    archive.set_preserve_permissions(false);
     let mut count = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
