@@ -24,12 +24,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(upload_bundle))
 }
 
-/// Upload a support bundle this device was asked for: the body is the archive (`tar.gz`),
-/// `x-checksum-sha256` its SHA-256. Send `Authorization: Bearer <device secret>` and
+/// Upload a support bundle this device was asked for: the body is the archive (`tar.gz`, sent as
+/// `application/gzip` or `application/octet-stream`), `x-checksum-sha256` its SHA-256. Send `Authorization: Bearer <device secret>` and
 /// `x-baton-device-id`, or present the device's certificate.
 #[utoipa::path(put, path = "/api/v1/agent/support-bundles/{id}", tag = "agent", security(("device" = [])),
     params(("id" = String, Path), ("x-checksum-sha256" = Option<String>, Header, description = "The archive's SHA-256, hex")),
-    request_body(content = Vec<u8>, content_type = "application/gzip"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = SupportBundle, description = "Stored"), (status = 401, description = "Unknown device or wrong secret"),
         (status = 404, description = "No such bundle for this device"), (status = 409, description = "The bundle is already stored or failed"),
         (status = 413, description = "Over the server's support_bundle_max_bytes; the bundle failed saying so"),
