@@ -48,7 +48,10 @@
   };
   pathInput.addEventListener("input", syncDownload);
   syncDownload();
+  // The field can change without an input event (a browser restoring it going back, say): the
+  // link is brought up to date as it is followed, so it downloads the path the field shows.
   download.addEventListener("click", (e) => {
+    syncDownload();
     if (!pathInput.value.trim()) e.preventDefault();
   });
 

@@ -5,8 +5,9 @@
 //
 // Drives Debian's /usr/bin/chromium through playwright-core, which comes from console/node_modules
 // (`npm ci --prefix console`): it is the browser test harness, not part of what Baton ships. The
-// Rust tests in tests/api/console_browser.rs (and console_remote.rs) start the server and run this
-// once per scenario. The remote-support scenarios live in remote.mjs.
+// Rust tests in tests/api/console_browser.rs (and console_remote.rs, console_files.rs and
+// console_bundles.rs) start the server and run this once per scenario. The remote-support
+// scenarios (terminal, recordings, logs, files, support bundles) live in remote.mjs.
 //
 // Every scenario fails on any console error, uncaught page error, failed request or response with
 // status >= 400 that the scenario did not expect, and saves a full-page screenshot
