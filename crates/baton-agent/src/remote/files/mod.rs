@@ -66,8 +66,9 @@ async fn stat(
     let info = blocking(move || {
         let mut info = describe(&real, true)?;
         if let Some(sha) = upload_sha256 {
-            let kept = write::partial_path(&real, &sha).and_then(|p| std::fs::metadata(p).ok());
-            info.received = Some(kept.map_or(0, |m| m.len()));
+            // The partial as it is: a link or anything but a regular file there counts as nothing.
+            let kept = write::partial_path(&real, &sha).ok().and_then(|p| std::fs::symlink_metadata(p).ok());
+            info.received = Some(kept.filter(|m| m.is_file()).map_or(0, |m| m.len()));
         }
         Ok(info)
     })
