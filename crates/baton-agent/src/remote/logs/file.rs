@@ -253,11 +253,11 @@ fn resolve(asked: &str, allowed: &[PathBuf], listed: &str) -> Result<(File, (u64
             real.display()
         ));
     }
-    let file = File::open(&real).map_err(|e| format!("cannot read {asked}: {e}"))?;
+    let file = crate::safe_open::open_regular(&real, asked, allowed).map_err(|e| match e.kind() {
+        io::ErrorKind::Other => e.to_string(),
+        _ => format!("cannot read {asked}: {e}"),
+    })?;
     let meta = file.metadata().map_err(|e| format!("cannot read {asked}: {e}"))?;
-    if meta.is_dir() {
-        return Err(format!("{asked} is a directory; name a file in it"));
-    }
     Ok((file, identity(&meta)))
 }
 
