@@ -26,8 +26,10 @@ use tokio::sync::mpsc;
 use super::{Input, Outgoing, blocking, check_sha256, closed, describe, hash_from, opened, paths};
 use crate::config::RemoteConfig;
 
-/// Permission bits of a written file unless the upload names others.
+/// Permission bits of a new file unless the upload names others (a file replaced keeps its own).
 const DEFAULT_MODE: u32 = 0o644;
+/// The most an upload may ask for: no setuid, setgid or sticky bit.
+const MAX_MODE: u32 = 0o777;
 /// Bytes gathered before they go to the disk.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Bytes written before the server is credited for them, while more input waits.
@@ -81,28 +83,30 @@ pub(super) async fn run(
     if upload.offset > upload.size {
         return Err(format!("offset {} is past the file's size {}", upload.offset, upload.size));
     }
-    if upload.mode.is_some_and(|m| m > 0o7777) {
-        return Err("the mode must be permission bits (at most 7777 in octal)".into());
+    if upload.mode.is_some_and(|m| m > MAX_MODE) {
+        return Err("the mode must be at most 0777 (no setuid, setgid or sticky bit)".into());
     }
     let target = paths::allowed(config, path)?;
     let sha256 = upload.sha256.to_ascii_lowercase();
     let offset = upload.offset;
     let partial = partial_path(&target, &sha256)?;
     let found = target.clone();
-    let (info, part, hasher) = blocking(move || {
+    let asked_mode = upload.mode;
+    let (info, part, hasher, (mode, owner)) = blocking(move || {
         let info = describe(&found, false)?;
         if info.kind == FileKind::Directory {
             return Err(io::Error::other("the path is a directory; name the file to write"));
         }
+        let kept = keeps(&found, asked_mode);
         if let Some(dir) = found.parent() {
             sweep(dir, SystemTime::now());
         }
         let (part, hasher) = resume(&partial, offset)?;
-        Ok((info, part, hasher))
+        Ok((info, part, hasher, kept))
     })
     .await?;
     opened(&tx, stream, baton_proto::streams::FileInfo { received: Some(offset), ..info }).await;
-    let job = Job { stream, target, sha256, size: upload.size, received: offset, mode: upload.mode };
+    let job = Job { stream, target, sha256, size: upload.size, received: offset, mode, owner };
     let out = tx.clone();
     let end = tokio::task::spawn_blocking(move || job.receive(part, hasher, input, &out))
         .await
@@ -114,6 +118,25 @@ pub(super) async fn run(
         End::Stopped => {}
     }
     Ok(())
+}
+
+/// The mode of the file written, and (when the agent runs as root) the owner it keeps: the mode
+/// asked for, else the replaced file's (its permission bits only), else [`DEFAULT_MODE`]; the
+/// replaced file's owner and group.
+fn keeps(target: &Path, asked: Option<u32>) -> (u32, Option<(u32, u32)>) {
+    let old = std::fs::symlink_metadata(target).ok().filter(|m| m.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = asked.or(old.as_ref().map(|m| m.mode())).unwrap_or(DEFAULT_MODE) & MAX_MODE;
+        let owner = old.filter(|_| nix::unistd::geteuid().is_root()).map(|m| (m.uid(), m.gid()));
+        (mode, owner)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = old;
+        (asked.unwrap_or(DEFAULT_MODE) & MAX_MODE, None)
+    }
 }
 
 /// The partial file of an upload, open (and on Unix locked) from its opening to its rename.
@@ -308,7 +331,10 @@ struct Job {
     sha256: String,
     size: u64,
     received: u64,
-    mode: Option<u32>,
+    /// Permission bits of the file written (at most [`MAX_MODE`]).
+    mode: u32,
+    /// The owner and group of the file replaced, kept (when the agent runs as root).
+    owner: Option<(u32, u32)>,
 }
 
 impl Job {
@@ -379,14 +405,18 @@ impl Job {
                 self.sha256
             )));
         }
+        // Through the open file (never by path); the owner first, as a change of owner clears
+        // the setuid and setgid bits.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = self.mode.unwrap_or(DEFAULT_MODE);
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = self.owner {
+                nix::unistd::fchown(file, Some(uid.into()), Some(gid.into()))?;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(self.mode & MAX_MODE))?;
         }
         #[cfg(not(unix))]
-        let _ = (self.mode, DEFAULT_MODE);
+        let _ = (self.mode, self.owner);
         unix_part::still_there(file, &part.path)?;
         std::fs::rename(&part.path, &self.target)?;
         #[cfg(unix)]
@@ -457,6 +487,62 @@ mod tests {
         nix::unistd::mkfifo(&partial, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
         let err = refused(resume(&partial, 1));
         assert!(err.contains("is not a regular file"), "{err}");
+    }
+
+    /// Uploads `content` to `target` through a job, as the stream would.
+    fn upload(target: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> End {
+        let sha = format!("{:x}", Sha256::digest(content));
+        let partial = partial_path(target, &sha).expect("named");
+        let (part, hasher) = resume(&partial, 0).expect("partial");
+        let (input_tx, input) = mpsc::unbounded_channel();
+        input_tx.send(Input::Data(bytes::Bytes::copy_from_slice(content))).expect("sent");
+        let (tx, _rx) = mpsc::channel(16);
+        let job = Job {
+            stream: 1,
+            target: target.to_path_buf(),
+            sha256: sha,
+            size: content.len() as u64,
+            received: 0,
+            mode,
+            owner,
+        };
+        job.receive(part, hasher, input, &tx)
+    }
+
+    #[test]
+    fn modes_are_permission_bits_only_and_a_replaced_file_keeps_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("tool");
+        let mode_of = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+
+        assert_eq!(keeps(&target, None).0, DEFAULT_MODE, "a new file");
+        assert_eq!(keeps(&target, Some(0o4755)).0, 0o755, "setuid masked");
+        let (mode, _) = keeps(&target, Some(0o750));
+        assert!(matches!(upload(&target, b"v1", mode, None), End::Written));
+        assert_eq!(mode_of(&target), 0o750);
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(&target, Some(65534), Some(65534)).expect("chown");
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o6711)).expect("chmod");
+        let (mode, owner) = keeps(&target, None);
+        assert_eq!(mode, 0o711, "the replaced file's permission bits, without setuid or setgid");
+        if root {
+            assert_eq!(owner, Some((65534, 65534)));
+        } else {
+            assert_eq!(owner, None, "only root gives files away");
+        }
+        assert!(matches!(upload(&target, b"v2", mode, owner), End::Written));
+        assert_eq!((std::fs::read(&target).expect("read"), mode_of(&target)), (b"v2".to_vec(), 0o711));
+        if root {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&target).expect("meta");
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "the replaced file's owner kept");
+        }
+        // Even a mode asked for past 0777 reaching the job: only permission bits.
+        assert!(matches!(upload(&target, b"v3", 0o4777, None), End::Written));
+        assert_eq!(mode_of(&target), 0o777);
     }
 
     #[test]
