@@ -36,7 +36,7 @@ pub(super) async fn run(
     let max = config.file_max_bytes;
     let (path_shown, found, tree_roots) = (path.to_owned(), real.clone(), roots.clone());
     let (info, file) = blocking(move || {
-        let mut info = describe(&found, false)?;
+        let mut info = describe(&found, None)?;
         let file = match info.kind {
             FileKind::File => {
                 // Opened without following a link swapped in since the check; judged as opened.

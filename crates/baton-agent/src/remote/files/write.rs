@@ -93,7 +93,7 @@ pub(super) async fn run(
     let found = target.clone();
     let asked_mode = upload.mode;
     let (info, part, hasher, (mode, owner)) = blocking(move || {
-        let info = describe(&found, false)?;
+        let info = describe(&found, None)?;
         if info.kind == FileKind::Directory {
             return Err(io::Error::other("the path is a directory; name the file to write"));
         }
