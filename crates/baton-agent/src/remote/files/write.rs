@@ -546,6 +546,41 @@ mod tests {
     }
 
     #[test]
+    fn partials_abandoned_for_a_day_are_swept_and_others_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |name: &str| dir.path().join(name);
+        let day_ago = SystemTime::now() - ABANDONED - Duration::from_secs(60);
+        let old = |name: &str| {
+            std::fs::write(at(name), "x").expect("written");
+            File::options().write(true).open(at(name)).expect("open").set_modified(day_ago).expect("aged");
+        };
+        old(".a.bin.0000.baton-part");
+        old("kept.log");
+        old(".b.bin.1111.baton-part");
+        std::fs::write(at(".c.bin.2222.baton-part"), "recent").expect("written");
+        std::os::unix::fs::symlink(at("kept.log"), at(".d.bin.3333.baton-part")).expect("link");
+        // One an upload holds (resumed a moment ago, but left old on purpose).
+        let (held, _) = resume(&at(".b.bin.1111.baton-part"), 1).expect("held");
+        File::options()
+            .write(true)
+            .open(at(".b.bin.1111.baton-part"))
+            .expect("open")
+            .set_modified(day_ago)
+            .expect("aged");
+
+        sweep(dir.path(), SystemTime::now());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".b.bin.1111.baton-part", ".c.bin.2222.baton-part", ".d.bin.3333.baton-part", "kept.log"]);
+        drop(held);
+        sweep(dir.path(), SystemTime::now());
+        assert!(!at(".b.bin.1111.baton-part").exists(), "swept once no upload holds it");
+    }
+
+    #[test]
     fn a_second_upload_of_the_same_content_is_refused_while_the_first_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partial = partial_path(&dir.path().join("app.bin"), SHA).expect("named");
