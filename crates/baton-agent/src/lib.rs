@@ -47,6 +47,7 @@ pub mod enroll;
 pub mod errors;
 pub mod executor;
 pub mod remote;
+pub mod safe_open;
 pub mod source;
 pub mod storage;
 pub mod system;

@@ -129,7 +129,7 @@ fn build(manifest: Manifest, p: Parts) -> std::io::Result<(u64, String, bool)> {
     }
     match p.journal {
         Err(why) => archive.skip("journal.txt", why),
-        Ok(note) => match sources::tail(&p.journal_file, TAIL_BYTES) {
+        Ok(note) => match sources::tail(&p.journal_file, &journal_dir(&p.journal_file), TAIL_BYTES) {
             Ok((data, len)) => {
                 let note = join(note, tail_note(data.len(), len));
                 archive.add("journal.txt", Some("journalctl"), &data, note)?;
@@ -139,12 +139,13 @@ fn build(manifest: Manifest, p: Parts) -> std::io::Result<(u64, String, bool)> {
     }
     let mut skipped = Vec::new();
     let files = sources::log_files(&p.log_paths, p.since, &mut skipped);
+    let roots = sources::canonical_roots(&p.log_paths);
     for s in skipped {
         archive.skip(&s.source, s.reason);
     }
     for file in files {
         let source = file.path.display().to_string();
-        match sources::tail(&file.path, TAIL_BYTES) {
+        match sources::tail(&file.path, &roots, TAIL_BYTES) {
             Ok((data, len)) => {
                 archive.add(&entry_name(&file.path), Some(&source), &data, tail_note(data.len(), len))?
             }
@@ -154,6 +155,11 @@ fn build(manifest: Manifest, p: Parts) -> std::io::Result<(u64, String, bool)> {
     let cut = archive.manifest.cut_for_size;
     let size = archive.finish()?;
     Ok((size, sha256_of(&p.archive)?, cut))
+}
+
+/// Where journalctl's output was written (the agent's own directory): the one place it is read from.
+fn journal_dir(file: &Path) -> Vec<PathBuf> {
+    file.parent().and_then(|d| std::fs::canonicalize(d).ok()).into_iter().collect()
 }
 
 fn tail_note(kept: usize, len: u64) -> Option<String> {

@@ -39,7 +39,7 @@ pub struct LogFile {
 /// The files under `roots` changed within `since`, most recently changed first.
 pub fn log_files(roots: &[PathBuf], since: Duration, skipped: &mut Vec<Skipped>) -> Vec<LogFile> {
     let cutoff = SystemTime::now().checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
-    let allowed: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+    let allowed = canonical_roots(roots);
     let mut found = Vec::new();
     let mut seen = 0usize;
     for root in roots {
@@ -112,10 +112,16 @@ fn walk(
     }
 }
 
-/// The last `max` bytes of a file (all of it when smaller), and its length when read.
-pub fn tail(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
+/// The allowed places of `roots`, canonical (those that exist).
+pub fn canonical_roots(roots: &[PathBuf]) -> Vec<PathBuf> {
+    roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect()
+}
+
+/// The last `max` bytes of a file (all of it when smaller), and its length when read; only a
+/// regular file, and only if once open it is still under one of `roots` (canonical).
+pub fn tail(path: &Path, roots: &[PathBuf], max: u64) -> std::io::Result<(Vec<u8>, u64)> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::safe_open::open_regular(path, &path.display().to_string(), roots)?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(max);
     file.seek(SeekFrom::Start(start))?;

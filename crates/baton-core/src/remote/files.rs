@@ -62,12 +62,15 @@ pub fn check_upload(req: &FileUpload) -> Result<Upload, Error> {
     }
     let mode = match req.mode.as_deref() {
         None => None,
-        Some(m) => Some(
-            u32::from_str_radix(m, 8)
-                .ok()
-                .filter(|&bits| bits <= 0o7777)
-                .ok_or_else(|| Error::invalid("mode", "permission bits in octal, e.g. 644 or 0755"))?,
-        ),
+        Some(m) => {
+            let bits = u32::from_str_radix(m, 8)
+                .map_err(|_| Error::invalid("mode", "permission bits in octal, e.g. 644 or 0755"))?;
+            // No setuid, setgid or sticky bit: an upload must not make a privileged program.
+            if bits > 0o777 {
+                return Err(Error::invalid("mode", "mode must be at most 0777"));
+            }
+            Some(bits)
+        }
     };
     Ok(Upload { path: req.path.clone(), size: req.size, sha256, offset: req.offset, mode })
 }
@@ -135,6 +138,13 @@ mod tests {
         assert_eq!(field(check_upload(&upload("/x", &sha, 11, None))), "offset");
         assert_eq!(field(check_upload(&upload("/x", &sha, 0, Some("9")))), "mode");
         assert_eq!(field(check_upload(&upload("/x", &sha, 0, Some("17777")))), "mode");
+        for setuid in ["4755", "2755", "1777", "7777"] {
+            match check_upload(&upload("/x", &sha, 0, Some(setuid))) {
+                Err(Error::Invalid { errors, .. }) => assert_eq!(errors[0].message, "mode must be at most 0777"),
+                other => panic!("{setuid}: {other:?}"),
+            }
+        }
+        assert_eq!(check_upload(&upload("/x", &sha, 0, Some("777"))).expect("0777").mode, Some(0o777));
         assert!(check_path("C:\\data\\x").is_ok());
         assert!(too_large(11, 10).is_some_and(|m| m.contains("remote_file_max_bytes")) && too_large(10, 10).is_none());
     }

@@ -11,7 +11,11 @@ mod paths;
 mod read;
 mod write;
 
-use std::{io::Read, path::Path, sync::Arc};
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use baton_proto::{
     agent::AgentMessage,
@@ -21,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{Input, Outgoing};
-use crate::config::RemoteConfig;
+use crate::{config::RemoteConfig, safe_open::open_regular};
 
 pub(super) async fn run(
     config: &RemoteConfig,
@@ -63,11 +67,13 @@ async fn stat(
     if let Some(sha) = &upload_sha256 {
         check_sha256(sha)?;
     }
+    let (roots, max) = (paths::roots(config), config.file_max_bytes);
     let info = blocking(move || {
-        let mut info = describe(&real, true)?;
+        let mut info = describe(&real, Some(Hashing { max, roots: &roots }))?;
         if let Some(sha) = upload_sha256 {
-            let kept = write::partial_path(&real, &sha).and_then(|p| std::fs::metadata(p).ok());
-            info.received = Some(kept.map_or(0, |m| m.len()));
+            // The partial as it is: a link or anything but a regular file there counts as nothing.
+            let kept = write::partial_path(&real, &sha).ok().and_then(|p| std::fs::symlink_metadata(p).ok());
+            info.received = Some(kept.filter(|m| m.is_file()).map_or(0, |m| m.len()));
         }
         Ok(info)
     })
@@ -77,9 +83,17 @@ async fn stat(
     Ok(())
 }
 
+/// How [`describe`] hashes a file: only one of at most `max` bytes (`[remote] file_max_bytes`;
+/// a larger one is described without its SHA-256), opened as [`open_regular`] does.
+struct Hashing<'a> {
+    max: u64,
+    roots: &'a [PathBuf],
+}
+
 /// What is at `path` (following links: it is canonical already); with `hash`, a file's
-/// SHA-256 too.
-fn describe(path: &Path, hash: bool) -> std::io::Result<FileInfo> {
+/// SHA-256 too. Only a regular file is a file: anything else but a directory (a FIFO, a
+/// device, a socket) is refused.
+fn describe(path: &Path, hash: Option<Hashing>) -> std::io::Result<FileInfo> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -94,8 +108,17 @@ fn describe(path: &Path, hash: bool) -> std::io::Result<FileInfo> {
         }
         Err(e) => return Err(e),
     };
-    let kind = if meta.is_dir() { FileKind::Directory } else { FileKind::File };
-    let sha256 = if hash && kind == FileKind::File { Some(sha256_of(path)?) } else { None };
+    let kind = if meta.is_dir() {
+        FileKind::Directory
+    } else if meta.is_file() {
+        FileKind::File
+    } else {
+        return Err(std::io::Error::other(format!("`{}` is not a regular file", path.display())));
+    };
+    let sha256 = match hash {
+        Some(h) if kind == FileKind::File && meta.len() <= h.max => Some(sha256_of(path, h.roots)?),
+        _ => None,
+    };
     let modified_ms =
         meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as i64);
     Ok(FileInfo {
@@ -118,9 +141,9 @@ fn mode(_meta: &std::fs::Metadata) -> Option<u32> {
     None
 }
 
-/// The hex SHA-256 of a file's content.
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+/// The hex SHA-256 of a file's content (a regular file under `roots`).
+fn sha256_of(path: &Path, roots: &[PathBuf]) -> std::io::Result<String> {
+    let mut file = open_regular(path, &format!("`{}`", path.display()), roots)?;
     let mut hasher = Sha256::new();
     hash_from(&mut file, &mut hasher, u64::MAX)?;
     Ok(format!("{:x}", hasher.finalize()))
@@ -166,4 +189,30 @@ async fn opened(tx: &mpsc::Sender<Outgoing>, stream: u32, info: FileInfo) {
 async fn closed(tx: &mpsc::Sender<Outgoing>, stream: u32, reason: &str, exit_code: Option<i32>) {
     let message = AgentMessage::StreamClosed { stream, reason: reason.to_owned(), exit_code };
     let _ = tx.send(Outgoing::Message(message)).await;
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_files_and_none_larger_than_the_limit_is_hashed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::write(root.join("small"), "abc").expect("file");
+        std::fs::write(root.join("large"), "abcdef").expect("file");
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+        let roots = [root.clone()];
+        let hashing = || Some(Hashing { max: 5, roots: &roots });
+
+        let small = describe(&root.join("small"), hashing()).expect("small");
+        assert_eq!((small.kind, small.sha256.as_deref().map(|s| &s[..8])), (FileKind::File, Some("ba7816bf")));
+        let large = describe(&root.join("large"), hashing()).expect("large");
+        assert_eq!((large.kind, large.size, large.sha256), (FileKind::File, 6, None));
+        for other in [root.join("fifo"), PathBuf::from("/dev/zero")] {
+            let err = describe(&other, hashing()).expect_err("not a file").to_string();
+            assert!(err.ends_with("is not a regular file"), "{err}");
+        }
+        assert_eq!(describe(&root, hashing()).expect("dir").kind, FileKind::Directory);
+    }
 }

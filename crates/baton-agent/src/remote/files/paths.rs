@@ -32,16 +32,17 @@ pub fn allowed(config: &RemoteConfig, path: &str) -> Result<PathBuf, String> {
         io::ErrorKind::NotFound => format!("`{path}`: its directory does not exist on the device"),
         _ => format!("`{path}`: {e}"),
     })?;
-    let inside = config
-        .file_paths
-        .iter()
-        .filter_map(|root| std::fs::canonicalize(root).ok())
-        .any(|root| real.starts_with(&root));
+    let inside = roots(config).iter().any(|root| real.starts_with(root));
     if inside {
         return Ok(real);
     }
     let list: Vec<String> = config.file_paths.iter().map(|p| p.display().to_string()).collect();
     Err(format!("`{path}` is outside the allowed paths: {}", list.join(", ")))
+}
+
+/// The allowed directories, canonical (those that exist).
+pub fn roots(config: &RemoteConfig) -> Vec<PathBuf> {
+    config.file_paths.iter().filter_map(|root| std::fs::canonicalize(root).ok()).collect()
 }
 
 /// The canonical form of `path`; for a path that does not exist, its canonical parent plus

@@ -6,7 +6,7 @@
 use std::{
     fs::File,
     io::{self, Read, Seek, SeekFrom, Write},
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use super::{Outgoing, blocking, closed, describe, opened, paths};
-use crate::config::RemoteConfig;
+use crate::{config::RemoteConfig, safe_open::open_regular};
 
 /// Bytes read from a file at once (sent as several chunks).
 const READ_BUFFER: usize = 256 * 1024;
@@ -32,17 +32,24 @@ pub(super) async fn run(
     tx: mpsc::Sender<Outgoing>,
 ) -> Result<(), String> {
     let real = paths::allowed(config, path)?;
+    let roots = paths::roots(config);
     let max = config.file_max_bytes;
-    let (path_shown, found) = (path.to_owned(), real.clone());
+    let (path_shown, found, tree_roots) = (path.to_owned(), real.clone(), roots.clone());
     let (info, file) = blocking(move || {
-        let info = describe(&found, false)?;
+        let mut info = describe(&found, None)?;
         let file = match info.kind {
-            FileKind::File => Some(File::open(&found)?),
+            FileKind::File => {
+                // Opened without following a link swapped in since the check; judged as opened.
+                let file = open_regular(&found, &format!("`{path_shown}`"), &roots)?;
+                info.size = file.metadata()?.len();
+                Some(file)
+            }
             _ => None,
         };
         Ok((info, file))
     })
     .await?;
+    let path_shown = path.to_owned();
     let out = Out { stream, credit, tx: tx.clone(), runtime: Handle::current(), sent: 0, limit: max, stopped: false };
     let end = match (info.kind, file) {
         (FileKind::Missing, _) => return Err(format!("`{path}` does not exist on the device")),
@@ -66,7 +73,7 @@ pub(super) async fn run(
         }
         _ => {
             opened(&tx, stream, info).await;
-            run_blocking(move || send_tree(&real, out)).await
+            run_blocking(move || send_tree(&real, &tree_roots, out)).await
         }
     };
     match end {
@@ -173,10 +180,10 @@ fn changed(size: u64, file: &File) -> io::Error {
 }
 
 /// Sends the directory `root` as a tar stream of everything under it, paths relative to it.
-fn send_tree(root: &Path, out: Out) -> End {
+fn send_tree(root: &Path, roots: &[PathBuf], out: Out) -> End {
     let mut builder = tar::Builder::new(io::BufWriter::with_capacity(streams::MAX_CHUNK, out));
     builder.follow_symlinks(false);
-    let result = add_dir(&mut builder, root, Path::new("")).and_then(|()| builder.finish());
+    let result = add_dir(&mut builder, root, Path::new(""), roots).and_then(|()| builder.finish());
     let mut writer = match builder.into_inner() {
         Ok(writer) => writer,
         Err(e) => return End::Failed(e.to_string()),
@@ -189,21 +196,130 @@ fn send_tree(root: &Path, out: Out) -> End {
     out.end(result)
 }
 
-/// Adds what is in `dir` (as `rel` in the archive), in name order; sockets and devices are
-/// left out, links kept as links.
-fn add_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, rel: &Path) -> io::Result<()> {
+/// Adds what is in `dir` (as `rel` in the archive), in name order, walked here rather than by
+/// `tar` (which opens by path, following links): a link is stored as a link (never followed),
+/// a regular file is opened as [`open_regular`] does and sent from the open file, a directory
+/// is walked only while it is still itself (not a link swapped in), and sockets, FIFOs and
+/// devices are left out.
+fn add_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, rel: &Path, roots: &[PathBuf]) -> io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let (full, name) = (entry.path(), rel.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        let add = |b: &mut tar::Builder<W>| b.append_path_with_name(&full, &name);
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", full.display()));
+        let kind = entry.file_type().map_err(named)?;
         if kind.is_dir() {
-            builder.append_dir(&name, &full)?;
-            add_dir(builder, &full, &name)?;
-        } else if kind.is_file() || kind.is_symlink() {
-            add(builder).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+            let meta = std::fs::symlink_metadata(&full).map_err(named)?;
+            let real = std::fs::canonicalize(&full).map_err(named)?;
+            if !meta.is_dir() || real != full || !roots.iter().any(|r| real.starts_with(r)) {
+                return Err(io::Error::other(format!(
+                    "{} changed while it was read; download it again",
+                    full.display()
+                )));
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata(&meta);
+            builder.append_data(&mut header, &name, io::empty()).map_err(named)?;
+            add_dir(builder, &full, &name, roots)?;
+        } else if kind.is_symlink() {
+            let meta = std::fs::symlink_metadata(&full).map_err(named)?;
+            let target = std::fs::read_link(&full).map_err(named)?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata(&meta);
+            header.set_size(0);
+            builder.append_link(&mut header, &name, &target).map_err(named)?;
+        } else if kind.is_file() {
+            let file = open_regular(&full, &full.display().to_string(), roots)?;
+            let meta = file.metadata().map_err(named)?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata(&meta);
+            builder.append_data(&mut header, &name, Exactly::new(file, meta.len())).map_err(named)?;
         }
     }
     Ok(())
+}
+
+/// Exactly `len` bytes of a file that may change while it is read: cut if it grew, padded
+/// with zeros if it shrank (the tar entry's size is said before its bytes).
+struct Exactly {
+    file: io::Take<File>,
+    padding: u64,
+}
+
+impl Exactly {
+    fn new(file: File, len: u64) -> Self {
+        Self { file: file.take(len), padding: 0 }
+    }
+}
+
+impl Read for Exactly {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.file.limit() > 0 {
+            let n = self.file.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            (self.padding, _) = (self.file.limit(), self.file.set_limit(0));
+        }
+        let n = buf.len().min(usize::try_from(self.padding).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.padding -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_walked_by_the_agent_links_kept_as_links_and_only_regular_files_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::canonicalize(dir.path()).expect("canonical");
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(root.join("sub")).expect("dirs");
+        std::fs::create_dir_all(&outside).expect("dirs");
+        std::fs::write(outside.join("secret"), "s").expect("secret");
+        std::fs::write(root.join("sub/a.txt"), "alpha").expect("file");
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("link")).expect("link");
+        std::os::unix::fs::symlink(&outside, root.join("door")).expect("link");
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+
+        let mut builder = tar::Builder::new(Vec::new());
+        add_dir(&mut builder, &root, Path::new(""), std::slice::from_ref(&root)).expect("walked");
+        let bytes = builder.into_inner().expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").display().to_string();
+            let link = entry.link_name().expect("link").map(|l| l.display().to_string());
+            let mut content = String::new();
+            entry.read_to_string(&mut content).expect("content");
+            seen.push((path, entry.header().entry_type(), link, content));
+        }
+        let secret = outside.join("secret").display().to_string();
+        assert_eq!(
+            seen,
+            [
+                ("door".into(), tar::EntryType::Symlink, Some(outside.display().to_string()), String::new()),
+                ("link".into(), tar::EntryType::Symlink, Some(secret), String::new()),
+                ("sub".into(), tar::EntryType::Directory, None, String::new()),
+                ("sub/a.txt".into(), tar::EntryType::Regular, None, "alpha".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_changes_size_while_archived_keeps_its_said_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, "abc").expect("file");
+        let mut out = Vec::new();
+        Exactly::new(File::open(&path).expect("open"), 5).read_to_end(&mut out).expect("read");
+        assert_eq!(out, b"abc\0\0");
+        out.clear();
+        Exactly::new(File::open(&path).expect("open"), 2).read_to_end(&mut out).expect("read");
+        assert_eq!(out, b"ab");
+    }
 }

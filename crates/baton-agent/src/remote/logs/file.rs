@@ -22,6 +22,11 @@ use crate::config::RemoteConfig;
 const POLL: Duration = Duration::from_millis(250);
 /// Bytes read at a time.
 const BLOCK: usize = 64 * 1024;
+/// Most bytes read from a followed file per look (more waits for the next one), so a file
+/// that grew a lot, or one read again from its start, is never loaded whole.
+const FOLLOW_MAX: u64 = 1 << 20;
+/// Most bytes of lines the last lines shown may hold (older lines are left out past it).
+const TAIL_MAX: usize = 8 << 20;
 
 /// A file the allow-list lets through, open.
 pub(super) struct Opened {
@@ -115,8 +120,19 @@ pub(super) async fn run(
         tokio::select! {
             reason = closed(&mut input) => return sink.close(reason, None).await,
             _ = tick.tick() => {
-                let mut lines = Vec::new();
-                let read = follow(&mut opened, &mut offset, &mut pending, &mut lines);
+                // The reading blocks: on a thread of its own, with what it reads from and into.
+                let looked = tokio::task::spawn_blocking(move || {
+                    let mut lines = Vec::new();
+                    let read = follow(&mut opened, &mut offset, &mut pending, &mut lines);
+                    (opened, offset, pending, lines, read)
+                })
+                .await;
+                let lines;
+                let read;
+                (opened, offset, pending, lines, read) = match looked {
+                    Ok(looked) => looked,
+                    Err(e) => return sink.close(format!("reading {source} failed: {e}"), Some(1)).await,
+                };
                 for line in lines.into_iter().filter(|l| grep.as_ref().is_none_or(|g| g.is_match(l))) {
                     if sink.push(&record(line)).await.is_err() {
                         return;
@@ -133,8 +149,9 @@ pub(super) async fn run(
     }
 }
 
-/// Reads what was written since `offset`, and switches to a new file that replaced the
-/// followed one (after reading the old one to its end); a truncated file is read from its start.
+/// Reads what was written since `offset` (at most [`FOLLOW_MAX`] bytes: the rest on the next
+/// look), and switches to a new file that replaced the followed one (once the old one was read
+/// to its end); a truncated file is read from its start.
 fn follow(opened: &mut Opened, offset: &mut u64, pending: &mut Vec<u8>, lines: &mut Vec<String>) -> Result<(), String> {
     let read_err = |e: io::Error| format!("cannot read {}: {e}", opened.asked);
     let now = std::fs::metadata(&opened.asked).ok();
@@ -143,8 +160,8 @@ fn follow(opened: &mut Opened, offset: &mut u64, pending: &mut Vec<u8>, lines: &
         *offset = 0;
         pending.clear();
     }
-    read_from(&mut opened.file, offset, pending, lines).map_err(read_err)?;
-    if replaced {
+    let at_end = read_from(&mut opened.file, offset, pending, lines).map_err(read_err)?;
+    if replaced && at_end {
         let (file, identity) = resolve(&opened.asked, &opened.allowed, &opened.listed)?;
         (opened.file, opened.identity, *offset) = (file, identity, 0);
         if !pending.is_empty() {
@@ -157,15 +174,21 @@ fn follow(opened: &mut Opened, offset: &mut u64, pending: &mut Vec<u8>, lines: &
     Ok(())
 }
 
-/// Reads `file` from `offset` to its end: complete lines into `lines`, the rest kept in `pending`.
-fn read_from(file: &mut File, offset: &mut u64, pending: &mut Vec<u8>, lines: &mut Vec<String>) -> io::Result<()> {
+/// Reads `file` from `offset` towards its end, at most [`FOLLOW_MAX`] bytes: complete lines
+/// into `lines`, the rest kept in `pending`. Whether it reached the end.
+fn read_from(file: &mut File, offset: &mut u64, pending: &mut Vec<u8>, lines: &mut Vec<String>) -> io::Result<bool> {
     file.seek(SeekFrom::Start(*offset))?;
     let mut buf = vec![0u8; BLOCK];
+    let mut read = 0u64;
     loop {
+        if read >= FOLLOW_MAX {
+            return Ok(false);
+        }
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(true);
         }
+        read += n as u64;
         *offset += n as u64;
         let mut rest = &buf[..n];
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
@@ -178,15 +201,28 @@ fn read_from(file: &mut File, offset: &mut u64, pending: &mut Vec<u8>, lines: &m
     }
 }
 
-/// The last `n` lines of `file` up to `end` that `grep` keeps (oldest first), read backwards;
-/// and the partial last line (not ended by a newline yet).
+/// The last `n` lines of `file` up to `end` that `grep` keeps (oldest first), read backwards,
+/// no more than [`TAIL_MAX`] bytes of them (older ones left out); and the partial last line
+/// (not ended by a newline yet).
 fn tail(file: &mut File, end: u64, n: usize, grep: Option<&Regex>) -> io::Result<(Vec<String>, Vec<u8>)> {
+    tail_within(file, end, n, grep, TAIL_MAX)
+}
+
+fn tail_within(
+    file: &mut File,
+    end: u64,
+    n: usize,
+    grep: Option<&Regex>,
+    max_bytes: usize,
+) -> io::Result<(Vec<String>, Vec<u8>)> {
     let mut found = Vec::new();
+    let mut bytes = 0usize;
+    let mut full = false;
     let mut partial = None;
     // The start of a line whose beginning lies further back, capped.
     let mut carry: Vec<u8> = Vec::new();
     let mut pos = end;
-    while pos > 0 && found.len() < n {
+    while pos > 0 && found.len() < n && !full {
         let start = pos.saturating_sub(BLOCK as u64);
         let mut data = vec![0u8; (pos - start) as usize];
         file.seek(SeekFrom::Start(start))?;
@@ -204,6 +240,11 @@ fn tail(file: &mut File, end: u64, n: usize, grep: Option<&Regex>) -> io::Result
             }
             let line = text(&segment[..segment.len().min(MAX_LINE + 1)]);
             if grep.is_none_or(|g| g.is_match(&line)) {
+                if bytes + line.len() > max_bytes {
+                    full = true;
+                    break;
+                }
+                bytes += line.len();
                 found.push(line);
                 if found.len() == n {
                     break;
@@ -253,11 +294,11 @@ fn resolve(asked: &str, allowed: &[PathBuf], listed: &str) -> Result<(File, (u64
             real.display()
         ));
     }
-    let file = File::open(&real).map_err(|e| format!("cannot read {asked}: {e}"))?;
+    let file = crate::safe_open::open_regular(&real, asked, allowed).map_err(|e| match e.kind() {
+        io::ErrorKind::Other => e.to_string(),
+        _ => format!("cannot read {asked}: {e}"),
+    })?;
     let meta = file.metadata().map_err(|e| format!("cannot read {asked}: {e}"))?;
-    if meta.is_dir() {
-        return Err(format!("{asked} is a directory; name a file in it"));
-    }
     Ok((file, identity(&meta)))
 }
 
@@ -298,6 +339,40 @@ mod tests {
         assert_eq!(lines, ["line 10008", "line 10009"]);
         let (all, _) = tail_of("a\nb\n", 100, None);
         assert_eq!(all, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_last_lines_shown_are_capped_in_bytes_keeping_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.log");
+        let content: String = (0..100).map(|i| format!("line {i:03}\n")).collect();
+        std::fs::write(&path, &content).expect("written");
+        let mut file = File::open(&path).expect("open");
+        let (lines, _) = tail_within(&mut file, content.len() as u64, 1000, None, 8 * 3 + 7).expect("tail");
+        assert_eq!(lines, ["line 097", "line 098", "line 099"]);
+    }
+
+    #[test]
+    fn a_followed_file_is_read_a_bounded_amount_at_a_time() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "").expect("empty");
+        let config = RemoteConfig { log_paths: vec![dir.path().to_path_buf()], ..RemoteConfig::default() };
+        let query = LogQuery { path: Some(path.display().to_string()), ..LogQuery::default() };
+        let mut opened = open(&config, &query).expect("allowed");
+        let line = format!("{}\n", "x".repeat(1023));
+        let count = 3 * FOLLOW_MAX as usize / line.len();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(line.repeat(count).as_bytes()).expect("written");
+        let (mut offset, mut pending, mut looks) = (0, Vec::new(), Vec::new());
+        while offset < (count * line.len()) as u64 {
+            let mut lines = Vec::new();
+            follow(&mut opened, &mut offset, &mut pending, &mut lines).expect("read");
+            looks.push(lines.len());
+        }
+        assert_eq!(looks.iter().sum::<usize>(), count);
+        assert!(looks.len() >= 3 && looks.iter().all(|&n| n <= FOLLOW_MAX as usize / line.len()), "{looks:?}");
     }
 
     #[test]
