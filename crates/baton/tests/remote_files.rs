@@ -137,7 +137,8 @@ async fn a_20_mb_file_goes_up_and_comes_back_with_the_same_sha256_through_the_cl
     let stat = client
         .file_stat(&device.id, &FileStatQuery { path: api_path.clone(), upload_sha256: None })
         .await
-        .expect("stat");
+        .expect("stat")
+        .file;
     assert_eq!((stat.size, stat.sha256.as_deref(), stat.mode), (bytes.len() as u64, Some(sha.as_str()), Some(0o600)));
 
     // Each transfer is an event with who, from where, what and how much.
@@ -189,7 +190,7 @@ async fn a_cut_transfer_resumes_from_where_it_stopped_and_sends_only_the_rest() 
     let query = FileStatQuery { path: target.display().to_string(), upload_sha256: Some(sha.clone()) };
     eventually("the device kept half the upload", || async {
         let stat = client.file_stat(&device.id, &query).await.ok()?;
-        (stat.received == Some(half as u64)).then_some(())
+        (stat.file.received == Some(half as u64)).then_some(())
     })
     .await;
     assert!(!target.exists(), "a partial upload is not put in place");

@@ -52,38 +52,15 @@ pub struct FileUpload {
     pub mode: Option<String>,
 }
 
-/// What is at a path on a device (the agent protocol's `streams::FileKind`, as the API says it).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    File,
-    /// Downloaded as a tar stream of everything under it (symbolic links kept as links).
-    Directory,
-    /// Nothing is there (yet).
-    Missing,
-}
+pub use crate::streams::{FileInfo, FileKind};
 
-/// A path on a device, as its agent found it.
+/// A path on a device, as its agent found it: the agent's [`FileInfo`] with the path asked for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemoteFile {
     pub path: String,
-    pub kind: FileKind,
-    /// A file's length in bytes (0 for a directory or nothing).
-    pub size: u64,
-    /// A file's hex SHA-256.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// Unix permission bits, where the device has them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<u32>,
-    /// Last modified, milliseconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_ms: Option<i64>,
-    /// With `upload_sha256`: bytes of that upload the device kept; resume from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub received: Option<u64>,
+    #[serde(flatten)]
+    pub file: FileInfo,
 }
 
 /// An upload in place on the device.

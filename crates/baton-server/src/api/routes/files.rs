@@ -17,7 +17,7 @@ use baton_core::remote::{
     files::{self, Direction, Transfer},
 };
 use baton_proto::{
-    api::files::{self as files_api, CHECKSUM_HEADER, FileQuery, FileStatQuery, FileUpload, FileWritten, RemoteFile},
+    api::files::{CHECKSUM_HEADER, FileQuery, FileStatQuery, FileUpload, FileWritten, RemoteFile},
     streams::{FileInfo, FileKind, StreamKind},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -96,20 +96,7 @@ async fn stat(
     remote::reachable(&app.db, auth.scope(), &id).await?;
     let asker = Asker::of(&auth, peer);
     let (_, info) = asker.open(&app, &id, StreamKind::FileStat { path: q.path.clone(), upload_sha256 }).await?;
-    let kind = match info.kind {
-        FileKind::File => files_api::FileKind::File,
-        FileKind::Directory => files_api::FileKind::Directory,
-        FileKind::Missing => files_api::FileKind::Missing,
-    };
-    Ok(Json(RemoteFile {
-        path: q.path,
-        kind,
-        size: info.size,
-        sha256: info.sha256,
-        mode: info.mode,
-        modified_ms: info.modified_ms,
-        received: info.received,
-    }))
+    Ok(Json(RemoteFile { path: q.path, file: info }))
 }
 
 /// Download a file from the device, or a directory as a tar stream (links kept as links). A

@@ -39,7 +39,7 @@ pub(super) async fn run(
     let mut attempt = 0;
     loop {
         let query = FileStatQuery { path: path.clone(), upload_sha256: Some(sha256.clone()) };
-        let there = client.file_stat(device, &query).await?;
+        let there = client.file_stat(device, &query).await?.file;
         if there.kind == FileKind::Directory && !name.is_empty() {
             path = format!("{}/{name}", path.trim_end_matches('/'));
             continue;
