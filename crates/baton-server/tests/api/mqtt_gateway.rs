@@ -76,15 +76,18 @@ async fn sub_devices_go_offline_when_announced_gone_or_when_the_gateway_is_lost(
         let (gateway_id, secret) = device(&app, &format!("GATEWAY-{version:?}")).await;
         let mut gateway = Paho::start(&app, version).await;
         assert_eq!(gateway.connect(&Login::device(&gateway_id, &secret)).await, 0);
-        for name in ["Sensor A", "Sensor B"] {
+        // Names of their own each round, so no event of the round before can answer for this one.
+        let names = [format!("Sensor A {version:?}"), format!("Sensor B {version:?}")];
+        for name in &names {
             let announce = json!({"device": name}).to_string();
             assert_eq!(gateway.publish("v1/gateway/connect", &announce).await, 0);
         }
         let subs = sub_devices(&app, &gateway_id).await;
         let id_of = |name: &str| subs.iter().find(|d| d.serial.as_deref() == Some(name)).expect(name).id.clone();
-        let (a, b) = (id_of("Sensor A"), id_of("Sensor B"));
+        let (a, b) = (id_of(&names[0]), id_of(&names[1]));
 
-        assert_eq!(gateway.publish("v1/gateway/disconnect", r#"{"device": "Sensor A"}"#).await, 0);
+        let leave = json!({"device": names[0]}).to_string();
+        assert_eq!(gateway.publish("v1/gateway/disconnect", &leave).await, 0);
         assert!(!app.admin.device(&a).await.expect("a").connectivity.online, "{version:?}: A left");
         assert!(app.admin.device(&b).await.expect("b").connectivity.online, "{version:?}: B is still there");
 
