@@ -97,6 +97,27 @@ pub struct RemoteConfig {
     pub diagnostics_command: Option<Vec<String>>,
     /// The largest support bundle uploaded, in bytes (compressed); bigger ones are cut, saying so.
     pub bundle_max_bytes: u64,
+    /// TCP ports tunnels may reach (`baton port-forward`, a device's web UI in the console).
+    /// None when empty: no tunnel opens.
+    pub tunnel_ports: Vec<u16>,
+    /// Hosts tunnels may reach, as the device resolves them: by default only the device itself;
+    /// add a printer's or a PLC's address to reach it through this device.
+    pub tunnel_hosts: Vec<String>,
+    /// Allow screen sessions: the agent relays the VNC server at `screen_vnc` (or the `x11vnc`
+    /// it starts with `screen_x11vnc`); without control, keyboard and mouse are dropped here.
+    pub screen: bool,
+    /// The VNC server: `host:port`, or the path of its Unix socket.
+    pub screen_vnc: String,
+    /// Start `x11vnc` on `screen_display` for each screen session (listening only for this
+    /// agent), and stop it when the session ends.
+    pub screen_x11vnc: bool,
+    /// The X display `x11vnc` shows; default `$DISPLAY`, else `:0`.
+    pub screen_display: Option<String>,
+    /// A file holding the VNC password, for a server that asks for one (VNC authentication).
+    pub screen_password_file: Option<PathBuf>,
+    /// Runs while someone sees the screen (an on-device notice: a program and its arguments,
+    /// `{user}` and `{mode}` — `view` or `control` — replaced); stopped when the session ends.
+    pub screen_notice_command: Option<Vec<String>>,
 }
 
 impl Default for RemoteConfig {
@@ -115,6 +136,14 @@ impl Default for RemoteConfig {
             bundles: false,
             diagnostics_command: None,
             bundle_max_bytes: 64 << 20,
+            tunnel_ports: Vec::new(),
+            tunnel_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            screen: false,
+            screen_vnc: "127.0.0.1:5900".into(),
+            screen_x11vnc: false,
+            screen_display: None,
+            screen_password_file: None,
+            screen_notice_command: None,
         }
     }
 }
@@ -205,6 +234,9 @@ impl AgentConfig {
         }
         if let Some(v) = env("BATON_AGENT_REMOTE_FILES") {
             config.remote.files = switch(&v);
+        }
+        if let Some(v) = env("BATON_AGENT_REMOTE_SCREEN") {
+            config.remote.screen = switch(&v);
         }
         if let Some(v) = env("BATON_AGENT_REMOTE_BUNDLES") {
             config.remote.bundles = switch(&v);

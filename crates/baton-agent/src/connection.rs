@@ -459,9 +459,17 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
         agent_version: crate::AGENT_VERSION.into(),
         inventory,
         backlog_epoch: Some(life.backlog.epoch().await),
-        features: [feature::DEPLOYMENTS, feature::STREAMS, feature::LOGS, feature::FILES, feature::BUNDLES]
-            .map(String::from)
-            .to_vec(),
+        features: [
+            feature::DEPLOYMENTS,
+            feature::STREAMS,
+            feature::LOGS,
+            feature::FILES,
+            feature::BUNDLES,
+            feature::TUNNELS,
+            feature::SCREEN,
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     // Remote-support streams live as long as this connection (dropping them closes them).
     let mut streams = Streams::new(life.remote.clone());

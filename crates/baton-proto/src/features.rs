@@ -12,3 +12,7 @@ pub const LOGS: &str = "logs";
 pub const FILES: &str = "files";
 /// Carries out `support-bundle` commands.
 pub const BUNDLES: &str = "bundles";
+/// Opens tunnel streams (TCP to an allowed port).
+pub const TUNNELS: &str = "tunnels";
+/// Opens screen streams (its VNC server, view-only or control).
+pub const SCREEN: &str = "screen";

@@ -26,7 +26,7 @@ use support::{
 const BOOTSTRAP: &str = "bt_remote-test-bootstrap-token";
 
 fn terminal() -> SessionCreate {
-    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![] }
+    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![], ..Default::default() }
 }
 
 fn server() -> Server {
@@ -142,7 +142,12 @@ async fn who_may_not_open_a_terminal_is_refused_and_told_why() {
     let session = viewer.login(None, "vera", "viewer-password-123").await.expect("login");
     refused.push(("viewer", viewer.with_token(session.token)));
     let scoped = admin
-        .create_token(&TokenCreate { name: "readonly".into(), role: Some("viewer".into()), expires_in_days: None })
+        .create_token(&TokenCreate {
+            name: "readonly".into(),
+            role: Some("viewer".into()),
+            expires_in_days: None,
+            permissions: None,
+        })
         .await
         .expect("token");
     refused.push(("viewer token", admin.with_token(scoped.secret)));

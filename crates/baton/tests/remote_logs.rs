@@ -250,7 +250,8 @@ async fn a_viewer_and_another_tenant_are_refused() {
     let session =
         Client::new(&server.url, None, None).expect("client").login(None, "vera", "viewer-password-123").await;
     let viewer = admin.with_token(session.expect("login").token);
-    let token = TokenCreate { name: "readonly".into(), role: Some("viewer".into()), expires_in_days: None };
+    let token =
+        TokenCreate { name: "readonly".into(), role: Some("viewer".into()), expires_in_days: None, permissions: None };
     let viewer_token = admin.with_token(admin.create_token(&token).await.expect("token").secret);
     let other = TenantCreate {
         name: "other".into(),

@@ -1,6 +1,7 @@
 //! Remote support on the device: the streams the server opens on this connection. Each
-//! capability is off unless the device's config enables it (`[remote] terminal = true`), and an
-//! optional consent hook asks the person at the device; a refusal goes back with its reason.
+//! capability is off unless the device's config enables it (`[remote] terminal = true`,
+//! `tunnel_ports`, `screen`), and an optional consent hook asks the person at the device, once
+//! per session (a tunnel's many connections ask once); a refusal goes back with its reason.
 //! Streams live as long as the connection: when it ends, their terminals are closed.
 //!
 //! Flow control: the agent sends a stream's output only within the server's credit, and credits
@@ -8,16 +9,22 @@
 
 mod files;
 mod logs;
+mod screen;
 mod terminal;
+mod tunnel;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use baton_proto::{
     agent::AgentMessage,
     streams::{self, Flow, StreamKind, StreamOpen},
 };
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::config::RemoteConfig;
 
@@ -48,9 +55,13 @@ struct Handle {
     flow: Flow,
 }
 
+/// The consent hook's answer for each session, asked once: `None` approves.
+type Consents = Arc<Mutex<HashMap<String, Arc<OnceCell<Option<String>>>>>>;
+
 /// One connection's streams.
 pub struct Streams {
     config: Arc<RemoteConfig>,
+    consents: Consents,
     handles: HashMap<u32, Handle>,
     tx: mpsc::Sender<Outgoing>,
     /// What to send, from every stream of this connection.
@@ -60,7 +71,7 @@ pub struct Streams {
 impl Streams {
     pub fn new(config: Arc<RemoteConfig>) -> Self {
         let (tx, outgoing) = mpsc::channel(64);
-        Streams { config, handles: HashMap::new(), tx, outgoing }
+        Streams { config, consents: Consents::default(), handles: HashMap::new(), tx, outgoing }
     }
 
     /// The server asks for a stream: refused at once (with the reason) or opened in the background.
@@ -69,12 +80,20 @@ impl Streams {
         if stream == 0 || self.handles.contains_key(&stream) {
             return Some(refused(stream, "that stream number is in use"));
         }
-        let allowed = match open.kind {
+        let allowed = match &open.kind {
             StreamKind::Terminal { .. } => self.config.terminal,
             StreamKind::Logs(_) => self.config.logs,
             StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => {
                 self.config.files
             }
+            StreamKind::Tunnel { host, port } => {
+                if let Err(reason) = tunnel::allowed(&self.config, host, *port) {
+                    tracing::info!(session_id = %open.session_id, user = %open.user, %reason, "refused a tunnel");
+                    return Some(refused(stream, &reason));
+                }
+                true
+            }
+            StreamKind::Screen { .. } => self.config.screen,
         };
         if !allowed {
             let what = open.kind.capability();
@@ -89,8 +108,16 @@ impl Streams {
         let credit = Arc::new(Semaphore::new(flow.window() as usize));
         self.handles.insert(stream, Handle { input: input_tx, credit: credit.clone(), flow });
         let (config, tx) = (self.config.clone(), self.tx.clone());
+        let asked = {
+            let mut consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
+            if consents.len() >= 1024 {
+                // Old sessions' answers: forgetting them costs at most a question asked again.
+                consents.clear();
+            }
+            consents.entry(open.session_id.clone()).or_default().clone()
+        };
         tokio::spawn(async move {
-            if let Some(reason) = consent(&config, &open).await {
+            if let Some(reason) = asked.get_or_init(|| consent(&config, &open)).await.clone() {
                 let _ = tx.send(Outgoing::Message(refused(stream, &reason))).await;
                 return;
             }
@@ -112,6 +139,14 @@ impl Streams {
                     .await;
                 }
                 StreamKind::Logs(query) => logs::run(&config, stream, query, &open.user, input, credit, tx).await,
+                StreamKind::Tunnel { host, port } => {
+                    tracing::info!(session_id = %open.session_id, user = %open.user, %host, port, "tunnel connection");
+                    tunnel::run(stream, &host, port, input, credit, tx).await;
+                }
+                StreamKind::Screen { control } => {
+                    tracing::info!(session_id = %open.session_id, user = %open.user, control, "screen session opening");
+                    screen::run(&config, stream, control, &open.user, input, credit, tx).await;
+                }
                 kind => files::run(&config, stream, kind, &open.user, input, credit, tx).await,
             }
         });

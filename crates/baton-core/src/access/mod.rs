@@ -59,6 +59,8 @@ pub struct Principal {
     pub platform_admin: bool,
     /// Set when the caller authenticated with the session cookie: changes must echo it.
     pub csrf_token: Option<String>,
+    /// An API token narrowed to some of its role's permissions holds only these.
+    pub only: Option<Vec<Permission>>,
 }
 
 impl Principal {
@@ -67,7 +69,12 @@ impl Principal {
         if permission.is_platform() {
             return self.platform_admin;
         }
-        self.role.grants(permission)
+        self.role.grants(permission) && self.only.as_ref().is_none_or(|only| only.contains(&permission))
+    }
+
+    /// Whether this caller holds every permission of `role` (so may hand it out).
+    pub fn holds_all(&self, role: &Role) -> bool {
+        role.permissions.iter().all(|p| self.can(*p))
     }
 
     pub fn permissions(&self) -> Vec<Permission> {
@@ -92,6 +99,7 @@ impl Principal {
             role: Role::NONE,
             platform_admin: false,
             csrf_token: None,
+            only: None,
         }
     }
 }

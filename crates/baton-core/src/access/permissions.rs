@@ -32,6 +32,12 @@ pub enum Permission {
     RemoteLogs,
     /// Copying files to and from a device.
     RemoteFiles,
+    /// Opening tunnels to TCP ports on or behind a device (`baton port-forward`, its web UI).
+    RemoteTunnel,
+    /// Seeing a device's screen, without keyboard or mouse.
+    RemoteScreenView,
+    /// Seeing a device's screen with keyboard and mouse.
+    RemoteScreenControl,
     /// Listing, replaying and downloading session recordings.
     RemoteRecordings,
     /// Switching remote access on or off for the tenant, and input recording.
@@ -42,7 +48,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 25] = [
+    pub const ALL: [Permission; 28] = [
         Self::DevicesRead,
         Self::DevicesWrite,
         Self::GroupsRead,
@@ -64,6 +70,9 @@ impl Permission {
         Self::RemoteWatch,
         Self::RemoteLogs,
         Self::RemoteFiles,
+        Self::RemoteTunnel,
+        Self::RemoteScreenView,
+        Self::RemoteScreenControl,
         Self::RemoteRecordings,
         Self::RemotePolicy,
         Self::TenantsRead,
@@ -93,11 +102,19 @@ impl Permission {
             Self::RemoteWatch => "remote:watch",
             Self::RemoteLogs => "remote:logs",
             Self::RemoteFiles => "remote:files",
+            Self::RemoteTunnel => "remote:tunnel",
+            Self::RemoteScreenView => "remote:screen-view",
+            Self::RemoteScreenControl => "remote:screen-control",
             Self::RemoteRecordings => "remote:recordings",
             Self::RemotePolicy => "remote:policy",
             Self::TenantsRead => "tenants:read",
             Self::TenantsWrite => "tenants:write",
         }
+    }
+
+    /// The permission named `name` (as [`Permission::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
     }
 
     /// Platform permissions cross tenants and come from the platform-admin flag, not a role.
@@ -149,13 +166,16 @@ pub const BUILTIN_ROLES: &[Role] = &[
             RemoteWatch,
             RemoteLogs,
             RemoteFiles,
+            RemoteTunnel,
+            RemoteScreenView,
+            RemoteScreenControl,
             RemoteRecordings,
             RemotePolicy,
         ],
     },
     Role {
         name: "operator",
-        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts, runs rollouts, opens or watches remote terminals, reads device logs, takes support bundles and copies files.",
+        description: "Reads everything but access; acts on devices and groups, sends commands, approves devices, uploads artifacts, runs rollouts, opens or watches remote terminals, reads device logs, takes support bundles, copies files, opens tunnels and sees or controls screens.",
         permissions: &[
             DevicesRead,
             DevicesWrite,
@@ -172,6 +192,9 @@ pub const BUILTIN_ROLES: &[Role] = &[
             RemoteWatch,
             RemoteLogs,
             RemoteFiles,
+            RemoteTunnel,
+            RemoteScreenView,
+            RemoteScreenControl,
         ],
     },
     Role {

@@ -70,5 +70,6 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, Er
         role: Role::find(&row.try_get::<String, _>("role")?).unwrap_or(Role::NONE),
         platform_admin: row.try_get::<i64, _>("platform_admin")? != 0,
         csrf_token: Some(row.try_get("csrf_token")?),
+        only: None,
     }))
 }

@@ -7,7 +7,7 @@ use baton_proto::api::{
 };
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use super::{Principal, Role, Subject, TenantScope, secrets};
+use super::{Permission, Principal, Role, Subject, TenantScope, secrets};
 use crate::{
     Error, pagination,
     store::{Db, from_ms, new_id, now_ms},
@@ -16,7 +16,7 @@ use crate::{
 /// How stale `last_used_at` may get before a request refreshes it (saves a write per request).
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
-const COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, expires_at, revoked_at";
+const COLUMNS: &str = "id, name, role, permissions, created_by, created_at, last_used_at, expires_at, revoked_at";
 
 pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCreate) -> Result<TokenCreated, Error> {
     let name = req.name.trim();
@@ -25,12 +25,13 @@ pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCrea
     }
     let role_name = req.role.as_deref().unwrap_or(by.role.name);
     let role = Role::find(role_name).ok_or_else(|| Error::invalid("/role", format!("unknown role `{role_name}`")))?;
-    if !by.role.covers(&role) {
+    if !by.role.covers(&role) || (req.permissions.is_none() && !by.holds_all(&role)) {
         return Err(Error::Forbidden(format!(
             "your role `{}` cannot create a token with role `{}`",
             by.role.name, role.name
         )));
     }
+    let only = narrowed(by, &role, req.permissions.as_deref())?;
     let expires_at = match req.expires_in_days {
         Some(0) | Some(3651..) => {
             return Err(Error::invalid("/expires_in_days", "must be between 1 and 3650"));
@@ -41,9 +42,41 @@ pub async fn create(db: &Db, scope: &TenantScope, by: &Principal, req: TokenCrea
     // Tokens never carry platform administration (least privilege); only the bootstrap token does.
     let platform_admin = false;
     let secret = secrets::generate(secrets::TOKEN_PREFIX);
+    let by_label = by.subject_label();
     let token =
-        insert(db, scope, name, role.name, platform_admin, &secret, Some(&by.subject_label()), expires_at).await?;
+        Insert { name, role: role.name, permissions: only.as_deref(), platform_admin, created_by: Some(&by_label) };
+    let token = insert(db, scope, &token, &secret, expires_at).await?;
     Ok(TokenCreated { token, secret })
+}
+
+/// The permissions a new token is narrowed to, space-separated for storage: each must be a
+/// permission of the token's role that the creator holds too.
+fn narrowed(by: &Principal, role: &Role, asked: Option<&[String]>) -> Result<Option<String>, Error> {
+    let Some(asked) = asked else { return Ok(None) };
+    if asked.is_empty() || asked.len() > 64 {
+        return Err(Error::invalid("/permissions", "name 1 to 64 permissions, or leave it out for all of the role's"));
+    }
+    let mut names = Vec::with_capacity(asked.len());
+    for (i, name) in asked.iter().enumerate() {
+        let pointer = format!("/permissions/{i}");
+        let permission =
+            Permission::parse(name).ok_or_else(|| Error::invalid(&pointer, format!("unknown permission `{name}`")))?;
+        if !role.grants(permission) || !by.can(permission) {
+            return Err(Error::Forbidden(format!(
+                "`{name}` is not a permission of role `{}` that you hold; a token holds at most its role's and yours",
+                role.name
+            )));
+        }
+        if !names.contains(&permission.as_str()) {
+            names.push(permission.as_str());
+        }
+    }
+    Ok(Some(names.join(" ")))
+}
+
+/// Reads a token's stored narrowing; unknown names (a permission since removed) grant nothing.
+fn parse_only(stored: Option<String>) -> Option<Vec<Permission>> {
+    stored.map(|s| s.split_whitespace().filter_map(Permission::parse).collect())
 }
 
 /// Stores a token whose secret was chosen outside (`BATON_BOOTSTRAP_TOKEN`), once.
@@ -70,35 +103,48 @@ pub async fn ensure_bootstrap(db: &Db, scope: &TenantScope, secret: &str) -> Res
     let exists =
         sqlx::query("SELECT 1 FROM api_tokens WHERE secret_hash = $1").bind(&hash).fetch_optional(db.reader()).await?;
     if exists.is_none() {
-        insert(db, scope, "bootstrap", "admin", true, secret, Some("bootstrap"), None).await?;
+        let token = Insert {
+            name: "bootstrap",
+            role: "admin",
+            permissions: None,
+            platform_admin: true,
+            created_by: Some("bootstrap"),
+        };
+        insert(db, scope, &token, secret, None).await?;
         tracing::info!("created the bootstrap API token from BATON_BOOTSTRAP_TOKEN");
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A token's stored description.
+struct Insert<'a> {
+    name: &'a str,
+    role: &'a str,
+    permissions: Option<&'a str>,
+    platform_admin: bool,
+    created_by: Option<&'a str>,
+}
+
 async fn insert(
     db: &Db,
     scope: &TenantScope,
-    name: &str,
-    role: &str,
-    platform_admin: bool,
+    token: &Insert<'_>,
     secret: &str,
-    created_by: Option<&str>,
     expires_at: Option<i64>,
 ) -> Result<ApiToken, Error> {
     let id = new_id();
     sqlx::query(
-        "INSERT INTO api_tokens (id, tenant_id, name, role, platform_admin, secret_hash, created_by, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO api_tokens (id, tenant_id, name, role, permissions, platform_admin, secret_hash, created_by, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
     .bind(scope.id())
-    .bind(name)
-    .bind(role)
-    .bind(i64::from(platform_admin))
+    .bind(token.name)
+    .bind(token.role)
+    .bind(token.permissions)
+    .bind(i64::from(token.platform_admin))
     .bind(secrets::hash_token(secret))
-    .bind(created_by)
+    .bind(token.created_by)
     .bind(now_ms())
     .bind(expires_at)
     .execute(db.writer())
@@ -169,7 +215,7 @@ pub async fn revoke(db: &Db, scope: &TenantScope, by: &Principal, id: &str) -> R
 /// The caller behind an API token secret, if it is valid now.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, Error> {
     let row = sqlx::query(
-        "SELECT t.id, t.tenant_id, t.name, t.role, t.platform_admin, t.expires_at, t.revoked_at, t.last_used_at, \
+        "SELECT t.id, t.tenant_id, t.name, t.role, t.permissions, t.platform_admin, t.expires_at, t.revoked_at, t.last_used_at, \
          n.name AS tenant_name, n.disabled FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id \
          WHERE t.secret_hash = $1",
     )
@@ -201,6 +247,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, Er
         role: Role::find(&row.try_get::<String, _>("role")?).unwrap_or(Role::NONE),
         platform_admin: row.try_get::<i64, _>("platform_admin")? != 0,
         csrf_token: None,
+        only: parse_only(row.try_get("permissions")?),
     }))
 }
 
@@ -210,6 +257,9 @@ fn from_row(row: &AnyRow) -> Result<ApiToken, Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         role: row.try_get("role")?,
+        permissions: row
+            .try_get::<Option<String>, _>("permissions")?
+            .map(|s| s.split_whitespace().map(str::to_owned).collect()),
         created_by: row.try_get("created_by")?,
         created_at: from_ms(row.try_get("created_at")?),
         last_used_at: ts("last_used_at")?,

@@ -29,7 +29,7 @@ pub async fn create(
 ) -> Result<User, Error> {
     let role = validate(req)?;
     if let Some(by) = by
-        && !by.role.covers(&role)
+        && !(by.role.covers(&role) && by.holds_all(&role))
     {
         return Err(Error::Forbidden(format!(
             "your role `{}` cannot create a user with role `{}`",

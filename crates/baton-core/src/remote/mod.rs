@@ -77,7 +77,8 @@ impl Actor {
 }
 
 const COLUMNS: &str = "id, device_id, kind, state, opened_by, source_addr, command, created_at, opened_at, \
-    closed_at, close_reason, exit_code, recording_key, recording_bytes, recording_ms, input_recorded";
+    closed_at, close_reason, exit_code, recording_key, recording_bytes, recording_ms, input_recorded, tunnel_host, \
+    tunnel_port, screen_control";
 
 /// Makes a session on a device and the token its client attaches with.
 pub async fn create(
@@ -88,6 +89,7 @@ pub async fn create(
     actor: &Actor,
     limits: Limits,
 ) -> Result<(SessionTicket, Terminal), Error> {
+    let target = Target::of(req)?;
     let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
     for (field, cells) in [("/cols", cols), ("/rows", rows)] {
         if !(1..=baton_proto::streams::MAX_TERMINAL_CELLS).contains(&cells) {
@@ -131,7 +133,8 @@ pub async fn create(
     let command = serde_json::to_string(&req.command).map_err(anyhow::Error::from)?;
     sqlx::query(
         "INSERT INTO remote_sessions (id, tenant_id, device_id, kind, state, opened_by, source_addr, command, \
-         term_cols, term_rows, created_at, input_recorded) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, 0)",
+         term_cols, term_rows, created_at, input_recorded, tunnel_host, tunnel_port, screen_control) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, 0, $11, $12, $13)",
     )
     .bind(&id)
     .bind(scope.id())
@@ -143,6 +146,9 @@ pub async fn create(
     .bind(i64::from(cols))
     .bind(i64::from(rows))
     .bind(now)
+    .bind(target.host.as_deref())
+    .bind(target.port.map(i64::from))
+    .bind(i64::from(target.control))
     .execute(&mut *tx)
     .await?;
     let (token, expires_at) = insert_token(&mut tx, scope, &id, false, actor, now).await?;
@@ -150,6 +156,87 @@ pub async fn create(
     let session = get(db, scope, device_id, &id).await?;
     let terminal = Terminal { cols, rows, command: req.command.clone() };
     Ok((ticket(session, token, expires_at, false), terminal))
+}
+
+/// What a tunnel or screen session reaches on the device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Target {
+    host: Option<String>,
+    port: Option<u16>,
+    control: bool,
+}
+
+impl Target {
+    /// Checks the fields of a session request against its kind: a tunnel needs a port (and a
+    /// plain host name or address), only a screen controls, only a terminal has a size or a
+    /// command.
+    fn of(req: &SessionCreate) -> Result<Self, Error> {
+        let terminal_only =
+            [("/cols", req.cols.is_some()), ("/rows", req.rows.is_some()), ("/command", !req.command.is_empty())];
+        if req.kind != SessionKind::Terminal
+            && let Some((field, _)) = terminal_only.iter().find(|(_, set)| *set)
+        {
+            return Err(Error::invalid(field, "only a terminal session has a size or a command"));
+        }
+        if req.kind != SessionKind::Tunnel && (req.host.is_some() || req.port.is_some()) {
+            return Err(Error::invalid(
+                if req.port.is_some() { "/port" } else { "/host" },
+                "only a tunnel session has a host and port",
+            ));
+        }
+        if req.kind != SessionKind::Screen && req.control {
+            return Err(Error::invalid("/control", "only a screen session is controlled"));
+        }
+        match req.kind {
+            SessionKind::Terminal => Ok(Target::default()),
+            SessionKind::Screen => Ok(Target { control: req.control, ..Target::default() }),
+            SessionKind::Tunnel => {
+                let port = req
+                    .port
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| Error::invalid("/port", "a tunnel needs a TCP port, 1 to 65535"))?;
+                let host = req.host.clone().unwrap_or_else(|| "localhost".to_owned());
+                if !valid_host(&host) {
+                    return Err(Error::invalid(
+                        "/host",
+                        "must be a host name or an IP address (1 to 253 letters, digits, `.`, `-`, `_`, `:`)",
+                    ));
+                }
+                Ok(Target { host: Some(host), port: Some(port), control: false })
+            }
+        }
+    }
+}
+
+/// A host name or address as the device resolves it: no spaces, schemes, paths or ports.
+fn valid_host(host: &str) -> bool {
+    (1..=253).contains(&host.len())
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        && !host.starts_with(['-', '.'])
+}
+
+/// The permission a session of this kind needs: a terminal `remote:terminal`, a tunnel
+/// `remote:tunnel`, a screen `remote:screen-control` to control it and `remote:screen-view` to
+/// see it only.
+pub fn permission_for(req: &SessionCreate) -> crate::access::Permission {
+    use crate::access::Permission;
+    match req.kind {
+        SessionKind::Terminal => Permission::RemoteTerminal,
+        SessionKind::Tunnel => Permission::RemoteTunnel,
+        SessionKind::Screen if req.control => Permission::RemoteScreenControl,
+        SessionKind::Screen => Permission::RemoteScreenView,
+    }
+}
+
+/// The request a session answers, for checking its permission again (to close it).
+pub fn request_of(session: &RemoteSession) -> SessionCreate {
+    SessionCreate {
+        kind: session.kind,
+        control: session.control,
+        host: session.host.clone(),
+        port: session.port,
+        ..SessionCreate::default()
+    }
 }
 
 /// Checks that remote support may reach the device now, whatever it asks of it (a terminal,
@@ -180,6 +267,12 @@ pub async fn watch(
     actor: &Actor,
 ) -> Result<SessionTicket, Error> {
     let session = get(db, scope, device_id, session_id).await?;
+    if session.kind != SessionKind::Terminal {
+        return Err(Error::Conflict(format!(
+            "session {session_id} is a {}; only terminals can be watched",
+            session.kind.as_str()
+        )));
+    }
     if session.state != SessionState::Open {
         return Err(Error::Conflict(format!(
             "session {session_id} is {}; only an open session can be watched",
@@ -291,10 +384,11 @@ pub async fn opened(db: &Db, bus: &SharedBus, attach: &Attach) -> Result<(), Err
         .bind(&session.id)
         .execute(db.writer())
         .await?;
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
         "session_id": session.id, "kind": session.kind.as_str(), "user": attach.actor.label,
         "source_addr": attach.actor.source_addr, "command": session.command,
     });
+    describe_target(&mut data, session);
     events::record(db, bus, &attach.scope, Some(&session.device_id), kind::SESSION_STARTED, data).await;
     Ok(())
 }
@@ -305,6 +399,28 @@ pub struct Ending {
     pub reason: String,
     pub exit_code: Option<i32>,
     pub recording: Option<recordings::Stored>,
+    /// A tunnel's or screen's connections and bytes, for the closing event.
+    pub traffic: Option<Traffic>,
+}
+
+/// What went through a tunnel or screen session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub connections: u64,
+    pub bytes_to_device: u64,
+    pub bytes_from_device: u64,
+}
+
+/// Adds a tunnel's host and port, or a screen's mode, to an event's data.
+fn describe_target(data: &mut serde_json::Value, session: &RemoteSession) {
+    match session.kind {
+        SessionKind::Tunnel => {
+            data["host"] = session.host.clone().into();
+            data["port"] = session.port.into();
+        }
+        SessionKind::Screen => data["control"] = session.control.into(),
+        SessionKind::Terminal => {}
+    }
 }
 
 /// Closes a session (once: a second close changes nothing) and records the event, with `actor`
@@ -318,12 +434,13 @@ pub async fn closed(
     ending: &Ending,
 ) -> Result<(), Error> {
     let rec = ending.recording.as_ref();
+    let now = now_ms();
     let changed = sqlx::query(
         "UPDATE remote_sessions SET state = 'closed', closed_at = $1, close_reason = $2, exit_code = $3, \
          recording_key = $4, recording_bytes = $5, recording_ms = $6, input_recorded = $7 \
-         WHERE tenant_id = $8 AND id = $9 AND state <> 'closed'",
+         WHERE tenant_id = $8 AND id = $9 AND state <> 'closed' RETURNING opened_at",
     )
-    .bind(now_ms())
+    .bind(now)
     .bind(&ending.reason)
     .bind(ending.exit_code.map(i64::from))
     .bind(rec.map(|r| r.key.clone()))
@@ -332,14 +449,23 @@ pub async fn closed(
     .bind(i64::from(rec.is_some_and(|r| r.input_recorded)))
     .bind(scope.id())
     .bind(&session.id)
-    .execute(db.writer())
-    .await?
-    .rows_affected();
-    if changed > 0 {
-        let data = serde_json::json!({
+    .fetch_optional(db.writer())
+    .await?;
+    if let Some(changed) = changed {
+        let opened_at: Option<i64> = changed.try_get("opened_at")?;
+        let mut data = serde_json::json!({
             "session_id": session.id, "kind": session.kind.as_str(), "user": actor.label,
             "source_addr": actor.source_addr, "reason": ending.reason, "exit_code": ending.exit_code,
         });
+        describe_target(&mut data, session);
+        if let Some(opened) = opened_at {
+            data["duration_ms"] = (now - opened).max(0).into();
+        }
+        if let Some(traffic) = &ending.traffic {
+            data["connections"] = traffic.connections.into();
+            data["bytes_to_device"] = traffic.bytes_to_device.into();
+            data["bytes_from_device"] = traffic.bytes_from_device.into();
+        }
         events::record(db, bus, scope, Some(&session.device_id), kind::SESSION_ENDED, data).await;
     }
     Ok(())
@@ -438,10 +564,8 @@ async fn page(
 }
 
 fn from_row(row: &AnyRow) -> Result<RemoteSession, Error> {
-    let kind = match row.try_get::<String, _>("kind")?.as_str() {
-        "terminal" => SessionKind::Terminal,
-        other => return Err(anyhow::anyhow!("unknown session kind {other}").into()),
-    };
+    let kind: String = row.try_get("kind")?;
+    let kind = SessionKind::parse(&kind).ok_or_else(|| anyhow::anyhow!("unknown session kind {kind}"))?;
     let state: String = row.try_get("state")?;
     let state = SessionState::parse(&state).ok_or_else(|| anyhow::anyhow!("unknown session state {state}"))?;
     let command: String = row.try_get("command")?;
@@ -470,6 +594,9 @@ fn from_row(row: &AnyRow) -> Result<RemoteSession, Error> {
         opened_by,
         source_addr: row.try_get("source_addr")?,
         command: serde_json::from_str(&command).map_err(anyhow::Error::from)?,
+        host: row.try_get("tunnel_host")?,
+        port: row.try_get::<Option<i64>, _>("tunnel_port")?.and_then(|p| u16::try_from(p).ok()),
+        control: row.try_get::<i64, _>("screen_control")? != 0,
         created_at,
         opened_at: ms("opened_at")?,
         closed_at: ms("closed_at")?,

@@ -73,6 +73,9 @@ pub struct ApiToken {
     pub id: String,
     pub name: String,
     pub role: String,
+    /// The permissions the token is narrowed to (some of its role's); absent: all of the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -90,6 +93,11 @@ pub struct TokenCreate {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::api::formats::RoleName>))]
     pub role: Option<String>,
+    /// Narrow the token to these of its role's permissions (e.g. `["devices:read",
+    /// "remote:screen-view"]` for a helpdesk tool); absent: all of the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
+    pub permissions: Option<Vec<String>>,
     /// Days until the token expires; absent for a token that does not expire.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]

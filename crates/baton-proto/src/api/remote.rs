@@ -1,6 +1,6 @@
-//! Remote support: sessions an operator opens to a device (a terminal today; logs, files,
-//! tunnels and the screen reuse them), their recordings, the tenant's remote-access policy, and
-//! the messages of the attach WebSocket a browser or the CLI speaks.
+//! Remote support: sessions an operator opens to a device (a terminal, a tunnel to a TCP port
+//! on the device, its screen), their recordings, the tenant's remote-access policy, and the
+//! messages of the attach WebSocket a browser or the CLI speaks.
 //!
 //! # Attaching
 //! `POST /api/v1/devices/{id}/sessions` makes a session and a short-lived token bound to it;
@@ -9,22 +9,45 @@
 //! the terminal's bytes both ways; text frames are [`AttachClientMessage`] and
 //! [`AttachServerMessage`]. A watcher gets its own read-only token from
 //! `POST /api/v1/devices/{id}/sessions/{session}/watch`.
+//!
+//! A screen session's binary frames are the RFB (VNC) protocol both ways, as noVNC speaks it.
+//! A tunnel session's attach WebSocket holds the session open; each TCP connection through it
+//! is a WebSocket of its own at `GET /api/v1/sessions/{session}/connect` (the opener's own
+//! credentials), whose binary frames are the connection's bytes; an empty binary frame ends the
+//! sender's direction (a TCP half-close).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What a session carries.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
+    /// A shell (or one program) on a PTY.
+    #[default]
     Terminal,
+    /// TCP connections to one port the device reaches (its own web UI, a database…).
+    Tunnel,
+    /// The device's graphical screen over VNC: view only, or with keyboard and mouse.
+    Screen,
 }
 
 impl SessionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionKind::Terminal => "terminal",
+            SessionKind::Tunnel => "tunnel",
+            SessionKind::Screen => "screen",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "terminal" => Some(SessionKind::Terminal),
+            "tunnel" => Some(SessionKind::Tunnel),
+            "screen" => Some(SessionKind::Screen),
+            _ => None,
         }
     }
 }
@@ -61,7 +84,7 @@ impl SessionState {
 }
 
 /// `POST /api/v1/devices/{id}/sessions`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionCreate {
@@ -79,6 +102,20 @@ pub struct SessionCreate {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 256))]
     pub command: Vec<String>,
+    /// Tunnel: the host the device connects to (default `localhost`: the device itself; a
+    /// name or address on its network reaches a printer or a PLC behind it). The device's
+    /// `[remote] tunnel_ports` must allow the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 253))]
+    pub host: Option<String>,
+    /// Tunnel: the TCP port on `host` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
+    pub port: Option<u16>,
+    /// Screen: send keyboard and mouse too (`remote:screen-control`); without it the screen is
+    /// only shown (`remote:screen-view`).
+    #[serde(default)]
+    pub control: bool,
 }
 
 /// A remote session.
@@ -95,6 +132,14 @@ pub struct RemoteSession {
     pub source_addr: Option<String>,
     /// The program run instead of the shell, if any.
     pub command: Vec<String>,
+    /// A tunnel's host and port on the device's side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A screen session that controls (keyboard and mouse), not only views.
+    #[serde(default)]
+    pub control: bool,
     pub created_at: DateTime<Utc>,
     pub opened_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,

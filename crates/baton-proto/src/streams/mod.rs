@@ -26,7 +26,7 @@ pub use logs::{LogQuery, LogRecord, LogSource, duration_secs, priority};
 pub const WINDOW: u32 = 256 * 1024;
 /// The largest window either side accepts from the other; a larger one is read as this.
 pub const MAX_WINDOW: u32 = 4 * WINDOW;
-/// The window both sides grant on file streams: bulk bytes, where a bigger window keeps the
+/// The window both sides grant on file, tunnel and screen streams: bulk bytes, where a bigger window keeps the
 /// pipe full across the hops (client, server, agent, disk) when a process is slow to be scheduled.
 pub const FILE_WINDOW: u32 = MAX_WINDOW;
 /// Largest data chunk in one binary frame.
@@ -92,6 +92,17 @@ pub enum StreamKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         upload_sha256: Option<String>,
     },
+    /// A TCP connection to `host:port` as the device reaches it, if its `[remote] tunnel_ports`
+    /// allow the port. An empty data frame from either side ends that side's direction (a
+    /// half-close); the stream closes once the device's side of the connection has closed.
+    Tunnel { host: String, port: u16 },
+    /// The device's screen: its VNC server's RFB stream, with the security handshake done by
+    /// the agent (the client is offered no authentication; the session's token was its proof).
+    /// Without `control`, the agent drops the client's keyboard, pointer and clipboard messages.
+    Screen {
+        #[serde(default)]
+        control: bool,
+    },
 }
 
 impl StreamKind {
@@ -101,13 +112,19 @@ impl StreamKind {
             StreamKind::Terminal { .. } => "terminal",
             StreamKind::Logs(_) => "logs",
             StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => "files",
+            StreamKind::Tunnel { .. } => "tunnel",
+            StreamKind::Screen { .. } => "screen",
         }
     }
 
     /// The window each side grants on this kind of stream.
     pub fn window(&self) -> u32 {
         match self {
-            StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => FILE_WINDOW,
+            StreamKind::FileRead { .. }
+            | StreamKind::FileWrite { .. }
+            | StreamKind::FileStat { .. }
+            | StreamKind::Tunnel { .. }
+            | StreamKind::Screen { .. } => FILE_WINDOW,
             StreamKind::Terminal { .. } | StreamKind::Logs(_) => WINDOW,
         }
     }
@@ -120,6 +137,8 @@ impl StreamKind {
             StreamKind::FileRead { .. } | StreamKind::FileWrite { .. } | StreamKind::FileStat { .. } => {
                 crate::features::FILES
             }
+            StreamKind::Tunnel { .. } => crate::features::TUNNELS,
+            StreamKind::Screen { .. } => crate::features::SCREEN,
         }
     }
 }

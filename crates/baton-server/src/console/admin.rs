@@ -157,7 +157,8 @@ pub(super) async fn create_token(
                 .map_err(|_| baton_core::Error::invalid("/expires_in_days", "must be a whole number of days"))?,
         ),
     };
-    let req = TokenCreate { name: form.name.trim().to_owned(), role: Some(form.role), expires_in_days };
+    let req =
+        TokenCreate { name: form.name.trim().to_owned(), role: Some(form.role), expires_in_days, permissions: None };
     let created = tokens::create(&app.db, &user.principal.scope, &user.principal, req).await?;
     let secret = NewSecret { name: created.token.name, secret: created.secret };
     show(&app, &user, None, Some(secret)).await

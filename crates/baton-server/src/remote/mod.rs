@@ -5,12 +5,16 @@
 //! stream is the agent session's, reached through `connections`. [`open_stream`] asks a device
 //! for any kind of stream (terminal, logs, files) and says why it could not; [`logs_body`]
 //! relays live logs as an HTTP response's body, [`files`] file transfers between an HTTP body
-//! and a device's file stream.
+//! and a device's file stream; [`screen`] pipes a screen's RFB, [`tunnel`] a tunnel's TCP
+//! connections (`pipe` is their shared byte pipe).
 
 pub mod files;
 mod logs;
 mod open;
+mod pipe;
 mod relay;
+pub mod screen;
+pub mod tunnel;
 
 use std::{
     collections::HashMap,
@@ -26,6 +30,7 @@ use crate::connections::Registry;
 
 pub use logs::{LogsRelay, body as logs_body};
 pub use open::{NotOpened, open_stream};
+use relay::{send_text, tell_closed_frame};
 pub use relay::{serve_owner, serve_watcher};
 
 /// What a relay needs from the server (the door that attaches clients hands it over).
@@ -44,6 +49,19 @@ pub struct Relay {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// Completes with a reason when a session must end from outside its pipe: `closed` (the API's
+/// close) gives one, the longest a session may last passes, or the server stops.
+async fn closing(app: &Relay, closed: impl std::future::Future<Output = Option<String>>) -> String {
+    let mut shutdown = app.shutdown.clone();
+    tokio::select! {
+        Some(reason) = closed => reason,
+        () = tokio::time::sleep(app.longest) => {
+            format!("open for the longest a session may be ({} min)", app.longest.as_secs() / 60)
+        }
+        _ = shutdown.wait_for(|stopping| *stopping) => "the server is shutting down".to_owned(),
+    }
+}
+
 /// How a session ended, for its watchers: the reason and exit code once known.
 type Ended = Option<(String, Option<i32>)>;
 
@@ -51,6 +69,7 @@ type Ended = Option<(String, Option<i32>)>;
 #[derive(Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<String, Live>>,
+    tunnels: Mutex<HashMap<String, Arc<tunnel::Tunnel>>>,
 }
 
 struct Live {
@@ -88,6 +107,20 @@ impl LiveSessions {
         let live = map.get(session_id).filter(|l| l.tenant_id == tenant_id)?;
         let _ = live.close.try_send(reason);
         Some(live.ended.clone())
+    }
+
+    fn insert_tunnel(&self, tunnel: Arc<tunnel::Tunnel>) {
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).insert(tunnel.session_id.clone(), tunnel);
+    }
+
+    fn remove_tunnel(&self, session_id: &str) {
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
+    }
+
+    /// The tenant's tunnel session `session_id`, if it is open on this node.
+    pub fn tunnel(&self, tenant_id: &str, session_id: &str) -> Option<Arc<tunnel::Tunnel>> {
+        let tunnels = self.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        tunnels.get(session_id).filter(|t| t.tenant_id == tenant_id).cloned()
     }
 
     /// Sessions relayed on this node now.

@@ -91,7 +91,7 @@ async fn relay(
     let label = &attach.actor.label;
     let (reason, exit_code) = pump(app, label, socket, &mut stream, &mut recorder, &output, &mut close_rx).await;
     stream.to_device.close(reason.clone()).await;
-    (remote::Ending { reason, exit_code, recording: None::<Stored> }, recorder)
+    (remote::Ending { reason, exit_code, recording: None::<Stored>, traffic: None }, recorder)
 }
 
 /// The open session: the client's keystrokes go to the device within its credit, the device's
@@ -213,15 +213,21 @@ pub async fn serve_watcher(app: Relay, attach: Attach, mut socket: WebSocket) {
     tell_closed(&mut socket, &reason, exit_code).await;
 }
 
-async fn send_text(socket: &mut WebSocket, message: &AttachServerMessage) -> Result<(), axum::Error> {
+pub(super) async fn send_text(socket: &mut WebSocket, message: &AttachServerMessage) -> Result<(), axum::Error> {
     let text = serde_json::to_string(message).unwrap_or_default();
     socket.send(WsMessage::Text(text.into())).await
 }
 
 /// Tells the client why the session ended, and closes its WebSocket.
-async fn tell_closed(socket: &mut WebSocket, reason: &str, exit_code: Option<i32>) {
+pub(super) async fn tell_closed(socket: &mut WebSocket, reason: &str, exit_code: Option<i32>) {
     let closed = AttachServerMessage::Closed { reason: reason.to_owned(), exit_code };
     let _ = timeout(Duration::from_secs(5), send_text(socket, &closed)).await;
+    tell_closed_frame(socket, reason).await;
+}
+
+/// Closes the client's WebSocket with the reason in its close frame (cut to the 123 bytes a
+/// close frame holds).
+pub(crate) async fn tell_closed_frame(socket: &mut WebSocket, reason: &str) {
     let mut short = reason.to_owned();
     while short.len() > 123 {
         short.pop();

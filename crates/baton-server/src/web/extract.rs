@@ -63,6 +63,9 @@ pub mod perm {
         RemoteWatch,
         RemoteLogs,
         RemoteFiles,
+        RemoteTunnel,
+        RemoteScreenView,
+        RemoteScreenControl,
         RemoteRecordings,
         RemotePolicy,
         TenantsRead,
@@ -85,6 +88,19 @@ pub struct Authz<P: Perm> {
 impl<P: Perm> Authz<P> {
     pub fn scope(&self) -> &baton_core::access::TenantScope {
         &self.principal.scope
+    }
+
+    /// Refuses (403, naming it) a caller without `permission`: for routes whose permission
+    /// depends on what is asked (a remote session's kind).
+    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+        if self.principal.can(permission) {
+            return Ok(());
+        }
+        Err(baton_core::Error::Forbidden(format!(
+            "role `{}` lacks the permission `{permission}`",
+            self.principal.role.name
+        ))
+        .into())
     }
 }
 

@@ -80,7 +80,12 @@ async fn a_revoked_token_is_refused_at_once() {
     let app = spawn_app().await;
     let created = app
         .admin
-        .create_token(&TokenCreate { name: "ci".into(), role: Some("operator".into()), expires_in_days: Some(30) })
+        .create_token(&TokenCreate {
+            name: "ci".into(),
+            role: Some("operator".into()),
+            expires_in_days: Some(30),
+            permissions: None,
+        })
         .await
         .expect("token");
     assert!(created.secret.starts_with("bt_"));
@@ -110,7 +115,8 @@ async fn nobody_hands_out_more_power_than_they_have() {
         UserCreate { username: "olga".into(), password: ADMIN_PASSWORD.into(), role: Some("operator".into()) };
     app.admin.create_user(&operator).await.expect("user");
     let olga = app.anon.with_token(app.anon.login(None, "olga", ADMIN_PASSWORD).await.expect("olga").token);
-    let escalate = TokenCreate { name: "x".into(), role: Some("admin".into()), expires_in_days: None };
+    let escalate =
+        TokenCreate { name: "x".into(), role: Some("admin".into()), expires_in_days: None, permissions: None };
     assert_eq!(code(olga.create_token(&escalate).await.expect_err("no tokens for operators")), 403);
     let roles = olga.roles().await.expect("roles");
     let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
@@ -193,7 +199,12 @@ async fn expired_tokens_and_sessions_are_refused() {
     let app = spawn_app().await;
     let created = app
         .admin
-        .create_token(&TokenCreate { name: "short-lived".into(), role: None, expires_in_days: Some(1) })
+        .create_token(&TokenCreate {
+            name: "short-lived".into(),
+            role: None,
+            expires_in_days: Some(1),
+            permissions: None,
+        })
         .await
         .expect("token");
     let token = app.anon.with_token(created.secret);

@@ -159,7 +159,12 @@ async fn list_batches(app: &TestApp, token: &str, query: &str) -> Response {
 
 /// The secret of a new API token with `role` in tenant `default`.
 async fn bearer(app: &TestApp, role: &str) -> String {
-    let req = TokenCreate { name: format!("{role}-token"), role: Some(role.into()), expires_in_days: None };
+    let req = TokenCreate {
+        name: format!("{role}-token"),
+        role: Some(role.into()),
+        expires_in_days: None,
+        permissions: None,
+    };
     app.admin.create_token(&req).await.expect("token").secret
 }
 
@@ -234,7 +239,8 @@ async fn world(app: &TestApp) -> World {
     let command = commands_of(app, &batch.id).await[&d0.id].id.clone();
     let olga = UserCreate { username: "olga".into(), password: ADMIN_PASSWORD.into(), role: Some("operator".into()) };
     let olga = app.admin.create_user(&olga).await.expect("user").id;
-    let token = TokenCreate { name: "ci".into(), role: Some("viewer".into()), expires_in_days: None };
+    let token =
+        TokenCreate { name: "ci".into(), role: Some("viewer".into()), expires_in_days: None, permissions: None };
     let token = app.admin.create_token(&token).await.expect("token").token.id;
     let boss = UserCreate { username: "boss".into(), password: ADMIN_PASSWORD.into(), role: None };
     let acme = TenantCreate { name: "acme".into(), display_name: None, admin: Some(boss) };

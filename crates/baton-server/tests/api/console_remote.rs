@@ -65,7 +65,13 @@ async fn a_session_without_a_recording_has_no_replay_page_and_is_not_listed() {
     let app = spawn_app().await;
     let kiosk = device(&app, "KIOSK-3", "kiosk three", &[]).await;
     // Made, never attached: no recording.
-    let req = SessionCreate { kind: SessionKind::Terminal, cols: None, rows: None, command: Vec::new() };
+    let req = SessionCreate {
+        kind: SessionKind::Terminal,
+        cols: None,
+        rows: None,
+        command: Vec::new(),
+        ..Default::default()
+    };
     let ticket = app.admin.open_session(&kiosk.id, &req).await.expect("session");
     assert_eq!(ticket.session.state, SessionState::Pending);
     let admin = Console::sign_in(&app, "", "admin").await;
@@ -160,7 +166,13 @@ async fn an_open_session_is_watched_read_only_from_the_device_page() {
     })
     .await;
     let device = Fleet::serials(&app, "WATCH").await.into_keys().next().expect("the agent's device");
-    let req = SessionCreate { kind: SessionKind::Terminal, cols: None, rows: None, command: Vec::new() };
+    let req = SessionCreate {
+        kind: SessionKind::Terminal,
+        cols: None,
+        rows: None,
+        command: Vec::new(),
+        ..Default::default()
+    };
     let ticket = app.client_with_role("operator").await.open_session(&device, &req).await.expect("session");
     let (mut owner, _) = tokio_tungstenite::connect_async(app.admin.attach_url(&ticket)).await.expect("attach");
     let mut seen = String::new();

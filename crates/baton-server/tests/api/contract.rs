@@ -104,7 +104,7 @@ async fn a_tenants_first_administrator_is_an_admin() {
 #[tokio::test]
 async fn a_revoked_token_stays_readable_for_audit_as_documented() {
     let app = spawn_app().await;
-    let req = TokenCreate { name: "ci".into(), role: None, expires_in_days: None };
+    let req = TokenCreate { name: "ci".into(), role: None, expires_in_days: None, permissions: None };
     let created = app.admin.create_token(&req).await.expect("token");
     app.admin.revoke_token(&created.token.id).await.expect("revoke");
     let read = raw()

@@ -116,6 +116,7 @@ async fn viewer_token(app: &crate::support::TestApp) -> String {
         name: "viewer".into(),
         role: Some("viewer".into()),
         expires_in_days: None,
+        permissions: None,
     };
     app.admin.create_token(&req).await.expect("viewer token").secret
 }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::{expect_problem, raw, spawn_app};
 
 fn terminal() -> SessionCreate {
-    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![] }
+    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![], ..Default::default() }
 }
 
 #[tokio::test]

@@ -129,7 +129,12 @@ pub async fn spawn_with(mut settings: Settings, dir: tempfile::TempDir) -> TestA
 impl TestApp {
     /// A token with `role` in tenant `default`.
     pub async fn client_with_role(&self, role: &str) -> Client {
-        let req = TokenCreate { name: format!("{role}-token"), role: Some(role.into()), expires_in_days: None };
+        let req = TokenCreate {
+            name: format!("{role}-token"),
+            role: Some(role.into()),
+            expires_in_days: None,
+            permissions: None,
+        };
         let created = self.admin.create_token(&req).await.expect("token created");
         self.anon.with_token(created.secret)
     }

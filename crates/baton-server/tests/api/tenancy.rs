@@ -22,7 +22,7 @@ async fn another_tenant_cannot_see_or_touch_this_tenants_things() {
         ours.create_device(&DeviceCreate { serial: "POS-0001".into(), ..Default::default() }).await.expect("device");
     let group = ours.create_group(&GroupCreate { name: "berlin".into(), ..Default::default() }).await.expect("group");
     let token = ours
-        .create_token(&TokenCreate { name: "automation".into(), role: None, expires_in_days: None })
+        .create_token(&TokenCreate { name: "automation".into(), role: None, expires_in_days: None, permissions: None })
         .await
         .expect("token");
     let users = ours.users(&PageQuery::default()).await.expect("users");

@@ -127,7 +127,13 @@ pub(super) async fn online(client: &Client, serial: &str) -> anyhow::Result<Stri
 
 /// Opens a terminal on `device` and attaches to it.
 async fn attach(client: &Client, device: &str) -> anyhow::Result<Ws> {
-    let req = SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![] };
+    let req = SessionCreate {
+        kind: SessionKind::Terminal,
+        cols: Some(80),
+        rows: Some(24),
+        command: vec![],
+        ..Default::default()
+    };
     let ticket = client.open_session(device, &req).await?;
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(client.attach_url(&ticket), None, true).await?;
     match ws.next().await.context("the attach WebSocket ended")?? {

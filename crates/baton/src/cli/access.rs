@@ -135,7 +135,7 @@ pub async fn tokens(cmd: TokensCommand, client: &Client, g: &Global) -> anyhow::
             output::list(g.output, &page.items)
         }
         TokensCommand::Create { name, role, expires_in_days } => {
-            let created = client.create_token(&TokenCreate { name, role, expires_in_days }).await?;
+            let created = client.create_token(&TokenCreate { name, role, expires_in_days, permissions: None }).await?;
             match g.output {
                 Format::Table => {
                     eprintln!(

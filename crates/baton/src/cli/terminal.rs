@@ -59,7 +59,8 @@ pub async fn run(args: TerminalArgs, client: &Client) -> anyhow::Result<()> {
         Some(session) => client.watch_session(&device, session).await?,
         None => {
             let (cols, rows) = tty::size().unzip();
-            let req = SessionCreate { kind: SessionKind::Terminal, cols, rows, command: args.command };
+            let req =
+                SessionCreate { kind: SessionKind::Terminal, cols, rows, command: args.command, ..Default::default() };
             client.open_session(&device, &req).await?
         }
     };

@@ -1,6 +1,7 @@
-//! Remote sessions: `/api/v1/devices/{id}/sessions` (open a terminal, list, get, close, watch),
-//! `/api/v1/sessions/{id}/attach` (the WebSocket a client attaches with, authenticated by the
-//! session's one-time token), `/api/v1/recordings` and each session's recording (asciicast v2),
+//! Remote sessions: `/api/v1/devices/{id}/sessions` (open a terminal, a tunnel or the screen;
+//! list, get, close, watch), `/api/v1/sessions/{id}/attach` (the WebSocket a client attaches
+//! with, authenticated by the session's one-time token), `/api/v1/sessions/{id}/connect` (one
+//! TCP connection through a tunnel session), `/api/v1/recordings` and each session's recording (asciicast v2),
 //! and the tenant's `/api/v1/remote-policy`. The relay itself is `remote`'s.
 
 use std::{net::SocketAddr, time::Duration};
@@ -14,7 +15,7 @@ use axum::{
 use baton_proto::api::{
     Page,
     access::PageQuery,
-    remote::{RemotePolicy, RemoteSession, SessionCreate, SessionState, SessionTicket},
+    remote::{RemotePolicy, RemoteSession, SessionCreate, SessionKind, SessionState, SessionTicket},
 };
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -36,24 +37,29 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_session))
         .routes(routes!(watch_session))
         .routes(routes!(attach))
+        .routes(routes!(connect))
         .routes(routes!(list_recordings))
         .routes(routes!(recording))
         .routes(routes!(get_policy, put_policy))
 }
 
-/// Open a remote terminal on the device: the answer carries a token (valid 60 s, once) to
-/// attach with at `attach_path`. The device must run the agent with `[remote] terminal = true`.
+/// Open a remote session on the device — a terminal (`remote:terminal`), a tunnel to a TCP
+/// port (`remote:tunnel`), or its screen (`remote:screen-view`, or `remote:screen-control` with
+/// `control`): the answer carries a token (valid 60 s, once) to attach with at `attach_path`.
+/// The device's agent must allow it (`[remote] terminal = true`, `tunnel_ports`, `screen`).
 #[utoipa::path(post, path = "/api/v1/devices/{id}/sessions", tag = "remote", params(("id" = String, Path)),
     request_body = SessionCreate,
-    responses((status = 201, body = SessionTicket), (status = 403, description = "Remote access is switched off for the tenant"),
+    responses((status = 201, body = SessionTicket),
+        (status = 403, description = "Remote access is switched off for the tenant, or the caller lacks the kind's permission"),
         (status = 409, description = "The device is not active, or a session limit is reached")))]
 async fn open_session(
-    auth: Authz<perm::RemoteTerminal>,
+    auth: Authz<perm::Authenticated>,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Json(req): Json<SessionCreate>,
 ) -> Result<(StatusCode, Json<SessionTicket>), Error> {
+    auth.require(remote::permission_for(&req))?;
     let actor = Actor::of(&auth.principal, Some(peer.ip().to_string()));
     let (ticket, _) =
         remote::create(&app.db, auth.scope(), &id, &req, &actor, remote::Limits::of(&app.settings)).await?;
@@ -88,12 +94,13 @@ async fn get_session(
 #[utoipa::path(post, path = "/api/v1/devices/{id}/sessions/{session}/close", tag = "remote",
     params(("id" = String, Path), ("session" = String, Path)), responses((status = 200, body = RemoteSession)))]
 async fn close_session(
-    auth: Authz<perm::RemoteTerminal>,
+    auth: Authz<perm::Authenticated>,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<Json<RemoteSession>, Error> {
     let found = remote::get(&app.db, auth.scope(), &id, &session).await?;
+    auth.require(remote::permission_for(&remote::request_of(&found)))?;
     if found.state == SessionState::Closed {
         return Ok(Json(found));
     }
@@ -162,7 +169,51 @@ async fn attach(
         Ok(a) => a,
         Err(e) => return Error::from(e).into_response(),
     };
-    let relay = crate::remote::Relay {
+    let relay = relay(&app);
+    match attached.session.kind {
+        _ if attached.read_only => {
+            upgrade.on_upgrade(move |socket| crate::remote::serve_watcher(relay, attached, socket))
+        }
+        SessionKind::Terminal => upgrade.on_upgrade(move |socket| crate::remote::serve_owner(relay, attached, socket)),
+        SessionKind::Screen => upgrade.on_upgrade(move |socket| crate::remote::screen::serve(relay, attached, socket)),
+        SessionKind::Tunnel => {
+            upgrade.on_upgrade(move |socket| crate::remote::tunnel::serve_control(relay, attached, socket))
+        }
+    }
+}
+
+/// One TCP connection through an open tunnel session (WebSocket), as its opener: binary frames
+/// are the connection's bytes both ways, an empty one ends the sender's direction. It ends with
+/// the session; the close frame says why.
+#[utoipa::path(get, path = "/api/v1/sessions/{session}/connect", tag = "remote",
+    params(("session" = String, Path)),
+    responses((status = 101, description = "Switching to the connection's WebSocket"),
+        (status = 400, description = "Not a WebSocket request")))]
+async fn connect(
+    auth: Authz<perm::RemoteTunnel>,
+    State(app): State<AppState>,
+    Path(session): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        // Bulk bytes: room for a chunk and then some, as the agent's connection has.
+        Ok(u) => u.max_message_size(64 * 1024).max_frame_size(64 * 1024),
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "not-a-websocket",
+                format!("{e}: connect with a WebSocket client"),
+            );
+        }
+    };
+    let relay = relay(&app);
+    let (tenant, caller) = (auth.scope().id().to_owned(), auth.principal.subject_label());
+    upgrade.on_upgrade(move |socket| crate::remote::tunnel::serve_connection(relay, tenant, caller, session, socket))
+}
+
+/// What the relays need from the server.
+fn relay(app: &AppState) -> crate::remote::Relay {
+    crate::remote::Relay {
         db: app.db.clone(),
         bus: app.bus.clone(),
         artifacts: app.artifacts.clone(),
@@ -171,11 +222,6 @@ async fn attach(
         idle: Duration::from_secs(u64::from(app.settings.remote_idle_timeout_secs)),
         longest: Duration::from_secs(u64::from(app.settings.remote_max_session_secs)),
         shutdown: app.shutdown.subscribe(),
-    };
-    if attached.read_only {
-        upgrade.on_upgrade(move |socket| crate::remote::serve_watcher(relay, attached, socket))
-    } else {
-        upgrade.on_upgrade(move |socket| crate::remote::serve_owner(relay, attached, socket))
     }
 }
 
