@@ -27,6 +27,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub trait Perm: Send + Sync + 'static {
     /// `None`: any authenticated caller.
     const PERMISSION: Option<Permission>;
+    /// Routes whose exact permission depends on what is asked: the caller needs at least one of
+    /// these, and the handler checks the one it needs ([`Authz::require`]).
+    const ANY_OF: &'static [Permission] = &[];
 }
 
 /// Permission markers for [`Authz`].
@@ -71,6 +74,18 @@ pub mod perm {
         TenantsRead,
         TenantsWrite
     );
+
+    /// Any of the permissions that open a remote session (the kind asked decides which).
+    pub struct RemoteSession;
+    impl Perm for RemoteSession {
+        const PERMISSION: Option<Permission> = None;
+        const ANY_OF: &'static [Permission] = &[
+            Permission::RemoteTerminal,
+            Permission::RemoteTunnel,
+            Permission::RemoteScreenView,
+            Permission::RemoteScreenControl,
+        ];
+    }
 
     /// Any authenticated caller.
     pub struct Authenticated;
@@ -124,6 +139,15 @@ impl<P: Perm> FromRequestParts<AppState> for Authz<P> {
             if sent.is_none() || sent != principal.csrf_token.as_deref() {
                 return Err(baton_core::Error::Forbidden(format!("missing or wrong `{CSRF_HEADER}` header")).into());
             }
+        }
+        if let Some(first) = P::ANY_OF.first()
+            && !P::ANY_OF.iter().any(|p| principal.can(*p))
+        {
+            return Err(baton_core::Error::Forbidden(format!(
+                "role `{}` lacks the permission `{first}` (or another that opens remote sessions)",
+                principal.role.name
+            ))
+            .into());
         }
         if let Some(permission) = P::PERMISSION
             && !principal.can(permission)

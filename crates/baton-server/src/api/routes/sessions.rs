@@ -53,7 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 403, description = "Remote access is switched off for the tenant, or the caller lacks the kind's permission"),
         (status = 409, description = "The device is not active, or a session limit is reached")))]
 async fn open_session(
-    auth: Authz<perm::Authenticated>,
+    auth: Authz<perm::RemoteSession>,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
@@ -94,7 +94,7 @@ async fn get_session(
 #[utoipa::path(post, path = "/api/v1/devices/{id}/sessions/{session}/close", tag = "remote",
     params(("id" = String, Path), ("session" = String, Path)), responses((status = 200, body = RemoteSession)))]
 async fn close_session(
-    auth: Authz<perm::Authenticated>,
+    auth: Authz<perm::RemoteSession>,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, session)): Path<(String, String)>,
