@@ -244,3 +244,36 @@ async fn a_changed_bootstrap_token_retires_the_old_one() {
     assert_eq!(code(old.me().await.expect_err("old token retired")), 401);
     assert!(app.anon.with_token(new_token).me().await.is_ok(), "the new one works");
 }
+
+#[tokio::test]
+async fn a_token_narrowed_to_some_permissions_holds_only_those_and_hands_out_no_more() {
+    let app = spawn_app().await;
+    let narrow = |name: &str, role: &str, permissions: &[&str]| TokenCreate {
+        name: name.into(),
+        role: Some(role.into()),
+        expires_in_days: None,
+        permissions: Some(permissions.iter().map(|p| p.to_string()).collect()),
+    };
+    let created = app.admin.create_token(&narrow("helpdesk", "operator", &["devices:read"])).await.expect("narrowed");
+    assert_eq!(created.token.permissions, Some(vec!["devices:read".to_owned()]), "the token says what it holds");
+    let helpdesk = app.anon.with_token(created.secret);
+    helpdesk.devices(&Default::default()).await.expect("it reads devices");
+    let me = helpdesk.me().await.expect("me");
+    assert_eq!(me.permissions, ["devices:read"], "and nothing else of the operator's");
+    assert_eq!(code(helpdesk.groups(&Default::default()).await.expect_err("groups:read was left out")), 403);
+
+    // A permission the role lacks, or an unknown one, is refused saying which.
+    let beyond = app.admin.create_token(&narrow("x", "viewer", &["devices:write"])).await.expect_err("beyond the role");
+    assert_eq!(code(beyond), 403);
+    assert_eq!(code(app.admin.create_token(&narrow("x", "viewer", &["devices:fly"])).await.expect_err("unknown")), 422);
+
+    // A narrowed token that may make tokens cannot make one wider than itself.
+    let minter =
+        app.admin.create_token(&narrow("minter", "admin", &["tokens:write", "devices:read"])).await.expect("m");
+    let minter = app.anon.with_token(minter.secret);
+    let wide =
+        TokenCreate { name: "wide".into(), role: Some("admin".into()), expires_in_days: None, permissions: None };
+    assert_eq!(code(minter.create_token(&wide).await.expect_err("wider than the minter")), 403);
+    let within = minter.create_token(&narrow("within", "admin", &["devices:read"])).await.expect("within its own");
+    assert_eq!(within.token.permissions, Some(vec!["devices:read".to_owned()]));
+}

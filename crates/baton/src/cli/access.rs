@@ -115,6 +115,10 @@ pub enum TokensCommand {
         /// Days until it expires (default: never).
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// Narrow the token to this permission of its role (repeat for more; `GET /api/v1/roles` lists them):
+        /// e.g. `--permission devices:read --permission remote:screen-view` for a helpdesk tool.
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
     },
     /// Revoke an API token by id.
     Revoke { id: String },
@@ -134,8 +138,9 @@ pub async fn tokens(cmd: TokensCommand, client: &Client, g: &Global) -> anyhow::
             output::more_rows(&page.next_cursor);
             output::list(g.output, &page.items)
         }
-        TokensCommand::Create { name, role, expires_in_days } => {
-            let created = client.create_token(&TokenCreate { name, role, expires_in_days, permissions: None }).await?;
+        TokensCommand::Create { name, role, expires_in_days, permissions } => {
+            let permissions = (!permissions.is_empty()).then_some(permissions);
+            let created = client.create_token(&TokenCreate { name, role, expires_in_days, permissions }).await?;
             match g.output {
                 Format::Table => {
                     eprintln!(
