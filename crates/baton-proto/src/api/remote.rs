@@ -106,7 +106,7 @@ pub struct SessionCreate {
     /// name or address on its network reaches a printer or a PLC behind it). The device's
     /// `[remote] tunnel_ports` must allow the port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 253))]
+    #[cfg_attr(feature = "openapi", schema(max_length = 253, pattern = r"^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,252}$"))]
     pub host: Option<String>,
     /// Tunnel: the TCP port on `host` (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
