@@ -96,7 +96,7 @@ pub struct TokenCreate {
     /// Narrow the token to these of its role's permissions (e.g. `["devices:read",
     /// "remote:screen-view"]` for a helpdesk tool); absent: all of the role's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 64))]
     pub permissions: Option<Vec<String>>,
     /// Days until the token expires; absent for a token that does not expire.
     #[serde(default)]
