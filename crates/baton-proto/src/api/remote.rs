@@ -151,6 +151,22 @@ pub struct RemoteSession {
     pub recording: Option<Recording>,
 }
 
+impl RemoteSession {
+    /// What the session reaches, in a few words: the terminal's command (or `shell`), a
+    /// tunnel's `host:port`, a screen's mode.
+    pub fn what(&self) -> String {
+        match self.kind {
+            SessionKind::Terminal if self.command.is_empty() => "shell".to_owned(),
+            SessionKind::Terminal => self.command.join(" "),
+            SessionKind::Tunnel => {
+                format!("tunnel to {}:{}", self.host.as_deref().unwrap_or("localhost"), self.port.unwrap_or_default())
+            }
+            SessionKind::Screen if self.control => "screen (control)".to_owned(),
+            SessionKind::Screen => "screen (view)".to_owned(),
+        }
+    }
+}
+
 /// A session's recording: asciicast v2, as `asciinema play` and `asciinema cat` read it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

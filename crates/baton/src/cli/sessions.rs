@@ -46,7 +46,7 @@ pub async fn run(cmd: SessionsCommand, client: &Client, g: &Global) -> anyhow::R
 
 impl Tabular for RemoteSession {
     fn headers() -> &'static [&'static str] {
-        &["ID", "STATE", "OPENED BY", "FROM", "COMMAND", "CREATED", "CLOSED", "REASON", "EXIT", "RECORDING"]
+        &["ID", "STATE", "OPENED BY", "FROM", "WHAT", "CREATED", "CLOSED", "REASON", "EXIT", "RECORDING"]
     }
     fn row(&self) -> Vec<String> {
         vec![
@@ -54,7 +54,7 @@ impl Tabular for RemoteSession {
             self.state.as_str().to_owned(),
             self.opened_by.clone(),
             or_dash(&self.source_addr),
-            if self.command.is_empty() { "(shell)".to_owned() } else { self.command.join(" ") },
+            self.what(),
             ago(Some(self.created_at)),
             ago(self.closed_at),
             or_dash(&self.close_reason),
