@@ -44,6 +44,7 @@ const ENV_KEYS: &[&str] = &[
     "remote_max_session_secs",
     "remote_recording_retention_days",
     "remote_file_max_bytes",
+    "remote_web_domain",
     "support_bundle_max_bytes",
     "support_bundle_retention_days",
     "log_format",
@@ -118,6 +119,9 @@ pub struct Settings {
     pub remote_recording_retention_days: u32,
     /// The largest file copied to or from a device through the server, in bytes.
     pub remote_file_max_bytes: u64,
+    /// A domain whose every subdomain reaches this server: a device's web page opened from the
+    /// console is served at `<session>.<remote_web_domain>`, apart from the console's origin.
+    pub remote_web_domain: String,
     /// The largest support bundle the server accepts from a device, in bytes.
     pub support_bundle_max_bytes: u64,
     /// Support bundles are deleted this many days after they were stored.
@@ -246,6 +250,7 @@ impl Default for Settings {
             remote_max_session_secs: 8 * 3600,
             remote_recording_retention_days: 90,
             remote_file_max_bytes: 4 << 30,
+            remote_web_domain: "localhost".into(),
             support_bundle_max_bytes: 256 << 20,
             support_bundle_retention_days: 30,
             mqtt_enabled: true,
@@ -365,6 +370,12 @@ impl Settings {
                 return Err(Error::Config(format!("{name} must be at least 1")));
             }
         }
+        if !valid_domain(&self.remote_web_domain) {
+            return Err(Error::Config(format!(
+                "remote_web_domain must be a domain name without scheme, port or path (e.g. devices.example.com); got `{}`",
+                self.remote_web_domain
+            )));
+        }
         if self.max_connections_per_source == 0 {
             return Err(Error::Config("max_connections_per_source must be at least 1".into()));
         }
@@ -428,6 +439,18 @@ impl Settings {
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some()
     }
+}
+
+/// A DNS name of letters, digits and hyphens in dot-separated labels: what `remote_web_domain`
+/// must be for `<session>.<domain>` to be a host name.
+fn valid_domain(domain: &str) -> bool {
+    (1..=200).contains(&domain.len())
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 #[cfg(test)]
@@ -496,6 +519,25 @@ mod tests {
         std::fs::write(&file, "key_encryption_key = \"x\"\n").expect("write");
         let err = Settings::load(Some(&file), Settings::default()).expect_err("refused");
         assert!(err.to_string().contains("BATON_KEY_ENCRYPTION_KEY"), "{err}");
+    }
+
+    #[test]
+    fn a_remote_web_domain_with_a_scheme_port_or_capitals_is_refused_by_name() {
+        for bad in [
+            "",
+            "https://devices.example.com",
+            "devices.example.com:8443",
+            "Devices.example.com",
+            ".example.com",
+            "a..b",
+        ] {
+            let settings = Settings { remote_web_domain: bad.into(), ..Settings::default() };
+            let err = settings.validate().expect_err(bad);
+            assert!(err.to_string().contains("remote_web_domain"), "{bad}: {err}");
+        }
+        for good in ["localhost", "devices.example.com", "web-1.baton.internal"] {
+            Settings { remote_web_domain: good.into(), ..Settings::default() }.validate().expect(good);
+        }
     }
 
     #[test]

@@ -42,6 +42,22 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
 }
 
+impl Shared {
+    /// What the remote-session relays need from the server.
+    pub fn relay(&self) -> crate::remote::Relay {
+        crate::remote::Relay {
+            db: self.db.clone(),
+            bus: self.bus.clone(),
+            artifacts: self.artifacts.clone(),
+            connections: self.connections.clone(),
+            live: self.remote.clone(),
+            idle: std::time::Duration::from_secs(u64::from(self.settings.remote_idle_timeout_secs)),
+            longest: std::time::Duration::from_secs(u64::from(self.settings.remote_max_session_secs)),
+            shutdown: self.shutdown.subscribe(),
+        }
+    }
+}
+
 /// Completes once the server starts shutting down (or the sender is gone).
 pub async fn stopping(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {

@@ -2,6 +2,7 @@
 //! done, listener bound, engines started), then run until a shutdown signal, letting requests in
 //! flight finish. The one module that sees every door and engine: it wires them together.
 
+pub mod device_web;
 pub mod files;
 pub mod router;
 pub mod serve;

@@ -1,7 +1,9 @@
 //! The HTTP application: the doors that answer over HTTP (the REST API, the agents' door and the
 //! console) mounted side by side, the OpenAPI document of the first two with its docs page, and
 //! what applies to every request (body limit, metrics, tracing, problem+json for unknown routes).
-//! Assembled here, above the doors, so no door mounts another.
+//! In front of them all, requests on a device web page's own host go to that door
+//! ([`super::device_web`]) whatever their path. Assembled here, above the doors, so no door
+//! mounts another.
 
 use axum::{Router, http::StatusCode, middleware};
 use utoipa_swagger_ui::SwaggerUi;
@@ -31,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(api::track))
+        .layer(middleware::from_fn_with_state(state.clone(), super::device_web::route))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

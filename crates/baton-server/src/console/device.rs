@@ -1,8 +1,8 @@
 //! A device's page: what it is and reports (status, connection, inventory, latest telemetry and
 //! a chart of any metric over an hour, a day or a week), its commands and its events — live
 //! from the event and telemetry streams — and what an operator changes from it: labels,
-//! groups, a command, decommissioning; a way to its terminal and its latest recorded sessions
-//! and its support bundles for those allowed them.
+//! groups, a command, decommissioning; a way to its terminal, its web page, its latest recorded
+//! sessions and its support bundles for those allowed them.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +63,8 @@ struct DevicePage<'a> {
     can_logs: bool,
     /// The way to the device's files.
     can_files: bool,
+    /// The form that opens a web page on the device in a new tab.
+    can_web: bool,
     /// Labels, groups and decommissioning.
     can_edit: bool,
     /// Groups it could join (id, name), for the "add to group" choice.
@@ -230,6 +232,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let can_terminal = user.principal.can(Permission::RemoteTerminal) && d.status == DeviceStatus::Active;
     let can_logs = user.principal.can(Permission::RemoteLogs) && d.status == DeviceStatus::Active;
     let can_files = user.principal.can(Permission::RemoteFiles) && d.status == DeviceStatus::Active;
+    let can_web = user.principal.can(Permission::RemoteTunnel) && d.status == DeviceStatus::Active;
     let recordings = if user.principal.can(Permission::RemoteRecordings) {
         Some(super::recordings::of_device(app, scope, &id).await?)
     } else {
@@ -276,6 +279,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         can_terminal,
         can_logs,
         can_files,
+        can_web,
         can_edit,
         other_groups,
         device: facts,

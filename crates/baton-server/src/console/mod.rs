@@ -12,7 +12,8 @@
 //!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
 //!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
-//!   [`files`]: file transfer with a device;
+//!   [`files`]: file transfer with a device; [`device_web`]: a device's web page, opened in a
+//!   new tab;
 //!   [`recordings`]: recorded sessions and their replay; [`bundles`]: support bundles (a
 //!   device's, and a request's progress).
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
@@ -24,6 +25,7 @@ mod assets;
 mod bundles;
 mod commands;
 mod device;
+mod device_web;
 mod devices;
 mod enrollment;
 mod errors;
@@ -107,6 +109,7 @@ console_routes! {
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
     get "/devices/{id}/logs" => logs::page, RemoteLogs;
     get "/devices/{id}/files" => files::page, RemoteFiles;
+    post "/devices/{id}/web" => device_web::open, RemoteTunnel;
     get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
     get "/devices/{id}/recordings/{session}" => recordings::replay, RemoteRecordings;
     get "/recordings" => recordings::page, RemoteRecordings;

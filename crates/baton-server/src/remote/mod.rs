@@ -6,7 +6,7 @@
 //! for any kind of stream (terminal, logs, files) and says why it could not; [`logs_body`]
 //! relays live logs as an HTTP response's body, [`files`] file transfers between an HTTP body
 //! and a device's file stream; [`screen`] pipes a screen's RFB, [`tunnel`] a tunnel's TCP
-//! connections (`pipe` is their shared byte pipe).
+//! connections (`pipe` is their shared byte pipe), [`web`] a device's web page over a tunnel.
 
 pub mod files;
 mod logs;
@@ -15,6 +15,7 @@ mod pipe;
 mod relay;
 pub mod screen;
 pub mod tunnel;
+pub mod web;
 
 use std::{
     collections::HashMap,
@@ -70,6 +71,8 @@ type Ended = Option<(String, Option<i32>)>;
 pub struct LiveSessions {
     map: Mutex<HashMap<String, Live>>,
     tunnels: Mutex<HashMap<String, Arc<tunnel::Tunnel>>>,
+    /// Tunnel sessions serving a device's web page, with their browser's cookie.
+    pub web: web::Passes,
 }
 
 struct Live {

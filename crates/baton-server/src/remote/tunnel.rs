@@ -1,12 +1,14 @@
-//! Tunnel sessions: TCP connections to one port on (or behind) a device. The opener's attach
-//! WebSocket holds the session: the server first opens one connection to check that the device
-//! allows and reaches the port (so a refusal is said at once, not on each connection), then
-//! keeps the session until that WebSocket closes, the session is closed, idles, or reaches the
-//! longest a session may last. Each TCP connection is a WebSocket of its own
+//! Tunnel sessions: TCP connections to one port on (or behind) a device. A [`Holder`] keeps the
+//! session — the opener's attach WebSocket ([`serve_control`]), or the server itself for a
+//! device's web page (`web`): it first opens one connection to check that the device allows and
+//! reaches the port (so a refusal is said at once, not on each connection), then keeps the
+//! session until its holder goes, the session is closed, idles, or reaches the longest a session
+//! may last. Each TCP connection is a WebSocket of its own
 //! ([`serve_connection`], authenticated as the opener) piped to a device stream; all of them
 //! end with the session. What went through is counted for the session's closing event.
 
 use std::{
+    future::Future,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -109,97 +111,131 @@ impl Drop for Connection<'_> {
 /// Serves the attach WebSocket that holds a tunnel session open.
 pub async fn serve_control(app: Relay, attach: Attach, mut socket: WebSocket) {
     let _running = app.connections.running();
-    let session = &attach.session;
-    let (ended_tx, ended_rx) = watch::channel(None);
-    let tunnel = Arc::new(Tunnel {
-        tenant_id: attach.scope.id().to_owned(),
-        session_id: session.id.clone(),
-        device_id: session.device_id.clone(),
-        opened_by: attach.actor.label.clone(),
-        host: session.host.clone().unwrap_or_else(|| "localhost".into()),
-        port: session.port.unwrap_or_default(),
-        connections: AtomicU64::new(0),
-        to_device: AtomicU64::new(0),
-        from_device: AtomicU64::new(0),
-        active: AtomicUsize::new(0),
-        last: Mutex::new(Instant::now()),
-        ended: ended_rx.clone(),
-    });
-    let reason = match hold(&app, &attach, &tunnel, &mut socket, ended_rx).await {
-        Ok(reason) | Err(reason) => reason,
+    let mut holder = Holder::new(&attach);
+    let reason = match holder.open(&app, &attach).await {
+        Err(reason) => reason,
+        Ok(()) => {
+            let opened = AttachServerMessage::Opened { session_id: attach.session.id.clone(), read_only: false };
+            match send_text(&mut socket, &opened).await {
+                Err(_) => "the client went away".to_owned(),
+                Ok(()) => holder.hold(&app, client_left(&mut socket, &attach.actor.label)).await,
+            }
+        }
     };
-    let _ = ended_tx.send(Some(reason.clone()));
-    app.live.remove(&session.id);
-    app.live.remove_tunnel(&session.id);
-    let ending = remote::Ending { reason: reason.clone(), traffic: Some(tunnel.traffic()), ..Default::default() };
-    if let Err(e) = remote::closed(&app.db, &app.bus, &attach.scope, session, &attach.actor, &ending).await {
-        tracing::error!(error = %e, session_id = %session.id, "cannot record the end of a session");
-    }
+    holder.finish(&app, &attach, &reason).await;
     let closed = AttachServerMessage::Closed { reason: reason.clone(), exit_code: None };
     let _ = tokio::time::timeout(Duration::from_secs(5), send_text(&mut socket, &closed)).await;
     tell_closed_frame(&mut socket, &reason).await;
-    tracing::info!(session_id = %session.id, reason = %reason, "tunnel session ended");
+    tracing::info!(session_id = %attach.session.id, reason = %reason, "tunnel session ended");
 }
 
-/// Checks the port with a first connection, marks the session open, and holds it: the reason
-/// it ended.
-async fn hold(
-    app: &Relay,
-    attach: &Attach,
-    tunnel: &Arc<Tunnel>,
-    socket: &mut WebSocket,
-    ended: watch::Receiver<Option<String>>,
-) -> Result<String, String> {
-    let session = &attach.session;
-    drop(tunnel.connect(app).await.map_err(|not| not.reason())?.take_stream());
-    tunnel.connections.store(0, Ordering::Relaxed); // the check is not one of the user's
-    remote::opened(&app.db, &app.bus, attach).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot record an opened session");
-        "the server could not record the session".to_owned()
-    })?;
-    let (close_tx, mut close_rx) = mpsc::channel(1);
-    let (output, _) = broadcast::channel(1);
-    app.live.insert(
-        &session.id,
-        Live { tenant_id: tunnel.tenant_id.clone(), output, close: close_tx, ended: watch_end(ended) },
-    );
-    app.live.insert_tunnel(tunnel.clone());
-    let opened = AttachServerMessage::Opened { session_id: session.id.clone(), read_only: false };
-    send_text(socket, &opened).await.map_err(|_| "the client went away".to_owned())?;
-    let closing = super::closing(app, async move { close_rx.recv().await });
-    tokio::pin!(closing);
-    let label = &attach.actor.label;
+/// Completes when the opener's attach WebSocket closes.
+async fn client_left(socket: &mut WebSocket, label: &str) -> String {
     loop {
-        let idle_at = tunnel.last() + app.idle;
-        tokio::select! {
-            frame = socket.recv() => match frame {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return Ok(format!("closed by {label}")),
-                Some(Ok(_)) => {}
-            },
-            reason = &mut closing => return Ok(reason),
-            () = sleep_until(idle_at) => {
-                if tunnel.active.load(Ordering::Relaxed) == 0 && tunnel.last() + app.idle <= Instant::now() {
-                    return Ok(format!("no connection for {} s", app.idle.as_secs()));
-                }
-                // Connections are open (or one just ended): the session is in use.
-                tunnel.touch();
-            }
+        match socket.recv().await {
+            Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return format!("closed by {label}"),
+            Some(Ok(_)) => {}
         }
     }
 }
 
-/// The session's watchers see its end as the terminal's do: (reason, exit code).
-fn watch_end(ended: watch::Receiver<Option<String>>) -> watch::Receiver<super::Ended> {
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let mut ended = ended;
-        let reason = match ended.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or_default(),
-            Err(_) => "the tunnel session ended".to_owned(),
-        };
-        let _ = tx.send(Some((reason, None)));
-    });
-    rx
+/// What holds a tunnel session open on this node, whoever does (the opener's attach WebSocket,
+/// or the server itself for a device's web page): [`Holder::open`] it, [`Holder::hold`] it until
+/// it must end, [`Holder::finish`] it.
+pub(crate) struct Holder {
+    pub tunnel: Arc<Tunnel>,
+    /// Tells the tunnel's connections that it ended, and why.
+    ended: watch::Sender<Option<String>>,
+    /// Tells whoever closed the session (the API) that its end is stored.
+    stored: watch::Sender<super::Ended>,
+    /// The API's close, once the session is registered on this node.
+    close: Option<mpsc::Receiver<String>>,
+}
+
+impl Holder {
+    pub(crate) fn new(attach: &Attach) -> Holder {
+        let session = &attach.session;
+        let (ended, ended_rx) = watch::channel(None);
+        let tunnel = Arc::new(Tunnel {
+            tenant_id: attach.scope.id().to_owned(),
+            session_id: session.id.clone(),
+            device_id: session.device_id.clone(),
+            opened_by: attach.actor.label.clone(),
+            host: session.host.clone().unwrap_or_else(|| "localhost".into()),
+            port: session.port.unwrap_or_default(),
+            connections: AtomicU64::new(0),
+            to_device: AtomicU64::new(0),
+            from_device: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            ended: ended_rx,
+        });
+        Holder { tunnel, ended, stored: watch::channel(None).0, close: None }
+    }
+
+    /// Checks the port with a first connection (so a refusal is said at once), records the
+    /// session open and registers it on this node; the reason when it could not.
+    pub(crate) async fn open(&mut self, app: &Relay, attach: &Attach) -> Result<(), String> {
+        let tunnel = &self.tunnel;
+        drop(tunnel.connect(app).await.map_err(|not| not.reason())?.take_stream());
+        tunnel.connections.store(0, Ordering::Relaxed); // the check is not one of the user's
+        remote::opened(&app.db, &app.bus, attach).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot record an opened session");
+            "the server could not record the session".to_owned()
+        })?;
+        let (close_tx, close_rx) = mpsc::channel(1);
+        let (output, _) = broadcast::channel(1);
+        let ended = self.stored.subscribe();
+        app.live
+            .insert(&tunnel.session_id, Live { tenant_id: tunnel.tenant_id.clone(), output, close: close_tx, ended });
+        app.live.insert_tunnel(tunnel.clone());
+        self.close = Some(close_rx);
+        Ok(())
+    }
+
+    /// Holds the open session until it is closed, idles (no connection for the idle time),
+    /// reaches the longest a session may last, the server stops, or `left` completes (its
+    /// holder went away): the reason it ended.
+    pub(crate) async fn hold(&mut self, app: &Relay, left: impl Future<Output = String>) -> String {
+        let tunnel = &self.tunnel;
+        let mut close = self.close.take();
+        let closing = super::closing(app, async move {
+            match close.as_mut() {
+                Some(close) => close.recv().await,
+                None => std::future::pending().await,
+            }
+        });
+        tokio::pin!(closing, left);
+        loop {
+            let idle_at = tunnel.last() + app.idle;
+            tokio::select! {
+                reason = &mut left => return reason,
+                reason = &mut closing => return reason,
+                () = sleep_until(idle_at) => {
+                    if tunnel.active.load(Ordering::Relaxed) == 0 && tunnel.last() + app.idle <= Instant::now() {
+                        return format!("no connection for {} s", app.idle.as_secs());
+                    }
+                    // Connections are open (or one just ended): the session is in use.
+                    tunnel.touch();
+                }
+            }
+        }
+    }
+
+    /// Ends the session: its connections end with `reason`, it leaves this node's registry,
+    /// and its end is stored with the traffic.
+    pub(crate) async fn finish(self, app: &Relay, attach: &Attach, reason: &str) {
+        let session = &attach.session;
+        let _ = self.ended.send(Some(reason.to_owned()));
+        app.live.remove(&session.id);
+        app.live.remove_tunnel(&session.id);
+        let traffic = Some(self.tunnel.traffic());
+        let ending = remote::Ending { reason: reason.to_owned(), traffic, ..Default::default() };
+        if let Err(e) = remote::closed(&app.db, &app.bus, &attach.scope, session, &attach.actor, &ending).await {
+            tracing::error!(error = %e, session_id = %session.id, "cannot record the end of a session");
+        }
+        let _ = self.stored.send(Some((reason.to_owned(), None)));
+    }
 }
 
 /// Serves one TCP connection's WebSocket through the tunnel session `session_id`, for `caller`

@@ -21,6 +21,7 @@ mod console_pages;
 mod console_remote;
 mod console_rollouts;
 mod console_walk;
+mod console_web;
 mod contract;
 mod deployments;
 mod devices;

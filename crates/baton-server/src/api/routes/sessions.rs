@@ -213,16 +213,7 @@ async fn connect(
 
 /// What the relays need from the server.
 fn relay(app: &AppState) -> crate::remote::Relay {
-    crate::remote::Relay {
-        db: app.db.clone(),
-        bus: app.bus.clone(),
-        artifacts: app.artifacts.clone(),
-        connections: app.connections.clone(),
-        live: app.remote.clone(),
-        idle: Duration::from_secs(u64::from(app.settings.remote_idle_timeout_secs)),
-        longest: Duration::from_secs(u64::from(app.settings.remote_max_session_secs)),
-        shutdown: app.shutdown.subscribe(),
-    }
+    app.relay()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
