@@ -12,7 +12,7 @@
 //!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
 //!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
-//!   [`files`]: file transfer with a device;
+//!   [`screen`]: a device's screen, viewed or controlled; [`files`]: file transfer with a device;
 //!   [`recordings`]: recorded sessions and their replay; [`bundles`]: support bundles (a
 //!   device's, and a request's progress).
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
@@ -37,6 +37,7 @@ mod recordings;
 mod rollout;
 mod rollout_new;
 mod rollouts;
+mod screen;
 mod session;
 mod terminal;
 
@@ -105,6 +106,8 @@ console_routes! {
     post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
+    get "/devices/{id}/screen" => screen::view, RemoteScreenView;
+    get "/devices/{id}/screen/control" => screen::control, RemoteScreenControl;
     get "/devices/{id}/logs" => logs::page, RemoteLogs;
     get "/devices/{id}/files" => files::page, RemoteFiles;
     get "/devices/{id}/sessions/{session}/watch" => terminal::watch, RemoteWatch;
