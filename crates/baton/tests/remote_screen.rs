@@ -111,11 +111,12 @@ async fn the_console_shows_the_screen_and_types_into_it_only_when_controlling() 
     let ready = dir.path().join("control-ready");
     let scenario = baton_testkit::browser::run_scenario("screen", config(true, "marker\n", &ready));
     tokio::pin!(scenario);
-    tokio::select! {
+    let controlled = tokio::select! {
         seen = &mut scenario => panic!("the scenario ended before typing: {seen}"),
-        () = eventually("the typed line lands in the file", || async { (read(&typed) == "marker\n").then_some(()) }) => {}
-    }
-    let controlled = std::fs::read_to_string(&ready).expect("ready file");
+        controlled = eventually("the typed line lands in the file", || async {
+            (read(&typed) == "marker\n").then(|| read(&ready)).filter(|session| !session.is_empty())
+        }) => controlled,
+    };
     assert_eq!(children(agent_pid, "x11vnc").len(), 1, "x11vnc runs for the session");
     let closed = client.close_session(&device.id, controlled.trim()).await.expect("closed");
     assert!(closed.control);
