@@ -12,6 +12,8 @@
 //! - [`mqtt`]: MQTT 3.1.1 and 5 packets, topics and matching, for the MQTT front door.
 //! - [`import`]: the device import CSV, read the same way by the CLI and the console.
 //! - [`labels`]: label keys, values and label selectors, parsed once here so every side agrees.
+//! - [`rfb`]: VNC's protocol as a screen session reads it: versions, security types, and the
+//!   filter that keeps a view-only viewer's keys and pointer from the device.
 //!
 //! This crate does no I/O. Storage rows are never these structs: the server converts explicitly,
 //! so the wire format can stay stable while storage evolves.
@@ -24,6 +26,7 @@ pub mod import;
 pub mod inventory;
 pub mod labels;
 pub mod mqtt;
+pub mod rfb;
 pub mod streams;
 pub mod version;
 

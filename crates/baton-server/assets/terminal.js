@@ -1,20 +1,19 @@
 // Baton console: a device's terminal (xterm.js). The page changes nothing by loading; this
-// script sizes the terminal to its box, opens a session with a POST to the API (the page's CSRF
-// token in its header), and attaches to the ticket's WebSocket: binary frames are the terminal's
-// bytes both ways, text frames JSON (`resize` from here; `opened` and `closed` from the server).
+// script sizes the terminal to its box, opens a session with a POST to the API (`session.js`),
+// and attaches to the ticket's WebSocket: binary frames are the terminal's bytes both ways, text
+// frames JSON (`resize` from here; `opened` and `closed` from the server).
 // When the session ends its reason is shown in the server's words and the terminal takes no
 // more input.
 (() => {
   "use strict";
   const card = document.getElementById("terminal-session");
   const box = document.getElementById("terminal");
-  if (!card || !box || !window.Terminal || !window.FitAddon) return;
+  if (!card || !box || !window.Terminal || !window.FitAddon || !window.BatonSession) return;
   const device = card.dataset.device;
   // Watching someone's open session: read-only, with a watch ticket instead of a new session.
   const watching = card.dataset.watch;
   const status = document.getElementById("terminal-status");
   const disconnect = document.getElementById("term-disconnect");
-  const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
   const encoder = new TextEncoder();
 
   const term = new Terminal({
@@ -34,38 +33,24 @@
   let session = null;
   // Whether the device opened it: only then is there a recording.
   let opened = false;
-  let state = card.dataset.state;
-  const setState = (next, words) => {
-    state = next;
-    card.dataset.state = next;
-    if (words !== undefined) status.textContent = words;
-    disconnect.disabled = next !== "open";
-  };
+  const page = BatonSession.card(card, status, disconnect);
+  const setState = page.set;
 
   // The session's end, said prominently; the terminal stays readable but takes no input.
   const ended = (why) => {
-    if (state === "ended") return;
-    setState("ended", "");
+    if (page.state === "ended") return;
     term.options.disableStdin = true;
     term.options.cursorBlink = false;
-    const alert = document.createElement("p");
-    alert.setAttribute("role", "alert");
-    alert.className = "error session-ended";
-    alert.dataset.testid = "session-ended";
-    alert.textContent = why;
-    const again = document.createElement("a");
-    again.href = location.pathname;
-    again.textContent = watching ? "Watch again" : "Open a new terminal";
-    alert.append(" ", again);
+    const links = [];
     if (opened && card.hasAttribute("data-can-replay")) {
       const replay = document.createElement("a");
       replay.href = `/devices/${encodeURIComponent(device)}/recordings/${encodeURIComponent(session)}`;
       replay.textContent = "Replay the recording";
-      alert.append(" · ", replay);
+      links.push(replay);
     }
-    card.prepend(alert);
+    page.ended(why, watching ? "Watch again" : "Open a new terminal", links);
   };
-  if (state === "ended") {
+  if (page.state === "ended") {
     term.options.disableStdin = true;
     return;
   }
@@ -75,7 +60,7 @@
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   };
   const sendBytes = (bytes) => {
-    if (!watching && state === "open" && socket?.readyState === WebSocket.OPEN) socket.send(bytes);
+    if (!watching && page.state === "open" && socket?.readyState === WebSocket.OPEN) socket.send(bytes);
   };
   term.onData((data) => sendBytes(encoder.encode(data)));
   term.onBinary((data) => sendBytes(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
@@ -141,29 +126,16 @@
   };
 
   const open = async () => {
-    let res;
-    try {
-      const sessions = `/api/v1/devices/${encodeURIComponent(device)}/sessions`;
-      const headers = { "content-type": "application/json", accept: "application/json", "x-csrf-token": csrf };
-      res = watching
-        ? await fetch(`${sessions}/${encodeURIComponent(watching)}/watch`, { method: "POST", headers })
-        : await fetch(sessions, {
-          method: "POST",
-          headers,
-          body: JSON.stringify({ kind: "terminal", cols: term.cols, rows: term.rows }),
-        });
-    } catch (err) {
-      ended(`No terminal: the server cannot be reached (${err.message}).`);
-      return;
-    }
-    if (!res.ok) {
-      let words = `${res.status} ${res.statusText}`;
-      try { words = (await res.json()).detail || words; } catch (_) { /* not JSON: keep the status line */ }
-      ended(`No terminal: ${words}`);
+    const sessions = `/api/v1/devices/${encodeURIComponent(device)}/sessions`;
+    const answer = watching
+      ? await BatonSession.open(`${sessions}/${encodeURIComponent(watching)}/watch`)
+      : await BatonSession.open(sessions, { kind: "terminal", cols: term.cols, rows: term.rows });
+    if (answer.error) {
+      ended(`No terminal: ${answer.error}`);
       return;
     }
     setState("connecting", watching ? "Joining the session…" : "Waiting for the device to open the terminal…");
-    attach(await res.json());
+    attach(answer.ticket);
   };
   open();
 })();

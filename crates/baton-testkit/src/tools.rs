@@ -31,11 +31,14 @@ pub enum Tool {
     /// `journalctl` (systemd) and `systemd-journal-remote`, which writes journal files from
     /// entries in the export format: a real journal where journald does not run.
     Journal,
+    /// A screen for screen sessions: `Xvfb` (an X display in memory), `x11vnc` (its VNC
+    /// server) and `xterm` (a program on it).
+    Screen,
 }
 
 /// Every tool, in the order `scripts/provision` installs them.
-pub const ALL: [Tool; 7] =
-    [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema, Tool::Journal];
+pub const ALL: [Tool; 8] =
+    [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema, Tool::Journal, Tool::Screen];
 
 /// Where Debian installs `systemd-journal-remote`.
 pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
@@ -54,6 +57,7 @@ impl Tool {
             Tool::Fuse => "fuse",
             Tool::Asciinema => "asciinema",
             Tool::Journal => "journal",
+            Tool::Screen => "screen",
         }
     }
 
@@ -67,6 +71,7 @@ impl Tool {
             Tool::Fuse => "apt-get install -y fuse3",
             Tool::Asciinema => "apt-get install -y asciinema",
             Tool::Journal => "apt-get install -y systemd systemd-journal-remote",
+            Tool::Screen => "apt-get install -y xvfb x11vnc xterm",
         }
     }
 
@@ -107,6 +112,13 @@ impl Tool {
                 } else {
                     None
                 }
+            }
+            Tool::Screen => {
+                // Xvfb has no version flag; its -help exits 0.
+                [("Xvfb", "-help"), ("x11vnc", "-version"), ("xterm", "-version")]
+                    .into_iter()
+                    .find(|(program, flag)| !runs(program, &[flag], true))
+                    .map(|(program, _)| program)
             }
             Tool::Fuse => {
                 let device = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse");

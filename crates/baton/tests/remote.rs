@@ -12,7 +12,6 @@ use baton_proto::api::{
     access::{PageQuery, TokenCreate, UserCreate},
     events::EventQuery,
     remote::{RemotePolicy, SessionCreate, SessionKind, SessionState},
-    tenants::TenantCreate,
 };
 use baton_testkit::{
     eventually,
@@ -20,7 +19,7 @@ use baton_testkit::{
 };
 use support::{
     Server,
-    remote::{Term, enrolled},
+    remote::{Term, enrolled, other_tenant},
 };
 
 const BOOTSTRAP: &str = "bt_remote-test-bootstrap-token";
@@ -152,17 +151,7 @@ async fn who_may_not_open_a_terminal_is_refused_and_told_why() {
         .expect("token");
     refused.push(("viewer token", admin.with_token(scoped.secret)));
     // An operator of another tenant.
-    admin
-        .create_tenant(&TenantCreate {
-            name: "other".into(),
-            display_name: None,
-            admin: Some(UserCreate { username: "olga".into(), password: "other-password-123".into(), role: None }),
-        })
-        .await
-        .expect("tenant");
-    let other = Client::new(&server.url, None, None).expect("client");
-    let session = other.login(Some("other"), "olga", "other-password-123").await.expect("login");
-    let other = other.with_token(session.token);
+    let other = other_tenant(&admin, &server.url).await;
     for (who, client) in &refused {
         match client.open_session(&device.id, &terminal()).await {
             Err(ClientError::Api { status, problem }) => {

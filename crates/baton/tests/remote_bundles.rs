@@ -16,7 +16,6 @@ use baton_proto::api::{
     devices::Device,
     events::EventQuery,
     groups::GroupCreate,
-    tenants::TenantCreate,
 };
 use baton_testkit::{
     eventually,
@@ -24,7 +23,7 @@ use baton_testkit::{
 };
 use support::{
     Server,
-    remote::{Agent, cli, enrolled, journal},
+    remote::{Agent, cli, enrolled, journal, other_tenant},
 };
 
 const BOOTSTRAP: &str = "bt_bundles-test-bootstrap-token";
@@ -304,17 +303,7 @@ async fn bundles_off_a_viewer_and_another_tenant_are_refused() {
     let viewer = Client::new(&server.url, None, None).expect("client");
     let session = viewer.login(None, "vera", "viewer-password-123").await.expect("login");
     let viewer = viewer.with_token(session.token);
-    admin
-        .create_tenant(&TenantCreate {
-            name: "other".into(),
-            display_name: None,
-            admin: Some(UserCreate { username: "olga".into(), password: "other-password-123".into(), role: None }),
-        })
-        .await
-        .expect("tenant");
-    let other = Client::new(&server.url, None, None).expect("client");
-    let session = other.login(Some("other"), "olga", "other-password-123").await.expect("login");
-    let other = other.with_token(session.token);
+    let other = other_tenant(&admin, &server.url).await;
     let bundle = &done.devices[0].bundle_id;
 
     let status = |r: Result<_, ClientError>| r.err().and_then(|e| e.status()).map(|s| s.as_u16());

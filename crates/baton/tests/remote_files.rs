@@ -15,13 +15,12 @@ use baton_proto::api::{
     access::UserCreate,
     events::{Event, EventQuery},
     files::{CHECKSUM_HEADER, FileStatQuery, FileUpload},
-    tenants::TenantCreate,
 };
 use baton_testkit::eventually;
 use sha2::{Digest, Sha256};
 use support::{
     Server,
-    remote::{cli, enrolled},
+    remote::{cli, enrolled, other_tenant},
 };
 use tokio::io::AsyncWriteExt;
 
@@ -355,17 +354,7 @@ async fn paths_out_of_the_allow_list_files_switched_off_a_viewer_and_another_ten
     let viewer = Client::new(&server.url, None, None).expect("client");
     let session = viewer.login(None, "vera", "viewer-password-123").await.expect("login");
     let viewer = viewer.with_token(session.token);
-    client
-        .create_tenant(&TenantCreate {
-            name: "other".into(),
-            display_name: None,
-            admin: Some(UserCreate { username: "olga".into(), password: "other-password-123".into(), role: None }),
-        })
-        .await
-        .expect("tenant");
-    let other = Client::new(&server.url, None, None).expect("client");
-    let session = other.login(Some("other"), "olga", "other-password-123").await.expect("login");
-    let other = other.with_token(session.token);
+    let other = other_tenant(&client, &server.url).await;
     let path = at(&allowed.join("new.txt"));
     let facts = FileUpload { path: path.clone(), size: 2, sha256: sha256(b"x\n"), offset: 0, mode: None };
     let body = || futures::stream::iter(vec![Ok(b"x\n".to_vec())]);

@@ -11,10 +11,12 @@ use axum::{
 const FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
     ("chart.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/chart.js")),
+    ("session.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/session.js")),
     ("terminal.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/terminal.js")),
     ("player.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/player.js")),
     ("logs.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/logs.js")),
     ("files.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/files.js")),
+    ("screen.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/screen.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
     ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx.min.js")),
@@ -27,6 +29,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("vendor/xterm.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/xterm.js")),
     ("vendor/xterm.css", "text/css; charset=utf-8", include_bytes!("../../assets/vendor/xterm.css")),
     ("vendor/addon-fit.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/addon-fit.js")),
+    ("vendor/novnc-rfb.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/novnc-rfb.js")),
 ];
 
 pub(super) async fn serve(Path(path): Path<String>) -> Response {

@@ -1,8 +1,8 @@
 //! A device's page: what it is and reports (status, connection, inventory, latest telemetry and
 //! a chart of any metric over an hour, a day or a week), its commands and its events — live
 //! from the event and telemetry streams — and what an operator changes from it: labels,
-//! groups, a command, decommissioning; a way to its terminal, its web page, its latest recorded
-//! sessions and its support bundles for those allowed them.
+//! groups, a command, decommissioning; ways to its terminal, its screen (viewed or controlled)
+//! and its web page, its latest recorded sessions and its support bundles for those allowed them.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +60,9 @@ struct DevicePage<'a> {
     can_command: bool,
     /// The way to the device's terminal.
     can_terminal: bool,
+    /// The ways to the device's screen: viewing it, controlling it.
+    can_screen_view: bool,
+    can_screen_control: bool,
     can_logs: bool,
     /// The way to the device's files.
     can_files: bool,
@@ -230,6 +233,8 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let can_edit = user.principal.can(Permission::DevicesWrite) && d.status != DeviceStatus::Decommissioned;
     let can_command = user.principal.can(Permission::CommandsWrite) && d.status == DeviceStatus::Active;
     let can_terminal = user.principal.can(Permission::RemoteTerminal) && d.status == DeviceStatus::Active;
+    let can_screen_view = user.principal.can(Permission::RemoteScreenView) && d.status == DeviceStatus::Active;
+    let can_screen_control = user.principal.can(Permission::RemoteScreenControl) && d.status == DeviceStatus::Active;
     let can_logs = user.principal.can(Permission::RemoteLogs) && d.status == DeviceStatus::Active;
     let can_files = user.principal.can(Permission::RemoteFiles) && d.status == DeviceStatus::Active;
     let can_web = user.principal.can(Permission::RemoteTunnel) && d.status == DeviceStatus::Active;
@@ -277,6 +282,8 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
         nav: "devices",
         can_command,
         can_terminal,
+        can_screen_view,
+        can_screen_control,
         can_logs,
         can_files,
         can_web,

@@ -12,8 +12,8 @@
 //!   users, API tokens, tenants; [`artifacts`]: what updates install; [`rollouts`]: the
 //!   rollouts and their live stream; [`rollout`]: one rollout's page and its buttons;
 //!   [`rollout_new`]: the form that makes one; [`terminal`]: a device's remote terminal;
-//!   [`files`]: file transfer with a device; [`device_web`]: a device's web page, opened in a
-//!   new tab;
+//!   [`screen`]: a device's screen, viewed or controlled; [`files`]: file transfer with a device;
+//!   [`device_web`]: a device's web page, opened in a new tab;
 //!   [`recordings`]: recorded sessions and their replay; [`bundles`]: support bundles (a
 //!   device's, and a request's progress).
 //! - [`assets`]: the embedded files; [`errors`]: failed navigations as HTML pages; [`human`]:
@@ -39,6 +39,7 @@ mod recordings;
 mod rollout;
 mod rollout_new;
 mod rollouts;
+mod screen;
 mod session;
 mod terminal;
 
@@ -107,6 +108,8 @@ console_routes! {
     post "/devices/{id}/approve" => enrollment::approve, DevicesWrite;
     post "/devices/{id}/reject" => enrollment::reject, DevicesWrite;
     get "/devices/{id}/terminal" => terminal::page, RemoteTerminal;
+    get "/devices/{id}/screen" => screen::view, RemoteScreenView;
+    get "/devices/{id}/screen/control" => screen::control, RemoteScreenControl;
     get "/devices/{id}/logs" => logs::page, RemoteLogs;
     get "/devices/{id}/files" => files::page, RemoteFiles;
     post "/devices/{id}/web" => device_web::open, RemoteTunnel;

@@ -134,6 +134,9 @@ async fn assets_are_served_from_the_binary() {
         ("/assets/vendor/xterm.css", "text/css"),
         ("/assets/vendor/addon-fit.js", "text/javascript"),
         ("/assets/terminal.js", "text/javascript"),
+        ("/assets/session.js", "text/javascript"),
+        ("/assets/screen.js", "text/javascript"),
+        ("/assets/vendor/novnc-rfb.js", "text/javascript"),
         ("/assets/player.js", "text/javascript"),
     ] {
         let response = browser().get(format!("{}{path}", app.url)).send().await.expect("asset");

@@ -6,25 +6,15 @@
 //! `npm ci --prefix console` the tests fail naming what is missing (`scripts/provision` installs
 //! it), unless skipped on purpose with `BATON_SKIP=browser`.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::path::Path;
 
 use baton_proto::api::{
     access::UserCreate,
     devices::{DeviceCreate, DeviceQuery},
 };
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::support::{ADMIN_PASSWORD, TestApp, spawn_app};
-
-/// The longest one scenario may run, browser start included; each wait inside it has 15 s.
-const SCENARIO_PATIENCE: Duration = Duration::from_secs(120);
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test]
 async fn login_redirects_and_signs_in() {
@@ -474,43 +464,10 @@ async fn the_artifact_and_rollout_pages_read_at_tablet_width_name_their_controls
 /// Runs scenario `name` of `run.mjs` against `app` as `admin` of tenant `default` (fields of
 /// `extra` override or add to that config), asserts it passed and returns its JSON line.
 pub async fn run_scenario(app: &TestApp, name: &str, extra: Value) -> Value {
-    let mut config = json!({
-        "url": app.url,
-        "username": "admin",
-        "password": ADMIN_PASSWORD,
-        "tenant": "default",
-        "screenshot_dir": workspace().join("target/browser-screenshots"),
-        "chromium": CHROMIUM,
-    });
+    let mut config = json!({"url": app.url, "username": "admin", "password": ADMIN_PASSWORD, "tenant": "default"});
     let fields = config.as_object_mut().expect("object");
     fields.extend(extra.as_object().cloned().expect("extra config is an object"));
-    let child = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/run.mjs"))
-        .arg(name)
-        .env("BATON_BROWSER_CONFIG", config.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let output = tokio::time::timeout(SCENARIO_PATIENCE, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("scenario {name} still running after {SCENARIO_PATIENCE:?}"))
-        .expect("scenario output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    let result: Value = serde_json::from_str(line)
-        .unwrap_or_else(|_| panic!("scenario {name} printed no JSON line; stdout: {stdout}; stderr: {stderr}"));
-    assert!(
-        output.status.success() && result["ok"] == true,
-        "scenario {name} failed ({}): {}\nscreenshot: {}\nstderr: {stderr}",
-        output.status,
-        result["error"],
-        result["screenshot"],
-    );
-    result
+    baton_testkit::browser::run_scenario(name, config).await
 }
 
 /// Whether the browser tests can run: node, Chromium and playwright-core, or a deliberate skip.
@@ -544,10 +501,8 @@ async fn count(app: &TestApp, mut query: DeviceQuery) -> u64 {
 /// Polls until `file` exists, failing after a deadline.
 pub(crate) async fn until_exists(file: &Path) {
     let what = format!("{} appears", file.display());
-    baton_testkit::eventually_within(SCENARIO_PATIENCE, &what, || async { file.exists().then_some(()) }).await;
-}
-
-fn workspace() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
+    baton_testkit::eventually_within(baton_testkit::browser::SCENARIO_PATIENCE, &what, || async {
+        file.exists().then_some(())
+    })
+    .await;
 }

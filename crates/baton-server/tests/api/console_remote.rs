@@ -1,8 +1,8 @@
-//! Remote support in the console: the device page's way to a terminal and its recorded
-//! sessions, shown by role; the terminal page, which opens nothing by loading; and, in Chromium
-//! with a real agent (the `baton-agent` library with `[remote] terminal = true`), a command run
-//! in the terminal, the reason shown when the device goes away, and the session's recording
-//! replayed and downloaded.
+//! Remote support in the console: the device page's ways to a terminal, the screen and the
+//! recorded sessions, shown by role; the terminal and screen pages, which open nothing by
+//! loading; and, in Chromium with a real agent (the `baton-agent` library with `[remote]
+//! terminal = true`), a command run in the terminal, the reason shown when the device goes
+//! away, and the session's recording replayed and downloaded.
 
 use baton_proto::api::{
     access::{PageQuery, UserCreate},
@@ -44,6 +44,35 @@ async fn the_device_page_offers_the_terminal_and_the_recordings_to_whom_the_role
     assert!(!admin.html(&page).await.contains(&terminal_link), "no terminal for a decommissioned device");
     let terminal = admin.html(&format!("/devices/{}/terminal", kiosk.id)).await;
     assert!(terminal.contains("The device is decommissioned"), "the terminal page says why: {terminal}");
+}
+
+#[tokio::test]
+async fn the_device_page_offers_the_screen_to_whom_the_role_allows_and_loading_it_opens_nothing() {
+    let app = spawn_app().await;
+    let kiosk = device(&app, "KIOSK-S", "kiosk screen", &[]).await;
+    let page = format!("/devices/{}", kiosk.id);
+    let (view, control) = (format!("/devices/{}/screen", kiosk.id), format!("/devices/{}/screen/control", kiosk.id));
+    for (role, offered) in [("admin", true), ("operator", true), ("viewer", false)] {
+        let person = signed_in_as(&app, role).await;
+        let html = person.html(&page).await;
+        assert_eq!(html.contains(&format!(r#"href="{view}""#)), offered, "{role}: View screen");
+        assert_eq!(html.contains(&format!(r#"href="{control}""#)), offered, "{role}: Control screen");
+        if !offered {
+            expect_problem(person.get(&view).await, 403).await;
+            expect_problem(person.get(&control).await, 403).await;
+        }
+    }
+    let admin = Console::sign_in(&app, "", "admin").await;
+    let html = admin.html(&control).await;
+    assert!(html.contains("data-control") && html.contains("/assets/screen.js"), "{html}");
+    assert!(!admin.html(&view).await.contains("data-control"), "viewing is view-only");
+    let sessions = app.admin.sessions(&kiosk.id, &PageQuery::default()).await.expect("sessions").items;
+    assert!(sessions.is_empty(), "a GET changed nothing: {sessions:?}");
+    expect_problem(admin.get(&format!("/devices/{}/screen", uuid::Uuid::new_v4())).await, 404).await;
+    // A device that cannot open sessions offers no screen, and its screen page says why.
+    app.admin.decommission_device(&kiosk.id, false).await.expect("decommissioned");
+    assert!(!admin.html(&page).await.contains(&format!(r#"href="{view}""#)), "no screen for a decommissioned device");
+    assert!(admin.html(&view).await.contains("The device is decommissioned"));
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 // Rust tests in tests/api/console_browser.rs (and console_remote.rs, console_files.rs and
 // console_bundles.rs) start the server and run this once per scenario. The remote-support
 // scenarios (terminal, recordings, logs, files, support bundles) live in remote.mjs, a device's
-// web page in web.mjs.
+// web page in web.mjs, the screen's in screen.mjs (driven by crates/baton/tests/remote_screen.rs,
+// which needs the real agent).
 //
 // Every scenario fails on any console error, uncaught page error, failed request or response with
 // status >= 400 that the scenario did not expect, and saves a full-page screenshot
@@ -27,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 
 import remote from './remote.mjs';
 import web from './web.mjs';
+import screen from './screen.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const { chromium } = createRequire(path.join(root, 'console', 'package.json'))('playwright-core');
@@ -442,6 +444,7 @@ const scenarios = {
 
   ...remote,
   ...web,
+  ...screen,
 };
 
 /** One scenario's browser page, what it observed, and the steps scenarios share. */

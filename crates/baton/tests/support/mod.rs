@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod remote;
+pub mod screen;
 
 use std::{
     io::{BufRead, BufReader, Read},

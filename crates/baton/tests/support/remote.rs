@@ -202,6 +202,19 @@ pub async fn enrolled(
     (agent, device)
 }
 
+/// Makes tenant `other` with its admin `olga` (through `admin`, of the default tenant) and
+/// signs in as her at `url`: someone of another tenant, for the refusals.
+pub async fn other_tenant(admin: &baton_client::Client, url: &str) -> baton_client::Client {
+    use baton_proto::api::{access::UserCreate, tenants::TenantCreate};
+    let password = "other-password-123";
+    let olga = UserCreate { username: "olga".into(), password: password.into(), role: None };
+    let tenant = TenantCreate { name: "other".into(), display_name: None, admin: Some(olga) };
+    admin.create_tenant(&tenant).await.expect("tenant");
+    let other = baton_client::Client::new(url, None, None).expect("client");
+    let session = other.login(Some("other"), "olga", password).await.expect("login");
+    other.with_token(session.token)
+}
+
 /// The `baton` CLI as a user runs it against `server` with `token`: its own empty config dir,
 /// stdin not a terminal (empty).
 pub fn cli(server: &str, token: &str, args: &[&str]) -> std::process::Output {
