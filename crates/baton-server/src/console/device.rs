@@ -79,7 +79,7 @@ struct DevicePage<'a> {
     /// Its latest recorded sessions, for those who may replay them.
     recordings: Option<Vec<super::recordings::Line>>,
     /// Sessions open on the device now, for whom may watch them: (id, who, since).
-    open_sessions: Option<Vec<(String, String, String)>>,
+    open_sessions: Option<Vec<OpenSession>>,
     /// Its latest support bundles and the button for a new one, for those with `remote:logs`.
     bundles: Option<super::bundles::OnDevice>,
 }
@@ -246,7 +246,7 @@ async fn show(app: &AppState, user: &User, id: &str) -> Result<Response, Error> 
     let open_sessions = if user.principal.can(Permission::RemoteWatch) {
         let page = remote::list(&app.db, scope, &id, None, None).await?;
         let open = page.items.into_iter().filter(|s| s.state == SessionState::Open);
-        Some(open.map(|s| (s.id, s.opened_by, s.opened_at.unwrap_or(s.created_at).to_rfc3339())).collect())
+        Some(open.map(OpenSession::of).collect())
     } else {
         None
     };
@@ -321,4 +321,25 @@ pub(super) fn output_text(r: &CommandResult, max_chars: usize) -> Option<String>
         None => r.output.as_ref().map(ToString::to_string)?,
     };
     Some(text.chars().take(max_chars).collect())
+}
+
+/// An open remote session as the device page lists it; only a terminal can be watched.
+struct OpenSession {
+    id: String,
+    what: String,
+    opened_by: String,
+    since: String,
+    watchable: bool,
+}
+
+impl OpenSession {
+    fn of(s: baton_proto::api::remote::RemoteSession) -> Self {
+        OpenSession {
+            what: s.what(),
+            watchable: s.kind == baton_proto::api::remote::SessionKind::Terminal,
+            since: s.opened_at.unwrap_or(s.created_at).to_rfc3339(),
+            id: s.id,
+            opened_by: s.opened_by,
+        }
+    }
 }
