@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use baton_proto::{
     agent::AgentMessage,
-    streams::{FILE_WINDOW, MAX_CHUNK},
+    streams::{CREDIT_BATCH, FILE_WINDOW, MAX_CHUNK},
 };
 use bytes::Bytes;
 use tokio::{
@@ -123,16 +123,17 @@ async fn to_server(
     }
 }
 
-/// The server's bytes to the target, credited back once written; its empty frame shuts the
-/// target's side down.
+/// The server's bytes to the target, credited back once written (in batches while more wait);
+/// its empty frame shuts the target's side down.
 async fn to_target(
     stream: u32,
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut input: mpsc::UnboundedReceiver<Input>,
     tx: mpsc::Sender<Outgoing>,
 ) -> Half {
-    while let Some(input) = input.recv().await {
-        match input {
+    let mut uncredited = 0u32;
+    while let Some(next) = input.recv().await {
+        match next {
             Input::Data(data) if data.is_empty() => {
                 let _ = writer.shutdown().await;
                 return Half::Done;
@@ -141,9 +142,12 @@ async fn to_target(
                 if let Err(e) = writer.write_all(&data).await {
                     return Half::Failed(format!("writing to the target failed: {e}"));
                 }
-                let credit = AgentMessage::StreamCredit { stream, bytes: data.len() as u32 };
-                if tx.send(Outgoing::Message(credit)).await.is_err() {
-                    return Half::ClosedByServer;
+                uncredited += data.len() as u32;
+                if uncredited >= CREDIT_BATCH || input.is_empty() {
+                    let credit = AgentMessage::StreamCredit { stream, bytes: std::mem::take(&mut uncredited) };
+                    if tx.send(Outgoing::Message(credit)).await.is_err() {
+                        return Half::ClosedByServer;
+                    }
                 }
             }
             Input::Resize(..) => {}

@@ -21,11 +21,15 @@ use baton_core::remote::{self, Attach, Traffic};
 use baton_proto::{api::remote::AttachServerMessage, streams::StreamKind};
 use tokio::{
     sync::{broadcast, mpsc, watch},
-    time::{Instant, sleep_until},
+    time::{Instant, sleep, sleep_until},
 };
 
 use super::{Live, NotOpened, Relay, open_stream, pipe::pipe, send_text, tell_closed_frame};
 use crate::connections::DeviceStream;
+
+/// How long a connection waits for a device busy opening others, and how often it asks again.
+const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// A tunnel session open on this node.
 pub struct Tunnel {
@@ -62,11 +66,19 @@ impl Tunnel {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens one TCP connection through the tunnel: a device stream to its host and port.
+    /// Opens one TCP connection through the tunnel: a device stream to its host and port. A
+    /// browser opens several at once: when the device's connection has too many requests
+    /// waiting, this one waits its turn (a while) rather than fail.
     pub async fn connect(&self, app: &Relay) -> Result<Connection<'_>, NotOpened> {
         self.touch();
-        let kind = StreamKind::Tunnel { host: self.host.clone(), port: self.port };
-        let stream = open_stream(&app.connections, &self.device_id, &self.session_id, &self.opened_by, kind).await?;
+        let started = Instant::now();
+        let stream = loop {
+            let kind = StreamKind::Tunnel { host: self.host.clone(), port: self.port };
+            match open_stream(&app.connections, &self.device_id, &self.session_id, &self.opened_by, kind).await {
+                Err(NotOpened::Busy) if started.elapsed() < BUSY_PATIENCE => sleep(BUSY_RETRY).await,
+                opened => break opened?,
+            }
+        };
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         Ok(Connection { tunnel: self, stream: Some(stream) })

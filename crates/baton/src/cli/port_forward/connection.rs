@@ -17,8 +17,9 @@ use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
 
 use super::super::attach::Ws;
 
-/// The most read from the local socket into one frame (the server takes frames up to 64 KiB).
-const CHUNK: usize = 32 * 1024;
+/// The most read from the local socket into one frame: the chunk the server passes to the
+/// device (it takes frames up to 64 KiB, and would cut a larger one into such chunks).
+const CHUNK: usize = baton_proto::streams::MAX_CHUNK;
 
 /// Pipes `tcp` through `ws` until both directions have ended or either side fails; the reason
 /// when it did not end by itself (both sides done).
