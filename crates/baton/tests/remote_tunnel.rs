@@ -5,7 +5,8 @@
 //! hook runs once per session; each session is an event with its actor, target, duration,
 //! connections and bytes. A port or host the device does not allow is refused with its reason,
 //! and so are a viewer, another tenant, a token narrowed to terminals, and a second user on the
-//! first one's session; a session closed by someone ends the command saying so.
+//! first one's session; a session closed by someone, or whose device goes offline, ends the
+//! command saying so.
 
 mod support;
 
@@ -338,12 +339,12 @@ async fn connect_as(client: &Client, session: &str, token: &str) -> Result<Strin
 }
 
 #[tokio::test]
-async fn who_may_not_tunnel_is_refused_and_a_session_closed_by_someone_ends_the_command() {
+async fn who_may_not_tunnel_is_refused_and_a_session_closed_or_its_device_gone_ends_the_command() {
     let (server, client) = server();
     let site = tempfile::tempdir().expect("tempdir");
     std::fs::write(site.path().join("secret.txt"), "only for the opener\n").expect("file");
     let http = HttpServer::start(site.path());
-    let (_agent, device) = enrolled(&client, &server.url, "tunnel-3", &format!("tunnel_ports = [{}]", http.port)).await;
+    let (agent, device) = enrolled(&client, &server.url, "tunnel-3", &format!("tunnel_ports = [{}]", http.port)).await;
     let mapping = format!("0:localhost:{}", http.port);
     let tunnel = SessionCreate { kind: SessionKind::Tunnel, host: None, port: Some(http.port), ..Default::default() };
 
@@ -410,4 +411,17 @@ async fn who_may_not_tunnel_is_refused_and_a_session_closed_by_someone_ends_the_
         stderr.contains(&format!("the tunnel to localhost:{} ended: closed by token:bootstrap", http.port)),
         "{stderr}"
     );
+
+    // Another local address; then the device goes offline, and so does the tunnel.
+    let mut forward = PortForward::start(&server.url, BOOTSTRAP, &["--address", "127.0.0.2", "tunnel-3", &mapping], 1);
+    assert!(forward.local[0].starts_with("127.0.0.2:"), "{:?}", forward.local);
+    let got = Command::new("curl")
+        .args(["-sS", "--max-time", "60", &format!("http://{}/secret.txt", forward.local[0])])
+        .output()
+        .expect("curl runs");
+    assert_eq!(text(&got.stdout), "only for the opener\n", "{}", text(&got.stderr));
+    drop(agent);
+    let (status, stderr) = forward.exit();
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("ended: the device went offline"), "{stderr}");
 }
