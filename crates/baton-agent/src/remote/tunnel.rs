@@ -9,7 +9,7 @@ use baton_proto::{
     agent::AgentMessage,
     streams::{CREDIT_BATCH, FILE_WINDOW, MAX_CHUNK},
 };
-use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -105,16 +105,18 @@ async fn to_server(
     credit: Arc<Semaphore>,
     tx: mpsc::Sender<Outgoing>,
 ) -> Half {
-    let mut buf = vec![0u8; MAX_CHUNK];
+    let mut buf = BytesMut::new();
     loop {
-        let n = match reader.read(&mut buf).await {
+        // Read straight into the chunk that is sent (no copy), at most one chunk.
+        buf.reserve(MAX_CHUNK);
+        let n = match reader.read_buf(&mut (&mut buf).limit(MAX_CHUNK)).await {
             Ok(n) => n,
             Err(e) => return Half::Failed(format!("reading from the target failed: {e}")),
         };
         // The credit is closed when the stream ends.
         let Ok(permit) = credit.acquire_many(n as u32).await else { return Half::ClosedByServer };
         permit.forget();
-        if tx.send(Outgoing::Data(stream, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+        if tx.send(Outgoing::Data(stream, buf.split().freeze())).await.is_err() {
             return Half::ClosedByServer;
         }
         if n == 0 {

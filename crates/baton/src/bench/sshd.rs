@@ -119,14 +119,20 @@ impl Sshd {
 
     /// PSS and RSS, summed over this sshd and the sshd processes it forked (not the shells).
     pub fn footprint(&self) -> anyhow::Result<(u64, u64)> {
-        let mut pids = proc::descendants(self.child.id());
-        pids.push(self.child.id());
         let mut sum = (0, 0);
-        for pid in pids.into_iter().filter(|&p| proc::command_name(p).is_some_and(|c| c.starts_with("sshd"))) {
+        for pid in self.pids() {
             sum.0 += proc::pss_bytes(pid)?;
             sum.1 += proc::rss_bytes(pid)?;
         }
         Ok(sum)
+    }
+
+    /// This sshd and the sshd processes it forked (not the shells).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = proc::descendants(self.child.id());
+        pids.push(self.child.id());
+        pids.retain(|&p| proc::command_name(p).is_some_and(|c| c.starts_with("sshd")));
+        pids
     }
 
     /// Copies with `scp` through this sshd; a side on it is written [`Sshd::remote`]`(path)`.

@@ -49,11 +49,13 @@ pub struct TunnelArgs {
 /// Connections at once in the parallel figure.
 const PARALLEL: u64 = 10;
 
-/// The medians of one path.
+/// The medians of one path, and the CPU its processes used per GB moved.
 struct Rates {
     one_down: f64,
     parallel_down: f64,
     one_up: f64,
+    /// CPU seconds per GB, for each of the path's processes (or groups of them), by name.
+    cpu_per_gb: Vec<(&'static str, f64)>,
 }
 
 pub async fn run(a: TunnelArgs) -> anyhow::Result<()> {
@@ -82,7 +84,8 @@ pub async fn run(a: TunnelArgs) -> anyhow::Result<()> {
         n => Some(memory(&local, n as usize, &[server.child.id(), agent.pid(), forward.id()]).await?),
     };
     let bytes = a.mb * 1_000_000;
-    let baton = rates(&local, bytes, a.runs).await?;
+    let processes = [("server", vec![server.child.id()]), ("agent", vec![agent.pid()]), ("CLI", vec![forward.id()])];
+    let baton = rates(&local, bytes, a.runs, &processes).await?;
     let _ = forward.kill();
     let _ = forward.wait();
 
@@ -121,8 +124,19 @@ fn port_forward(server: &str, token: &str, targets: &Targets) -> anyhow::Result<
     Ok((child, [local[0], local[1], local[2]]))
 }
 
-/// One path's medians through its `local` forwards of the source and the sink.
-async fn rates(local: &[SocketAddr; 3], bytes: u64, runs: u32) -> anyhow::Result<Rates> {
+/// One path's medians through its `local` forwards of the source and the sink, and the CPU
+/// time of its `processes` (each a name and the pids counted under it).
+async fn rates(
+    local: &[SocketAddr; 3],
+    bytes: u64,
+    runs: u32,
+    processes: &[(&'static str, Vec<u32>)],
+) -> anyhow::Result<Rates> {
+    // A process that ended meanwhile (sshd's short-lived helpers) counts as none.
+    let cpu = || -> Vec<Duration> {
+        processes.iter().map(|(_, pids)| pids.iter().filter_map(|p| proc::cpu_time(*p).ok()).sum()).collect()
+    };
+    let cpu_before = cpu();
     let (mut one_down, mut parallel_down, mut one_up) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let started = Instant::now();
@@ -139,11 +153,18 @@ async fn rates(local: &[SocketAddr; 3], bytes: u64, runs: u32) -> anyhow::Result
         upload(local[1], bytes).await?;
         one_up.push(started.elapsed());
     }
+    let moved = f64::from(runs) * (bytes * 2 + bytes / PARALLEL * PARALLEL) as f64 / 1e9;
+    let cpu_per_gb = processes
+        .iter()
+        .zip(cpu().into_iter().zip(cpu_before))
+        .map(|((name, _), (after, before))| (*name, after.saturating_sub(before).as_secs_f64() / moved))
+        .collect();
     let rate = |runs: &[Duration], bytes: u64| bytes as f64 / 1e6 / median(runs).as_secs_f64();
     Ok(Rates {
         one_down: rate(&one_down, bytes),
         parallel_down: rate(&parallel_down, bytes / PARALLEL * PARALLEL),
         one_up: rate(&one_up, bytes),
+        cpu_per_gb,
     })
 }
 
@@ -177,8 +198,10 @@ async fn ssh(
     runs: u32,
     n: usize,
 ) -> anyhow::Result<(Rates, Option<(f64, f64)>)> {
-    let (_ssh, local) = peer.forward(&targets.all()).await?;
+    let (client, local) = peer.forward(&targets.all()).await?;
     let local = [local[0], local[1], local[2]];
+    // sshd forks for the session: its processes once the client is through.
+    let processes = [("ssh", client.id().into_iter().collect()), ("sshd", peer.pids())];
     let mut memory = None;
     if n > 0 {
         let before = peer.footprint()?;
@@ -191,7 +214,7 @@ async fn ssh(
         let per = |b: u64, a: u64| a.saturating_sub(b) as f64 / n as f64;
         memory = Some((per(before.0, after.0), per(before.1, after.1)));
     }
-    Ok((rates(&local, bytes, runs).await?, memory))
+    Ok((rates(&local, bytes, runs, &processes).await?, memory))
 }
 
 fn median(runs: &[Duration]) -> Duration {
@@ -225,6 +248,13 @@ fn print(
             None => println!("| {what} | {ours:.0} MB/s | — | — |"),
         }
     }
+    let cpu = |r: &Rates| {
+        let parts: Vec<String> = r.cpu_per_gb.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
+        let total: f64 = r.cpu_per_gb.iter().map(|(_, s)| s).sum();
+        format!("{total:.2} s ({})", parts.join(", "))
+    };
+    let theirs = ssh.as_ref().map_or_else(|_| "—".to_owned(), |s| cpu(&s.0));
+    println!("| CPU time per GB moved, all of the path's processes | {} | {theirs} | |", cpu(baton));
     if let Some(m) = memory {
         let per = |(b, a): (u64, u64)| a.saturating_sub(b) as f64 / 1024.0 / m.connections as f64;
         println!();
