@@ -22,7 +22,6 @@ use baton_proto::api::{
     access::{TokenCreate, UserCreate},
     events::Event,
     remote::{SessionCreate, SessionKind, SessionState},
-    tenants::TenantCreate,
 };
 use baton_testkit::{
     eventually,
@@ -33,7 +32,7 @@ use support::{
     BATON, Server,
     check::{events, problem, random, server_with, sha256, text},
     lines,
-    remote::enrolled,
+    remote::{enrolled, other_tenant},
 };
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
@@ -357,14 +356,7 @@ async fn who_may_not_tunnel_is_refused_and_a_session_closed_or_its_device_gone_e
     let (code, stderr) = port_forward_fails(&server.url, viewer.token().expect("token"), &["tunnel-3", &mapping]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("role `viewer` lacks the permission"), "{stderr}");
-    let other = TenantCreate {
-        name: "other".into(),
-        display_name: None,
-        admin: Some(UserCreate { username: "olga".into(), password: "other-password-123".into(), role: None }),
-    };
-    client.create_tenant(&other).await.expect("tenant");
-    let olga = Client::new(&server.url, None, None).expect("client");
-    let olga = olga.with_token(olga.login(Some("other"), "olga", "other-password-123").await.expect("login").token);
+    let olga = other_tenant(&client, &server.url).await;
     let (status, _) = problem(olga.open_session(&device.id, &tunnel).await);
     assert_eq!(status, 404);
     let (code, stderr) = port_forward_fails(&server.url, olga.token().expect("token"), &[&device.id, &mapping]);
