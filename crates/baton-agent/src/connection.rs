@@ -548,8 +548,9 @@ async fn session(mut ws: Ws, identity: &Identity, life: &mut Life, status: &watc
                         Err(e) => return End::Lost(format!("frame not understood: {e}")),
                     },
                     Some(Ok(Message::Binary(data))) => {
-                        if let Some((stream, bytes)) = decode_stream_frame(&data)
-                            && let Some(answer) = streams.data(stream, bytes)
+                        // The stream's bytes stay in the frame's buffer (no copy): past the number.
+                        if let Some((stream, _)) = decode_stream_frame(&data)
+                            && let Some(answer) = streams.data(stream, data.slice(4..))
                             && let Err(e) = send(&mut ws, &answer).await
                         {
                             return e;

@@ -499,7 +499,18 @@ impl Client {
 
     /// The WebSocket URL a ticket attaches at.
     pub fn attach_url(&self, ticket: &SessionTicket) -> String {
-        format!("{}{}", self.base.replacen("http", "ws", 1), ticket.attach_path)
+        format!("{}{}", self.ws_base(), ticket.attach_path)
+    }
+
+    /// The WebSocket URL of one TCP connection through the open tunnel session `session`
+    /// (authenticated with this client's token, as its opener).
+    pub fn tunnel_connect_url(&self, session: &str) -> String {
+        format!("{}/api/v1/sessions/{session}/connect", self.ws_base())
+    }
+
+    /// The server's base URL with `ws` for `http` (`wss` for `https`).
+    fn ws_base(&self) -> String {
+        self.base.replacen("http", "ws", 1)
     }
 
     /// Pre-registers many devices, all or nothing.

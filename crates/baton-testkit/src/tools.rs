@@ -1,5 +1,5 @@
 //! The outside programs tests drive: a real browser, real MQTT clients, an S3 server, FUSE,
-//! asciinema. A test
+//! asciinema, a screen (Xvfb, x11vnc), curl and psql. A test
 //! asks for its tools with [`require`] before it starts. A missing tool fails the test, naming
 //! the tool and the command that installs it (`scripts/provision` installs them all), so a run
 //! never passes a test that did not run. Skipping is a choice the person running the tests
@@ -34,11 +34,25 @@ pub enum Tool {
     /// A screen for screen sessions: `Xvfb` (an X display in memory), `x11vnc` (its VNC
     /// server) and `xterm` (a program on it).
     Screen,
+    /// curl, a real HTTP client (through a tunnel).
+    Curl,
+    /// psql, PostgreSQL's client (through a tunnel; the server is the machine's own).
+    Psql,
 }
 
 /// Every tool, in the order `scripts/provision` installs them.
-pub const ALL: [Tool; 8] =
-    [Tool::Browser, Tool::Mosquitto, Tool::Paho, Tool::S3, Tool::Fuse, Tool::Asciinema, Tool::Journal, Tool::Screen];
+pub const ALL: [Tool; 10] = [
+    Tool::Browser,
+    Tool::Mosquitto,
+    Tool::Paho,
+    Tool::S3,
+    Tool::Fuse,
+    Tool::Asciinema,
+    Tool::Journal,
+    Tool::Screen,
+    Tool::Curl,
+    Tool::Psql,
+];
 
 /// Where Debian installs `systemd-journal-remote`.
 pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
@@ -58,6 +72,8 @@ impl Tool {
             Tool::Asciinema => "asciinema",
             Tool::Journal => "journal",
             Tool::Screen => "screen",
+            Tool::Curl => "curl",
+            Tool::Psql => "psql",
         }
     }
 
@@ -72,6 +88,8 @@ impl Tool {
             Tool::Asciinema => "apt-get install -y asciinema",
             Tool::Journal => "apt-get install -y systemd systemd-journal-remote",
             Tool::Screen => "apt-get install -y xvfb x11vnc xterm",
+            Tool::Curl => "apt-get install -y curl",
+            Tool::Psql => "apt-get install -y postgresql-client",
         }
     }
 
@@ -104,6 +122,8 @@ impl Tool {
                 .then_some("python3's paho-mqtt 2"),
             Tool::S3 => (!runs("moto_server", &["--help"], true)).then_some("moto_server"),
             Tool::Asciinema => (!runs("asciinema", &["--version"], true)).then_some("asciinema"),
+            Tool::Curl => (!runs("curl", &["--version"], true)).then_some("curl"),
+            Tool::Psql => (!runs("psql", &["--version"], true)).then_some("psql"),
             Tool::Journal => {
                 if !runs("journalctl", &["--version"], true) {
                     Some("journalctl")

@@ -16,7 +16,9 @@ use baton_proto::api::{
 };
 use baton_testkit::{PATIENCE, eventually};
 use support::{
-    BATON, Server, lines,
+    BATON, Server,
+    check::server_with,
+    lines,
     remote::{LocalPty, Term, cli, enrolled},
 };
 
@@ -24,12 +26,7 @@ const BOOTSTRAP: &str = "bt_remote-cli-test-bootstrap-token";
 const SHELL: &str = "terminal = true\nshell = \"/bin/sh\"";
 
 fn server() -> (Server, Client) {
-    let server = Server::start(
-        &[("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP), ("BATON_HEARTBEAT_SECS", "2")],
-        &["--http-addr", "127.0.0.1:0"],
-    );
-    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
-    (server, client)
+    server_with(BOOTSTRAP)
 }
 
 fn stdout(output: &std::process::Output) -> String {

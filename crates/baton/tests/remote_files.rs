@@ -10,16 +10,15 @@ mod support;
 
 use std::path::Path;
 
-use baton_client::{Client, ClientError};
+use baton_client::Client;
 use baton_proto::api::{
     access::UserCreate,
-    events::{Event, EventQuery},
     files::{CHECKSUM_HEADER, FileStatQuery, FileUpload},
 };
 use baton_testkit::eventually;
-use sha2::{Digest, Sha256};
 use support::{
     Server,
+    check::{device_events, events, problem, random, server_with, sha256, text},
     remote::{cli, enrolled, other_tenant},
 };
 use tokio::io::AsyncWriteExt;
@@ -28,60 +27,12 @@ const BOOTSTRAP: &str = "bt_remote-files-test-bootstrap-token";
 const MB: usize = 1024 * 1024;
 
 fn server() -> (Server, Client) {
-    let server = Server::start(
-        &[("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP), ("BATON_HEARTBEAT_SECS", "2")],
-        &["--http-addr", "127.0.0.1:0"],
-    );
-    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
-    (server, client)
+    server_with(BOOTSTRAP)
 }
 
 /// The agent's `[remote]` body allowing files under `dir`.
 fn files_under(dir: &Path) -> String {
     format!("files = true\nfile_paths = [\"{}\"]", dir.display())
-}
-
-/// `len` bytes that do not compress (xorshift), different for each `seed`.
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The device's file transfer events, newest first.
-async fn transfers(client: &Client, device: &str, kind: &str) -> Vec<Event> {
-    let query = EventQuery { device: Some(device.into()), kind: Some(kind.into()), limit: None, cursor: None };
-    client.events(&query).await.expect("events").items
-}
-
-/// Waits for the `n`-th event of `kind` on the device; all of them, newest first.
-async fn events(client: &Client, device: &str, kind: &str, n: usize) -> Vec<Event> {
-    eventually(&format!("{n} {kind} events"), || async {
-        let found = transfers(client, device, kind).await;
-        (found.len() >= n).then_some(found)
-    })
-    .await
-}
-
-fn problem(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
-    match result {
-        Err(ClientError::Api { status, problem }) => (status.as_u16(), problem.detail.unwrap_or_default()),
-        other => panic!("expected a problem, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -236,7 +187,7 @@ async fn a_cut_transfer_resumes_from_where_it_stopped_and_sends_only_the_rest() 
     let back = here.path().join("back.bin");
     std::fs::write(here.path().join("back.bin.baton-part"), &bytes[..half]).expect("part");
     std::fs::write(here.path().join("back.bin.baton-part.sha256"), &sha).expect("part's sha");
-    let before = transfers(&client, &device.id, "remote.file_downloaded").await.len();
+    let before = device_events(&client, &device.id, "remote.file_downloaded").await.len();
     let down = cli(&server.url, BOOTSTRAP, &["cp", &format!("files-2:{path}"), back.to_str().expect("utf-8")]);
     assert!(down.status.success(), "stderr: {}", text(&down.stderr));
     assert!(text(&down.stdout).contains("resumed after"), "{}", text(&down.stdout));

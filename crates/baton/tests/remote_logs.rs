@@ -30,7 +30,9 @@ use baton_testkit::{
 };
 use futures::{StreamExt, stream::BoxStream};
 use support::{
-    BATON, Server, lines,
+    BATON, Server,
+    check::server_with,
+    lines,
     remote::{cli, enrolled, journal},
     terminate,
 };
@@ -40,12 +42,7 @@ const BOOTSTRAP: &str = "bt_remote-logs-test-bootstrap-token";
 type Records = BoxStream<'static, baton_client::Result<LogRecord>>;
 
 fn server() -> (Server, Client) {
-    let server = Server::start(
-        &[("BATON_BOOTSTRAP_TOKEN", BOOTSTRAP), ("BATON_HEARTBEAT_SECS", "2")],
-        &["--http-addr", "127.0.0.1:0"],
-    );
-    let client = Client::new(&server.url, Some(BOOTSTRAP.into()), None).expect("client");
-    (server, client)
+    server_with(BOOTSTRAP)
 }
 
 fn logs_in(dir: &Path) -> String {

@@ -154,14 +154,14 @@ impl Streams {
     }
 
     /// Bytes from the server for a stream.
-    pub fn data(&mut self, stream: u32, data: &[u8]) -> Option<AgentMessage> {
+    pub fn data(&mut self, stream: u32, data: Bytes) -> Option<AgentMessage> {
         let handle = self.handles.get_mut(&stream)?;
         if handle.flow.receive(data.len()).is_err() {
             let reason = "the server sent more than the window";
             self.close(stream, reason.into());
             return Some(AgentMessage::StreamClosed { stream, reason: reason.into(), exit_code: None });
         }
-        let _ = handle.input.send(Input::Data(Bytes::copy_from_slice(data)));
+        let _ = handle.input.send(Input::Data(data));
         None
     }
 

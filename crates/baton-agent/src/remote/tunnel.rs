@@ -7,9 +7,9 @@ use std::{sync::Arc, time::Duration};
 
 use baton_proto::{
     agent::AgentMessage,
-    streams::{FILE_WINDOW, MAX_CHUNK},
+    streams::{CREDIT_BATCH, FILE_WINDOW, MAX_CHUNK},
 };
-use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -105,16 +105,18 @@ async fn to_server(
     credit: Arc<Semaphore>,
     tx: mpsc::Sender<Outgoing>,
 ) -> Half {
-    let mut buf = vec![0u8; MAX_CHUNK];
+    let mut buf = BytesMut::new();
     loop {
-        let n = match reader.read(&mut buf).await {
+        // Read straight into the chunk that is sent (no copy), at most one chunk.
+        buf.reserve(MAX_CHUNK);
+        let n = match reader.read_buf(&mut (&mut buf).limit(MAX_CHUNK)).await {
             Ok(n) => n,
             Err(e) => return Half::Failed(format!("reading from the target failed: {e}")),
         };
         // The credit is closed when the stream ends.
         let Ok(permit) = credit.acquire_many(n as u32).await else { return Half::ClosedByServer };
         permit.forget();
-        if tx.send(Outgoing::Data(stream, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+        if tx.send(Outgoing::Data(stream, buf.split().freeze())).await.is_err() {
             return Half::ClosedByServer;
         }
         if n == 0 {
@@ -123,16 +125,17 @@ async fn to_server(
     }
 }
 
-/// The server's bytes to the target, credited back once written; its empty frame shuts the
-/// target's side down.
+/// The server's bytes to the target, credited back once written (in batches while more wait);
+/// its empty frame shuts the target's side down.
 async fn to_target(
     stream: u32,
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut input: mpsc::UnboundedReceiver<Input>,
     tx: mpsc::Sender<Outgoing>,
 ) -> Half {
-    while let Some(input) = input.recv().await {
-        match input {
+    let mut uncredited = 0u32;
+    while let Some(next) = input.recv().await {
+        match next {
             Input::Data(data) if data.is_empty() => {
                 let _ = writer.shutdown().await;
                 return Half::Done;
@@ -141,9 +144,12 @@ async fn to_target(
                 if let Err(e) = writer.write_all(&data).await {
                     return Half::Failed(format!("writing to the target failed: {e}"));
                 }
-                let credit = AgentMessage::StreamCredit { stream, bytes: data.len() as u32 };
-                if tx.send(Outgoing::Message(credit)).await.is_err() {
-                    return Half::ClosedByServer;
+                uncredited += data.len() as u32;
+                if uncredited >= CREDIT_BATCH || input.is_empty() {
+                    let credit = AgentMessage::StreamCredit { stream, bytes: std::mem::take(&mut uncredited) };
+                    if tx.send(Outgoing::Message(credit)).await.is_err() {
+                        return Half::ClosedByServer;
+                    }
                 }
             }
             Input::Resize(..) => {}

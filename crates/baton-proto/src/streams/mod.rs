@@ -29,6 +29,10 @@ pub const MAX_WINDOW: u32 = 4 * WINDOW;
 /// The window both sides grant on file, tunnel and screen streams: bulk bytes, where a bigger window keeps the
 /// pipe full across the hops (client, server, agent, disk) when a process is slow to be scheduled.
 pub const FILE_WINDOW: u32 = MAX_WINDOW;
+/// Bytes passed on before the other side is credited for them while more wait (one credit
+/// message per 16 KiB chunk would be one frame each); a reader credits at once whatever it holds
+/// when nothing else waits, so a peer never stalls on credit held back.
+pub const CREDIT_BATCH: u32 = 64 * 1024;
 /// Largest data chunk in one binary frame.
 pub const MAX_CHUNK: usize = 16 * 1024;
 /// Largest terminal dimension accepted, in cells.

@@ -15,8 +15,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::connections::streams::{DeviceStream, StreamInput, StreamOutput, StreamRequest};
 
-/// Streams open (or opening) at once on one connection.
-const MAX_STREAMS: usize = 32;
+/// Streams open (or opening) at once on one connection: every TCP connection through a tunnel is
+/// one (a browser opens several per page), so room for a few hundred. An idle stream costs a few
+/// hundred bytes here; its bytes in flight are bounded by its window.
+const MAX_STREAMS: usize = 256;
 
 /// What to send to the agent.
 pub enum Out {

@@ -18,8 +18,8 @@ use futures::{Stream, StreamExt};
 
 use crate::connections::{DeviceStream, streams::StreamOutput};
 
-/// Bytes passed on before the device is credited for them (a quarter of the window).
-const CREDIT_BATCH: usize = baton_proto::streams::WINDOW as usize / 4;
+/// Bytes passed on before the device is credited for them.
+const CREDIT_BATCH: usize = baton_proto::streams::CREDIT_BATCH as usize;
 
 /// How long the device has to check and move an upload into place once all bytes arrived.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(600);

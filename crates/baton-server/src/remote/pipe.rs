@@ -7,6 +7,7 @@
 use std::{future::Future, time::Duration};
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
+use baton_proto::streams::CREDIT_BATCH;
 use bytes::Bytes;
 use tokio::time::timeout;
 
@@ -38,6 +39,8 @@ pub async fn pipe(
     // they have all gone, so a device slow to take them slows the client down.
     let mut typed = Bytes::new();
     let mut client_done = false;
+    // Output passed on and not yet credited back to the device (in batches while more waits).
+    let mut passed = 0usize;
     let reason = loop {
         tokio::select! {
             frame = socket.recv(), if typed.is_empty() && !client_done => match frame {
@@ -78,7 +81,9 @@ pub async fn pipe(
                         },
                         reason = &mut closing => break reason,
                     }
-                    if len > 0 && to_device.consumed(len).await.is_err() {
+                    passed += len;
+                    let batch = passed >= CREDIT_BATCH as usize || from_device.is_empty();
+                    if passed > 0 && batch && to_device.consumed(std::mem::take(&mut passed)).await.is_err() {
                         break gone();
                     }
                 }

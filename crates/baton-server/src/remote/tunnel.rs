@@ -2,8 +2,8 @@
 //! session — the opener's attach WebSocket ([`serve_control`]), or the server itself for a
 //! device's web page (`web`): it first opens one connection to check that the device allows and
 //! reaches the port (so a refusal is said at once, not on each connection), then keeps the
-//! session until its holder goes, the session is closed, idles, or reaches the longest a session
-//! may last. Each TCP connection is a WebSocket of its own
+//! session until its holder goes, the session is closed, idles, reaches the longest a session
+//! may last, or its device goes offline. Each TCP connection is a WebSocket of its own
 //! ([`serve_connection`], authenticated as the opener) piped to a device stream; all of them
 //! end with the session. What went through is counted for the session's closing event.
 
@@ -21,11 +21,18 @@ use baton_core::remote::{self, Attach, Traffic};
 use baton_proto::{api::remote::AttachServerMessage, streams::StreamKind};
 use tokio::{
     sync::{broadcast, mpsc, watch},
-    time::{Instant, sleep_until},
+    time::{Instant, interval, sleep, sleep_until},
 };
 
 use super::{Live, NotOpened, Relay, open_stream, pipe::pipe, send_text, tell_closed_frame};
 use crate::connections::DeviceStream;
+
+/// How long a connection waits for a device busy opening others, and how often it asks again.
+const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+/// How often a session looks whether its device is still connected (it holds no stream while
+/// no connection is open, so nothing else tells it): a session ends when its device goes.
+const PRESENCE_CHECK: Duration = Duration::from_secs(2);
 
 /// A tunnel session open on this node.
 pub struct Tunnel {
@@ -62,11 +69,19 @@ impl Tunnel {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens one TCP connection through the tunnel: a device stream to its host and port.
+    /// Opens one TCP connection through the tunnel: a device stream to its host and port. A
+    /// browser opens several at once: when the device's connection has too many requests
+    /// waiting, this one waits its turn (a while) rather than fail.
     pub async fn connect(&self, app: &Relay) -> Result<Connection<'_>, NotOpened> {
         self.touch();
-        let kind = StreamKind::Tunnel { host: self.host.clone(), port: self.port };
-        let stream = open_stream(&app.connections, &self.device_id, &self.session_id, &self.opened_by, kind).await?;
+        let started = Instant::now();
+        let stream = loop {
+            let kind = StreamKind::Tunnel { host: self.host.clone(), port: self.port };
+            match open_stream(&app.connections, &self.device_id, &self.session_id, &self.opened_by, kind).await {
+                Err(NotOpened::Busy) if started.elapsed() < BUSY_PATIENCE => sleep(BUSY_RETRY).await,
+                opened => break opened?,
+            }
+        };
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         Ok(Connection { tunnel: self, stream: Some(stream) })
@@ -194,8 +209,8 @@ impl Holder {
     }
 
     /// Holds the open session until it is closed, idles (no connection for the idle time),
-    /// reaches the longest a session may last, the server stops, or `left` completes (its
-    /// holder went away): the reason it ended.
+    /// reaches the longest a session may last, its device goes offline, the server stops, or
+    /// `left` completes (its holder went away): the reason it ended.
     pub(crate) async fn hold(&mut self, app: &Relay, left: impl Future<Output = String>) -> String {
         let tunnel = &self.tunnel;
         let mut close = self.close.take();
@@ -206,11 +221,17 @@ impl Holder {
             }
         });
         tokio::pin!(closing, left);
+        let mut presence = interval(PRESENCE_CHECK);
         loop {
             let idle_at = tunnel.last() + app.idle;
             tokio::select! {
                 reason = &mut left => return reason,
                 reason = &mut closing => return reason,
+                _ = presence.tick() => {
+                    if !app.connections.is_connected(&tunnel.device_id) {
+                        return "the device went offline".to_owned();
+                    }
+                }
                 () = sleep_until(idle_at) => {
                     if tunnel.active.load(Ordering::Relaxed) == 0 && tunnel.last() + app.idle <= Instant::now() {
                         return format!("no connection for {} s", app.idle.as_secs());

@@ -17,6 +17,9 @@
 //! `baton bench files` ([`files`]) measures `baton cp` up and down through the server, beside
 //! `scp` to a local `sshd`.
 //!
+//! `baton bench tunnel` ([`tunnel`]) measures `baton port-forward` beside `ssh -L` to a local
+//! `sshd`: throughput, and server memory per idle connection.
+//!
 //! `baton bench remote` ([`remote`]) measures remote terminals — keystroke to echo, server
 //! memory per open session — beside OpenSSH ([`sshd`]).
 
@@ -29,6 +32,8 @@ mod peer;
 mod proc;
 mod remote;
 mod sshd;
+mod tunnel;
+mod tunnel_targets;
 
 use std::{
     io::{BufRead, BufReader},
@@ -71,6 +76,9 @@ enum BenchCommand {
     Remote(remote::RemoteArgs),
     /// File transfer through the server (`baton cp` up and down) beside `scp` to a local sshd.
     Files(files::FilesArgs),
+    /// Port forwarding through the server (`baton port-forward`) beside `ssh -L` to a local sshd:
+    /// throughput of one and of 10 connections, and server memory per idle connection.
+    Tunnel(tunnel::TunnelArgs),
 }
 
 #[derive(clap::Args)]
@@ -100,6 +108,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ota(a) => ota::run(a).await,
         BenchCommand::Remote(a) => remote::run(a).await,
         BenchCommand::Files(a) => files::run(a).await,
+        BenchCommand::Tunnel(a) => tunnel::run(a).await,
     }
 }
 

@@ -38,7 +38,7 @@ pub struct RemoteArgs {
     /// Idle sessions held open for Baton's memory per session (0 skips it).
     #[arg(long, default_value_t = 200)]
     sessions: usize,
-    /// Agents those sessions are spread over (the server opens at most 32 streams per agent).
+    /// Agents those sessions are spread over (the server opens at most 256 streams per agent).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     agents: u32,
     /// Idle `ssh` sessions for sshd's memory per session (0 skips it).
@@ -50,7 +50,7 @@ pub struct RemoteArgs {
 }
 
 /// Streams the server opens at most on one agent connection (`agents/streams.rs`).
-const STREAMS_PER_AGENT: usize = 32;
+const STREAMS_PER_AGENT: usize = 256;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -74,6 +74,12 @@ impl Keyboard for Ws {
 pub(super) struct Agent {
     child: std::process::Child,
     _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Agent {

@@ -4,6 +4,7 @@
 //! `ssh -tt … /bin/sh` through pipes: the same shell on a PTY as Baton's agent runs.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -117,15 +118,21 @@ impl Sshd {
     }
 
     /// PSS and RSS, summed over this sshd and the sshd processes it forked (not the shells).
-    fn footprint(&self) -> anyhow::Result<(u64, u64)> {
-        let mut pids = proc::descendants(self.child.id());
-        pids.push(self.child.id());
+    pub fn footprint(&self) -> anyhow::Result<(u64, u64)> {
         let mut sum = (0, 0);
-        for pid in pids.into_iter().filter(|&p| proc::command_name(p).is_some_and(|c| c.starts_with("sshd"))) {
+        for pid in self.pids() {
             sum.0 += proc::pss_bytes(pid)?;
             sum.1 += proc::rss_bytes(pid)?;
         }
         Ok(sum)
+    }
+
+    /// This sshd and the sshd processes it forked (not the shells).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = proc::descendants(self.child.id());
+        pids.push(self.child.id());
+        pids.retain(|&p| proc::command_name(p).is_some_and(|c| c.starts_with("sshd")));
+        pids
     }
 
     /// Copies with `scp` through this sshd; a side on it is written [`Sshd::remote`]`(path)`.
@@ -149,22 +156,57 @@ impl Sshd {
         format!("{}@127.0.0.1:{}", self.user, path.display())
     }
 
+    /// `ssh -N -L …` forwarding a free local port to each of `targets` through this sshd, as
+    /// `ssh -L` users do; the local addresses once each accepts connections. Stopped when dropped.
+    pub async fn forward(&self, targets: &[SocketAddr]) -> anyhow::Result<(Child, Vec<SocketAddr>)> {
+        let mut command = self.ssh();
+        command.args(["-N", "-o", "ExitOnForwardFailure=yes"]);
+        let mut local = Vec::with_capacity(targets.len());
+        for target in targets {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            command.arg("-L").arg(format!("{port}:{target}"));
+            local.push(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        let mut child = command
+            .arg(format!("{}@127.0.0.1", self.user))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start ssh")?;
+        let started = Instant::now();
+        for addr in &local {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                anyhow::ensure!(child.try_wait()?.is_none(), "ssh -L ended before it forwarded {addr}");
+                anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "ssh -L did not listen on {addr}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok((child, local))
+    }
+
     async fn connect(&self) -> anyhow::Result<SshLink> {
-        let key: PathBuf = self.dir.path().join("client_key");
-        let mut child = tokio::process::Command::new("ssh")
-            .args(["-tt", "-p", &self.port.to_string(), "-i"])
-            .arg(&key)
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .args(["-o", "BatchMode=yes", &format!("{}@127.0.0.1", self.user), "/bin/sh"])
+        let mut child = self
+            .ssh()
+            .args(["-tt", &format!("{}@127.0.0.1", self.user), "/bin/sh"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .context("cannot start ssh")?;
         let stdin = child.stdin.take().context("ssh stdin")?;
         let stdout = child.stdout.take().context("ssh stdout")?;
         Ok(SshLink { _child: child, stdin, stdout, buf: vec![0; 4096] })
+    }
+}
+
+impl Sshd {
+    /// `ssh` to this sshd with the bench's key, asking nothing (killed when dropped); the caller
+    /// adds its options, the destination and the command.
+    fn ssh(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("ssh");
+        command.args(["-p", &self.port.to_string(), "-i"]).arg(self.dir.path().join("client_key"));
+        command.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]);
+        command.args(["-o", "BatchMode=yes"]).stderr(Stdio::inherit()).kill_on_drop(true);
+        command
     }
 }
 

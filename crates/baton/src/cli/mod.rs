@@ -29,6 +29,7 @@ mod groups;
 mod import;
 mod logs;
 mod output;
+mod port_forward;
 mod profile;
 mod recordings;
 mod remote_policy;
@@ -134,6 +135,9 @@ enum Command {
     /// Copy a file to a device, or a file or directory from one: `baton cp ./app.conf
     /// dev1:/etc/app/app.conf`, `baton cp dev1:/var/log/app ./logs` (SHA-256 checked, resumable).
     Cp(cp::CpArgs),
+    /// Forward local ports to ports on (or behind) a device, through the server: `baton
+    /// port-forward dev1 8080:localhost:80 :5432` (like `ssh -L` and `kubectl port-forward`).
+    PortForward(port_forward::PortForwardArgs),
     /// Remote sessions of a device: list, show, close.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -174,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Terminal(args) => terminal::run(args, &connect(&g)?).await,
         Command::Logs(args) => logs::run(args, &connect(&g)?).await,
         Command::Cp(args) => cp::run(args, &connect(&g)?).await,
+        Command::PortForward(args) => port_forward::run(args, &connect(&g)?).await,
         Command::Sessions(cmd) => sessions::run(cmd, &connect(&g)?, &g).await,
         Command::Recordings(cmd) => recordings::run(cmd, &connect(&g)?, &g).await,
         Command::RemotePolicy(cmd) => remote_policy::run(cmd, &connect(&g)?, &g).await,

@@ -19,7 +19,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use baton_proto::{agent::AgentMessage, streams::FileKind};
+use baton_proto::{
+    agent::AgentMessage,
+    streams::{CREDIT_BATCH, FileKind},
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -32,8 +35,6 @@ const DEFAULT_MODE: u32 = 0o644;
 const MAX_MODE: u32 = 0o777;
 /// Bytes gathered before they go to the disk.
 const WRITE_BUFFER: usize = 256 * 1024;
-/// Bytes written before the server is credited for them, while more input waits.
-const CREDIT_BATCH: u32 = 64 * 1024;
 /// The longest file name (in bytes) most file systems take: the partial's name must fit.
 const MAX_NAME: usize = 255;
 /// How a partial file's name ends.

@@ -196,8 +196,9 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
-        // Bulk bytes: room for a chunk and then some, as the agent's connection has.
-        Ok(u) => u.max_message_size(64 * 1024).max_frame_size(64 * 1024),
+        // Bulk bytes, frames of at most 64 KiB; a read buffer of one chunk (tungstenite zeroes the
+        // whole buffer, so its default 128 KiB would be resident for every idle connection).
+        Ok(u) => u.max_message_size(64 * 1024).max_frame_size(64 * 1024).read_buffer_size(16 * 1024),
         Err(e) => {
             return problem(
                 StatusCode::BAD_REQUEST,
