@@ -232,11 +232,21 @@ fn refused(stream: u32, reason: &str) -> AgentMessage {
     AgentMessage::StreamRefused { stream, reason: reason.to_owned() }
 }
 
+/// A name from the server as the hooks get it: letters, digits and `._@:+-` only (anything
+/// else becomes `_`), at most 100 bytes. A token's name is free text, and a hook may hand its
+/// arguments to an interpreter (`osascript -e`, Pango markup in `zenity`) that would obey it.
+pub(crate) fn plain(name: &str) -> String {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._@:+-".contains(c);
+    name.chars().take(100).map(|c| if ok(c) { c } else { '_' }).collect()
+}
+
 /// Runs the consent hook, if any: `None` approves, `Some(reason)` refuses.
 async fn consent(config: &RemoteConfig, open: &StreamOpen) -> Option<String> {
     let hook = config.consent_command.as_ref()?;
-    let args: Vec<String> =
-        hook.iter().map(|a| a.replace("{user}", &open.user).replace("{session}", &open.session_id)).collect();
+    let args: Vec<String> = hook
+        .iter()
+        .map(|a| a.replace("{user}", &plain(&open.user)).replace("{session}", &plain(&open.session_id)))
+        .collect();
     let Some((program, rest)) = args.split_first() else {
         return Some(
             "`[remote] consent_command` is empty: name the program that asks for consent, or remove it".into(),
@@ -274,5 +284,13 @@ mod tests {
         assert!(declined.contains("declined"), "{declined}");
         let empty = consent(&hook(&[]), &asking()).await.expect("refused");
         assert!(empty.contains("consent_command` is empty"), "{empty}");
+    }
+
+    #[test]
+    fn names_reach_the_hooks_without_anything_an_interpreter_would_obey() {
+        assert_eq!(plain("token:ci-bot_2@site.example"), "token:ci-bot_2@site.example");
+        assert_eq!(plain("token:x\" & (do shell script \"id\") & \""), "token:x_____do_shell_script__id______");
+        assert_eq!(plain("user:<span size='1'>"), "user:_span_size__1__");
+        assert_eq!(plain(&"a".repeat(500)).len(), 100);
     }
 }

@@ -81,6 +81,15 @@ impl Principal {
         Permission::ALL.iter().copied().filter(|p| self.can(*p)).collect()
     }
 
+    /// `user:<id>`, `token:<id>` or `system:<name>`: who this is, unlike the label, unique.
+    pub fn subject_id(&self) -> String {
+        match &self.subject {
+            Subject::User { id, .. } => format!("user:{id}"),
+            Subject::Token { id, .. } => format!("token:{id}"),
+            Subject::System { name } => format!("system:{name}"),
+        }
+    }
+
     /// `user:<name>` or `token:<name>`, for audit fields and `/me`.
     pub fn subject_label(&self) -> String {
         match &self.subject {

@@ -68,11 +68,13 @@ impl Limits {
 pub struct Actor {
     pub label: String,
     pub source_addr: Option<String>,
+    /// The principal's unique id ([`Principal::subject_id`]), where known: who opened a session.
+    pub subject_id: Option<String>,
 }
 
 impl Actor {
     pub fn of(principal: &Principal, source_addr: Option<String>) -> Self {
-        Actor { label: principal.subject_label(), source_addr }
+        Actor { label: principal.subject_label(), source_addr, subject_id: Some(principal.subject_id()) }
     }
 }
 
@@ -133,8 +135,8 @@ pub async fn create(
     let command = serde_json::to_string(&req.command).map_err(anyhow::Error::from)?;
     sqlx::query(
         "INSERT INTO remote_sessions (id, tenant_id, device_id, kind, state, opened_by, source_addr, command, \
-         term_cols, term_rows, created_at, input_recorded, tunnel_host, tunnel_port, screen_control) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, 0, $11, $12, $13)",
+         term_cols, term_rows, created_at, input_recorded, tunnel_host, tunnel_port, screen_control, opener_id) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14)",
     )
     .bind(&id)
     .bind(scope.id())
@@ -149,6 +151,7 @@ pub async fn create(
     .bind(target.host.as_deref())
     .bind(target.port.map(i64::from))
     .bind(i64::from(target.control))
+    .bind(actor.subject_id.as_deref())
     .execute(&mut *tx)
     .await?;
     let (token, expires_at) = insert_token(&mut tx, scope, &id, false, actor, now).await?;
@@ -356,9 +359,10 @@ pub async fn redeem(db: &Db, session_id: &str, token: &str) -> Result<Attach, Er
     tx.commit().await?;
     let scope = TenantScope::internal(row.try_get::<String, _>("tenant_id")?);
     let read_only = row.try_get::<i64, _>("read_only")? != 0;
-    let actor = Actor { label: row.try_get("issued_to")?, source_addr: row.try_get("source_addr")? };
+    let mut actor =
+        Actor { label: row.try_get("issued_to")?, source_addr: row.try_get("source_addr")?, subject_id: None };
     let found = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, term_cols, term_rows FROM remote_sessions WHERE tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS}, term_cols, term_rows, opener_id FROM remote_sessions WHERE tenant_id = $1 AND id = $2"
     )))
     .bind(scope.id())
     .bind(session_id)
@@ -366,6 +370,9 @@ pub async fn redeem(db: &Db, session_id: &str, token: &str) -> Result<Attach, Er
     .await?
     .ok_or_else(refused)?;
     let session = from_row(&found)?;
+    if !read_only {
+        actor.subject_id = found.try_get("opener_id")?;
+    }
     let wanted = if read_only { SessionState::Open } else { SessionState::Pending };
     if session.state != wanted {
         return Err(refused());

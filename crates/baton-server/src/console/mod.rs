@@ -78,7 +78,7 @@ macro_rules! console_routes {
         pub fn router() -> Router<AppState> {
             let mut router = Router::new();
             $(router = router.route($path, axum::routing::$method($handler));)*
-            router.layer(axum::middleware::from_fn(errors::as_pages))
+            router.layer(axum::middleware::from_fn(errors::as_pages)).layer(axum::middleware::from_fn(not_framed))
         }
 
         /// Every console route with who may open it (the console is not in the OpenAPI
@@ -93,6 +93,18 @@ macro_rules! console_routes {
     };
     (@access Public) => { Access::Public };
     (@access $perm:ident) => { Access::SignedIn(<perm::$perm as Perm>::PERMISSION) };
+}
+
+/// Console pages are never shown inside another page (clickjacking: a device's web page on a
+/// sibling domain could frame the console), and keep no opener link to the tabs they open.
+async fn not_framed(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    response
 }
 
 console_routes! {

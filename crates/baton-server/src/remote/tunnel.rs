@@ -29,6 +29,9 @@ use crate::connections::DeviceStream;
 
 /// How long a connection waits for a device busy opening others, and how often it asks again.
 const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+/// Connections open at once through one tunnel session: each may hold a window of bytes on the
+/// device, so one session cannot take all of a small device's memory.
+const MAX_CONNECTIONS: usize = 128;
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 /// How often a session looks whether its device is still connected (it holds no stream while
 /// no connection is open, so nothing else tells it): a session ends when its device goes.
@@ -39,8 +42,11 @@ pub struct Tunnel {
     pub tenant_id: String,
     pub session_id: String,
     pub device_id: String,
-    /// Who opened it (`user:…`, `token:…`): only they connect through it.
+    /// Who opened it (`user:…`, `token:…`), as the device and events name them.
     pub opened_by: String,
+    /// The opener's unique id (`Principal::subject_id`): only they connect through it (a label
+    /// names a token by its name, which another token may share).
+    opener_id: Option<String>,
     pub host: String,
     pub port: u16,
     connections: AtomicU64,
@@ -73,6 +79,11 @@ impl Tunnel {
     /// browser opens several at once: when the device's connection has too many requests
     /// waiting, this one waits its turn (a while) rather than fail.
     pub async fn connect(&self, app: &Relay) -> Result<Connection<'_>, NotOpened> {
+        if self.active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            return Err(NotOpened::Refused(format!(
+                "the tunnel already has {MAX_CONNECTIONS} connections open; close some first"
+            )));
+        }
         self.touch();
         let started = Instant::now();
         let stream = loop {
@@ -176,6 +187,7 @@ impl Holder {
             session_id: session.id.clone(),
             device_id: session.device_id.clone(),
             opened_by: attach.actor.label.clone(),
+            opener_id: attach.actor.subject_id.clone(),
             host: session.host.clone().unwrap_or_else(|| "localhost".into()),
             port: session.port.unwrap_or_default(),
             connections: AtomicU64::new(0),
@@ -260,7 +272,7 @@ impl Holder {
 }
 
 /// Serves one TCP connection's WebSocket through the tunnel session `session_id`, for `caller`
-/// (who must have opened it).
+/// (a `Principal::subject_id`, who must have opened it).
 pub async fn serve_connection(
     app: Relay,
     tenant_id: String,
@@ -268,7 +280,8 @@ pub async fn serve_connection(
     session_id: String,
     mut socket: WebSocket,
 ) {
-    let Some(tunnel) = app.live.tunnel(&tenant_id, &session_id).filter(|t| t.opened_by == caller) else {
+    let mine = |t: &Arc<Tunnel>| t.opener_id.as_deref() == Some(caller.as_str());
+    let Some(tunnel) = app.live.tunnel(&tenant_id, &session_id).filter(mine) else {
         tell_closed_frame(&mut socket, "the tunnel session is not open on this server (or is not yours)").await;
         return;
     };

@@ -118,7 +118,8 @@ async fn own_x11vnc(_display: &str, _control: bool) -> Result<(Server, vnc::Conn
 fn notice(config: &RemoteConfig, user: &str, control: bool) -> Result<Option<Child>, String> {
     let Some(argv) = &config.screen_notice_command else { return Ok(None) };
     let mode = if control { "control" } else { "view" };
-    let args: Vec<String> = argv.iter().map(|a| a.replace("{user}", user).replace("{mode}", mode)).collect();
+    let user = super::plain(user);
+    let args: Vec<String> = argv.iter().map(|a| a.replace("{user}", &user).replace("{mode}", mode)).collect();
     let Some((program, rest)) = args.split_first() else {
         return Err(
             "`[remote] screen_notice_command` is empty: name the program that shows the notice, or remove it".into()

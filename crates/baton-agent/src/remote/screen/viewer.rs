@@ -51,15 +51,16 @@ impl Viewer {
 
     /// Greets the viewer, then relays between it and the VNC server until one ends.
     pub(super) async fn serve(mut self, vnc: Connection, control: bool) -> End {
-        let client_init = match self.greet().await {
-            Ok(byte) => byte,
-            Err(end) => return end,
-        };
+        // The viewer's ClientInit is read and replaced: it always asks to share the screen, as a
+        // viewer asking for it alone would make the VNC server drop everyone else on it (another
+        // operator's session included).
+        if let Err(end) = self.greet().await {
+            return end;
+        }
         let (mut reader, mut writer) = tokio::io::split(vnc);
         let Viewer { stream, input, credit, tx, pending } = self;
         let mut filter = (!control).then(ViewOnly::new);
-        // The ClientInit as it is, then what the viewer sent after it, as any later bytes.
-        if let Err(end) = write(&mut writer, &mut None, &[client_init]).await {
+        if let Err(end) = write(&mut writer, &mut None, &[1]).await {
             return end;
         }
         if let Err(end) = write(&mut writer, &mut filter, &pending).await {

@@ -34,7 +34,8 @@ impl X11vnc {
             .args(["-display", display, "-rfbport", "0", "-unixsock"])
             .arg(&socket)
             .args(["-nopw", "-once", "-norc", "-quiet"])
-            .args(if control { &[][..] } else { &["-viewonly"][..] })
+            // A viewer gets the picture only: not the device's clipboard or selection either.
+            .args(if control { &[][..] } else { &["-viewonly", "-nosel"][..] })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -193,8 +193,16 @@ async fn connect(
     auth: Authz<perm::RemoteTunnel>,
     State(app): State<AppState>,
     Path(session): Path<String>,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A page's script can open a WebSocket with the browser's cookie from another origin of the
+    // same site (a device's web page on a sibling domain): tunnel connections take a token only.
+    if !headers.contains_key(header::AUTHORIZATION) {
+        let detail =
+            "connect with `Authorization: Bearer <token>`; a console session's cookie does not open tunnel connections";
+        return Error::from(baton_core::Error::Unauthorized(detail.into())).into_response();
+    }
     let upgrade = match upgrade {
         // Bulk bytes, frames of at most 64 KiB; a read buffer of one chunk (tungstenite zeroes the
         // whole buffer, so its default 128 KiB would be resident for every idle connection).
@@ -208,7 +216,7 @@ async fn connect(
         }
     };
     let relay = relay(&app);
-    let (tenant, caller) = (auth.scope().id().to_owned(), auth.principal.subject_label());
+    let (tenant, caller) = (auth.scope().id().to_owned(), auth.principal.subject_id());
     upgrade.on_upgrade(move |socket| crate::remote::tunnel::serve_connection(relay, tenant, caller, session, socket))
 }
 

@@ -95,7 +95,9 @@ fn to_device(request: Request<Body>, target: &str, asked: &Asked<'_>) -> Request
     withhold_cookies(&mut parts.headers, asked.withheld_cookies);
     let device_origin = format!("http://{target}");
     for name in [header::ORIGIN, header::REFERER] {
+        // Exactly this host's origin (then nothing, or a path): `https://<id>.dom.evil.net` is not.
         let ours = parts.headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix(asked.origin));
+        let ours = ours.filter(|rest| rest.is_empty() || rest.starts_with('/'));
         if let Some(rest) = ours.and_then(|rest| HeaderValue::from_str(&format!("{device_origin}{rest}")).ok()) {
             parts.headers.insert(name, rest);
         }
@@ -117,6 +119,7 @@ fn from_device(mut response: Response<Body>, target: &str, origin: &str) -> Resp
             }
         }
     }
+    drop_cookie_domains(headers);
     let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok());
     let port_80 = target.strip_suffix(":80");
     let mut ours = location.and_then(|l| {
@@ -128,6 +131,25 @@ fn from_device(mut response: Response<Body>, target: &str, origin: &str) -> Resp
         headers.insert(header::LOCATION, value);
     }
     response
+}
+
+/// Keeps the device's cookies on the session's host: a `Domain` attribute would let a device set
+/// cookies for the console's own domain (and siblings), so it is taken out of every
+/// `Set-Cookie`.
+fn drop_cookie_domains(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(header::SET_COOKIE);
+    for cookie in cookies {
+        let Ok(text) = cookie.to_str() else { continue };
+        let kept: Vec<&str> =
+            text.split(';').filter(|part| !part.trim_start().to_ascii_lowercase().starts_with("domain=")).collect();
+        if let Ok(value) = HeaderValue::from_str(&kept.join(";")) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
 }
 
 /// A WebSocket (or other protocol) upgrade asked for: `Connection: upgrade` with `Upgrade`.
@@ -249,5 +271,33 @@ mod tests {
 
     fn redirect(location: &str) -> Response<Body> {
         Response::builder().status(302).header("location", location).body(Body::empty()).expect("response")
+    }
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::*;
+
+    #[test]
+    fn only_this_hosts_own_origin_is_rewritten_and_device_cookies_stay_on_it() {
+        let origin = "http://01890a5d-ac96-774b-bcce-b302099a8057.localhost:8080";
+        let request = Request::builder()
+            .uri("/")
+            .header("origin", format!("{origin}.evil.net"))
+            .header("referer", format!("{origin}/page"))
+            .body(Body::empty())
+            .expect("request");
+        let sent = to_device(request, "localhost:80", &Asked { origin, withheld_cookies: &[] });
+        assert_eq!(sent.headers()["origin"], format!("{origin}.evil.net"), "a longer host is not this one");
+        assert_eq!(sent.headers()["referer"], "http://localhost:80/page");
+
+        let response = Response::builder()
+            .header("set-cookie", "sid=1; Domain=localhost; Path=/; HttpOnly")
+            .header("set-cookie", "theme=dark")
+            .body(Body::empty())
+            .expect("response");
+        let shown = from_device(response, "localhost:80", origin);
+        let cookies: Vec<_> = shown.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap_or("")).collect();
+        assert_eq!(cookies, ["sid=1; Path=/; HttpOnly", "theme=dark"]);
     }
 }
