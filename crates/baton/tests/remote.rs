@@ -11,7 +11,7 @@ use baton_client::{Client, ClientError};
 use baton_proto::api::{
     access::{PageQuery, TokenCreate, UserCreate},
     events::EventQuery,
-    remote::{RemotePolicy, SessionCreate, SessionKind, SessionState},
+    remote::{RemotePolicy, SessionCreate, SessionState},
 };
 use baton_testkit::{
     eventually,
@@ -25,7 +25,7 @@ use support::{
 const BOOTSTRAP: &str = "bt_remote-test-bootstrap-token";
 
 fn terminal() -> SessionCreate {
-    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![], ..Default::default() }
+    SessionCreate { cols: Some(80), rows: Some(24), ..Default::default() }
 }
 
 fn server() -> Server {

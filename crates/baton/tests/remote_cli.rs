@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use baton_proto::api::{
     access::PageQuery,
-    remote::{RemoteSession, SessionCreate, SessionKind, SessionState},
+    remote::{RemoteSession, SessionCreate, SessionState},
 };
 use baton_testkit::{PATIENCE, eventually};
 use support::{
@@ -85,13 +85,7 @@ async fn a_command_runs_with_its_exit_code_and_the_sessions_recordings_and_polic
     assert!(cast.contains("42"), "{cast}");
 
     // A watcher sees someone's session read-only until it is closed.
-    let shell = SessionCreate {
-        kind: SessionKind::Terminal,
-        cols: Some(80),
-        rows: Some(24),
-        command: vec![],
-        ..Default::default()
-    };
+    let shell = SessionCreate { cols: Some(80), rows: Some(24), ..Default::default() };
     let ticket = client.open_session(&device.id, &shell).await.expect("session");
     let mut owner = Term::attach(&client.attach_url(&ticket)).await;
     owner.type_text("while :; do echo tick-$((6*7)); sleep 0.2; done\n").await;

@@ -13,7 +13,7 @@ use baton_proto::api::{
     access::PageQuery,
     devices::{Device, DeviceQuery},
     enrollment::EnrollmentTokenCreate,
-    remote::{RemoteSession, SessionCreate, SessionKind, SessionState},
+    remote::{RemoteSession, SessionCreate, SessionState},
 };
 use baton_testkit::eventually;
 use support::{
@@ -29,7 +29,7 @@ const BUFFERED: &str = "baton_remote_buffered_bytes";
 
 fn session(command: &[&str]) -> SessionCreate {
     let command = command.iter().map(|a| a.to_string()).collect();
-    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command, ..Default::default() }
+    SessionCreate { cols: Some(80), rows: Some(24), command, ..Default::default() }
 }
 
 fn env() -> [(&'static str, &'static str); 2] {

@@ -345,7 +345,7 @@ async fn who_may_not_tunnel_is_refused_and_a_session_closed_or_its_device_gone_e
     let http = HttpServer::start(site.path());
     let (agent, device) = enrolled(&client, &server.url, "tunnel-3", &format!("tunnel_ports = [{}]", http.port)).await;
     let mapping = format!("0:localhost:{}", http.port);
-    let tunnel = SessionCreate { kind: SessionKind::Tunnel, host: None, port: Some(http.port), ..Default::default() };
+    let tunnel = SessionCreate { kind: SessionKind::Tunnel, port: Some(http.port), ..Default::default() };
 
     // A viewer lacks remote:tunnel; another tenant does not find the device.
     let viewer = signed_in(&client, &server.url, "vera", "viewer").await;

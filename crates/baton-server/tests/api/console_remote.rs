@@ -6,7 +6,7 @@
 
 use baton_proto::api::{
     access::{PageQuery, UserCreate},
-    remote::{SessionCreate, SessionKind, SessionState},
+    remote::{SessionCreate, SessionState},
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -94,13 +94,7 @@ async fn a_session_without_a_recording_has_no_replay_page_and_is_not_listed() {
     let app = spawn_app().await;
     let kiosk = device(&app, "KIOSK-3", "kiosk three", &[]).await;
     // Made, never attached: no recording.
-    let req = SessionCreate {
-        kind: SessionKind::Terminal,
-        cols: None,
-        rows: None,
-        command: Vec::new(),
-        ..Default::default()
-    };
+    let req = SessionCreate::default();
     let ticket = app.admin.open_session(&kiosk.id, &req).await.expect("session");
     assert_eq!(ticket.session.state, SessionState::Pending);
     let admin = Console::sign_in(&app, "", "admin").await;
@@ -195,13 +189,7 @@ async fn an_open_session_is_watched_read_only_from_the_device_page() {
     })
     .await;
     let device = Fleet::serials(&app, "WATCH").await.into_keys().next().expect("the agent's device");
-    let req = SessionCreate {
-        kind: SessionKind::Terminal,
-        cols: None,
-        rows: None,
-        command: Vec::new(),
-        ..Default::default()
-    };
+    let req = SessionCreate::default();
     let ticket = app.client_with_role("operator").await.open_session(&device, &req).await.expect("session");
     let (mut owner, _) = tokio_tungstenite::connect_async(app.admin.attach_url(&ticket)).await.expect("attach");
     let mut seen = String::new();

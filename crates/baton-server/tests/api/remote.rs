@@ -8,7 +8,7 @@ use baton_agent::{Agent, AgentConfig, config::RemoteConfig, storage::Storage};
 use baton_proto::api::{
     access::PageQuery,
     enrollment::EnrollmentTokenCreate,
-    remote::{AttachServerMessage, RemotePolicy, SessionCreate, SessionKind, SessionState},
+    remote::{AttachServerMessage, RemotePolicy, SessionCreate, SessionState},
 };
 use baton_testkit::eventually;
 use futures::{SinkExt, StreamExt};
@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::{expect_problem, raw, spawn_app};
 
 fn terminal() -> SessionCreate {
-    SessionCreate { kind: SessionKind::Terminal, cols: Some(80), rows: Some(24), command: vec![], ..Default::default() }
+    SessionCreate { cols: Some(80), rows: Some(24), ..Default::default() }
 }
 
 #[tokio::test]

@@ -15,11 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use baton_client::Client;
-use baton_proto::api::{
-    devices::DeviceQuery,
-    enrollment::EnrollmentTokenCreate,
-    remote::{SessionCreate, SessionKind},
-};
+use baton_proto::api::{devices::DeviceQuery, enrollment::EnrollmentTokenCreate, remote::SessionCreate};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
@@ -133,13 +129,7 @@ pub(super) async fn online(client: &Client, serial: &str) -> anyhow::Result<Stri
 
 /// Opens a terminal on `device` and attaches to it.
 async fn attach(client: &Client, device: &str) -> anyhow::Result<Ws> {
-    let req = SessionCreate {
-        kind: SessionKind::Terminal,
-        cols: Some(80),
-        rows: Some(24),
-        command: vec![],
-        ..Default::default()
-    };
+    let req = SessionCreate { cols: Some(80), rows: Some(24), ..Default::default() };
     let ticket = client.open_session(device, &req).await?;
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(client.attach_url(&ticket), None, true).await?;
     match ws.next().await.context("the attach WebSocket ended")?? {
