@@ -77,7 +77,8 @@ pub struct LiveSessions {
 
 struct Live {
     tenant_id: String,
-    output: broadcast::Sender<Bytes>,
+    /// A terminal's output, for its watchers; tunnels and screens have none to watch.
+    output: Option<broadcast::Sender<Bytes>>,
     close: mpsc::Sender<String>,
     ended: watch::Receiver<Ended>,
 }
@@ -100,7 +101,7 @@ impl LiveSessions {
     fn watch(&self, tenant_id: &str, session_id: &str) -> Option<Watch> {
         let map = self.lock();
         let live = map.get(session_id).filter(|l| l.tenant_id == tenant_id)?;
-        Some(Watch { output: live.output.subscribe(), ended: live.ended.clone() })
+        Some(Watch { output: live.output.as_ref()?.subscribe(), ended: live.ended.clone() })
     }
 
     /// Asks a session relayed here to close; `None` when it is not relayed on this node. The

@@ -81,7 +81,7 @@ async fn relay(
         };
     let (output, _) = broadcast::channel::<Bytes>(WATCH_BACKLOG);
     let (close_tx, mut close_rx) = mpsc::channel(1);
-    let live = Live { tenant_id: attach.scope.id().to_owned(), output: output.clone(), close: close_tx, ended };
+    let live = Live { tenant_id: attach.scope.id().to_owned(), output: Some(output.clone()), close: close_tx, ended };
     app.live.insert(&session.id, live);
     let opened = AttachServerMessage::Opened { session_id: session.id.clone(), read_only: false };
     if send_text(socket, &opened).await.is_err() {

@@ -5,7 +5,7 @@
 
 use baton_core::remote::{self, Attach, Traffic};
 use baton_proto::streams::StreamKind;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::{
     Live, Relay, open_stream,
@@ -32,8 +32,8 @@ pub async fn serve(app: Relay, attach: Attach, mut socket: axum::extract::ws::We
                 }
             } else {
                 let (close_tx, mut close_rx) = mpsc::channel(1);
-                let (output, _) = broadcast::channel(1);
-                let live = Live { tenant_id: attach.scope.id().to_owned(), output, close: close_tx, ended: ended_rx };
+                let live =
+                    Live { tenant_id: attach.scope.id().to_owned(), output: None, close: close_tx, ended: ended_rx };
                 app.live.insert(&session.id, live);
                 let closing = super::closing(&app, async move { close_rx.recv().await });
                 let piped = pipe(&mut socket, stream, app.idle, closing).await;

@@ -20,7 +20,7 @@ use axum::extract::ws::{Message as WsMessage, WebSocket};
 use baton_core::remote::{self, Attach, Traffic};
 use baton_proto::{api::remote::AttachServerMessage, streams::StreamKind};
 use tokio::{
-    sync::{broadcast, mpsc, watch},
+    sync::{mpsc, watch},
     time::{Instant, interval, sleep, sleep_until},
 };
 
@@ -211,10 +211,11 @@ impl Holder {
             "the server could not record the session".to_owned()
         })?;
         let (close_tx, close_rx) = mpsc::channel(1);
-        let (output, _) = broadcast::channel(1);
         let ended = self.stored.subscribe();
-        app.live
-            .insert(&tunnel.session_id, Live { tenant_id: tunnel.tenant_id.clone(), output, close: close_tx, ended });
+        app.live.insert(
+            &tunnel.session_id,
+            Live { tenant_id: tunnel.tenant_id.clone(), output: None, close: close_tx, ended },
+        );
         app.live.insert_tunnel(tunnel.clone());
         self.close = Some(close_rx);
         Ok(())
