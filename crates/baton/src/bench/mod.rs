@@ -55,8 +55,21 @@ use crate::sim::fleet::{FleetConfig, Progress, run_fleet};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
+    /// Run the servers the bench starts on PostgreSQL instead of the embedded SQLite: a server
+    /// URL ending in a database the bench may connect to (e.g. postgres://postgres@127.0.0.1/test);
+    /// each server gets a fresh database of its own on that server, dropped afterwards.
+    #[arg(long, global = true, hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     what: BenchCommand,
+}
+
+/// `--database-url`, for every server a bench starts.
+static DATABASE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Which database the servers run on, for the figures' headings.
+fn database_name() -> &'static str {
+    if DATABASE_URL.get().is_some() { "PostgreSQL" } else { "SQLite" }
 }
 
 #[derive(clap::Subcommand)]
@@ -101,6 +114,13 @@ pub struct FleetArgs {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.database_url {
+        anyhow::ensure!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "--database-url takes a postgres:// URL (the embedded SQLite is the default)"
+        );
+        let _ = DATABASE_URL.set(url);
+    }
     match args.what {
         BenchCommand::Fleet(a) => fleet(a).await,
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
@@ -120,12 +140,61 @@ struct Server {
     mqtt: Option<String>,
     /// The fresh data dir, removed with the server; `None` when the caller owns the data dir.
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database made for this data dir (`--database-url`), dropped with the
+    /// server when the server owns its data dir.
+    database: Option<BenchDatabase>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let (Some(_), Some(db)) = (&self._dir, &self.database) {
+            db.drop_database();
+        }
+    }
+}
+
+/// A database of its own on the `--database-url` server, named after the data dir it belongs
+/// to (a bench that restarts its server on the same data dir finds the same database).
+struct BenchDatabase {
+    /// The server's URL, as given.
+    admin_url: String,
+    name: String,
+}
+
+impl BenchDatabase {
+    fn for_data_dir(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let Some(admin_url) = DATABASE_URL.get() else { return Ok(None) };
+        let marker = data_dir.join("bench-database");
+        if let Ok(name) = std::fs::read_to_string(&marker) {
+            return Ok(Some(Self { admin_url: admin_url.clone(), name }));
+        }
+        let name = format!("baton_bench_{}", uuid_like().replace('-', "_"));
+        Self::psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        std::fs::write(&marker, &name)?;
+        Ok(Some(Self { admin_url: admin_url.clone(), name }))
+    }
+
+    /// The URL the server is given.
+    fn url(&self) -> anyhow::Result<String> {
+        let (server, _) = self.admin_url.rsplit_once('/').context("--database-url must end in /<database>")?;
+        Ok(format!("{server}/{}", self.name))
+    }
+
+    fn drop_database(&self) {
+        if let Err(e) = Self::psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            eprintln!("warning: could not drop the bench database {}: {e:#}", self.name);
+        }
+    }
+
+    fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+        let out = Command::new("psql")
+            .args([url, "-qAtc", sql])
+            .output()
+            .context("running psql (apt-get install postgresql-client)")?;
+        anyhow::ensure!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+        Ok(())
     }
 }
 
@@ -145,6 +214,7 @@ fn start_server_with(token: &str, env: &[(&str, String)]) -> anyhow::Result<Serv
 /// Starts the server on `data_dir`, which outlives it (a bench that restarts the server keeps
 /// its database).
 fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
+    let database = BenchDatabase::for_data_dir(data_dir)?;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
@@ -159,6 +229,9 @@ fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyh
         .stderr(Stdio::inherit());
     for (key, value) in env {
         command.env(key, value);
+    }
+    if let Some(db) = &database {
+        command.arg("--database-url").arg(db.url()?);
     }
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().context("server stdout")?;
@@ -182,7 +255,7 @@ fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyh
         }
     }
     let url = url.context("the server printed no URL")?;
-    Ok(Server { child, url, mqtt, _dir: None })
+    Ok(Server { child, url, mqtt, _dir: None, database })
 }
 
 /// A number from the server's /metrics.
@@ -203,7 +276,13 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     let idle_rss = proc::rss_bytes(pid)?;
     let enrollment =
         client.create_enrollment_token(&EnrollmentTokenCreate { name: "bench".into(), ..Default::default() }).await?;
-    println!("server {} (pid {pid}), {} devices, telemetry every {} s", server.url, a.devices, a.telemetry_interval);
+    println!(
+        "server {} (pid {pid}, {}), {} devices, telemetry every {} s",
+        server.url,
+        database_name(),
+        a.devices,
+        a.telemetry_interval
+    );
 
     // 1. Time until every device is online.
     let config = FleetConfig {
