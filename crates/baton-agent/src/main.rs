@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use baton_agent::{Agent, AgentConfig, AgentError, DeviceSource, Exit, Storage, SystemSource, enroll};
 use clap::{Parser, Subcommand};
+use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Exit status when the device is decommissioned (the systemd unit does not restart on it).
 const EXIT_DECOMMISSIONED: u8 = 3;
@@ -49,10 +50,15 @@ enum Command {
     Metrics,
 }
 
-#[tokio::main]
+// One thread: the agent waits on its connection nearly all the time, and each worker thread
+// would cost a stack and a malloc arena of its own. Blocking work (files, PTYs, bundles) goes
+// to tokio's blocking pool or threads of its own either way.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::registry()
+        .with(log_filter())
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
     match run(Cli::parse()).await {
         Ok(Exit::Stopped) => ExitCode::SUCCESS,
         Ok(Exit::Decommissioned { wiped }) => {
@@ -161,6 +167,14 @@ async fn enroll_now(config: &AgentConfig) -> Result<(), AgentError> {
         Err(enroll::EnrollFailure::Fatal(e)) => Err(e),
         Err(enroll::EnrollFailure::Retry(why, _)) => Err(AgentError::Network(why)),
     }
+}
+
+/// What to log: `RUST_LOG` as targets and levels (`warn`, `baton_agent=debug,info`), else `info`.
+fn log_filter() -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

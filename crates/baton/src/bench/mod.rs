@@ -427,11 +427,16 @@ struct Footprint {
     binary: u64,
 }
 
-/// Runs the `baton-agent` next to this binary against the server and measures it idle.
+/// Runs the agent as devices get it against the server and measures it idle: the `agent`
+/// profile's build (`target/agent/`) when there is one, else the `baton-agent` next to this
+/// binary.
 async fn agent_footprint(server: &str, token: &str) -> anyhow::Result<Footprint> {
-    let binary: PathBuf =
-        std::env::current_exe()?.with_file_name(format!("baton-agent{}", std::env::consts::EXE_SUFFIX));
-    anyhow::ensure!(binary.exists(), "{} is missing: cargo build --release -p baton-agent", binary.display());
+    let name = format!("baton-agent{}", std::env::consts::EXE_SUFFIX);
+    let beside: PathBuf = std::env::current_exe()?.with_file_name(&name);
+    let packaged = beside.parent().and_then(Path::parent).map(|target| target.join("agent").join(&name));
+    let binary = packaged.filter(|p| p.exists()).unwrap_or(beside);
+    anyhow::ensure!(binary.exists(), "{} is missing: cargo build --profile agent -p baton-agent", binary.display());
+    println!("agent measured: {}", binary.display());
     let state = tempfile::tempdir()?;
     let mut child = Command::new(&binary)
         .args(["run", "--server", server, "--token", token, "--serial", "BENCH-AGENT", "--state-dir"])
