@@ -91,13 +91,18 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     };
     let scope = device.scope.clone();
     let id = device.device_id.clone();
-    let mut inventory = *inventory;
-    inventory.agent_version.get_or_insert(agent_version);
     // Registered before presence is written: an older session of the same device that ends
     // now sees this one and leaves the device online.
     let registration = app.connections.register(&id, true);
     let connection = registration.connection;
-    let connected = presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await;
+    // Here and below, the awaits an idle connection is never in are boxed: the connection's
+    // task is then only as large as its waiting state, for as long as the device stays.
+    let connected = Box::pin(async {
+        let mut inventory = *inventory;
+        inventory.agent_version.get_or_insert(agent_version);
+        presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await
+    })
+    .await;
     if let Err(e) = connected {
         let reason = match e {
             Error::Invalid { detail, .. } => detail,
@@ -110,20 +115,14 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
         let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
         return;
     }
-    events::record(
-        &app.db,
-        &app.bus,
-        &scope,
-        Some(&id),
-        events::kind::ONLINE,
-        serde_json::json!({"remote_addr": peer.ip().to_string()}),
-    )
-    .await;
+    let online = serde_json::json!({"remote_addr": peer.ip().to_string()});
+    Box::pin(events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, online)).await;
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
     let bundles = features.iter().any(|f| f == agent::feature::BUNDLES);
     let streams = Streams::new(&features);
+    drop(features);
     let mut session = Session {
         app: app.clone(),
         device,
@@ -147,10 +146,13 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
 
     app.connections.unregister(&id, connection);
     if !replaced && !app.connections.is_connected(&id) {
-        if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
-            tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
-        }
-        events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, serde_json::json!({})).await;
+        Box::pin(async {
+            if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
+                tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
+            }
+            events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, serde_json::json!({})).await;
+        })
+        .await;
     }
     tracing::info!(device_id = %id, "agent disconnected");
 }
@@ -183,7 +185,7 @@ impl Session {
         if send(socket, &welcome).await.is_err() {
             return Ending::new(close::GOING_AWAY, "send failed");
         }
-        if let Err(e) = self.deliver(socket).await {
+        if let Err(e) = Box::pin(self.deliver(socket)).await {
             return e;
         }
         let mut ticker = interval(heartbeat);
@@ -200,14 +202,14 @@ impl Session {
                     heard = Instant::now();
                     match frame {
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Err(ending) = self.handle(socket, &text).await {
+                            if let Err(ending) = Box::pin(self.handle(socket, &text)).await {
                                 return ending;
                             }
                         }
                         Some(Ok(WsMessage::Binary(data))) => match agent::decode_stream_frame(&data) {
                             Some((stream, _)) => match self.streams.data(stream, data.slice(4..)) {
                                 Ok(Some(out)) => {
-                                    if let Err(e) = send_out(socket, out).await {
+                                    if let Err(e) = Box::pin(send_out(socket, out)).await {
                                         return e;
                                     }
                                 }
@@ -222,7 +224,7 @@ impl Session {
                     }
                     if written.elapsed() >= SEEN_EVERY {
                         written = Instant::now();
-                        let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
+                        let _ = Box::pin(presence::seen(&self.app.db, &self.device.scope, &self.device.device_id)).await;
                     }
                 }
                 control = registration.control.recv() => match control {
@@ -236,20 +238,20 @@ impl Session {
                 },
                 Some(request) = registration.streams.recv() => {
                     if let Some(out) = self.streams.request(request)
-                        && let Err(e) = send_out(socket, out).await
+                        && let Err(e) = Box::pin(send_out(socket, out)).await
                     {
                         return e;
                     }
                 }
-                Some(input) = self.streams.input.recv() => {
+                Some(input) = self.streams.input() => {
                     if let Some(out) = self.streams.from_door(input)
-                        && let Err(e) = send_out(socket, out).await
+                        && let Err(e) = Box::pin(send_out(socket, out)).await
                     {
                         return e;
                     }
                 }
                 Some(()) = registration.deliver.recv() => {
-                    if let Err(e) = self.deliver(socket).await {
+                    if let Err(e) = Box::pin(self.deliver(socket)).await {
                         return e;
                     }
                 }

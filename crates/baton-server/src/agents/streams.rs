@@ -59,17 +59,29 @@ pub struct Streams {
     /// The kinds of stream the agent said it understands (its `hello` features).
     features: Vec<String>,
     next: u32,
-    input_tx: mpsc::Sender<StreamInput>,
-    pub input: mpsc::Receiver<StreamInput>,
+    /// What doors send on this connection's streams; made with the first stream opened (most
+    /// connections never carry one, and a channel costs memory per connection).
+    input: Option<(mpsc::Sender<StreamInput>, mpsc::Receiver<StreamInput>)>,
     pending: HashMap<u32, Pending>,
     open: HashMap<u32, Open>,
 }
 
 impl Streams {
     pub fn new(features: &[String]) -> Self {
-        let (input_tx, input) = mpsc::channel(64);
         let features = features.to_vec();
-        Streams { features, next: 1, input_tx, input, pending: HashMap::new(), open: HashMap::new() }
+        Streams { features, next: 1, input: None, pending: HashMap::new(), open: HashMap::new() }
+    }
+
+    /// The next thing a door sends on one of these streams; never, before the first stream.
+    pub async fn input(&mut self) -> Option<StreamInput> {
+        match &mut self.input {
+            Some((_, rx)) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn input_sender(&mut self) -> mpsc::Sender<StreamInput> {
+        self.input.get_or_insert_with(|| mpsc::channel(64)).0.clone()
     }
 
     /// A door asks for a stream: the `stream_open` to send, or a refusal told to the door.
@@ -118,7 +130,7 @@ impl Streams {
                 };
                 let flow = Flow::new(pending.window, window);
                 let credit = Arc::new(Semaphore::new(flow.window() as usize));
-                let end = DeviceStream::new(stream, self.input_tx.clone(), pending.output_rx, credit.clone(), file);
+                let end = DeviceStream::new(stream, self.input_sender(), pending.output_rx, credit.clone(), file);
                 if pending.reply.send(Ok(end)).is_err() {
                     // Whoever asked gave up waiting: the device need not keep it open.
                     return Some(close(stream, "the client stopped waiting"));
@@ -248,7 +260,7 @@ mod tests {
         let mut sent = 0;
         let mut data = Bytes::from(vec![0u8; 4 * streams::WINDOW as usize]);
         while door.to_device.send_chunk(&mut data).now_or_never().is_some() {
-            let input = streams.input.try_recv().expect("input");
+            let input = streams.input.as_mut().expect("made").1.try_recv().expect("input");
             assert!(matches!(streams.from_door(input), Some(Out::Binary(_))));
             sent = 4 * streams::WINDOW as usize - data.len();
         }
@@ -295,7 +307,7 @@ mod tests {
         assert!(streams.data(stream + 1, Bytes::from("x")).is_err());
         assert!(streams.data(0, Bytes::from("x")).is_err());
         drop(door);
-        let input = streams.input.try_recv().expect("the door's close");
+        let input = streams.input.as_mut().expect("made").1.try_recv().expect("the door's close");
         assert!(matches!(streams.from_door(input), Some(Out::Text(ServerMessage::StreamClose { .. }))));
         assert!(matches!(streams.data(stream, Bytes::from("late")), Ok(None)));
     }

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod gate;
 pub mod proxy;
 pub mod rate;
+mod signals;
 pub mod streams;
 
 use std::{
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 use baton_core::bus::{Message, SharedBus};
 
+pub use signals::{Controls, Hints};
 pub use streams::{DeviceStream, StreamRequest};
 
 /// What a session is told from outside that it must act on. Kept apart from delivery hints,
@@ -42,10 +44,10 @@ struct Entry {
 
 /// How hints reach a device's session.
 enum Route {
-    /// The device's own connection. `deliver` says "commands (or desired attributes) may be
-    /// waiting": a hint; a full queue already means "look again".
+    /// The device's own connection. Its signals' hint says "commands (or desired attributes)
+    /// may be waiting"; a hint already waiting means "look again" too.
     /// `streams` is there for agent connections, which can carry remote-support streams.
-    Direct { deliver: mpsc::Sender<()>, control: mpsc::Sender<Control>, streams: Option<mpsc::Sender<StreamRequest>> },
+    Direct { signals: signals::Signals, streams: Option<mpsc::Sender<Box<StreamRequest>>> },
     /// Through the connection of the gateway that relays the device.
     Relayed(mpsc::Sender<Relayed>),
 }
@@ -82,10 +84,26 @@ impl Drop for Running {
 /// A session's registration; dropping it does not unregister (the session does, on exit).
 pub struct Registration {
     pub connection: u64,
-    pub deliver: mpsc::Receiver<()>,
-    pub control: mpsc::Receiver<Control>,
+    pub deliver: Hints,
+    pub control: Controls,
     /// Requests to open remote-support streams (agent connections only).
-    pub streams: mpsc::Receiver<StreamRequest>,
+    pub streams: StreamRequests,
+}
+
+/// Requests to open remote-support streams; none ever for a connection registered without
+/// streams, which then holds no channel for them. Boxed in the channel: a channel allocates its
+/// first block of 32 slots with it, and a request is large, so every agent connection paid
+/// ≈ 6 KiB for requests that rarely come.
+pub struct StreamRequests(Option<mpsc::Receiver<Box<StreamRequest>>>);
+
+impl StreamRequests {
+    /// The next request; `None` once the registry let go of the session.
+    pub async fn recv(&mut self) -> Option<StreamRequest> {
+        match &mut self.0 {
+            Some(rx) => rx.recv().await.map(|request| *request),
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Why a stream could not be asked for.
@@ -128,20 +146,15 @@ impl Registry {
     /// `streams`, doors can ask it to open remote-support streams.
     pub fn register(&self, device_id: &str, streams: bool) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
-        let (deliver_tx, deliver) = mpsc::channel(1);
-        let (control_tx, control) = mpsc::channel(4);
-        let (streams_tx, streams_rx) = mpsc::channel(8);
-        let streams_tx = streams.then_some(streams_tx);
-        let entry = Entry {
-            connection,
-            route: Route::Direct { deliver: deliver_tx, control: control_tx, streams: streams_tx },
-        };
+        let (signals, deliver, control) = signals::signals();
+        let (streams_tx, streams_rx) = streams.then(|| mpsc::channel(8)).unzip();
+        let entry = Entry { connection, route: Route::Direct { signals, streams: streams_tx } };
         let old = self.lock().insert(device_id.to_owned(), entry);
         if let Some(old) = old {
             old.tell(device_id, Control::Replaced);
         }
         metrics::gauge!("baton_agents_connected").set(self.len() as f64);
-        Registration { connection, deliver, control, streams: streams_rx }
+        Registration { connection, deliver, control, streams: StreamRequests(streams_rx) }
     }
 
     /// Asks the device's live connection to open a stream; the answer comes on `request.reply`.
@@ -149,7 +162,7 @@ impl Registry {
         let sessions = self.lock();
         let entry = sessions.get(device_id).ok_or(NoStream::Offline)?;
         match &entry.route {
-            Route::Direct { streams: Some(tx), .. } => tx.try_send(request).map_err(|e| match e {
+            Route::Direct { streams: Some(tx), .. } => tx.try_send(Box::new(request)).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => NoStream::Busy,
                 mpsc::error::TrySendError::Closed(_) => NoStream::Offline,
             }),
@@ -198,10 +211,8 @@ impl Registry {
     fn deliver(&self, device_id: &str) {
         if let Some(entry) = self.lock().get(device_id) {
             match &entry.route {
-                // A full queue means a hint is already pending; the session will look anyway.
-                Route::Direct { deliver, .. } => {
-                    let _ = deliver.try_send(());
-                }
+                // A hint already waiting is this one too; the session will look anyway.
+                Route::Direct { signals, .. } => signals.hint(),
                 // A full gateway queue loses this hint; the gateway's periodic sweep finds it.
                 Route::Relayed(gateway) => {
                     let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: None });
@@ -224,9 +235,7 @@ impl Registry {
 impl Entry {
     fn tell(&self, device_id: &str, control: Control) {
         match &self.route {
-            Route::Direct { control: tx, .. } => {
-                let _ = tx.try_send(control);
-            }
+            Route::Direct { signals, .. } => signals.tell(control),
             Route::Relayed(gateway) => {
                 let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: Some(control) });
             }

@@ -120,18 +120,26 @@ async fn admit(app: AppState, mut stream: TcpStream, from: SocketAddr, tls: Opti
             return;
         }
     };
-    let served = async {
-        match tls {
-            None => serve(app.clone(), stream, peer, None, &admitted, patience).await,
-            Some(acceptor) => {
-                if let Ok(Ok(stream)) = timeout(patience, acceptor.accept(stream)).await {
-                    let certificate = ClientCertificate::of(stream.get_ref().1);
-                    serve(app.clone(), stream, peer, certificate, &admitted, patience).await;
-                }
-            }
-        }
-    };
-    served.await;
+    match tls {
+        None => serve(app.clone(), stream, peer, None, &admitted, patience).await,
+        // Boxed: a TLS session's state is larger, and every plain connection's task would
+        // otherwise hold room for it.
+        Some(acceptor) => Box::pin(serve_tls(app, stream, peer, acceptor, &admitted, patience)).await,
+    }
+}
+
+async fn serve_tls(
+    app: AppState,
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    admitted: &Admitted,
+    patience: Duration,
+) {
+    if let Ok(Ok(stream)) = timeout(patience, acceptor.accept(stream)).await {
+        let certificate = ClientCertificate::of(stream.get_ref().1);
+        serve(app, stream, peer, certificate, admitted, patience).await;
+    }
 }
 
 /// Serves one connection: CONNECT, login, then the device's session (or provisioning).
@@ -180,7 +188,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         refuse(&mut wire, reason::CLIENT_ID_NOT_VALID, "an empty client id needs a clean session").await;
         return;
     }
-    match auth::login(&app, &connect, certificate.as_ref()).await {
+    // Boxed, like the session's own one-off awaits: the connection's task stays as large as
+    // the session's waiting state.
+    match Box::pin(auth::login(&app, &connect, certificate.as_ref())).await {
         Err(refusal) => {
             tracing::debug!(%peer, reason = refusal.text, "MQTT login refused");
             refuse(&mut wire, refusal.reason, &refusal.text).await;

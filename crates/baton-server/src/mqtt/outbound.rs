@@ -27,7 +27,8 @@ impl Session {
         if self.to_deliver.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = self.to_deliver.drain().collect();
+        // Taken, not drained: an idle connection keeps no table for the next pass.
+        let ids: Vec<String> = std::mem::take(&mut self.to_deliver).into_iter().collect();
         for id in ids {
             if id != self.device.device_id && !self.subs.contains_key(&id) {
                 continue;

@@ -141,9 +141,11 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Version::V311 => !connect.clean_start,
         Version::V5 => connect.properties.session_expiry_interval().unwrap_or(0) > 0,
     };
-    let stored = match load_subscriptions(&app, &device).await {
+    // Here and below, what runs once per connection is boxed: the task then stays as large as
+    // its waiting state, not as its largest query, for as long as the device is connected.
+    let stored = match Box::pin(load_subscriptions(&app, &device)).await {
         Ok(stored) if connect.clean_start && !stored.is_empty() => {
-            save_subscriptions(&app, &device, &[]).await.map(|_| Vec::new())
+            Box::pin(save_subscriptions(&app, &device, &[])).await.map(|_| Vec::new())
         }
         Ok(_) if connect.clean_start => Ok(Vec::new()),
         other => other,
@@ -152,14 +154,14 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         super::refuse(&mut wire, reason::SERVER_UNAVAILABLE, "the server could not load the session; retry").await;
         return;
     };
-    let desired = match attributes::get(&app.db, &scope, &id).await {
+    let desired = match Box::pin(attributes::get(&app.db, &scope, &id)).await {
         Ok(a) => a.desired,
         Err(_) => Map::new(),
     };
 
     let registration = app.connections.register(&id, false);
     let remote = peer.ip().to_string();
-    if let Err(e) = presence::online(&app.db, &scope, &id, &remote, "mqtt").await {
+    if let Err(e) = Box::pin(presence::online(&app.db, &scope, &id, &remote, "mqtt")).await {
         tracing::error!(error = %e, device_id = %id, "could not record the connection");
         app.connections.unregister(&id, registration.connection);
         super::refuse(&mut wire, reason::SERVER_UNAVAILABLE, "the server could not record the connection; retry").await;
@@ -190,15 +192,17 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
     wire.queue(&Packet::ConnAck(ConnAck { session_present, reason: reason::SUCCESS, properties }));
     let protocol = if connect.version == Version::V5 { "5" } else { "3.1.1" };
     let data = json!({"remote_addr": remote, "transport": "mqtt", "protocol": protocol});
-    events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, data).await;
+    Box::pin(events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, data)).await;
     metrics::gauge!("baton_mqtt_connections").increment(1.0);
     tracing::info!(device_id = %id, %peer, protocol, "MQTT device connected");
 
     let window = usize::from(connect.properties.receive_maximum().unwrap_or(u16::MAX)).min(MAX_IN_FLIGHT);
+    // Only what the end needs is kept: a connection holds no copy of its login while it lasts.
+    let Connect { version, clean_start, will, .. } = connect;
     let mut session = Session {
         app: app.clone(),
         device,
-        version: connect.version,
+        version,
         connection: registration.connection,
         remote,
         subscriptions,
@@ -232,27 +236,27 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Ending::Server { text, .. } => (false, text.clone()),
     };
     if let Ending::Server { reason, text } = &ending {
-        if connect.version == Version::V5 {
+        if version == Version::V5 {
             wire.finish(Some(&Packet::Disconnect(Disconnect::with_reason(*reason, text.clone())))).await;
         } else {
             wire.finish(None).await;
         }
     }
-    if !session.persistent && !connect.clean_start && !replaced {
-        let _ = save_subscriptions(&app, &session.device, &[]).await;
+    if !session.persistent && !clean_start && !replaced {
+        let _ = Box::pin(save_subscriptions(&app, &session.device, &[])).await;
     }
-    session.end_relays().await;
+    Box::pin(session.end_relays()).await;
     app.connections.unregister(&id, session.connection);
     metrics::gauge!("baton_mqtt_connections").decrement(1.0);
     if !replaced && !app.connections.is_connected(&id) {
-        if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
+        if let Err(e) = Box::pin(presence::disconnected(&app.db, &scope, &id)).await {
             tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
         }
         let mut data = json!({"transport": "mqtt", "clean": clean, "reason": why});
-        if let Some(will) = connect.will.as_ref().filter(|_| !clean) {
+        if let Some(will) = will.as_ref().filter(|_| !clean) {
             data["will"] = json!({"topic": will.topic, "payload": String::from_utf8_lossy(&will.payload)});
         }
-        events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, data).await;
+        Box::pin(events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, data)).await;
     }
     tracing::info!(device_id = %id, reason = why, "MQTT device disconnected");
 }
@@ -287,7 +291,8 @@ impl Session {
     ) -> Ending {
         let mut heard = Instant::now();
         let mut written = Instant::now();
-        let mut sweep = tokio::time::interval_at(Instant::now() + GATEWAY_SWEEP, GATEWAY_SWEEP);
+        // A deadline, not an `Interval` (which boxes its timer): only gateways sweep.
+        let mut sweep_at = Instant::now() + GATEWAY_SWEEP;
         let mut stop = self.app.shutdown.subscribe();
         loop {
             loop {
@@ -326,14 +331,14 @@ impl Session {
             }
             if written.elapsed() >= SEEN_EVERY && heard > written {
                 written = Instant::now();
-                let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
+                let _ = Box::pin(presence::seen(&self.app.db, &self.device.scope, &self.device.device_id)).await;
             }
             let wake = tokio::select! {
                 read = wire.fill() => Wake::Read(read),
                 Some(()) = registration.deliver.recv() => Wake::Deliver,
                 control = registration.control.recv() => Wake::Control(control),
                 Some(relayed) = relayed(&mut self.relay) => Wake::Relayed(relayed),
-                _ = sweep.tick() => Wake::Sweep,
+                () = sleep_until(sweep_at), if !self.subs.is_empty() => Wake::Sweep,
                 () = sleep_until(heard + keep_alive) => Wake::KeepAlive,
                 _ = stop.wait_for(|s| *s) => Wake::Stop,
             };
@@ -357,8 +362,9 @@ impl Session {
                     self.forget_sub(&device_id);
                 }
                 Wake::Sweep if !self.subs.is_empty() => {
+                    sweep_at = Instant::now() + GATEWAY_SWEEP;
                     let (db, scope) = (&self.app.db, &self.device.scope);
-                    match delivery::waiting_behind(db, scope, &self.device.device_id).await {
+                    match Box::pin(delivery::waiting_behind(db, scope, &self.device.device_id)).await {
                         Ok(ids) => self.to_deliver.extend(ids.into_iter().filter(|id| self.subs.contains_key(id))),
                         Err(e) => return Ending::internal(e),
                     }
