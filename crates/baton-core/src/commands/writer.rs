@@ -3,6 +3,10 @@
 //! statements per transaction, instead of one statement (and one sync) each. A fleet-wide
 //! command's 10,000 answers then cost a handful of commits.
 //!
+//! It also writes connected devices' `last_seen_at` (a session's other periodic write): ten
+//! thousand sessions started together reach their once-a-minute mark together, and one commit
+//! each would queue on the single writer for seconds.
+//!
 //! What a caller waits for: a final report is answered once committed (the session then frees
 //! the command's place and may settle a support bundle). SENT and ACKED are not waited for:
 //! losing them to a crash loses nothing, because the server sends SENT and ACKED commands
@@ -46,6 +50,8 @@ pub struct Finished {
 enum Job {
     /// Commands handed to their devices; they leave QUEUED.
     Sent(Vec<String>),
+    /// A connected device was heard from.
+    Seen(String),
     /// A device's report about one of its commands; `done` hears whether it finished it.
     Report { scope: TenantScope, device_id: String, update: CommandUpdate, done: Option<Answer> },
 }
@@ -71,6 +77,11 @@ impl CommandWriter {
         if !ids.is_empty() {
             let _ = self.tx.send(Job::Sent(ids)).await;
         }
+    }
+
+    /// Records that a connected device was heard from (not waited for).
+    pub async fn seen(&self, device_id: &str) {
+        let _ = self.tx.send(Job::Seen(device_id.to_owned())).await;
     }
 
     /// Applies a device's report. An acknowledgement is not waited for; a result is, until it
@@ -149,7 +160,7 @@ async fn apply(db: &Db, jobs: &[Job]) -> Result<Outcome, Error> {
         .iter()
         .filter_map(|j| match j {
             Job::Report { update, .. } => Some(update.command_id.as_str()),
-            Job::Sent(_) => None,
+            _ => None,
         })
         .collect();
     let mut stored = current(&mut tx, db.backend(), &reported).await?;
@@ -162,14 +173,18 @@ async fn apply(db: &Db, jobs: &[Job]) -> Result<Outcome, Error> {
     for job in jobs {
         let finished = match job {
             Job::Report { scope, device_id, update, .. } => plan.report(&mut stored, scope, device_id, update, now)?,
-            Job::Sent(_) => None,
+            _ => None,
         };
         plan.finished.push(finished);
     }
-    update_ids(&mut tx, "state = 'SENT', sent_at = ", now, "state = 'QUEUED'", &sent).await?;
+    update_ids(&mut tx, "commands SET state = 'SENT', sent_at = ", now, "state = 'QUEUED'", &sent).await?;
+    let seen: Vec<&str> =
+        jobs.iter().filter_map(|j| if let Job::Seen(id) = j { Some(id.as_str()) } else { None }).collect();
+    update_ids(&mut tx, "devices SET last_seen_at = ", now, "online = 1", &seen).await?;
     let acked: Vec<&str> =
         plan.acked.iter().filter(|id| !plan.finals.iter().any(|f| f.0 == **id)).map(String::as_str).collect();
-    update_ids(&mut tx, "state = 'ACKED', acked_at = ", now, "state IN ('QUEUED', 'SENT')", &acked).await?;
+    update_ids(&mut tx, "commands SET state = 'ACKED', acked_at = ", now, "state IN ('QUEUED', 'SENT')", &acked)
+        .await?;
     finish(&mut tx, &plan.finals, now).await?;
     for (device_id, seconds) in &plan.intervals {
         sqlx::query("UPDATE devices SET telemetry_interval_secs = $1 WHERE id = $2")
@@ -278,10 +293,10 @@ async fn current(
     Ok(stored)
 }
 
-/// `UPDATE commands SET {set}{now} WHERE {only} AND id IN (…)`, a chunk of ids per statement.
+/// `UPDATE {set}{now} WHERE {only} AND id IN (…)`, a chunk of ids per statement.
 async fn update_ids(tx: &mut Transaction<'_, Any>, set: &str, now: i64, only: &str, ids: &[&str]) -> Result<(), Error> {
     for chunk in ids.chunks(PER_STATEMENT) {
-        let mut sql = Sql::new("UPDATE commands SET ");
+        let mut sql = Sql::new("UPDATE ");
         sql.push(set).bind(now).push(" WHERE ").push(only).push(" AND id IN ");
         sql.bind_list(chunk.iter().copied()).query().execute(&mut **tx).await?;
     }

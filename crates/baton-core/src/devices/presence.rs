@@ -94,17 +94,6 @@ pub async fn disconnected(db: &Db, scope: &TenantScope, id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Records that a connected device was heard from.
-pub async fn seen(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
-    sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now_ms())
-        .bind(scope.id())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
-    Ok(())
-}
-
 /// Every device offline: at start, no connection exists yet. (With several server nodes this
 /// moves to per-node connection ownership; see ARCHITECTURE.md.)
 pub async fn reset_all(db: &Db) -> Result<u64, Error> {

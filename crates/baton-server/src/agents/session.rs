@@ -216,7 +216,7 @@ impl Session {
                     }
                     if written.elapsed() >= SEEN_EVERY {
                         written = Instant::now();
-                        let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
+                        self.app.commands.seen(&self.device.device_id).await;
                     }
                 }
                 control = registration.control.recv() => match control {

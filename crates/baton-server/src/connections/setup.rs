@@ -11,9 +11,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Setups served at once: enough to keep the reader pool and the single writer busy, few
 /// enough that none of them waits long for a connection.
-const AT_ONCE: usize = 128;
-/// How long a setup waits for a place before it is told to come back.
-const PATIENCE: Duration = Duration::from_millis(500);
+const AT_ONCE: usize = 256;
+/// How long a setup waits for a place before it is told to come back. Long enough that a storm
+/// is served in turn rather than sent away (the agent's retries add their own backoff), short
+/// enough that a client is not left hanging.
+const PATIENCE: Duration = Duration::from_secs(5);
 /// What the refused are told, in seconds (the agent adds its own jitter).
 pub const RETRY_AFTER_SECS: u64 = 1;
 

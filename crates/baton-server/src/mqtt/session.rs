@@ -326,7 +326,7 @@ impl Session {
             }
             if written.elapsed() >= SEEN_EVERY && heard > written {
                 written = Instant::now();
-                let _ = presence::seen(&self.app.db, &self.device.scope, &self.device.device_id).await;
+                self.app.commands.seen(&self.device.device_id).await;
             }
             let wake = tokio::select! {
                 read = wire.fill() => Wake::Read(read),
