@@ -6,14 +6,19 @@
 
 use std::sync::Arc;
 
-use baton_proto::api::{events::Event, telemetry::TelemetryEvent};
+use baton_proto::{
+    agent::CommandEnvelope,
+    api::{events::Event, telemetry::TelemetryEvent},
+};
 use tokio::sync::broadcast;
 
 /// Something that happened, addressed to a tenant.
 #[derive(Debug, Clone)]
 pub enum Message {
-    /// Commands were queued for these devices: deliver if connected.
-    CommandsQueued { tenant: String, device_ids: Vec<String> },
+    /// Commands were queued for these devices: deliver if connected. `envelopes`, when not
+    /// empty, are the commands themselves (one per device, in the same order), so a session
+    /// can send them without reading them back; otherwise sessions look in the database.
+    CommandsQueued { tenant: String, device_ids: Vec<String>, envelopes: Vec<CommandEnvelope> },
     /// The device was decommissioned: close its connection (wiping it if asked).
     Decommissioned { tenant: String, device_id: String, wipe: bool },
     /// The device enrolled again: connections with its old secret must close.

@@ -169,7 +169,11 @@ pub async fn enroll_keyed(
     let scope = grant.scope.clone();
     let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
     let now = now_ms();
+    // One transaction (one commit, one sync) for the whole enrollment: the token's use, the
+    // device, its credentials and the event. Ten thousand devices enrolling at once queue on
+    // the single writer; each commit less is felt by all of them.
     let mut tx = db.writer().begin().await?;
+    count_use(&mut tx, &grant.id).await?;
     let existing = sqlx::query("SELECT id, status, enrolled_at FROM devices WHERE tenant_id = $1 AND serial = $2")
         .bind(scope.id())
         .bind(&req.serial)
@@ -223,7 +227,10 @@ pub async fn enroll_keyed(
     if let Some(inventory) = &req.inventory {
         devices::store_inventory(&mut tx, &device_id, inventory).await?;
     }
+    let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
+    let event = events::within(&mut tx, &scope, Some(&device_id), events::kind::ENROLLED, data).await?;
     tx.commit().await?;
+    events::publish(bus, &scope, event);
     if !created {
         // Connections with the old secret close now.
         bus.publish(crate::bus::Message::CredentialsChanged {
@@ -231,8 +238,6 @@ pub async fn enroll_keyed(
             device_id: device_id.clone(),
         });
     }
-    let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
-    events::record(db, bus, &scope, Some(&device_id), events::kind::ENROLLED, data).await;
     let update_keys = crate::artifacts::signing::current(db, &scope).await?;
     let certificate = match signing_request {
         Some(request) => Some(certificates::issue(db, bus, &scope, &device_id, &request, certificate_lifetime).await?),
@@ -241,7 +246,7 @@ pub async fn enroll_keyed(
     Ok(EnrollResponse { device_id, secret, status, update_keys, certificate })
 }
 
-/// Checks a token secret and counts one use, atomically (so `max_uses` holds under races).
+/// Checks a token secret (its use is counted by [`count_use`], in the enrollment's transaction).
 async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error> {
     let refused = |why: &str| Error::Unauthorized(format!("enrollment token refused: {why}"));
     let row = sqlx::query(
@@ -262,16 +267,6 @@ async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error
     if key.is_some_and(|k| k != id && k != row.try_get::<String, _>("name").unwrap_or_default()) {
         return Err(refused("the provisioning key does not belong to this secret"));
     }
-    let counted = sqlx::query(
-        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)",
-    )
-    .bind(&id)
-    .execute(db.writer())
-    .await?
-    .rows_affected();
-    if counted == 0 {
-        return Err(refused("it has been used as often as it allows"));
-    }
     Ok(Grant {
         id,
         scope: TenantScope::internal(row.try_get::<String, _>("tenant_id")?),
@@ -279,6 +274,22 @@ async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error
         labels: serde_json::from_str(&row.try_get::<String, _>("labels")?).unwrap_or_default(),
         requires_approval: row.try_get::<i64, _>("requires_approval")? != 0,
     })
+}
+
+/// Counts one use of a token, atomically (so `max_uses` holds under races); refuses a token
+/// used up.
+async fn count_use(tx: &mut Transaction<'_, Any>, token_id: &str) -> Result<(), Error> {
+    let counted = sqlx::query(
+        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)",
+    )
+    .bind(token_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if counted == 0 {
+        return Err(Error::Unauthorized("enrollment token refused: it has been used as often as it allows".into()));
+    }
+    Ok(())
 }
 
 /// Adds the token's groups, and its labels where the device has no value of its own (a

@@ -6,7 +6,7 @@ use baton_proto::api::{
     Page,
     events::{Event, EventQuery},
 };
-use sqlx::{Row, any::AnyRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use crate::{
     Error,
@@ -45,6 +45,29 @@ pub mod kind {
     pub const COMMAND_FINISHED: &str = "command.finished";
 }
 
+/// Records an event in the caller's transaction, so it costs no commit of its own; the caller
+/// [`publish`]es it after the commit. Unlike [`record`], a failure fails the transaction.
+pub async fn within(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    device_id: Option<&str>,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<Event, Error> {
+    let event = new(device_id, kind, data);
+    insert_all(tx, &[(scope.id().to_owned(), event.clone())]).await?;
+    Ok(event)
+}
+
+/// Publishes an event recorded with [`within`] (after its commit).
+pub fn publish(bus: &SharedBus, scope: &TenantScope, event: Event) {
+    bus.publish(Message::Event { tenant: scope.id().to_owned(), event });
+}
+
+fn new(device_id: Option<&str>, kind: &str, data: serde_json::Value) -> Event {
+    Event { id: new_id(), device_id: device_id.map(str::to_owned), kind: kind.to_owned(), data, at: from_ms(now_ms()) }
+}
+
 /// Records an event and publishes it. A failure to record is logged, not returned: the event
 /// log must never make the thing it describes fail.
 pub async fn record(
@@ -55,13 +78,7 @@ pub async fn record(
     kind: &str,
     data: serde_json::Value,
 ) {
-    let event = Event {
-        id: new_id(),
-        device_id: device_id.map(str::to_owned),
-        kind: kind.to_owned(),
-        data,
-        at: from_ms(now_ms()),
-    };
+    let event = new(device_id, kind, data);
     let stored =
         sqlx::query("INSERT INTO events (id, tenant_id, device_id, kind, data, at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&event.id)
@@ -76,6 +93,28 @@ pub async fn record(
         Ok(_) => bus.publish(Message::Event { tenant: scope.id().to_owned(), event }),
         Err(e) => tracing::warn!(error = %e, kind, "could not record event"),
     }
+}
+
+/// Stores many events in `tx`, a few hundred per statement (writers that batch their changes
+/// record their events in the same transaction). Publish them after the commit.
+pub(crate) async fn insert_all(tx: &mut Transaction<'_, Any>, events: &[(String, Event)]) -> Result<(), Error> {
+    for chunk in events.chunks(500) {
+        let mut sql = Sql::new("INSERT INTO events (id, tenant_id, device_id, kind, data, at) VALUES ");
+        for (i, (tenant, event)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").bind(event.id.as_str()).push(", ").bind(tenant.as_str()).push(", ");
+            match &event.device_id {
+                Some(device) => sql.bind(device.as_str()),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ").bind(event.kind.as_str()).push(", ").bind(event.data.to_string()).push(", ");
+            sql.bind(event.at.timestamp_millis()).push(")");
+        }
+        sql.query().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Events, newest first.

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use baton_core::{
-    access::login_limit::LoginLimiter, artifacts::ArtifactStore, bus::SharedBus, config::Settings, rollouts, store::Db,
-    telemetry::writer::TelemetryWriter,
+    access::login_limit::LoginLimiter, artifacts::ArtifactStore, bus::SharedBus, commands::writer::CommandWriter,
+    config::Settings, rollouts, store::Db, telemetry::writer::TelemetryWriter,
 };
 use tokio::sync::watch;
 
-use crate::connections::{Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter};
+use crate::connections::{
+    Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter, setup::SetupLimit,
+};
 
 /// What every door's handler can reach.
 pub type AppState = Arc<Shared>;
@@ -28,9 +30,14 @@ pub struct Shared {
     pub connections: Arc<Registry>,
     /// Open connections per address and in total, over every listener.
     pub gate: Arc<ConnectionGate>,
+    /// Places for device setups (enrollments, agent connections' first steps); see
+    /// `connections::setup`.
+    pub setups: SetupLimit,
     /// Load balancers whose connections start with a PROXY header.
     pub proxies: TrustedProxies,
     pub telemetry: TelemetryWriter,
+    /// Applies command state changes in batches; see `commands::writer`.
+    pub commands: CommandWriter,
     /// Remote sessions relayed by this node; see `remote`.
     pub remote: Arc<crate::remote::LiveSessions>,
     /// Where artifact bytes live; see `artifacts::store`.

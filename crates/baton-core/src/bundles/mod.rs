@@ -121,7 +121,7 @@ pub async fn request(
         sql.query().execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    commands::announce(bus, scope, devices.clone());
+    commands::announce(bus, scope, devices.clone(), Vec::new());
     let one = (devices.len() == 1).then(|| devices[0].as_str());
     let data = serde_json::json!({
         "request_id": request_id, "actor": actor.label, "source_addr": actor.source_addr,

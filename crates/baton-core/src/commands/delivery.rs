@@ -1,26 +1,21 @@
-//! Delivery: which commands a connected device gets, and what its answers do. State only moves
-//! forward (`QUEUED/SENT → ACKED → SUCCEEDED|FAILED`); answers for commands that were canceled,
-//! expired or belong to another device change nothing.
+//! Delivery: which commands a connected device gets when it connects (or when its session is
+//! told to look), and the TTL sweep. State only moves forward (`QUEUED/SENT → ACKED →
+//! SUCCEEDED|FAILED`); the devices' answers are applied in batches by the [`writer`](super::writer).
 
-use baton_proto::{
-    agent::{CommandEnvelope, CommandProgress, CommandUpdate},
-    api::commands::{CommandSpec, CommandState},
-};
+use baton_proto::{agent::CommandEnvelope, api::commands::CommandState};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{COLUMNS, MAX_RESULT_BYTES, from_row};
+use super::{COLUMNS, from_row};
 use crate::{
     Error,
     access::TenantScope,
-    bus::SharedBus,
-    events,
     store::{Db, now_ms, sql::Sql},
 };
 
 /// How long after its expiry an acknowledged command may still report before it counts as lost.
 const ACKED_GRACE_MS: i64 = 60 * 60 * 1000;
 /// Most commands handed to a device at once; the rest follow as these finish.
-const DELIVERY_WINDOW: i64 = 100;
+pub const DELIVERY_WINDOW: i64 = 100;
 
 /// Commands waiting for this device, oldest first; queued ones are marked SENT. Commands already
 /// SENT or ACKED are included again: after a reconnect the device may not have received them,
@@ -76,83 +71,6 @@ pub async fn waiting_behind(db: &Db, scope: &TenantScope, gateway_id: &str) -> R
     .fetch_all(db.reader())
     .await?;
     Ok(rows.iter().map(|r| r.try_get::<String, _>("device_id")).collect::<Result<_, _>>()?)
-}
-
-/// Applies a device's report about one of its commands. Returns whether the command finished.
-pub async fn report(
-    db: &Db,
-    bus: &SharedBus,
-    scope: &TenantScope,
-    device_id: &str,
-    update: CommandUpdate,
-) -> Result<bool, Error> {
-    let row = sqlx::query("SELECT state, spec FROM commands WHERE tenant_id = $1 AND device_id = $2 AND id = $3")
-        .bind(scope.id())
-        .bind(device_id)
-        .bind(&update.command_id)
-        .fetch_optional(db.reader())
-        .await?;
-    let Some(row) = row else {
-        tracing::debug!(device_id, command = %update.command_id, "report for a command of another device or none");
-        return Ok(false);
-    };
-    let state = CommandState::parse(&row.try_get::<String, _>("state")?).unwrap_or(CommandState::Canceled);
-    if state.is_final() {
-        return Ok(false);
-    }
-    let now = now_ms();
-    match update.state {
-        CommandProgress::Acked => {
-            sqlx::query(
-                "UPDATE commands SET state = 'ACKED', acked_at = $1 WHERE id = $2 AND state IN ('QUEUED', 'SENT')",
-            )
-            .bind(now)
-            .bind(&update.command_id)
-            .execute(db.writer())
-            .await?;
-            Ok(false)
-        }
-        CommandProgress::Succeeded | CommandProgress::Failed => {
-            let final_state = if update.state == CommandProgress::Succeeded { "SUCCEEDED" } else { "FAILED" };
-            let mut result = serde_json::to_string(&update.result.unwrap_or_default()).map_err(anyhow::Error::from)?;
-            if result.len() > MAX_RESULT_BYTES {
-                result = serde_json::json!({"error": "the result was larger than the server keeps", "truncated": true})
-                    .to_string();
-            }
-            let changed = sqlx::query(
-                "UPDATE commands SET state = $1, result = $2, finished_at = $3, acked_at = COALESCE(acked_at, $3) \
-                 WHERE id = $4 AND state IN ('QUEUED', 'SENT', 'ACKED')",
-            )
-            .bind(final_state)
-            .bind(result)
-            .bind(now)
-            .bind(&update.command_id)
-            .execute(db.writer())
-            .await?
-            .rows_affected();
-            if changed > 0 && update.state == CommandProgress::Succeeded {
-                remember_interval(db, device_id, &row.try_get::<String, _>("spec")?).await?;
-            }
-            if changed > 0 {
-                metrics::counter!("baton_commands_finished_total", "state" => final_state).increment(1);
-                let data = serde_json::json!({"command_id": update.command_id, "state": final_state});
-                events::record(db, bus, scope, Some(device_id), events::kind::COMMAND_FINISHED, data).await;
-            }
-            Ok(changed > 0)
-        }
-    }
-}
-
-/// A telemetry interval the device accepted is kept, so it is used again after a reconnect.
-async fn remember_interval(db: &Db, device_id: &str, spec: &str) -> Result<(), Error> {
-    if let Ok(CommandSpec::SetTelemetryInterval { seconds }) = serde_json::from_str(spec) {
-        sqlx::query("UPDATE devices SET telemetry_interval_secs = $1 WHERE id = $2")
-            .bind(i64::from(seconds))
-            .bind(device_id)
-            .execute(db.writer())
-            .await?;
-    }
-    Ok(())
 }
 
 /// Marks commands past their TTL: waiting ones EXPIRED, acknowledged ones that never reported

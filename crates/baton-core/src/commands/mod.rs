@@ -5,14 +5,18 @@
 //! `QUEUED → SENT → ACKED → SUCCEEDED | FAILED`, or `EXPIRED` after its TTL, or `CANCELED`.
 
 pub mod delivery;
+pub mod writer;
 
 use std::collections::BTreeMap;
 
-use baton_proto::api::{
-    Page,
-    access::PageQuery,
-    commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState, CommandTarget},
-    devices::DeviceStatus,
+use baton_proto::{
+    agent::CommandEnvelope,
+    api::{
+        Page,
+        access::PageQuery,
+        commands::{Command, CommandBatch, CommandCreate, CommandQuery, CommandSpec, CommandState, CommandTarget},
+        devices::DeviceStatus,
+    },
 };
 use sqlx::{Any, AssertSqlSafe, Row, Transaction, any::AnyRow};
 
@@ -64,9 +68,10 @@ pub async fn create(
         ttl_secs: req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
     };
     let mut tx = db.writer().begin().await?;
-    enqueue(&mut tx, scope, &new_batch, &outgoing).await?;
+    let expires_at = enqueue(&mut tx, scope, &new_batch, &outgoing).await?;
     tx.commit().await?;
-    announce(bus, scope, devices);
+    let envelopes = outgoing.into_iter().map(|c| CommandEnvelope { id: c.id, command: c.spec, expires_at }).collect();
+    announce(bus, scope, devices, envelopes);
     batch(db, scope, &batch_id).await
 }
 
@@ -89,13 +94,14 @@ pub(crate) struct Outgoing {
 }
 
 /// Stores a batch and its commands (QUEUED) in `tx`, so a caller can record what the commands
-/// are for in the same transaction. After the commit, [`announce`] them.
+/// are for in the same transaction. After the commit, [`announce`] them. Returns when they
+/// expire (milliseconds since the epoch).
 pub(crate) async fn enqueue(
     tx: &mut Transaction<'_, Any>,
     scope: &TenantScope,
     batch: &NewBatch<'_>,
     commands: &[Outgoing],
-) -> Result<(), Error> {
+) -> Result<i64, Error> {
     let now = now_ms();
     let expires_at = now + i64::from(batch.ttl_secs) * 1000;
     let spec = serde_json::to_string(batch.spec).map_err(anyhow::Error::from)?;
@@ -132,13 +138,14 @@ pub(crate) async fn enqueue(
         }
         sql.query().execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(expires_at)
 }
 
-/// Tells the sessions of `devices` that commands wait for them (after the commit).
-pub(crate) fn announce(bus: &SharedBus, scope: &TenantScope, devices: Vec<String>) {
+/// Tells the sessions of `devices` that commands wait for them (after the commit), with the
+/// commands themselves when the caller has them (`envelopes`, one per device, or none).
+pub(crate) fn announce(bus: &SharedBus, scope: &TenantScope, devices: Vec<String>, envelopes: Vec<CommandEnvelope>) {
     metrics::counter!("baton_commands_queued_total").increment(devices.len() as u64);
-    bus.publish(Message::CommandsQueued { tenant: scope.id().to_owned(), device_ids: devices });
+    bus.publish(Message::CommandsQueued { tenant: scope.id().to_owned(), device_ids: devices, envelopes });
 }
 
 fn validate(req: &CommandCreate) -> Result<(), Error> {

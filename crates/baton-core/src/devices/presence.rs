@@ -18,6 +18,7 @@ pub const MAX_INVENTORY_BYTES: usize = 256 * 1024;
 /// epoch (the agent's backlog started over) restarts the stored batch numbering.
 pub async fn connected(
     db: &Db,
+    bus: &crate::bus::SharedBus,
     scope: &TenantScope,
     id: &str,
     remote: &str,
@@ -46,7 +47,12 @@ pub async fn connected(
         .execute(&mut *tx)
         .await?;
     store_inventory(&mut tx, id, inventory).await?;
+    // The `device.online` event in the same commit: a fleet connecting at once shares the
+    // single writer, and a commit per event was half of what each connection cost it.
+    let data = serde_json::json!({"remote_addr": remote});
+    let event = crate::events::within(&mut tx, scope, Some(id), crate::events::kind::ONLINE, data).await?;
     tx.commit().await?;
+    crate::events::publish(bus, scope, event);
     Ok(())
 }
 
@@ -80,17 +86,6 @@ pub async fn offline_many(db: &Db, scope: &TenantScope, ids: &[String]) -> Resul
 /// Marks a device disconnected.
 pub async fn disconnected(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
     sqlx::query("UPDATE devices SET online = 0, last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now_ms())
-        .bind(scope.id())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
-    Ok(())
-}
-
-/// Records that a connected device was heard from.
-pub async fn seen(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
-    sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(now_ms())
         .bind(scope.id())
         .bind(id)

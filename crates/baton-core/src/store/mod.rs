@@ -16,6 +16,7 @@
 //! PostgreSQL is durable at commit by its own default (`synchronous_commit = on`).
 
 mod migrate;
+pub mod pool_wait;
 pub mod sealing;
 pub mod search;
 pub mod sql;
@@ -117,8 +118,9 @@ impl Db {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(60))
-                // Waiting for the single writer is normal under load; warn only when it is long.
-                .acquire_slow_threshold(Duration::from_secs(10))
+                // Waiting for the single writer is normal under load; a second is too long
+                // (see `pool_wait`).
+                .acquire_slow_threshold(Duration::from_secs(1))
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute(pragmas).await?;

@@ -22,7 +22,8 @@ use baton_proto::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    Error, agents::session, state::AppState, tls::ClientCertificate, web::extract::Json, web::problem::problem,
+    Error, agents::session, connections::setup, state::AppState, tls::ClientCertificate, web::extract::Json,
+    web::problem::problem,
 };
 use baton_core::{
     certificates::{self, SigningRequest},
@@ -86,13 +87,14 @@ pub(super) async fn device_from(
 /// Enroll a device with an enrollment token; returns its id and secret (shown once).
 #[utoipa::path(post, path = "/api/v1/enroll", tag = "agent", request_body = EnrollRequest, security(()),
     responses((status = 201, body = EnrollResponse), (status = 401, description = "The enrollment token is unknown, revoked, expired or used up"),
-        (status = 403, description = "The serial was decommissioned"), (status = 429, description = "Too many attempts from this address")))]
+        (status = 403, description = "The serial was decommissioned"), (status = 429, description = "Too many attempts from this address, or too many devices enrolling at once: retry after `Retry-After`")))]
 async fn enroll(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<EnrollRequest>,
 ) -> Result<(StatusCode, Json<EnrollResponse>), Error> {
     app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
+    let _place = app.setups.enter().await.ok_or(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS))?;
     let enrolled = enrollment::enroll(&app.db, &app.bus, req, app.settings.device_certificate_lifetime()).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
@@ -102,7 +104,7 @@ async fn enroll(
 /// `pending-approval` or `rate-limited`; a decommissioned device is told after the upgrade.
 #[utoipa::path(get, path = "/api/v1/agent/connect", tag = "agent", security(("device" = [])),
     responses((status = 101, description = "Switching to the agent protocol"), (status = 401, description = "Unknown device or wrong secret"),
-        (status = 403, description = "The device waits for approval"), (status = 429, description = "Too many connection attempts")))]
+        (status = 403, description = "The device waits for approval"), (status = 429, description = "Too many connection attempts, or too many devices connecting at once: retry after `Retry-After`")))]
 async fn connect(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -119,6 +121,9 @@ async fn connect(
         r.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return r;
     }
+    let Some(place) = app.setups.enter().await else {
+        return Error::from(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS)).into_response();
+    };
     let unauthorized = || {
         problem(
             StatusCode::UNAUTHORIZED,
@@ -161,7 +166,7 @@ async fn connect(
         let wipe = device.wipe_requested;
         return upgrade.on_upgrade(move |socket| session::refuse_decommissioned(socket, wipe));
     }
-    upgrade.on_upgrade(move |socket| session::run(app, socket, device, peer))
+    upgrade.on_upgrade(move |socket| session::run(app, socket, device, peer, place))
 }
 
 /// Renew the device's client certificate: send a signing request for a new key (made on the

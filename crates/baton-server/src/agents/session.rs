@@ -12,7 +12,7 @@ use baton_proto::{
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
 use super::streams::{Out, Streams};
-use crate::connections::{Control, Registration};
+use crate::connections::{Control, Letters, Registration, setup::SetupPlace};
 use crate::state::AppState;
 use baton_core::Error;
 use baton_core::{
@@ -48,8 +48,9 @@ pub async fn refuse_decommissioned(mut socket: WebSocket, wipe: bool) {
     let _ = close_with(&mut socket, Ending::new(close::DECOMMISSIONED, reason)).await;
 }
 
-/// Runs an accepted connection to its end.
-pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr) {
+/// Runs an accepted connection to its end; its setup `place` is given back once the device is
+/// recorded online.
+pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr, place: SetupPlace) {
     let _running = app.connections.running();
     let hello = match timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) if text.len() > agent::MAX_FRAME_BYTES => {
@@ -100,7 +101,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     let connected = Box::pin(async {
         let mut inventory = *inventory;
         inventory.agent_version.get_or_insert(agent_version);
-        presence::connected(&app.db, &scope, &id, &peer.ip().to_string(), &inventory, backlog_epoch).await
+        let remote = peer.ip().to_string();
+        presence::connected(&app.db, &app.bus, &scope, &id, &remote, &inventory, backlog_epoch).await
     })
     .await;
     if let Err(e) = connected {
@@ -115,8 +117,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
         let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
         return;
     }
-    let online = serde_json::json!({"remote_addr": peer.ip().to_string()});
-    Box::pin(events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, online)).await;
+    drop(place);
     tracing::info!(device_id = %id, %peer, "agent connected");
 
     let deployments = features.iter().any(|f| f == agent::feature::DEPLOYMENTS);
@@ -224,7 +225,7 @@ impl Session {
                     }
                     if written.elapsed() >= SEEN_EVERY {
                         written = Instant::now();
-                        let _ = Box::pin(presence::seen(&self.app.db, &self.device.scope, &self.device.device_id)).await;
+                        Box::pin(self.app.commands.seen(&self.device.device_id)).await;
                     }
                 }
                 control = registration.control.recv() => match control {
@@ -251,7 +252,8 @@ impl Session {
                     }
                 }
                 Some(()) = registration.deliver.recv() => {
-                    if let Err(e) = Box::pin(self.deliver(socket)).await {
+                    let letters = registration.mailbox.as_ref().map(|m| m.take());
+                    if let Err(e) = Box::pin(self.handed(socket, letters)).await {
                         return e;
                     }
                 }
@@ -322,30 +324,38 @@ impl Session {
             }
             AgentMessage::CommandUpdate(update) => {
                 let command_id = update.command_id.clone();
-                let finished = delivery::report(db, &self.app.bus, scope, id, update).await.map_err(internal)?;
-                if finished {
-                    bundles::settle(db, &self.app.bus, Some(&command_id)).await.map_err(internal)?;
+                let finished = self.app.commands.report(scope, id, update).await.map_err(internal)?;
+                if let Some(finished) = finished {
+                    if finished.support_bundle {
+                        bundles::settle(db, &self.app.bus, Some(&command_id)).await.map_err(internal)?;
+                    }
+                    // Only a full window left commands behind in the database.
+                    let window_was_full = self.sent.len() >= delivery::DELIVERY_WINDOW as usize;
                     self.sent.remove(&command_id);
-                    self.deliver(socket).await?;
+                    if window_was_full {
+                        self.deliver(socket).await?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
+    /// Sends what the session was woken for: the commands handed over in its mailbox, without
+    /// reading the database (they are marked SENT in the writer's next batch), then whatever
+    /// else waits when the hint said to look (`None`: a session without a mailbox always looks).
+    async fn handed(&mut self, socket: &mut WebSocket, letters: Option<Letters>) -> Result<(), Ending> {
+        let Some(letters) = letters else { return self.deliver(socket).await };
+        let sent = self.send_commands(socket, letters.commands).await?;
+        self.app.commands.sent(sent).await;
+        if letters.look { self.deliver(socket).await } else { Ok(()) }
+    }
+
     /// Sends waiting commands this connection has not sent yet.
     async fn deliver(&mut self, socket: &mut WebSocket) -> Result<(), Ending> {
         let pending =
             delivery::pending(&self.app.db, &self.device.scope, &self.device.device_id).await.map_err(internal)?;
-        for envelope in pending {
-            if !self.bundles && matches!(envelope.command, CommandSpec::SupportBundle { .. }) {
-                self.cannot_bundle(&envelope.id).await?;
-                continue;
-            }
-            if self.sent.insert(envelope.id.clone()) {
-                send(socket, &ServerMessage::Command(envelope)).await?;
-            }
-        }
+        self.send_commands(socket, pending).await?;
         if self.deployments {
             let (db, rollouts) = (&self.app.db, &self.app.rollouts);
             let pending = rollouts::delivery::pending(db, rollouts, &self.device.scope, &self.device.device_id)
@@ -363,6 +373,26 @@ impl Session {
 }
 
 impl Session {
+    /// Sends the commands this connection has not sent yet; returns their ids.
+    async fn send_commands(
+        &mut self,
+        socket: &mut WebSocket,
+        commands: Vec<agent::CommandEnvelope>,
+    ) -> Result<Vec<String>, Ending> {
+        let mut sent = Vec::with_capacity(commands.len());
+        for envelope in commands {
+            if !self.bundles && matches!(envelope.command, CommandSpec::SupportBundle { .. }) {
+                self.cannot_bundle(&envelope.id).await?;
+                continue;
+            }
+            if self.sent.insert(envelope.id.clone()) {
+                sent.push(envelope.id.clone());
+                send(socket, &ServerMessage::Command(envelope)).await?;
+            }
+        }
+        Ok(sent)
+    }
+
     /// Fails a support-bundle command for an agent that did not announce bundles.
     async fn cannot_bundle(&self, command_id: &str) -> Result<(), Ending> {
         let (db, bus) = (&self.app.db, &self.app.bus);
@@ -372,7 +402,7 @@ impl Session {
             state: CommandProgress::Failed,
             result: Some(CommandResult { error: Some(error.into()), ..CommandResult::default() }),
         };
-        delivery::report(db, bus, &self.device.scope, &self.device.device_id, update).await.map_err(internal)?;
+        self.app.commands.report(&self.device.scope, &self.device.device_id, update).await.map_err(internal)?;
         bundles::settle(db, bus, Some(command_id)).await.map_err(internal)?;
         Ok(())
     }

@@ -13,13 +13,14 @@ use tokio::net::TcpListener;
 
 use crate::{
     Error,
-    connections::{Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter},
+    connections::{Registry, gate::ConnectionGate, proxy::TrustedProxies, rate::ConnectLimiter, setup::SetupLimit},
     engines,
     state::{AppState, Shared},
 };
 use baton_core::{
     access::login_limit::LoginLimiter,
     bus::LocalBus,
+    commands::writer::CommandWriter,
     config::Settings,
     store::Db,
     telemetry::writer::TelemetryWriter,
@@ -88,11 +89,14 @@ impl App {
         let bus = LocalBus::shared();
         let connections = Registry::shared();
         crate::connections::spawn_dispatcher(&bus, connections.clone());
+        baton_core::store::pool_wait::spawn_probe(&db);
         let state = Arc::new(Shared {
             login_limiter: LoginLimiter::new(settings.login_attempts_per_minute, Duration::from_secs(60)),
             connect_limiter: ConnectLimiter::new(settings.device_connects_per_second, settings.device_connect_burst),
             metrics: crate::observability::prometheus(),
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
+            commands: CommandWriter::spawn(db.clone(), bus.clone()),
+            setups: SetupLimit::default(),
             artifacts,
             rollouts: baton_core::rollouts::Engine::new(clock),
             bus,

@@ -2,13 +2,14 @@
 //! sessions (one per device — an agent's WebSocket, an MQTT client, or a sub-device relayed by
 //! its gateway's session), the dispatcher that routes bus messages (commands queued, device
 //! decommissioned) to the right session, the per-address rate limit on connection attempts,
-//! the caps on open connections (`gate`) and the PROXY protocol that names a balancer's clients. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
+//! the caps on open connections (`gate`), back-pressure on device setups (`setup`) and the PROXY protocol that names a balancer's clients. Below both device doors (`agents`, `mqtt`), so neither imports the other. The
 //! session loops themselves are the doors' (`agents::session`, `mqtt::session`).
 
 pub mod admission;
 pub mod gate;
 pub mod proxy;
 pub mod rate;
+pub mod setup;
 mod signals;
 pub mod streams;
 
@@ -22,7 +23,11 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use baton_core::bus::{Message, SharedBus};
+use baton_core::{
+    bus::{Message, SharedBus},
+    commands::delivery,
+};
+use baton_proto::agent::CommandEnvelope;
 
 pub use signals::{Controls, Hints};
 pub use streams::{DeviceStream, StreamRequest};
@@ -46,8 +51,13 @@ struct Entry {
 enum Route {
     /// The device's own connection. Its signals' hint says "commands (or desired attributes)
     /// may be waiting"; a hint already waiting means "look again" too.
-    /// `streams` is there for agent connections, which can carry remote-support streams.
-    Direct { signals: signals::Signals, streams: Option<mpsc::Sender<Box<StreamRequest>>> },
+    /// `streams` and `mailbox` are there for agent connections, which can carry remote-support
+    /// streams and take new commands handed over with their bus message.
+    Direct {
+        signals: signals::Signals,
+        streams: Option<mpsc::Sender<Box<StreamRequest>>>,
+        mailbox: Option<Arc<Mailbox>>,
+    },
     /// Through the connection of the gateway that relays the device.
     Relayed(mpsc::Sender<Relayed>),
 }
@@ -81,10 +91,50 @@ impl Drop for Running {
     }
 }
 
+/// New commands handed to an agent session with the bus message that announced them, so a
+/// fleet-wide command reaches thousands of sessions without each reading the database. Filled
+/// by the dispatcher, emptied by the session when its `deliver` hint wakes it.
+#[derive(Default)]
+pub struct Mailbox(Mutex<Letters>);
+
+/// What a [`Mailbox`] holds.
+#[derive(Default)]
+pub struct Letters {
+    /// Something the mailbox does not carry may wait (deployments, desired attributes, commands
+    /// beyond the mailbox's room): the session looks in the database.
+    pub look: bool,
+    pub commands: Vec<CommandEnvelope>,
+}
+
+impl Mailbox {
+    /// Commands a session takes at most from its mailbox; beyond, it looks in the database
+    /// (which hands out a window of this size too).
+    const ROOM: usize = delivery::DELIVERY_WINDOW as usize;
+
+    /// Takes everything, leaving the mailbox empty.
+    pub fn take(&self) -> Letters {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn post(&self, envelope: Option<&CommandEnvelope>) {
+        let mut letters = self.lock();
+        match envelope {
+            Some(e) if letters.commands.len() < Self::ROOM => letters.commands.push(e.clone()),
+            _ => letters.look = true,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Letters> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A session's registration; dropping it does not unregister (the session does, on exit).
 pub struct Registration {
     pub connection: u64,
     pub deliver: Hints,
+    /// Commands handed over with their announcement (agent connections only).
+    pub mailbox: Option<Arc<Mailbox>>,
     pub control: Controls,
     /// Requests to open remote-support streams (agent connections only).
     pub streams: StreamRequests,
@@ -142,19 +192,21 @@ impl Registry {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    /// Registers a session, replacing (and telling) an older one of the same device. With
-    /// `streams`, doors can ask it to open remote-support streams.
-    pub fn register(&self, device_id: &str, streams: bool) -> Registration {
+    /// Registers a session, replacing (and telling) an older one of the same device. An
+    /// `agent` session can be asked to open remote-support streams and gets a [`Mailbox`].
+    pub fn register(&self, device_id: &str, agent: bool) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let (signals, deliver, control) = signals::signals();
-        let (streams_tx, streams_rx) = streams.then(|| mpsc::channel(8)).unzip();
-        let entry = Entry { connection, route: Route::Direct { signals, streams: streams_tx } };
+        let (streams_tx, streams_rx) = agent.then(|| mpsc::channel(8)).unzip();
+        let mailbox = agent.then(|| Arc::new(Mailbox::default()));
+        let entry =
+            Entry { connection, route: Route::Direct { signals, streams: streams_tx, mailbox: mailbox.clone() } };
         let old = self.lock().insert(device_id.to_owned(), entry);
         if let Some(old) = old {
             old.tell(device_id, Control::Replaced);
         }
         metrics::gauge!("baton_agents_connected").set(self.len() as f64);
-        Registration { connection, deliver, control, streams: StreamRequests(streams_rx) }
+        Registration { connection, deliver, mailbox, control, streams: StreamRequests(streams_rx) }
     }
 
     /// Asks the device's live connection to open a stream; the answer comes on `request.reply`.
@@ -208,11 +260,18 @@ impl Registry {
         self.len() == 0
     }
 
-    fn deliver(&self, device_id: &str) {
+    /// Hints the device's session that something waits for it: `envelope` when it is a new
+    /// command the session can send as it is, none when the session must look.
+    fn deliver(&self, device_id: &str, envelope: Option<&CommandEnvelope>) {
         if let Some(entry) = self.lock().get(device_id) {
             match &entry.route {
                 // A hint already waiting is this one too; the session will look anyway.
-                Route::Direct { signals, .. } => signals.hint(),
+                Route::Direct { signals, mailbox, .. } => {
+                    if let Some(mailbox) = mailbox {
+                        mailbox.post(envelope);
+                    }
+                    signals.hint();
+                }
                 // A full gateway queue loses this hint; the gateway's periodic sweep finds it.
                 Route::Relayed(gateway) => {
                     let _ = gateway.try_send(Relayed { device_id: device_id.to_owned(), control: None });
@@ -250,12 +309,17 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
         loop {
             match rx.recv().await {
                 Ok(message) => match message.as_ref() {
-                    Message::CommandsQueued { device_ids, .. } | Message::DeploymentsReady { device_ids, .. } => {
-                        for id in device_ids {
-                            registry.deliver(id);
+                    Message::CommandsQueued { device_ids, envelopes, .. } => {
+                        for (i, id) in device_ids.iter().enumerate() {
+                            registry.deliver(id, envelopes.get(i));
                         }
                     }
-                    Message::DesiredChanged { device_id, .. } => registry.deliver(device_id),
+                    Message::DeploymentsReady { device_ids, .. } => {
+                        for id in device_ids {
+                            registry.deliver(id, None);
+                        }
+                    }
+                    Message::DesiredChanged { device_id, .. } => registry.deliver(device_id, None),
                     Message::Decommissioned { device_id, wipe, .. } => {
                         registry.control(device_id, Control::Decommission { wipe: *wipe });
                     }
@@ -269,7 +333,7 @@ pub fn spawn_dispatcher(bus: &SharedBus, registry: Arc<Registry>) {
                     tracing::warn!(missed = n, "dispatcher fell behind; nudging every session");
                     let ids: Vec<String> = registry.lock().keys().cloned().collect();
                     for id in ids {
-                        registry.deliver(&id);
+                        registry.deliver(&id, None);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -23,7 +23,7 @@ use super::{
     wire::Wire,
 };
 use baton_core::Error;
-use baton_core::{attributes, commands::delivery, devices::presence, events, store::now_ms, telemetry};
+use baton_core::{attributes, devices::presence, events, store::now_ms, telemetry};
 
 impl Session {
     pub(super) async fn on_publish<S: AsyncRead + AsyncWrite + Unpin>(
@@ -252,9 +252,11 @@ impl Session {
     pub(super) async fn report(&mut self, device_id: &str, update: CommandUpdate) -> Result<(), Ending> {
         let command_id = update.command_id.clone();
         let (db, bus, scope) = (&self.app.db, &self.app.bus, &self.device.scope);
-        let finished = delivery::report(db, bus, scope, device_id, update).await.map_err(Ending::internal)?;
-        if finished {
-            baton_core::bundles::settle(db, bus, Some(&command_id)).await.map_err(Ending::internal)?;
+        let finished = self.app.commands.report(scope, device_id, update).await.map_err(Ending::internal)?;
+        if let Some(finished) = finished {
+            if finished.support_bundle {
+                baton_core::bundles::settle(db, bus, Some(&command_id)).await.map_err(Ending::internal)?;
+            }
             self.sent.remove(&command_id);
             if let Some(n) = self.rpc_of_command.remove(&command_id) {
                 self.rpc.remove(&n);

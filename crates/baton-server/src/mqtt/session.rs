@@ -331,7 +331,7 @@ impl Session {
             }
             if written.elapsed() >= SEEN_EVERY && heard > written {
                 written = Instant::now();
-                let _ = Box::pin(presence::seen(&self.app.db, &self.device.scope, &self.device.device_id)).await;
+                Box::pin(self.app.commands.seen(&self.device.device_id)).await;
             }
             let wake = tokio::select! {
                 read = wire.fill() => Wake::Read(read),

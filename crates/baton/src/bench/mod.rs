@@ -25,6 +25,7 @@
 
 mod console;
 mod files;
+mod fleet_figures;
 mod keys;
 mod mqtt;
 mod ota;
@@ -66,6 +67,14 @@ pub struct BenchArgs {
 
 /// `--database-url`, for every server a bench starts.
 static DATABASE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `-o`: the figures as a table (default) or one JSON/YAML document.
+static OUTPUT: std::sync::OnceLock<crate::cli::Format> = std::sync::OnceLock::new();
+
+/// How the figures are printed; progress goes to stderr whenever this is not a table.
+fn output() -> crate::cli::Format {
+    OUTPUT.get().copied().unwrap_or(crate::cli::Format::Table)
+}
 
 /// Which database the servers run on, for the figures' headings.
 fn database_name() -> &'static str {
@@ -113,7 +122,8 @@ pub struct FleetArgs {
     peer_connections: usize,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<()> {
+    let _ = OUTPUT.set(output);
     if let Some(url) = args.database_url {
         anyhow::ensure!(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -276,7 +286,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     let idle_rss = proc::rss_bytes(pid)?;
     let enrollment =
         client.create_enrollment_token(&EnrollmentTokenCreate { name: "bench".into(), ..Default::default() }).await?;
-    println!(
+    eprintln!(
         "server {} (pid {pid}, {}), {} devices, telemetry every {} s",
         server.url,
         database_name(),
@@ -315,6 +325,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     }
     bar.finish();
     let all_online = started.elapsed();
+    let pool_wait_enrolling = fleet_figures::pool_waits(&server.url).await?;
     tokio::time::sleep(Duration::from_secs(5)).await; // let the first telemetry round settle before measuring memory
     let loaded_rss = proc::rss_bytes(pid)?;
 
@@ -369,6 +380,8 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fan_out = fan_started.elapsed();
+    let pool_wait_fan_out = fleet_figures::pool_waits(&server.url).await?;
+    let fan_out_spread = fleet_figures::fan_out_spread(&client, &batch.id).await?;
     let _ = stop_fleet.send(());
     let _ = fleet.await;
 
@@ -383,42 +396,33 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     };
 
     let per_device = loaded_rss.saturating_sub(idle_rss) as f64 / f64::from(a.devices);
-    println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!("| devices | {} |", a.devices);
-    println!(
-        "| time until all online (enroll + connect, 5,000 starts/s offered) | {:.1} s |",
-        all_online.as_secs_f64()
-    );
-    println!("| server RSS idle → with all connected | {:.1} MiB → {:.1} MiB |", mib(idle_rss), mib(loaded_rss));
-    println!("| server memory per connected device | {:.1} KiB |", per_device / 1024.0);
-    match &peer {
-        Ok(bytes) => println!("| peer: Mosquitto memory per idle MQTT connection | {:.1} KiB |", bytes / 1024.0),
-        Err(e) => println!("| peer: Mosquitto memory per idle MQTT connection | not measured ({e}) |"),
+    let figures = fleet_figures::FleetFigures {
+        database: database_name(),
+        devices: a.devices,
+        all_online_secs: all_online.as_secs_f64(),
+        server_rss_idle_mib: mib(idle_rss),
+        server_rss_connected_mib: mib(loaded_rss),
+        server_kib_per_device: per_device / 1024.0,
+        mosquitto_kib_per_connection: peer.as_ref().ok().map(|bytes| bytes / 1024.0),
+        telemetry_points_per_sec: points_per_sec,
+        server_cpu_storing: server_cpu,
+        ping_one_p50_ms: proc::percentile(&rtts, 50.0).as_secs_f64() * 1000.0,
+        ping_one_p99_ms: proc::percentile(&rtts, 99.0).as_secs_f64() * 1000.0,
+        fan_out_all_answered_secs: fan_out.as_secs_f64(),
+        fan_out: fan_out_spread,
+        pool_wait_enrolling,
+        pool_wait_fan_out,
+        agent_rss_mib: agent.as_ref().ok().map(|f| mib(f.rss)),
+        agent_cpu: agent.as_ref().ok().map(|f| f.cpu),
+        agent_binary_mib: agent.as_ref().ok().map(|f| mib(f.binary)),
+    };
+    if let Err(e) = &peer {
+        eprintln!("peer not measured: {e}");
     }
-    println!("| telemetry points stored per second (over {} s) | {points_per_sec:.0} |", a.measure_secs);
-    println!("| server CPU while storing | {:.0} % of one core |", server_cpu * 100.0);
-    println!(
-        "| command round trip, one device (p50 / p99 of {}) | {:.1} ms / {:.1} ms |",
-        rtts.len(),
-        proc::percentile(&rtts, 50.0).as_secs_f64() * 1000.0,
-        proc::percentile(&rtts, 99.0).as_secs_f64() * 1000.0
-    );
-    println!("| ping to every device, until all answered | {:.2} s |", fan_out.as_secs_f64());
-    match agent {
-        Ok(f) => {
-            println!("| agent idle RSS | {:.1} MiB |", mib(f.rss));
-            println!(
-                "| agent CPU, idle connected (telemetry every {} s) | {:.2} % of one core |",
-                a.telemetry_interval,
-                f.cpu * 100.0
-            );
-            println!("| agent binary (release, stripped) | {:.1} MiB |", mib(f.binary));
-        }
-        Err(e) => println!("| agent footprint | not measured ({e}) |"),
+    if let Err(e) = &agent {
+        eprintln!("agent footprint not measured: {e}");
     }
-    Ok(())
+    figures.print(output(), a.pings, a.measure_secs, a.telemetry_interval)
 }
 
 struct Footprint {

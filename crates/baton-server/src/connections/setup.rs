@@ -1,0 +1,49 @@
+//! Back-pressure for device setups: enrolling, and an agent connection's first steps (checking
+//! its credentials, recording it online). A fleet that starts at once asks for ten thousand of
+//! these in a second; served all together, every one of them waits on the database pools for
+//! seconds. A few at a time go through; the others wait briefly for a place and are then told
+//! to come back (`429` with `Retry-After`, which the agent honours), so those let in are served
+//! quickly and the database's queues stay short.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Setups served at once: enough to keep the reader pool and the single writer busy, few
+/// enough that none of them waits long for a connection.
+const AT_ONCE: usize = 256;
+/// How long a setup waits for a place before it is told to come back. Long enough that a storm
+/// is served in turn rather than sent away (the agent's retries add their own backoff), short
+/// enough that a client is not left hanging.
+const PATIENCE: Duration = Duration::from_secs(5);
+/// What the refused are told, in seconds (the agent adds its own jitter).
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The places for setups in progress, shared by every listener.
+pub struct SetupLimit {
+    places: Arc<Semaphore>,
+}
+
+/// A setup's place, given back when dropped.
+pub struct SetupPlace {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Default for SetupLimit {
+    fn default() -> Self {
+        Self { places: Arc::new(Semaphore::new(AT_ONCE)) }
+    }
+}
+
+impl SetupLimit {
+    /// A place, or `None` when none came free in time (answer with [`RETRY_AFTER_SECS`]).
+    pub async fn enter(&self) -> Option<SetupPlace> {
+        match tokio::time::timeout(PATIENCE, self.places.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Some(SetupPlace { _permit: permit }),
+            _ => {
+                metrics::counter!("baton_device_setups_deferred_total").increment(1);
+                None
+            }
+        }
+    }
+}
