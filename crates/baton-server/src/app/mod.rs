@@ -94,6 +94,7 @@ impl App {
             metrics: crate::observability::prometheus(),
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
             artifacts,
+            serving: baton_core::artifacts::serving::ServingMeter::new(db.clone()),
             rollouts: baton_core::rollouts::Engine::new(clock),
             bus,
             connections,

@@ -113,7 +113,9 @@ pub struct FleetArgs {
     peer_connections: usize,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Runs a bench; `json` is the CLI's `-o json` (the benches that honour it print their figures
+/// as one JSON object on stdout, the rest only as tables).
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if let Some(url) = args.database_url {
         anyhow::ensure!(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -125,7 +127,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Fleet(a) => fleet(a).await,
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
         BenchCommand::Console(a) => console::run(a).await,
-        BenchCommand::Ota(a) => ota::run(a).await,
+        BenchCommand::Ota(a) => ota::run(a, json).await,
         BenchCommand::Remote(a) => remote::run(a).await,
         BenchCommand::Files(a) => files::run(a).await,
         BenchCommand::Tunnel(a) => tunnel::run(a).await,
