@@ -7,7 +7,7 @@
 //! such measure is kept (a busy window can be limited by the devices' links, never sped up beyond
 //! the server, so the highest is the closest to what the server can do). A measure older than
 //! [`STALE_DAYS`] gives way to the next one, so a slower machine or a new setup shows up. Until
-//! there is one, estimates use [`DEFAULT_BYTES_PER_SEC`], calibrated with `baton bench ota`.
+//! there is one, estimates use [`DEFAULT_BYTES_PER_SEC`], to be checked with `baton bench ota`.
 
 use std::{
     pin::Pin,
@@ -28,8 +28,9 @@ use crate::{
     store::{Db, now_ms},
 };
 
-/// The aggregate rate assumed until one is measured: what `baton bench ota` measured on the
-/// reference machine (2 cores, 1,000 downloads at once, page cache; see BENCHMARKS.md).
+/// The aggregate rate assumed until one is measured, for the reference machine (2 cores, 1,000
+/// downloads at once, page cache): between what `baton bench ota` measured before the lent
+/// buffers (1.0 GB/s) and nginx's rate there (2.2 GB/s); see BENCHMARKS.md.
 pub const DEFAULT_BYTES_PER_SEC: u64 = 2_000_000_000;
 /// The span of one measure.
 pub const WINDOW: Duration = Duration::from_secs(5);
