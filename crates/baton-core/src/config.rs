@@ -65,11 +65,16 @@ const ENV_KEYS: &[&str] = &[
     "s3_prefix",
     "s3_access_key_id",
     "s3_secret_access_key",
+    "s3_presigned_downloads",
+    "s3_presigned_secs",
     "admin_password",
     "bootstrap_token",
     "key_encryption_key",
     "key_encryption_key_file",
 ];
+
+/// The longest a presigned S3 URL may live (SigV4's limit).
+const MAX_PRESIGNED_SECS: u32 = 7 * 24 * 3600;
 
 /// Settings read from the environment only, never from a file.
 const ENV_ONLY: &[&str] = &["admin_password", "bootstrap_token", "s3_secret_access_key", "key_encryption_key"];
@@ -153,6 +158,12 @@ pub struct Settings {
     /// From `BATON_S3_SECRET_ACCESS_KEY` only.
     #[serde(skip_serializing)]
     pub s3_secret_access_key: Option<Secret>,
+    /// Devices download artifacts kept in S3 straight from the bucket, redirected to a
+    /// presigned URL, so the bytes never pass through the server. Off: the server streams them
+    /// (for a bucket the devices cannot reach).
+    pub s3_presigned_downloads: bool,
+    /// How long a presigned download URL may be used to start a download, in seconds.
+    pub s3_presigned_secs: u32,
     /// From `BATON_ADMIN_PASSWORD` only.
     #[serde(skip_serializing)]
     pub admin_password: Option<String>,
@@ -271,6 +282,8 @@ impl Default for Settings {
             s3_prefix: None,
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            s3_presigned_downloads: true,
+            s3_presigned_secs: 300,
             admin_password: None,
             bootstrap_token: None,
             key_encryption_key: None,
@@ -413,6 +426,9 @@ impl Settings {
                 return fail("s3_endpoint must be an http:// or https:// URL");
             }
             Some(_) => {}
+        }
+        if !(1..=MAX_PRESIGNED_SECS).contains(&self.s3_presigned_secs) {
+            return fail("s3_presigned_secs must be between 1 and 604800 (seven days, S3's limit)");
         }
         if self.s3_region.trim().is_empty() {
             return fail("s3_region must not be empty (us-east-1 when the server does not care)");

@@ -5,8 +5,14 @@
 use std::sync::Arc;
 
 use baton_core::{
-    access::login_limit::LoginLimiter, artifacts::ArtifactStore, bus::SharedBus, commands::writer::CommandWriter,
-    config::Settings, rollouts, store::Db, telemetry::writer::TelemetryWriter,
+    access::login_limit::LoginLimiter,
+    artifacts::{ArtifactStore, serving::ServingMeter},
+    bus::SharedBus,
+    commands::writer::CommandWriter,
+    config::Settings,
+    rollouts,
+    store::Db,
+    telemetry::writer::TelemetryWriter,
 };
 use tokio::sync::watch;
 
@@ -42,6 +48,8 @@ pub struct Shared {
     pub remote: Arc<crate::remote::LiveSessions>,
     /// Where artifact bytes live; see `artifacts::store`.
     pub artifacts: Arc<dyn ArtifactStore>,
+    /// Counts the artifact bytes this node serves, for rollout estimates; see `artifacts::serving`.
+    pub serving: Arc<ServingMeter>,
     /// The rollout engine's clock and wake-up; see `engines::rollouts`.
     pub rollouts: rollouts::Engine,
     /// Flips to true when the server starts shutting down, so long-lived connections (agent

@@ -11,6 +11,8 @@
 //!
 //! This module owns the `artifacts` and `signing_keys` tables.
 
+mod file_chunks;
+pub mod serving;
 pub mod signing;
 pub mod store;
 
@@ -474,6 +476,16 @@ pub async fn read(store: &dyn ArtifactStore, found: &Located, start: u64, len: u
         )));
     };
     store.read(key, start, len).await.map_err(io_error)
+}
+
+/// Where a device may fetch a stored artifact without the server, if the store says (a
+/// presigned URL); `None` for a store that serves through the server, and for external
+/// artifacts (their own URL is in the deployment already).
+pub async fn direct_url(store: &dyn ArtifactStore, found: &Located) -> Result<Option<String>, Error> {
+    match &found.key {
+        Some(key) => store.direct_url(key).await.map_err(io_error),
+        None => Ok(None),
+    }
 }
 
 fn from_row(row: &AnyRow) -> Result<Artifact, Error> {

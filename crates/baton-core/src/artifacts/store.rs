@@ -13,13 +13,9 @@ use std::{
 
 use bytes::Bytes;
 use futures::{Stream, future::BoxFuture};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// A stream of an artifact's bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
-
-/// Bytes read per chunk when streaming from disk.
-const CHUNK: usize = 64 * 1024;
 
 pub trait ArtifactStore: Send + Sync {
     /// A directory for uploads in progress, on the same file system as the store when it is
@@ -27,10 +23,18 @@ pub trait ArtifactStore: Send + Sync {
     fn staging(&self) -> &Path;
     /// Moves a finished upload in under `key`.
     fn put<'a>(&'a self, key: &'a str, finished: &'a Path) -> BoxFuture<'a, io::Result<()>>;
-    /// `len` bytes of `key` from `start`.
+    /// `len` bytes of `key` from `start`. Read it chunk by chunk, dropping each before asking
+    /// for the next (as an HTTP body or a copy does): the local store lends one buffer per read,
+    /// so a reader that holds every chunk (`try_collect`) waits forever for the second.
     fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>>;
     /// Removes `key`; removing what is not there is no error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
+    /// A short-lived URL that serves `key`'s bytes without this server (an S3 presigned GET),
+    /// when the store hands such URLs out; `None`: the server serves the bytes itself.
+    fn direct_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<String>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Artifacts as files under one directory: `objects/<key>`, with uploads staged in `staging/`.
@@ -115,18 +119,8 @@ impl ArtifactStore for LocalStore {
 
     fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>> {
         Box::pin(async move {
-            let mut file = tokio::fs::File::open(self.path(key)?).await?;
-            file.seek(io::SeekFrom::Start(start)).await?;
-            let stream =
-                futures::stream::try_unfold((file.take(len), vec![0u8; CHUNK]), |(mut file, mut buf)| async move {
-                    let n = file.read(&mut buf).await?;
-                    if n == 0 {
-                        return Ok(None);
-                    }
-                    let chunk = Bytes::copy_from_slice(&buf[..n]);
-                    Ok(Some((chunk, (file, buf))))
-                });
-            Ok(Box::pin(stream) as ByteStream)
+            let file = tokio::fs::File::open(self.path(key)?).await?.into_std().await;
+            Ok(super::file_chunks::stream(file, start, len))
         })
     }
 
@@ -155,10 +149,19 @@ mod tests {
         std::fs::write(&staged, &bytes).expect("write");
         store.put("t1/a1", &staged).await.expect("put");
         let store = &store;
+        // Chunk by chunk, as every reader does: a local store lends each chunk's buffer and
+        // reads the next into it once it is back.
         let read = |start, len| async move {
-            let chunks: Vec<Bytes> =
-                store.read("t1/a1", start, len).await.expect("read").try_collect().await.expect("chunks");
-            chunks.concat()
+            let chunks = store.read("t1/a1", start, len).await.expect("read");
+            chunks
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    Ok({
+                        all.extend_from_slice(&chunk);
+                        all
+                    })
+                })
+                .await
+                .expect("chunks")
         };
         assert_eq!(read(0, 200_000).await, bytes);
         assert_eq!(read(150_000, 10).await, bytes[150_000..150_010]);

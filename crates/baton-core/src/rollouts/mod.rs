@@ -89,7 +89,7 @@ impl Engine {
 
 const COLUMNS: &str = "SELECT * FROM (SELECT r.id, r.tenant_id, r.name, r.state, r.paused_reason, r.current_wave, \
     r.spec, r.created_by, r.created_at, r.updated_at, a.id AS a_id, a.name AS a_name, a.version AS a_version, a.size AS a_size, \
-    b.id AS b_id, b.name AS b_name, b.version AS b_version FROM rollouts r JOIN artifacts a ON a.id = r.artifact_id \
+    a.storage AS a_storage, b.id AS b_id, b.name AS b_name, b.version AS b_version FROM rollouts r JOIN artifacts a ON a.id = r.artifact_id \
     LEFT JOIN artifacts b ON b.id = r.rollback_artifact_id) AS t WHERE tenant_id = ";
 
 /// Makes a rollout: checks it, resolves its devices, and stores it with its executions. Started
@@ -551,6 +551,14 @@ async fn from_row(db: &Db, row: &AnyRow) -> Result<Rollout, Error> {
         size: u64::try_from(row.try_get::<i64, _>("a_size")?).unwrap_or(0),
         current_wave,
         bandwidth: progress::bandwidth(db, &id).await?,
+        serving: match row.try_get::<String, _>("a_storage")?.as_str() {
+            "external" => None,
+            _ => Some(
+                crate::artifacts::serving::measured(db)
+                    .await?
+                    .unwrap_or(crate::artifacts::serving::DEFAULT_BYTES_PER_SEC),
+            ),
+        },
     };
     let progress = tally.progress(Some(&estimate));
     let reason: Option<String> = row.try_get("paused_reason")?;

@@ -1,9 +1,12 @@
 //! A rollout's executions counted by wave and state, in one grouped query: what the API shows
-//! as progress and what the engine's gates judge.
+//! as progress and what the engine's gates judge; and the estimate of the time left, from what
+//! is known: the devices' reported download speeds, the server's measured serving rate
+//! (`artifacts::serving`), `max_in_flight`, the waves and their bake times. The estimate says
+//! which of those it mostly waits for.
 
 use std::collections::BTreeMap;
 
-use baton_proto::api::rollouts::{ExecutionState, RolloutProgress, StateCounts, WaveProgress};
+use baton_proto::api::rollouts::{EtaBound, ExecutionState, RolloutProgress, StateCounts, WaveProgress};
 use sqlx::Row;
 
 use super::Spec;
@@ -76,9 +79,13 @@ impl Tally {
     pub fn progress(&self, eta: Option<&Estimate>) -> RolloutProgress {
         let states = self.states();
         let (failed, executed) = self.failed_executed();
+        let left = eta.and_then(|e| self.eta(e));
         RolloutProgress {
             bandwidth_bytes_per_sec: eta.and_then(|e| e.bandwidth),
-            eta_secs: eta.and_then(|e| self.eta_secs(e)),
+            eta_secs: left.as_ref().map(|l| l.total()),
+            eta_download_secs: left.as_ref().map(|l| (l.server + l.links).ceil() as u64),
+            eta_bound: left.as_ref().map(Left::bound),
+            serving_bytes_per_sec: eta.and_then(|e| e.serving),
             devices: states.values().sum(),
             waves: self
                 .waves
@@ -104,6 +111,9 @@ pub struct Estimate<'a> {
     pub current_wave: u32,
     /// Observed median, bytes per second.
     pub bandwidth: Option<u64>,
+    /// The server's aggregate serving rate, bytes per second; `None` when it does not serve
+    /// the bytes (an external artifact).
+    pub serving: Option<u64>,
 }
 
 /// Assumed download speed until a device reports one.
@@ -111,28 +121,65 @@ const ASSUMED_BANDWIDTH: u64 = 2_000_000;
 /// Assumed seconds to install and report, besides the download and the verify window.
 const INSTALL_SECS: u64 = 10;
 
+/// The time left, in seconds, by what it waits for.
+#[derive(Debug, Default, PartialEq)]
+struct Left {
+    /// Batches of downloads whose bytes take the server longer than one device's link.
+    server: f64,
+    /// Batches of downloads as long as one device's download at its link speed.
+    links: f64,
+    installs: f64,
+    bake: f64,
+}
+
+impl Left {
+    fn total(&self) -> u64 {
+        (self.server + self.links + self.installs + self.bake).ceil() as u64
+    }
+
+    fn bound(&self) -> EtaBound {
+        let parts = [
+            (self.server, EtaBound::ServerRate),
+            (self.links, EtaBound::DeviceLinks),
+            (self.installs, EtaBound::Installs),
+            (self.bake, EtaBound::BakeTimes),
+        ];
+        parts.into_iter().fold((-1.0, EtaBound::DeviceLinks), |best, p| if p.0 > best.0 { p } else { best }).1
+    }
+}
+
 impl Tally {
     /// Waves from the current one on: each takes its unfinished devices in batches of
-    /// `max_in_flight` (all at once without), each batch one device's time; plus the bake time
-    /// before every wave still to start.
-    fn eta_secs(&self, e: &Estimate) -> Option<u64> {
-        let per_device = e.size / e.bandwidth.unwrap_or(ASSUMED_BANDWIDTH).max(1)
-            + INSTALL_SECS
-            + u64::from(e.spec.install.verify_secs.unwrap_or(0));
-        let mut total = 0u64;
-        let mut left = false;
+    /// `max_in_flight` (all at once without); a batch downloads for the longer of one device's
+    /// download at its link speed and the batch's bytes at the server's rate, then installs;
+    /// plus the bake time before every wave still to start.
+    fn eta(&self, e: &Estimate) -> Option<Left> {
+        let size = e.size as f64;
+        let one_device = size / e.bandwidth.unwrap_or(ASSUMED_BANDWIDTH).max(1) as f64;
+        let install = (INSTALL_SECS + u64::from(e.spec.install.verify_secs.unwrap_or(0))) as f64;
+        let mut left = Left::default();
+        let mut any = false;
         for (&wave, counts) in self.waves.range(e.current_wave..) {
             let open = sum(counts, |s| !s.is_final());
             if open > 0 {
-                left = true;
-                let batch = e.spec.max_in_flight.map_or(open, u64::from).max(1);
-                total += open.div_ceil(batch) * per_device;
+                any = true;
+                let batch = e.spec.max_in_flight.map_or(open, u64::from).clamp(1, open);
+                let (full, rest) = (open / batch, open % batch);
+                for (batches, devices) in [(full, batch), (u64::from(rest > 0), rest)] {
+                    let server = e.serving.map_or(0.0, |rate| devices as f64 * size / rate.max(1) as f64);
+                    if server > one_device {
+                        left.server += batches as f64 * server;
+                    } else {
+                        left.links += batches as f64 * one_device;
+                    }
+                    left.installs += batches as f64 * install;
+                }
             }
             if wave > e.current_wave {
-                total += e.spec.success_gate.bake_secs;
+                left.bake += e.spec.success_gate.bake_secs as f64;
             }
         }
-        left.then_some(total)
+        any.then_some(left)
     }
 }
 
@@ -159,20 +206,58 @@ mod tests {
 
     use super::*;
 
+    fn spec(max_in_flight: Option<u32>, bake_secs: u64) -> Spec {
+        let mut req = RolloutCreate { max_in_flight, ..RolloutCreate::default() };
+        req.success_gate = SuccessGate { bake_secs, ..SuccessGate::default() };
+        req.install.path = Some("/x".into());
+        Spec::from_request(&req).expect("spec")
+    }
+
     #[test]
     fn the_estimate_counts_batches_of_downloads_and_bake_times_left() {
-        let mut req = RolloutCreate { max_in_flight: Some(100), ..RolloutCreate::default() };
-        req.success_gate = SuccessGate { bake_secs: 600, ..SuccessGate::default() };
-        req.install.path = Some("/x".into());
-        let spec = Spec::from_request(&req).expect("spec");
+        let spec = spec(Some(100), 600);
         let mut tally = Tally::default();
         tally.waves.insert(1, [(ExecutionState::Succeeded, 10)].into());
         tally.waves.insert(2, [(ExecutionState::Queued, 90), (ExecutionState::Downloading, 100)].into());
         tally.waves.insert(3, [(ExecutionState::Queued, 800)].into());
-        // 100 MB at 1 MB/s: 100 s + 10 s to install, per batch of 100 devices.
-        let e = Estimate { spec: &spec, size: 100_000_000, current_wave: 2, bandwidth: Some(1_000_000) };
-        assert_eq!(tally.eta_secs(&e), Some(2 * 110 + 8 * 110 + 600));
+        // 100 MB at 1 MB/s: 100 s + 10 s to install, per batch of 100 devices; a server at
+        // 1 GB/s moves a batch's 10 GB in 10 s, so the links are the bound.
+        let e = Estimate {
+            spec: &spec,
+            size: 100_000_000,
+            current_wave: 2,
+            bandwidth: Some(1_000_000),
+            serving: Some(1_000_000_000),
+        };
+        let left = tally.eta(&e).expect("left");
+        assert_eq!(left.total(), 2 * 110 + 8 * 110 + 600);
+        assert_eq!(left.bound(), EtaBound::DeviceLinks);
         let done = Estimate { current_wave: 4, ..e };
-        assert_eq!(tally.eta_secs(&done), None);
+        assert_eq!(tally.eta(&done), None);
+    }
+
+    #[test]
+    fn a_thousand_devices_at_once_wait_for_the_server_not_their_links() {
+        let spec = spec(None, 0);
+        let mut tally = Tally::default();
+        tally.waves.insert(1, [(ExecutionState::Notified, 1_000)].into());
+        // 1,000 × 100 MB at 2 GB/s: 50 s, longer than one device's 100 MB at 10 MB/s (10 s).
+        let e = Estimate {
+            spec: &spec,
+            size: 100_000_000,
+            current_wave: 1,
+            bandwidth: Some(10_000_000),
+            serving: Some(2_000_000_000),
+        };
+        let left = tally.eta(&e).expect("left");
+        assert_eq!((left.total(), left.bound()), (50 + 10, EtaBound::ServerRate));
+        // The same rollout 100 at a time: each batch's 10 GB takes the server 5 s, the links 10 s.
+        let spec = self::spec(Some(100), 0);
+        let left = tally.eta(&Estimate { spec: &spec, ..e }).expect("left");
+        assert_eq!((left.total(), left.bound()), (10 * (10 + 10), EtaBound::DeviceLinks));
+        // Bytes the server does not serve (an external artifact) are bound by the links alone.
+        let spec = self::spec(None, 0);
+        let left = tally.eta(&Estimate { spec: &spec, serving: None, ..e }).expect("left");
+        assert_eq!(left.total(), 10 + 10);
     }
 }

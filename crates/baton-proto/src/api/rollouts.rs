@@ -587,10 +587,51 @@ pub struct RolloutProgress {
     pub executed: u64,
     /// The median download speed devices reported, bytes per second.
     pub bandwidth_bytes_per_sec: Option<u64>,
-    /// Seconds until the last wave is done, estimated from the artifact's size, that speed (or
-    /// 2 MB/s until a device reports one), `max_in_flight`, the waves left and their bake
-    /// times. Devices that are offline are not waited for. `None` when nothing is left to do.
+    /// Seconds until the last wave is done. Each batch of downloads (every open device of a
+    /// wave at once, or `max_in_flight` at a time) takes the longer of one device's download
+    /// at its link speed (that median, or 2 MB/s until a device reports one) and the batch's
+    /// bytes at the server's serving rate; then the install (10 s assumed) and the verify
+    /// window; and the bake time before every wave still to start. Devices that are offline are
+    /// not waited for. `None` when nothing is left to do.
     pub eta_secs: Option<u64>,
+    /// The part of `eta_secs` spent downloading.
+    #[serde(default)]
+    pub eta_download_secs: Option<u64>,
+    /// What most of `eta_secs` waits for.
+    #[serde(default)]
+    pub eta_bound: Option<EtaBound>,
+    /// The server's aggregate serving rate the estimate used, bytes per second: the best this
+    /// server measured with many downloads at once, or a calibrated default until it has. `None`
+    /// when the server does not serve the bytes (an external artifact).
+    #[serde(default)]
+    pub serving_bytes_per_sec: Option<u64>,
+}
+
+/// What a rollout's estimate is mostly made of.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EtaBound {
+    /// The server's aggregate rate: too many devices download at once for it.
+    ServerRate,
+    /// Each device's own download speed.
+    DeviceLinks,
+    /// Installs and verify windows.
+    Installs,
+    /// Bake times between waves.
+    BakeTimes,
+}
+
+impl EtaBound {
+    /// In words, for the console and the CLI.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EtaBound::ServerRate => "the server's serving rate",
+            EtaBound::DeviceLinks => "the devices' download speed",
+            EtaBound::Installs => "installs and verify windows",
+            EtaBound::BakeTimes => "bake times between waves",
+        }
+    }
 }
 
 /// The artifact a rollout installs, in short.

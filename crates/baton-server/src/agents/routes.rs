@@ -40,10 +40,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The artifact of one of the device's executions, with the device's own credentials (as for the
-/// connection). `Range` is honoured, so an interrupted download resumes.
+/// connection). `Range` is honoured, so an interrupted download resumes. An artifact in an S3
+/// bucket is answered with a redirect to a short-lived presigned URL (unless turned off), so its
+/// bytes go from the bucket to the device; the device checks them against the hash all the same.
 #[utoipa::path(get, path = "/api/v1/agent/executions/{id}/artifact", tag = "agent", security(("device" = [])),
     params(("id" = String, Path)),
     responses((status = 200, description = "the bytes"), (status = 206, description = "the asked range"),
+        (status = 307, description = "Fetch the bytes from this presigned URL (artifacts kept in S3)"),
         (status = 401, description = "Unknown device or wrong secret"), (status = 404, description = "No such execution for this device")))]
 async fn execution_artifact(
     State(app): State<AppState>,
@@ -56,7 +59,10 @@ async fn execution_artifact(
         .filter(|d| d.status == DeviceStatus::Active)
         .ok_or_else(|| baton_core::Error::Unauthorized("unknown device or wrong secret".into()))?;
     let found = rollouts::delivery::artifact_for(&app.db, &device.scope, &device.device_id, &id).await?;
-    crate::web::ranged::serve(app.artifacts.as_ref(), &found, &headers).await
+    if let Some(url) = baton_core::artifacts::direct_url(app.artifacts.as_ref(), &found).await? {
+        return Ok(axum::response::Redirect::temporary(&url).into_response());
+    }
+    crate::web::ranged::serve(&app, &found, &headers).await
 }
 
 /// The device behind the connection's client certificate, or else the one whose id and secret

@@ -98,6 +98,7 @@ impl App {
             commands: CommandWriter::spawn(db.clone(), bus.clone()),
             setups: SetupLimit::default(),
             artifacts,
+            serving: baton_core::artifacts::serving::ServingMeter::new(db.clone()),
             rollouts: baton_core::rollouts::Engine::new(clock),
             bus,
             connections,

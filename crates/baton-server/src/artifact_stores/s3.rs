@@ -1,7 +1,9 @@
 //! Artifact bytes in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, …), for servers that do
 //! not keep them on their own disk. Uploads are still staged and hashed in the data directory
 //! (see `baton_core::artifacts::upload`); only a finished, checked file is sent to the bucket, so the bucket
-//! never holds half an artifact. Reads are ranged GETs streamed through, never buffered whole.
+//! never holds half an artifact. A device's download is redirected to a presigned URL, so its
+//! bytes go from the bucket to the device (`s3_presigned_downloads`); other reads are ranged
+//! GETs streamed through, never buffered whole.
 //!
 //! Built on `object_store` (the Apache Arrow project's client) with its S3 code only: it signs
 //! with `ring` and sends through the workspace's reqwest, so it adds seven small crates and no
@@ -21,6 +23,7 @@ use object_store::{
     aws::{AmazonS3, AmazonS3Builder},
     buffered::BufWriter,
     path::Path as ObjectPath,
+    signer::{Method, Signer},
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 
@@ -45,6 +48,9 @@ pub struct S3Store {
     staging: PathBuf,
     /// For messages: `<endpoint>/<bucket>`.
     location: String,
+    /// How long a presigned download URL is valid (`s3_presigned_secs`); `None` when devices
+    /// download through the server (`s3_presigned_downloads = false`).
+    presigned: Option<Duration>,
 }
 
 impl S3Store {
@@ -88,7 +94,9 @@ impl S3Store {
             .build()
             .map_err(|e| Error::Config(format!("artifact store {location}: {e}")))?;
         let prefix = settings.s3_prefix.as_deref().map(|p| p.trim_matches('/').to_owned()).filter(|p| !p.is_empty());
-        let store = S3Store { bucket: Arc::new(s3), prefix, staging, location };
+        let presigned =
+            settings.s3_presigned_downloads.then(|| Duration::from_secs(u64::from(settings.s3_presigned_secs)));
+        let store = S3Store { bucket: Arc::new(s3), prefix, staging, location, presigned };
         store.check().await?;
         Ok(store)
     }
@@ -202,6 +210,16 @@ impl ArtifactStore for S3Store {
             let range = GetRange::Bounded(start..start.saturating_add(len));
             let got = self.bucket.get_opts(&object, GetOptions::new().with_range(Some(range))).await?;
             Ok(got.into_stream().map_err(io::Error::from).boxed())
+        })
+    }
+
+    /// A presigned GET: signing is local (no request to the bucket), and the URL carries its own
+    /// expiry, so a leaked one opens this one object for `s3_presigned_secs` at most.
+    fn direct_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<String>>> {
+        Box::pin(async move {
+            let Some(valid_for) = self.presigned else { return Ok(None) };
+            let url = self.bucket.signed_url(Method::GET, &self.object(key)?, valid_for).await?;
+            Ok(Some(url.into()))
         })
     }
 

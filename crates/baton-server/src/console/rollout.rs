@@ -120,6 +120,10 @@ struct RolloutPage<'a> {
     /// Failed of finished, as the failure gate counts them.
     failed: String,
     bandwidth: Option<String>,
+    /// What the estimate mostly waits for, in words.
+    bound: Option<&'static str>,
+    /// The server's aggregate serving rate the estimate used.
+    serving: Option<String>,
     actions: Vec<Action>,
     executions: Vec<ExecutionLine>,
     state: String,
@@ -205,6 +209,8 @@ async fn show(app: &AppState, user: &User, id: &str, view: &View) -> Result<Resp
             format!("{} of {} finished ({:.0}%)", p.failed, p.executed, p.failed as f64 * 100.0 / p.executed as f64)
         },
         bandwidth: p.bandwidth_bytes_per_sec.map(|b| format!("{}/s", human::bytes(b))),
+        bound: p.eta_bound.map(|b| b.describe()),
+        serving: p.serving_bytes_per_sec.map(|b| format!("{}/s", human::bytes(b))),
         actions: if user.principal.can(Permission::RolloutsWrite) { actions(&r) } else { Vec::new() },
         executions: page.items.into_iter().map(ExecutionLine::from).collect(),
         state: view.state.clone(),

@@ -1,22 +1,18 @@
 //! An artifact's bytes over HTTP, honouring one `Range` so an interrupted download resumes:
 //! shared by the API (people and scripts) and the agents' door (devices, with their own
-//! credentials).
+//! credentials). Every download is counted by the node's serving meter (`artifacts::serving`).
 
 use axum::{
     body::Body,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use baton_core::artifacts::{self, ArtifactStore};
+use baton_core::artifacts;
 
-use crate::Error;
+use crate::{Error, state::Shared};
 
 /// An artifact's bytes as a response, honouring one `Range`.
-pub async fn serve(
-    store: &dyn ArtifactStore,
-    found: &artifacts::Located,
-    headers: &HeaderMap,
-) -> Result<Response, Error> {
+pub async fn serve(app: &Shared, found: &artifacts::Located, headers: &HeaderMap) -> Result<Response, Error> {
     let size = found.artifact.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range.map(|r| parse_range(r, size)) {
@@ -30,7 +26,7 @@ pub async fn serve(
             return Ok(r);
         }
     };
-    let stream = artifacts::read(store, found, start, len).await?;
+    let stream = app.serving.count(artifacts::read(app.artifacts.as_ref(), found, start, len).await?);
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();

@@ -1,6 +1,7 @@
 //! Where artifact bytes live besides the data directory: an S3-compatible bucket — a real local
 //! S3 server (moto's, one per test) that the server uploads to, reads byte ranges from and
-//! deletes from — and external artifacts, whose bytes stay at the customer's own URL.
+//! deletes from, and whose presigned URLs devices are redirected to — and external artifacts,
+//! whose bytes stay at the customer's own URL.
 
 use std::{
     net::TcpListener as StdListener,
@@ -9,7 +10,10 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use baton_core::config::{ArtifactStoreKind, Secret, Settings};
-use baton_proto::api::artifacts::{Artifact, ArtifactKind, SigningKey, Storage, statement};
+use baton_proto::api::{
+    artifacts::{Artifact, ArtifactKind, SigningKey, Storage, statement},
+    rollouts::{ExecutionQuery, ExecutionState, InstallSpec, Rollout, RolloutCreate, RolloutState, Targets},
+};
 use baton_server::App;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -250,7 +254,7 @@ fn encode(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_artifact_published_under_the_watched_prefix_starts_a_rollout_by_its_rule() {
-    use baton_proto::api::rollouts::{RolloutCreate, RolloutQuery, RolloutRuleCreate, RolloutState, Targets};
+    use baton_proto::api::rollouts::{RolloutQuery, RolloutRuleCreate};
     let Some(s3) = S3Server::start().await else { return };
     s3.create_bucket(BUCKET).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -262,7 +266,7 @@ async fn an_artifact_published_under_the_watched_prefix_starts_a_rollout_by_its_
     let devices: Vec<String> = crate::fleet::Fleet::serials(&app, "bucket").await.into_keys().collect();
     let template = RolloutCreate {
         targets: Targets { device_ids: devices, ..Targets::default() },
-        install: baton_proto::api::rollouts::InstallSpec { path: Some("/opt/app".into()), ..Default::default() },
+        install: InstallSpec { path: Some("/opt/app".into()), ..Default::default() },
         ..RolloutCreate::default()
     };
     let rule = RolloutRuleCreate { name: "from the bucket".into(), artifact_name: "app".into(), kind: None, template };
@@ -288,4 +292,92 @@ async fn an_artifact_published_under_the_watched_prefix_starts_a_rollout_by_its_
     assert!(listing.contains("drop/default/imported/app-3.0.bin.json"), "{listing}");
     assert!(!listing.contains("<Key>drop/default/app-3.0.bin</Key>"), "moved aside: {listing}");
     fleet.stop().await;
+}
+
+/// A rollout of `artifact` to `devices`.
+async fn roll_out(app: &TestApp, artifact: &str, devices: Vec<String>) -> Rollout {
+    let req = RolloutCreate {
+        name: "from the bucket".into(),
+        artifact_id: artifact.into(),
+        targets: Targets { device_ids: devices, ..Targets::default() },
+        install: InstallSpec { path: Some("/opt/app".into()), ..Default::default() },
+        ..RolloutCreate::default()
+    };
+    app.admin.create_rollout(&req).await.expect("rollout")
+}
+
+/// A device with a credential and no agent, and the URL of its download in a rollout of
+/// `artifact` (once it may download): (device id, secret, URL).
+async fn device_download(app: &TestApp, artifact: &str, serial: &str) -> (String, String, String) {
+    let (device, secret) = crate::mqtt_clients::device(app, serial).await;
+    let rollout = roll_out(app, artifact, vec![device.clone()]).await;
+    let execution = crate::fleet::eventually("the execution is NOTIFIED", || async {
+        let all = app.admin.all_rollout_executions(&rollout.id, &ExecutionQuery::default()).await;
+        let all = all.map_err(|e| e.to_string())?;
+        all.into_iter().find(|e| e.state == ExecutionState::Notified).ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    (device, secret, format!("{}/api/v1/agent/executions/{}/artifact", app.url, execution.id))
+}
+
+/// A client that shows redirects instead of following them.
+fn not_following() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_download_an_artifact_in_s3_from_the_bucket_by_a_presigned_redirect() {
+    let Some(s3) = S3Server::start().await else { return };
+    s3.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_with(s3.settings(dir.path(), BUCKET), dir).await;
+    let bytes = payload(3 * 1024 * 1024 + 17);
+    let sha = hex(&Sha256::digest(&bytes));
+    let response = upload(&app, &format!("name=app&version=2.0&sha256={sha}"), bytes.clone()).await;
+    let artifact: Artifact = response.json().await.expect("artifact");
+
+    // A real agent follows the redirect to the bucket, checks the hash and installs.
+    let fleet = crate::fleet::Fleet::start(&app, 1, "presigned").await;
+    let devices: Vec<String> = crate::fleet::Fleet::serials(&app, "presigned").await.into_keys().collect();
+    let rollout = roll_out(&app, &artifact.id, devices).await;
+    crate::fleet::rollout_in(&app, &rollout.id, RolloutState::Completed).await;
+    assert_eq!(fleet.installed("presigned-000"), vec!["2.0"]);
+    fleet.stop().await;
+
+    // What the server answers a device: a redirect to a presigned URL of the object, which
+    // serves the bytes (and a resumed range) without the server.
+    let (device, secret, url) = device_download(&app, &artifact.id, "OFFLINE-1").await;
+    let answer = not_following().get(&url).bearer_auth(&secret).header("x-baton-device-id", &device).send().await;
+    let answer = answer.expect("download");
+    assert_eq!(answer.status(), 307);
+    let location = answer.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.starts_with(&format!("{}/{BUCKET}/fleet/artifacts/", s3.url)), "{location}");
+    assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=300"), "{location}");
+    let whole = raw().get(&location).send().await.expect("from the bucket");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(hex(&Sha256::digest(whole.bytes().await.expect("bytes"))), sha);
+    let part = raw().get(&location).header("range", "bytes=3000000-").send().await.expect("a range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.expect("bytes").as_ref(), &bytes[3_000_000..]);
+    // Without the device's credentials there is no redirect.
+    let stranger = not_following().get(&url).bearer_auth("wrong").header("x-baton-device-id", &device).send().await;
+    assert_eq!(stranger.expect("refused").status(), 401);
+}
+
+#[tokio::test]
+async fn with_presigned_downloads_off_the_server_streams_an_artifact_in_s3_to_devices() {
+    let Some(s3) = S3Server::start().await else { return };
+    s3.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = Settings { s3_presigned_downloads: false, ..s3.settings(dir.path(), BUCKET) };
+    let app = spawn_with(settings, dir).await;
+    let bytes = payload(100_003);
+    let sha = hex(&Sha256::digest(&bytes));
+    let artifact: Artifact =
+        upload(&app, &format!("name=app&version=1.0&sha256={sha}"), bytes).await.json().await.expect("artifact");
+    let (device, secret, url) = device_download(&app, &artifact.id, "STREAMED-1").await;
+    let got = not_following().get(&url).bearer_auth(&secret).header("x-baton-device-id", &device).send().await;
+    let got = got.expect("download");
+    assert_eq!(got.status(), 200);
+    assert_eq!(hex(&Sha256::digest(got.bytes().await.expect("bytes"))), sha);
 }

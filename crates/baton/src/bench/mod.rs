@@ -122,6 +122,8 @@ pub struct FleetArgs {
     peer_connections: usize,
 }
 
+/// Runs a bench; `output` is the CLI's `-o` (the benches that honour it print their figures as
+/// one document on stdout, the rest only as tables).
 pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<()> {
     let _ = OUTPUT.set(output);
     if let Some(url) = args.database_url {
@@ -135,7 +137,7 @@ pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<
         BenchCommand::Fleet(a) => fleet(a).await,
         BenchCommand::Mqtt(a) => mqtt::run(a).await,
         BenchCommand::Console(a) => console::run(a).await,
-        BenchCommand::Ota(a) => ota::run(a).await,
+        BenchCommand::Ota(a) => ota::run(a, output == crate::cli::Format::Json).await,
         BenchCommand::Remote(a) => remote::run(a).await,
         BenchCommand::Files(a) => files::run(a).await,
         BenchCommand::Tunnel(a) => tunnel::run(a).await,

@@ -13,7 +13,9 @@
 //! downloaders. Both servers' memory is sampled every 200 ms.
 //!
 //! From the measured rate it answers "how long does a rollout of this artifact to 1,000 devices
-//! take", bounded by the server and by each device's link, beside the console's ETA. Linux only.
+//! take", bounded by the server and by each device's link, and sets it beside the rollout's own
+//! estimate, read before the downloads start: its download part against the measured time, with
+//! the bound it names. `-o json` prints every figure as one JSON object instead. Linux only.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -30,7 +32,7 @@ use baton_proto::api::{
     artifacts::{ArtifactKind, ArtifactUpload},
     devices::DeviceCreate,
     enrollment::DeviceImport,
-    rollouts::{ExecutionQuery, ExecutionState, InstallSpec, RolloutCreate, Targets},
+    rollouts::{ExecutionQuery, ExecutionState, InstallSpec, RolloutCreate, RolloutProgress, Targets},
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,6 +40,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{mib, proc};
+
+mod report;
 
 #[derive(clap::Args)]
 pub struct OtaArgs {
@@ -63,7 +67,7 @@ const VERIFY_EVERY: usize = 100;
 const QUESTION_DEVICES: f64 = 1_000.0;
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
-pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
+pub async fn run(a: OtaArgs, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(a.devices > 0 && a.size_mb > 0, "--devices and --size-mb must be at least 1");
     let nginx = nginx_binary()?;
     let concurrency = a.concurrency.unwrap_or(a.devices).clamp(1, a.devices);
@@ -77,7 +81,13 @@ pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
     let server = super::start_server_with(&token, &[])?;
     let pid = server.child.id();
     let client = Client::new(&server.url, Some(token), None)?;
-    println!("Baton {} (pid {pid}); {} devices × {} MB, {concurrency} at a time", server.url, a.devices, a.size_mb);
+    eprintln!(
+        "Baton {} (pid {pid}, {}); {} devices × {} MB, {concurrency} at a time",
+        server.url,
+        super::database_name(),
+        a.devices,
+        a.size_mb
+    );
 
     // The artifact, the devices and the rollout.
     let facts = ArtifactUpload {
@@ -103,6 +113,8 @@ pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
         })
         .await?;
     let executions = notified_executions(&client, &rollout.id, a.devices).await?;
+    // The estimate as the console shows it before any device has downloaded.
+    let estimate = client.rollout(&rollout.id).await?.progress;
     let secrets: std::collections::HashMap<_, _> = credentials.into_iter().collect();
     let baton_jobs = executions
         .iter()
@@ -119,7 +131,8 @@ pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
         .context("the download client")?;
     let expect = Expect { size, sha256 };
     let baton = download_all("Baton", &http, baton_jobs, concurrency, &[pid], &expect).await?;
-    let console = client.rollout(&rollout.id).await?.progress;
+    // The rate the server measured of itself meanwhile, which the next estimates use.
+    let kept = client.rollout(&rollout.id).await?.progress.serving_bytes_per_sec;
     drop(server);
 
     let peer = start_nginx(&nginx, files.path(), concurrency).await?;
@@ -128,8 +141,13 @@ pub async fn run(a: OtaArgs) -> anyhow::Result<()> {
     let nginx = download_all("nginx", &http, nginx_jobs, concurrency, &pids, &expect).await?;
     drop(peer);
 
+    if json {
+        let figures = report::Figures::of(&a, concurrency, &baton, &nginx, &estimate, kept);
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
     print_table(&a, concurrency, &baton, &nginx);
-    print_answer(&a, size, &baton, console.bandwidth_bytes_per_sec, console.eta_secs);
+    print_answer(&a, size, &baton, &estimate, kept);
     Ok(())
 }
 
@@ -440,8 +458,15 @@ fn print_table(a: &OtaArgs, concurrency: usize, baton: &Outcome, nginx: &Outcome
         baton.bytes_per_sec() / nginx.bytes_per_sec().max(1e-9),
         baton.rss_peak as f64 / nginx.rss_peak.max(1) as f64
     );
+    let per_gb = |t: &Outcome| t.server_cpu.as_secs_f64() / (t.bytes as f64 / 1e9).max(1e-9);
     println!(
-        "\nBaton's server memory grew by {:.1} MiB at its peak while serving {:.1} GB",
+        "\nServer CPU-seconds per GB served: Baton {:.2}, nginx {:.2} ({:.1}×)",
+        per_gb(baton),
+        per_gb(nginx),
+        per_gb(baton) / per_gb(nginx).max(1e-9)
+    );
+    println!(
+        "Baton's server memory grew by {:.1} MiB at its peak while serving {:.1} GB",
         mib(baton.rss_peak.saturating_sub(baton.rss_before)),
         baton.bytes as f64 / 1e9
     );
@@ -449,7 +474,7 @@ fn print_table(a: &OtaArgs, concurrency: usize, baton: &Outcome, nginx: &Outcome
 
 /// How long a rollout of this artifact to 1,000 devices takes: bounded by Baton's measured
 /// rate, or by each device's own link, whichever is slower.
-fn print_answer(a: &OtaArgs, size: u64, baton: &Outcome, bandwidth: Option<u64>, eta: Option<u64>) {
+fn print_answer(a: &OtaArgs, size: u64, baton: &Outcome, estimate: &RolloutProgress, kept: Option<u64>) {
     let rate = baton.bytes_per_sec();
     let link = a.link_mbit * 1e6 / 8.0;
     let per_device = size as f64 / link;
@@ -471,13 +496,27 @@ fn print_answer(a: &OtaArgs, size: u64, baton: &Outcome, bandwidth: Option<u64>,
             break;
         }
     }
+    let e = estimate;
     let shown = |v: Option<u64>, unit: &str| v.map_or("none".to_owned(), |v| format!("{v} {unit}"));
     println!(
-        "- the console's ETA for this rollout: {} (bandwidth {}: the median that agents report, none here, so the \
-         server assumes 2 MB/s per device; size ÷ that + 10 s to install, every device at once without \
-         max_in_flight — the server's own aggregate rate does not enter it)",
-        shown(eta, "s"),
-        shown(bandwidth, "B/s")
+        "- the rollout's own estimate before the downloads started: {} in all, of which downloads {} (bound by {}; \
+         the server's serving rate {}, devices' speed {}), then installs",
+        shown(e.eta_secs, "s"),
+        shown(e.eta_download_secs, "s"),
+        e.eta_bound.map_or("nothing", |b| b.describe()),
+        shown(e.serving_bytes_per_sec, "B/s"),
+        e.bandwidth_bytes_per_sec.map_or("none reported, 2 MB/s assumed".to_owned(), |b| format!("{b} B/s")),
+    );
+    if let Some(ratio) = report::eta_ratio(e, baton) {
+        println!(
+            "- estimated downloads ÷ measured: {} s ÷ {:.1} s = **{ratio:.2}** (goal: within 0.8–1.2)",
+            e.eta_download_secs.unwrap_or(0),
+            baton.wall.as_secs_f64()
+        );
+    }
+    println!(
+        "- the serving rate the server measured of itself during the downloads (for the next estimates): {}",
+        shown(kept, "B/s")
     );
 }
 

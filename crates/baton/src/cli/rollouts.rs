@@ -124,7 +124,8 @@ pub fn show(format: Format, rollout: &Rollout) -> anyhow::Result<()> {
         let speed = p.bandwidth_bytes_per_sec.map_or("assuming 2 MB/s per device".to_owned(), |b| {
             format!("at the {:.1} MB/s devices report", b as f64 / 1e6)
         });
-        facts.push(("TIME LEFT", format!("about {} ({speed})", in_words(secs))));
+        let bound = p.eta_bound.map_or(String::new(), |b| format!("; bound by {}", b.describe()));
+        facts.push(("TIME LEFT", format!("about {} ({speed}{bound})", in_words(secs))));
     }
     if rollout.left_out > 0 {
         facts.push(("LEFT OUT", format!("{} devices the artifact is not for", rollout.left_out)));
