@@ -6,7 +6,8 @@
 //! Mosquitto and reports its memory per connection beside Baton's. Linux only (reads /proc).
 //!
 //! `baton bench mqtt` ([`mqtt`]) measures the MQTT front door beside Mosquitto: QoS 1 telemetry
-//! throughput and memory per idle connection.
+//! throughput and memory per idle connection. `baton bench ingest` ([`ingest`]) pushes agent
+//! telemetry batches over the agent WebSocket at saturation.
 //!
 //! `baton bench console` ([`console`]) measures the web console's pages and chart data over
 //! 10,000 devices and a week of telemetry, beside the JSON API.
@@ -25,6 +26,7 @@
 
 mod console;
 mod files;
+mod ingest;
 mod keys;
 mod mqtt;
 mod ota;
@@ -79,6 +81,9 @@ enum BenchCommand {
     /// The MQTT front door beside Mosquitto: QoS 1 telemetry throughput and memory per idle
     /// connection.
     Mqtt(mqtt::MqttArgs),
+    /// Telemetry through the agent's batch path at saturation: points stored (committed) per
+    /// second.
+    Ingest(ingest::IngestArgs),
     /// The web console's pages and chart data over 10,000 devices and a week of telemetry,
     /// beside the JSON API.
     Console(console::ConsoleArgs),
@@ -113,7 +118,7 @@ pub struct FleetArgs {
     peer_connections: usize,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<()> {
     if let Some(url) = args.database_url {
         anyhow::ensure!(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -123,7 +128,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     match args.what {
         BenchCommand::Fleet(a) => fleet(a).await,
-        BenchCommand::Mqtt(a) => mqtt::run(a).await,
+        BenchCommand::Mqtt(a) => mqtt::run(a, output).await,
+        BenchCommand::Ingest(a) => ingest::run(a, output).await,
         BenchCommand::Console(a) => console::run(a).await,
         BenchCommand::Ota(a) => ota::run(a).await,
         BenchCommand::Remote(a) => remote::run(a).await,

@@ -28,7 +28,7 @@ mod events;
 mod groups;
 mod import;
 mod logs;
-mod output;
+pub(crate) mod output;
 mod port_forward;
 mod profile;
 mod recordings;
@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sim(args) => sim::run(args).await,
-        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Bench(args) => crate::bench::run(args, g.output).await,
         Command::Config(cmd) => serve::config(cmd),
         Command::Login(args) => access::login(args, &g).await,
         Command::Logout => access::logout().await,
