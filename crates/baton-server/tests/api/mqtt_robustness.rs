@@ -405,7 +405,9 @@ async fn a_qos_1_message_sent_again_is_stored_once_and_a_burst_without_times_is_
     for _ in 0..20 {
         assert_eq!(raw.read().await.expect("PUBACK").0, 0x40);
     }
-    let query = TelemetryQuery { metric: "burst".into(), from, ..Default::default() };
+    // Stamped a millisecond apart from the time of the first, so the last lie a little ahead.
+    let to = chrono::DateTime::from_timestamp_millis(now + 60_000);
+    let query = TelemetryQuery { metric: "burst".into(), from, to, ..Default::default() };
     let points = app.admin.telemetry(&id, &query).await.expect("series").points;
     assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 20, "{points:?}");
 }
