@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod output;
 mod process;
 mod sim;
 

@@ -284,13 +284,12 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
         )));
     }
     let mut tx = db.writer().begin().await?;
-    for table in ["telemetry", "rollout_executions"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = $1 AND device_id = $2")))
-            .bind(scope.id())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    }
+    crate::telemetry::delete_device(&mut tx, id).await?;
+    sqlx::query("DELETE FROM rollout_executions WHERE tenant_id = $1 AND device_id = $2")
+        .bind(scope.id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM device_software WHERE device_id = $1").bind(id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND id = $2")
         .bind(scope.id())

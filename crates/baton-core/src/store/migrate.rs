@@ -24,8 +24,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_foundation", 2 "0002_search_keys", 3 "0003_device_lifecycle", 4 "0004_telemetry_epoch", 5 "0005_mqtt", 6 "0006_telemetry_covering", 7 "0007_artifacts", 8 "0008_rollouts", 9 "0009_maintenance_windows", 10 "0010_rollout_rules", 11 "0011_key_endorsements", 12 "0012_device_certificates", 13 "0013_remote_sessions", 14 "0014_support_bundles", 15 "0015_tunnels_and_screens", 16 "0016_artifact_serving");
-const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_foundation", 2 "0002_search_keys", 3 "0003_device_lifecycle", 4 "0004_telemetry_epoch", 5 "0005_mqtt", 6 "0006_telemetry_covering", 7 "0007_artifacts", 8 "0008_rollouts", 9 "0009_maintenance_windows", 10 "0010_rollout_rules", 11 "0011_key_endorsements", 12 "0012_device_certificates", 13 "0013_remote_sessions", 14 "0014_support_bundles", 15 "0015_tunnels_and_screens", 16 "0016_artifact_serving");
+const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_foundation", 2 "0002_search_keys", 3 "0003_device_lifecycle", 4 "0004_telemetry_epoch", 5 "0005_mqtt", 6 "0006_telemetry_covering", 7 "0007_artifacts", 8 "0008_rollouts", 9 "0009_maintenance_windows", 10 "0010_rollout_rules", 11 "0011_key_endorsements", 12 "0012_device_certificates", 13 "0013_remote_sessions", 14 "0014_support_bundles", 15 "0015_tunnels_and_screens", 16 "0016_artifact_serving", 17 "0017_telemetry_series");
+const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_foundation", 2 "0002_search_keys", 3 "0003_device_lifecycle", 4 "0004_telemetry_epoch", 5 "0005_mqtt", 6 "0006_telemetry_covering", 7 "0007_artifacts", 8 "0008_rollouts", 9 "0009_maintenance_windows", 10 "0010_rollout_rules", 11 "0011_key_endorsements", 12 "0012_device_certificates", 13 "0013_remote_sessions", 14 "0014_support_bundles", 15 "0015_tunnels_and_screens", 16 "0016_artifact_serving", 17 "0017_telemetry_series");
 
 pub(super) async fn run(db: &Db) -> Result<(), Error> {
     let migrations = match db.backend() {

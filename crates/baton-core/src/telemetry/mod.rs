@@ -2,6 +2,8 @@
 //! bucketed time series, kept as latest values on the device, streamed live over the bus, and
 //! pruned after the retention period.
 
+mod bulk;
+mod keys;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -91,6 +93,11 @@ pub async fn series(db: &Db, scope: &TenantScope, device_id: &str, q: &Telemetry
     Ok(Series { metric: q.metric.clone(), agg, bucket_secs, points })
 }
 
+/// The condition that picks one series by device id (`$1`) and metric name (`$2`): the keys
+/// are looked up once, then the rows are one range of the table's primary key.
+const SERIES: &str = "device = (SELECT id FROM telemetry_devices WHERE device_id = $1) \
+     AND metric = (SELECT id FROM telemetry_metrics WHERE name = $2)";
+
 /// Averages, minima or maxima per bucket, computed by the database from the index alone.
 async fn aggregated(
     db: &Db,
@@ -107,7 +114,7 @@ async fn aggregated(
     };
     let sql = format!(
         "SELECT (ts - $3) / $5 AS bucket, {function}(value) AS value, COUNT(*) AS n FROM telemetry \
-         WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4 GROUP BY bucket ORDER BY bucket"
+         WHERE {SERIES} AND ts >= $3 AND ts < $4 GROUP BY bucket ORDER BY bucket"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(device_id)
@@ -140,14 +147,9 @@ async fn last_per_bucket(
     to: i64,
     bucket: i64,
 ) -> Result<Vec<Point>, Error> {
-    let mut rows = sqlx::query(
-        "SELECT ts, value FROM telemetry WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
-    )
-    .bind(device_id)
-    .bind(metric)
-    .bind(from)
-    .bind(to)
-    .fetch(db.reader());
+    let sql = format!("SELECT ts, value FROM telemetry WHERE {SERIES} AND ts >= $3 AND ts < $4 ORDER BY ts");
+    let mut rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(device_id).bind(metric).bind(from).bind(to).fetch(db.reader());
     let mut buckets: BTreeMap<i64, (f64, u64)> = BTreeMap::new();
     while let Some(row) = rows.try_next().await? {
         let ts: i64 = row.try_get("ts")?;
@@ -174,8 +176,27 @@ pub async fn latest(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Lat
     })
 }
 
-/// Deletes samples older than `retention_days`; returns how many.
+/// Deletes a device's samples (its key stays in the dictionary: the writer may hold it, and a
+/// device id is never given twice).
+pub async fn delete_device(tx: &mut sqlx::Transaction<'_, sqlx::Any>, device_id: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM telemetry WHERE device = (SELECT id FROM telemetry_devices WHERE device_id = $1)")
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes samples older than `retention_days`; returns how many. The table has no index by
+/// time alone (it would cost every stored point a second write); naming every device and metric
+/// key lets the database seek to the old end of each series instead of visiting every row.
 pub async fn prune(db: &Db, retention_days: u32) -> Result<u64, Error> {
     let cutoff = now_ms() - i64::from(retention_days) * 86_400_000;
-    Ok(sqlx::query("DELETE FROM telemetry WHERE ts < $1").bind(cutoff).execute(db.writer()).await?.rows_affected())
+    Ok(sqlx::query(
+        "DELETE FROM telemetry WHERE device IN (SELECT id FROM telemetry_devices) \
+         AND metric IN (SELECT id FROM telemetry_metrics) AND ts < $1",
+    )
+    .bind(cutoff)
+    .execute(db.writer())
+    .await?
+    .rows_affected())
 }

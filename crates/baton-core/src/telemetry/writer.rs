@@ -13,13 +13,15 @@ use crate::{
     Error,
     access::TenantScope,
     bus::{Message, SharedBus},
-    store::{Db, from_ms, now_ms, sql::Sql},
+    store::{Db, from_ms, now_ms},
 };
 
-/// Rows per INSERT statement (5 values each, well under SQLite's and PostgreSQL's limits).
-const ROWS_PER_STATEMENT: usize = 500;
-/// Rows gathered into one transaction before it is committed.
-const ROWS_PER_TRANSACTION: usize = 20_000;
+use super::{bulk, keys::Keys};
+
+/// Points gathered into one transaction before it is committed.
+const POINTS_PER_TRANSACTION: usize = 20_000;
+/// Below this many points, the writer lets ready sessions add theirs before writing.
+const SMALL_TRANSACTION: usize = 1_000;
 /// Batches waiting for the writer before devices are slowed down (back-pressure).
 const QUEUE: usize = 4_096;
 
@@ -27,10 +29,17 @@ struct Job {
     scope: TenantScope,
     device_id: String,
     /// The agent's batch number; a batch at or below the stored one is a resend. MQTT devices
-    /// have none: their QoS 1 redelivery may store a message twice, as MQTT allows.
+    /// have none: a QoS 1 redelivery is stored once because its points' keys (device, metric,
+    /// time) are stored already.
     seq: Option<u64>,
     samples: Vec<Sample>,
     done: oneshot::Sender<Result<(), String>>,
+}
+
+impl Job {
+    fn points(&self) -> usize {
+        self.samples.iter().map(|s| s.metrics.len()).sum()
+    }
 }
 
 /// The handle sessions use to store batches.
@@ -71,27 +80,19 @@ type LatestCache = HashMap<String, (i64, BTreeMap<String, f64>)>;
 
 async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
     let mut cache = LatestCache::new();
+    let mut keys = Keys::default();
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let mut rows = jobs[0].samples.iter().map(|s| s.metrics.len()).sum::<usize>();
-        while rows < ROWS_PER_TRANSACTION {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.samples.iter().map(|s| s.metrics.len()).sum::<usize>();
-                    jobs.push(job);
-                }
-                Err(_) => break,
+        let jobs = gather(&mut rx, first).await;
+        let points = jobs.iter().map(Job::points).sum::<usize>();
+        let outcome = write(&db, &mut cache, &mut keys, &jobs).await;
+        match &outcome {
+            Ok(stored) => {
+                metrics::counter!("baton_telemetry_points_stored_total").increment(*stored);
+                metrics::counter!("baton_telemetry_points_duplicate_total")
+                    .increment((points as u64).saturating_sub(*stored));
             }
+            Err(e) => tracing::error!(error = %e, batches = jobs.len(), "storing telemetry failed"),
         }
-        let outcome = write(&db, &mut cache, &jobs).await;
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, batches = jobs.len(), "storing telemetry failed");
-        }
-        metrics::counter!("baton_telemetry_points_stored_total").increment(if outcome.is_ok() {
-            rows as u64
-        } else {
-            0
-        });
         for job in jobs {
             if outcome.is_ok()
                 && let Some(last) = job.samples.iter().max_by_key(|s| s.ts)
@@ -108,16 +109,54 @@ async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn write(db: &Db, cache: &mut LatestCache, jobs: &[Job]) -> Result<(), Error> {
+/// One transaction's batches: whatever is waiting, up to [`POINTS_PER_TRANSACTION`]. The batch
+/// grows by itself under load (what arrives while a commit is synced waits for the next one);
+/// a small one lets the sessions that are ready run once before it is written, so a burst is
+/// not split into a commit per message.
+async fn gather(rx: &mut mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
+    let mut points = first.points();
+    let mut jobs = vec![first];
+    let mut yielded = false;
+    while points < POINTS_PER_TRANSACTION {
+        match rx.try_recv() {
+            Ok(job) => {
+                points += job.points();
+                jobs.push(job);
+            }
+            Err(_) if !yielded && points < SMALL_TRANSACTION => {
+                yielded = true;
+                tokio::task::yield_now().await;
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Stores the batches in one transaction; returns how many points were new (a point already
+/// stored with the same device, metric and time is not stored again).
+async fn write(db: &Db, cache: &mut LatestCache, keys: &mut Keys, jobs: &[Job]) -> Result<u64, Error> {
+    // Keys first: adding one commits on its own (see `keys`).
+    let mut rows = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let device = keys.device(db, &job.device_id).await?;
+        let mut points = Vec::with_capacity(job.points());
+        for sample in &job.samples {
+            for (metric, value) in &sample.metrics {
+                points.push((device, keys.metric(db, metric).await?, sample.ts, *value));
+            }
+        }
+        rows.push(points);
+    }
     let mut tx = db.writer().begin().await?;
     let mut fresh = Vec::with_capacity(jobs.len());
     // The latest values as this transaction leaves them, so several batches of one device in one
     // transaction build on each other; committed into the cache at the end.
     let mut staged = LatestCache::new();
     // Devices whose latest values still need writing: those whose batches carry no number
-    // (MQTT) get one UPDATE per transaction, however many batches they sent.
+    // (MQTT), written together at the end, however many batches each sent.
     let mut unwritten = std::collections::BTreeSet::new();
-    for job in jobs {
+    for (job, points) in jobs.iter().zip(rows) {
         let base = match staged.get(&job.device_id).or_else(|| cache.get(&job.device_id)) {
             Some(known) => known.clone(),
             None => stored_latest(&mut tx, &job.device_id).await?,
@@ -140,54 +179,28 @@ async fn write(db: &Db, cache: &mut LatestCache, jobs: &[Job]) -> Result<(), Err
                 .await?
                 .rows_affected();
                 if newer > 0 {
-                    fresh.push(job);
+                    fresh.extend(points);
                     staged.insert(job.device_id.clone(), (at, latest));
                 }
             }
             None => {
-                fresh.push(job);
+                fresh.extend(points);
                 staged.insert(job.device_id.clone(), (at, latest));
                 unwritten.insert(job.device_id.as_str());
             }
         }
     }
+    let mut latest = Vec::with_capacity(unwritten.len());
     for device_id in unwritten {
-        let Some((at, latest)) = staged.get(device_id) else { continue };
-        sqlx::query("UPDATE devices SET latest_telemetry = $1, latest_at = $2, last_seen_at = $3 WHERE id = $4")
-            .bind(serde_json::to_string(latest).map_err(anyhow::Error::from)?)
-            .bind((*at > 0).then_some(*at))
-            .bind(now_ms())
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
+        let Some((at, values)) = staged.get(device_id) else { continue };
+        latest.push((device_id, serde_json::to_string(values).map_err(anyhow::Error::from)?, (*at > 0).then_some(*at)));
     }
-    let mut pending = Sql::default();
-    let mut in_statement = 0;
-    for job in &fresh {
-        for sample in &job.samples {
-            for (metric, value) in &sample.metrics {
-                if in_statement == 0 {
-                    pending = Sql::new("INSERT INTO telemetry (tenant_id, device_id, ts, metric, value) VALUES ");
-                } else {
-                    pending.push(", ");
-                }
-                pending.push("(").bind(job.scope.id()).push(", ").bind(job.device_id.as_str()).push(", ");
-                pending.bind(sample.ts).push(", ").bind(metric.as_str()).push(", ").bind(*value).push(")");
-                in_statement += 1;
-                if in_statement == ROWS_PER_STATEMENT {
-                    pending.query().execute(&mut *tx).await?;
-                    in_statement = 0;
-                }
-            }
-        }
-    }
-    if in_statement > 0 {
-        pending.query().execute(&mut *tx).await?;
-    }
+    bulk::update_latest(&mut tx, db.backend(), &latest, now_ms()).await?;
+    let stored = bulk::insert(&mut tx, db.backend(), &fresh).await?;
     tx.commit().await?;
     // Only what was committed enters the cache.
     cache.extend(staged);
-    Ok(())
+    Ok(stored)
 }
 
 /// A device's latest values as stored (for a device not in the cache yet).

@@ -188,7 +188,11 @@ impl Session {
 
     /// Adds parsed telemetry to the batch stored before the next acknowledgement.
     pub(super) fn add_telemetry(&mut self, device_id: &str, value: &Value) -> Result<(), String> {
-        let (mut samples, skipped) = payload::telemetry(value, now_ms())?;
+        let now = now_ms().max(self.stamped + 1);
+        let (mut samples, skipped) = payload::telemetry(value, now)?;
+        if samples.iter().any(|s| s.ts == now) {
+            self.stamped = now;
+        }
         let dropped = telemetry::sanitize(&mut samples)? + skipped;
         if dropped > 0 {
             metrics::counter!("baton_telemetry_values_dropped_total").increment(dropped as u64);

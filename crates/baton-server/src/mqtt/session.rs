@@ -106,6 +106,9 @@ pub(super) struct Session {
     pub(super) refilled: Instant,
     /// Telemetry read and not yet stored, per device; stored before any acknowledgement goes out.
     pub(super) batch: Vec<(String, Vec<Sample>)>,
+    /// The last time (ms) given to telemetry that came without one: each message gets a later
+    /// one, so two messages in the same millisecond are two samples, not one stored twice.
+    pub(super) stamped: i64,
     /// Devices whose commands and desired attributes should be looked at before waiting again.
     pub(super) to_deliver: HashSet<String>,
     /// Devices with commands held back because the in-flight window was full.
@@ -221,6 +224,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         tokens: f64::from(app.settings.mqtt_message_burst),
         refilled: Instant::now(),
         batch: Vec::new(),
+        stamped: 0,
         to_deliver: HashSet::from([id.clone()]),
         blocked: HashSet::new(),
         rejected_at: None,

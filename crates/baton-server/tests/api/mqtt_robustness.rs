@@ -16,7 +16,7 @@ use tokio::{
 
 use crate::{
     mqtt_clients::{PATIENCE, Version, device, latest, online_becomes},
-    support::{TestApp, spawn_with, test_settings},
+    support::{TestApp, spawn_app, spawn_with, test_settings},
 };
 
 /// A packet as read: its first byte and the rest after the length.
@@ -376,4 +376,38 @@ async fn qos_2_telemetry_is_stored_once_and_released_with_pubcomp() {
         let points = app.admin.telemetry(&id, &query).await.expect("series").points;
         assert_eq!(points.len(), 1, "{version:?}: stored once: {points:?}");
     }
+}
+
+#[tokio::test]
+async fn a_qos_1_message_sent_again_is_stored_once_and_a_burst_without_times_is_every_sample() {
+    let app = spawn_app().await;
+    let (id, secret) = device(&app, "RESENT-1").await;
+    let (mut raw, _) = Raw::device(&app, Version::V311, &id, &secret).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let sample = json!({"ts": now, "values": {"resent": 1}}).to_string();
+    let mut message = publish_packet(Version::V311, "baton/v1/me/telemetry", sample.as_bytes(), 9);
+    raw.send(&message).await;
+    assert_eq!(raw.read().await.expect("PUBACK").0, 0x40);
+    // The client did not see the PUBACK and sends the message again, marked DUP.
+    message[0] |= 0x08;
+    raw.send(&message).await;
+    assert_eq!(raw.read().await.expect("PUBACK again").0, 0x40);
+    let from = chrono::DateTime::from_timestamp_millis(now - 1000);
+    let query = TelemetryQuery { metric: "resent".into(), from, ..Default::default() };
+    let points = app.admin.telemetry(&id, &query).await.expect("series").points;
+    assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 1, "stored once: {points:?}");
+
+    // Twenty messages without a time in one write: the same millisecond, twenty samples.
+    let burst: Vec<u8> = (1..=20u16)
+        .flat_map(|n| publish_packet(Version::V311, "baton/v1/me/telemetry", br#"{"burst":1}"#, 100 + n))
+        .collect();
+    raw.send(&burst).await;
+    for _ in 0..20 {
+        assert_eq!(raw.read().await.expect("PUBACK").0, 0x40);
+    }
+    // Stamped a millisecond apart from the time of the first, so the last lie a little ahead.
+    let to = chrono::DateTime::from_timestamp_millis(now + 60_000);
+    let query = TelemetryQuery { metric: "burst".into(), from, to, ..Default::default() };
+    let points = app.admin.telemetry(&id, &query).await.expect("series").points;
+    assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 20, "{points:?}");
 }

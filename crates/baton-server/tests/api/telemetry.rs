@@ -117,3 +117,47 @@ async fn samples_past_the_retention_period_are_pruned() {
     .await;
     assert_eq!(points[0].value, 2.0, "the recent sample stays");
 }
+
+#[tokio::test]
+async fn samples_stored_before_the_series_table_are_moved_into_it_once() {
+    let mut app = spawn_app().await;
+    let (dev, ws) = device(&app, "MOVED-1").await;
+    drop(ws);
+    // The table as migrations 3 and 6 left it, with a message an MQTT redelivery stored twice;
+    // migration 17 runs again on it at the restart.
+    let t0 = (chrono::Utc::now().timestamp_millis() / 60_000 - 10) * 60_000;
+    let id = &dev.device_id;
+    for statement in [
+        "DROP TABLE telemetry".to_owned(),
+        "DROP TABLE telemetry_devices".to_owned(),
+        "DROP TABLE telemetry_metrics".to_owned(),
+        "CREATE TABLE telemetry (tenant_id TEXT NOT NULL, device_id TEXT NOT NULL, ts BIGINT NOT NULL, \
+         metric TEXT NOT NULL, value DOUBLE PRECISION NOT NULL)"
+            .to_owned(),
+        "CREATE INDEX telemetry_by_time ON telemetry (ts)".to_owned(),
+        "CREATE INDEX telemetry_series_values ON telemetry (device_id, metric, ts, value)".to_owned(),
+        format!(
+            "INSERT INTO telemetry (tenant_id, device_id, ts, metric, value) VALUES \
+             ('t', '{id}', {t0}, 'm', 1.0), ('t', '{id}', {t1}, 'm', 2.0), ('t', '{id}', {t1}, 'm', 2.0), \
+             ('t', '{id}', {t0}, 'other', 5.0), ('t', 'another-device', {t0}, 'm', 7.0)",
+            t1 = t0 + 60_000
+        ),
+        "DELETE FROM baton_migrations WHERE version = 17".to_owned(),
+    ] {
+        app.stage_sql(&statement).await;
+    }
+    app.restart(|_| {}).await;
+    let from = chrono::DateTime::from_timestamp_millis(t0);
+    let series = |metric: &str| TelemetryQuery {
+        metric: metric.into(),
+        from,
+        to: None,
+        bucket_secs: Some(60),
+        agg: Some(Aggregate::Avg),
+    };
+    let moved = app.admin.telemetry(id, &series("m")).await.expect("series").points;
+    let values: Vec<(f64, u64)> = moved.iter().map(|p| (p.value, p.count)).collect();
+    assert_eq!(values, [(1.0, 1), (2.0, 1)], "each sample once");
+    let other = app.admin.telemetry(id, &series("other")).await.expect("series").points;
+    assert_eq!(other.iter().map(|p| (p.value, p.count)).collect::<Vec<_>>(), [(5.0, 1)]);
+}

@@ -267,6 +267,14 @@ async fn seed(data_dir: &std::path::Path, a: &ConsoleArgs, hot: &str, now_ms: i6
     // About six hours per statement, a whole number of fleet intervals: every statement touches
     // a page of the series index per device and metric, so fewer, larger ones write less.
     let chunk = fleet_step * (CHUNK_MS / fleet_step).max(1);
+    // The series keys the server's writer would have given: every device, three metrics.
+    for keys in [
+        "INSERT INTO telemetry_devices (device_id) SELECT id FROM devices WHERE true ORDER BY rowid \
+         ON CONFLICT DO NOTHING",
+        "INSERT INTO telemetry_metrics (name) VALUES ('cpu'), ('mem'), ('temp') ON CONFLICT DO NOTHING",
+    ] {
+        Sql::new(keys).query().execute(db.writer()).await?;
+    }
     let bar = bar(((now_ms - start) / HOUR_MS) as u64, "hours of telemetry written");
     let mut rows = 0;
     for from in (start..now_ms).step_by(chunk as usize) {
@@ -304,16 +312,23 @@ impl Series<'_> {
         sql.bind(self.hot_step).push(" < ").bind(to);
         // CROSS JOIN keeps the devices inside the time loop (and the measured one found by id).
         sql.push(
-            "), metrics(metric) AS (VALUES ('cpu'), ('mem'), ('temp')), \
-             samples(tenant_id, device_id, ts) AS (\
-             SELECT d.tenant_id, d.id, s.ts + d.rowid * 7919 % ",
+            "), metrics(metric, name) AS (SELECT id, name FROM telemetry_metrics \
+             WHERE name IN ('cpu', 'mem', 'temp')), \
+             samples(device, ts) AS (\
+             SELECT k.id, s.ts + d.rowid * 7919 % ",
         );
-        sql.bind(self.spread_secs).push(" * 1000 FROM fleet_steps s CROSS JOIN devices d WHERE d.id <> ");
+        sql.bind(self.spread_secs).push(
+            " * 1000 FROM fleet_steps s CROSS JOIN devices d \
+             JOIN telemetry_devices k ON k.device_id = d.id WHERE d.id <> ",
+        );
         sql.bind(self.hot);
-        sql.push(" UNION ALL SELECT d.tenant_id, d.id, s.ts FROM hot_steps s CROSS JOIN devices d WHERE d.id = ");
+        sql.push(
+            " UNION ALL SELECT k.id, s.ts FROM hot_steps s CROSS JOIN telemetry_devices k \
+             WHERE k.device_id = ",
+        );
         sql.bind(self.hot).push(
-            ") INSERT INTO telemetry (tenant_id, device_id, ts, metric, value) \
-             SELECT tenant_id, device_id, ts, metric, CASE metric \
+            ") INSERT INTO telemetry (device, metric, ts, value) \
+             SELECT device, metric, ts, CASE name \
              WHEN 'cpu' THEN abs(random() % 10000) / 100.0 \
              WHEN 'mem' THEN 20 + abs(random() % 6000) / 100.0 \
              ELSE 35 + abs(random() % 3000) / 100.0 END \
@@ -361,13 +376,15 @@ async fn reported(db: &Db) -> anyhow::Result<()> {
         sql.query().execute(db.writer()).await?;
         lower += share;
     }
-    let newest = |metric: &str| {
+    let series = |metric: &str| {
         format!(
-            "(SELECT value FROM telemetry t WHERE t.device_id = devices.id AND t.metric = '{metric}' \
-             ORDER BY t.ts DESC LIMIT 1)"
+            "t.device = (SELECT id FROM telemetry_devices WHERE device_id = devices.id) \
+             AND t.metric = (SELECT id FROM telemetry_metrics WHERE name = '{metric}')"
         )
     };
-    let latest_at = "(SELECT MAX(ts) FROM telemetry t WHERE t.device_id = devices.id AND t.metric = 'cpu')";
+    let newest =
+        |metric: &str| format!("(SELECT value FROM telemetry t WHERE {} ORDER BY t.ts DESC LIMIT 1)", series(metric));
+    let latest_at = format!("(SELECT MAX(ts) FROM telemetry t WHERE {})", series("cpu"));
     let text = format!(
         "UPDATE devices SET latest_at = {latest_at}, last_seen_at = {latest_at}, \
          latest_telemetry = json_object('cpu', {}, 'mem', {}, 'temp', {})",

@@ -11,7 +11,7 @@ use baton_proto::api::commands::CommandQuery;
 use serde::Serialize;
 
 use super::proc::percentile;
-use crate::cli::Format;
+use crate::output::Format;
 
 #[derive(Serialize, Default)]
 pub struct FleetFigures {
@@ -113,7 +113,7 @@ pub async fn pool_waits(url: &str) -> anyhow::Result<Vec<PoolWait>> {
 impl FleetFigures {
     pub fn print(&self, format: Format, pings: usize, measure_secs: u64, interval: u32) -> anyhow::Result<()> {
         if format != Format::Table {
-            return crate::cli::output::structured(format, self);
+            return crate::output::structured(format, self);
         }
         println!();
         println!("| figure ({}) | value |", self.database);

@@ -6,7 +6,8 @@
 //! Mosquitto and reports its memory per connection beside Baton's. Linux only (reads /proc).
 //!
 //! `baton bench mqtt` ([`mqtt`]) measures the MQTT front door beside Mosquitto: QoS 1 telemetry
-//! throughput and memory per idle connection.
+//! throughput and memory per idle connection. `baton bench ingest` ([`ingest`]) pushes agent
+//! telemetry batches over the agent WebSocket at saturation.
 //!
 //! `baton bench console` ([`console`]) measures the web console's pages and chart data over
 //! 10,000 devices and a week of telemetry, beside the JSON API.
@@ -26,6 +27,7 @@
 mod console;
 mod files;
 mod fleet_figures;
+mod ingest;
 mod keys;
 mod mqtt;
 mod ota;
@@ -69,11 +71,11 @@ pub struct BenchArgs {
 static DATABASE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// `-o`: the figures as a table (default) or one JSON/YAML document.
-static OUTPUT: std::sync::OnceLock<crate::cli::Format> = std::sync::OnceLock::new();
+static OUTPUT: std::sync::OnceLock<crate::output::Format> = std::sync::OnceLock::new();
 
 /// How the figures are printed; progress goes to stderr whenever this is not a table.
-fn output() -> crate::cli::Format {
-    OUTPUT.get().copied().unwrap_or(crate::cli::Format::Table)
+fn output() -> crate::output::Format {
+    OUTPUT.get().copied().unwrap_or(crate::output::Format::Table)
 }
 
 /// Which database the servers run on, for the figures' headings.
@@ -88,6 +90,9 @@ enum BenchCommand {
     /// The MQTT front door beside Mosquitto: QoS 1 telemetry throughput and memory per idle
     /// connection.
     Mqtt(mqtt::MqttArgs),
+    /// Telemetry through the agent's batch path at saturation: points stored (committed) per
+    /// second.
+    Ingest(ingest::IngestArgs),
     /// The web console's pages and chart data over 10,000 devices and a week of telemetry,
     /// beside the JSON API.
     Console(console::ConsoleArgs),
@@ -124,7 +129,7 @@ pub struct FleetArgs {
 
 /// Runs a bench; `output` is the CLI's `-o` (the benches that honour it print their figures as
 /// one document on stdout, the rest only as tables).
-pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, output: crate::output::Format) -> anyhow::Result<()> {
     let _ = OUTPUT.set(output);
     if let Some(url) = args.database_url {
         anyhow::ensure!(
@@ -135,9 +140,10 @@ pub async fn run(args: BenchArgs, output: crate::cli::Format) -> anyhow::Result<
     }
     match args.what {
         BenchCommand::Fleet(a) => fleet(a).await,
-        BenchCommand::Mqtt(a) => mqtt::run(a).await,
+        BenchCommand::Mqtt(a) => mqtt::run(a, output).await,
+        BenchCommand::Ingest(a) => ingest::run(a, output).await,
         BenchCommand::Console(a) => console::run(a).await,
-        BenchCommand::Ota(a) => ota::run(a, output == crate::cli::Format::Json).await,
+        BenchCommand::Ota(a) => ota::run(a, output == crate::output::Format::Json).await,
         BenchCommand::Remote(a) => remote::run(a).await,
         BenchCommand::Files(a) => files::run(a).await,
         BenchCommand::Tunnel(a) => tunnel::run(a).await,

@@ -29,7 +29,7 @@ use std::{
 use anyhow::Context;
 use baton_client::Client;
 use baton_proto::{
-    api::{devices::DeviceCreate, enrollment::DeviceImport},
+    api::{devices::DeviceCreate, enrollment::DeviceImport, telemetry::Latest},
     mqtt::{self, Ack, Connect, Packet, Properties, Publish, Subscribe, Subscription, Version},
 };
 use futures::{StreamExt, TryStreamExt, stream};
@@ -41,6 +41,7 @@ use tokio::{
 };
 
 use super::{metric, mib, peer, proc};
+use crate::output::Format;
 
 #[derive(clap::Args)]
 pub struct MqttArgs {
@@ -78,7 +79,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest packet the generator accepts.
 const MAX_PACKET: usize = 64 * 1024;
 
-pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
+pub async fn run(a: MqttArgs, output: Format) -> anyhow::Result<()> {
     anyhow::ensure!(a.clients > 0 && a.secs > 0, "--clients and --secs must be at least 1");
     anyhow::ensure!((1..=1000).contains(&a.window), "--window must be 1 to 1000");
     // Children (the servers measured) inherit the raised limit.
@@ -98,8 +99,10 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
     let client = Client::new(&server.url, Some(token), None)?;
     let broker = peer::start_mosquitto("").await?;
     let mosquitto = mosquitto_version();
-    println!(
-        "Baton {} (pid {baton_pid}, MQTT {baton_addr}); {mosquitto} (pid {}, {}); open files allowed: {files}",
+    // With `-o json` stdout carries the figures alone.
+    eprintln!(
+        "Baton on {} {} (pid {baton_pid}, MQTT {baton_addr}); {mosquitto} (pid {}, {}); open files allowed: {files}",
+        super::database_name(),
         server.url,
         broker.pid(),
         broker.address
@@ -136,7 +139,9 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
     let points = (metric(&server.url, "baton_telemetry_points_stored_total").await? - points_before) as u64;
     let rejected = (metric(&server.url, "baton_mqtt_messages_rejected_total").await? - rejected_before) as u64;
     let sample = client.latest_telemetry(&credentials[0].0).await?;
-    let normal = if a.no_normal_sync { None } else { Some(normal_sync(&a).await?) };
+    // `sqlite_synchronous` is SQLite's: on PostgreSQL every commit is flushed.
+    let normal =
+        if a.no_normal_sync || super::database_name() != "SQLite" { None } else { Some(normal_sync(&a).await?) };
     // Mosquitto twice: as installed (20 QoS 1 messages in flight to a subscriber, 1,000 queued,
     // the rest dropped), and with no in-flight limit, so that every message reaches the subscriber.
     let peer_topics: Vec<String> = (0..a.clients).map(|i| format!("bench/{i}/telemetry")).collect();
@@ -168,7 +173,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
         ],
         [
             "what a PUBACK means".into(),
-            "stored (SQLite, committed and synced)".into(),
+            format!("stored ({}, committed and synced)", super::database_name()),
             "accepted for routing (in memory)".into(),
             "accepted for routing (in memory)".into(),
             String::new(),
@@ -280,6 +285,56 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
             String::new(),
         ]);
     }
+    if output == Format::Table {
+        print_table(&mosquitto, rows, &sample)?;
+    } else {
+        let report = Report {
+            database: super::database_name(),
+            peer: &mosquitto,
+            clients: a.clients,
+            window: a.window,
+            secs: a.secs,
+            baton: &baton,
+            baton_normal_sync: normal.as_ref(),
+            mosquitto_stock: &stock,
+            mosquitto_no_inflight_limit: &unlimited,
+            points_stored: points,
+            rejected,
+            every_acked_message_stored: stored_ok,
+            idle_baton: idle.as_ref().map(|(b, _)| b),
+            idle_mosquitto: idle.as_ref().map(|(_, m)| m),
+        };
+        crate::output::structured(output, &report)?;
+    }
+    anyhow::ensure!(
+        stored_ok,
+        "Baton acknowledged {} messages but stored {points} points ({rejected} rejected)",
+        baton.acked_total
+    );
+    Ok(())
+}
+
+/// The figures of a run, for `-o json` / `-o yaml`.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    database: &'static str,
+    peer: &'a str,
+    clients: usize,
+    window: usize,
+    secs: u64,
+    baton: &'a Throughput,
+    baton_normal_sync: Option<&'a Throughput>,
+    mosquitto_stock: &'a Throughput,
+    mosquitto_no_inflight_limit: &'a Throughput,
+    points_stored: u64,
+    rejected: u64,
+    every_acked_message_stored: bool,
+    idle_baton: Option<&'a Idle>,
+    idle_mosquitto: Option<&'a Idle>,
+}
+
+/// The figures as a Markdown table, as BENCHMARKS.md quotes them.
+fn print_table(mosquitto: &str, rows: Vec<[String; 5]>, sample: &Latest) -> anyhow::Result<()> {
     println!();
     println!(
         "| figure | Baton | {mosquitto}, stock limits | {mosquitto}, `max_inflight_messages 0` | Baton ÷ Mosquitto (stock / no limit) |"
@@ -289,12 +344,7 @@ pub async fn run(a: MqttArgs) -> anyhow::Result<()> {
         println!("| {} |", row.join(" | "));
     }
     println!();
-    println!("Latest telemetry of one bench device, read back: {}", serde_json::to_string(&sample)?);
-    anyhow::ensure!(
-        stored_ok,
-        "Baton acknowledged {} messages but stored {points} points ({rejected} rejected)",
-        baton.acked_total
-    );
+    println!("Latest telemetry of one bench device, read back: {}", serde_json::to_string(sample)?);
     Ok(())
 }
 
@@ -341,7 +391,11 @@ async fn normal_sync(a: &MqttArgs) -> anyhow::Result<Throughput> {
 }
 
 /// Creates `n` devices (imported in chunks) and issues each a credential: (device id, secret).
-async fn create_devices(client: &Client, n: usize, concurrency: usize) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) async fn create_devices(
+    client: &Client,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
     let bar = bar(n as u64, "devices created");
     let mut ids = Vec::with_capacity(n);
     let mut start = 0;
@@ -398,6 +452,7 @@ async fn open(address: &str, login: &Login, keep_alive: u16) -> anyhow::Result<(
 }
 
 /// Memory of a server holding idle connections.
+#[derive(serde::Serialize)]
 struct Idle {
     connections: usize,
     before: u64,
@@ -458,6 +513,7 @@ async fn wait_disconnected(url: &str) -> anyhow::Result<()> {
 }
 
 /// Figures of one throughput run.
+#[derive(serde::Serialize)]
 struct Throughput {
     acked_per_sec: f64,
     rss_after: u64,
@@ -700,7 +756,7 @@ fn bar(len: u64, message: &str) -> ProgressBar {
 }
 
 /// `12345.6` → `12,346`.
-fn thousands(n: f64) -> String {
+pub(super) fn thousands(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -28,7 +28,7 @@ mod events;
 mod groups;
 mod import;
 mod logs;
-pub(crate) mod output;
+use crate::output;
 mod port_forward;
 mod profile;
 mod recordings;

@@ -1,4 +1,5 @@
-//! Printing results as a table for people, or JSON / YAML for scripts.
+//! Printing results as a table for people, or JSON / YAML for scripts: the CLI's `-o`, and the
+//! benches' figures (a module of its own so both use it without depending on each other).
 
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
