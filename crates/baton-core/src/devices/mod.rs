@@ -284,7 +284,13 @@ pub async fn delete(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error>
         )));
     }
     let mut tx = db.writer().begin().await?;
-    crate::telemetry::delete_device(&mut tx, id).await?;
+    // Points are stored under the device's series key (telemetry/keys.rs). The key itself stays:
+    // the telemetry writer may hold it, and a device id is never given twice. Written here, not
+    // called there, since telemetry looks devices up and modules do not cycle.
+    sqlx::query("DELETE FROM telemetry WHERE device = (SELECT id FROM telemetry_devices WHERE device_id = $1)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM rollout_executions WHERE tenant_id = $1 AND device_id = $2")
         .bind(scope.id())
         .bind(id)

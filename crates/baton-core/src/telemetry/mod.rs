@@ -176,16 +176,6 @@ pub async fn latest(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Lat
     })
 }
 
-/// Deletes a device's samples (its key stays in the dictionary: the writer may hold it, and a
-/// device id is never given twice).
-pub async fn delete_device(tx: &mut sqlx::Transaction<'_, sqlx::Any>, device_id: &str) -> Result<(), Error> {
-    sqlx::query("DELETE FROM telemetry WHERE device = (SELECT id FROM telemetry_devices WHERE device_id = $1)")
-        .bind(device_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Deletes samples older than `retention_days`; returns how many. The table has no index by
 /// time alone (it would cost every stored point a second write); naming every device and metric
 /// key lets the database seek to the old end of each series instead of visiting every row.
