@@ -706,7 +706,10 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, identity: &Identity, li
         return send(ws, &AgentMessage::CommandUpdate(update(&id, Outcome::failed("expired before it could start"))))
             .await;
     }
-    send(
+    // Marked as run, the command runs even when its acknowledgement cannot get out (the
+    // connection broke just now): the server sends it again on the next connection, and must
+    // then find it running or answered — never "not run again" for a command that never ran.
+    let acked = send(
         ws,
         &AgentMessage::CommandUpdate(CommandUpdate {
             command_id: id.clone(),
@@ -714,7 +717,20 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, identity: &Identity, li
             result: None,
         }),
     )
-    .await?;
+    .await;
+    let started = start(ws, envelope, id, identity, life).await;
+    acked.and(started)
+}
+
+/// Runs a command taken and marked as run: quick ones here, answered at once (or kept for the
+/// next connection), the rest on a task of their own whose answer comes back through `results`.
+async fn start(
+    ws: &mut Ws,
+    envelope: CommandEnvelope,
+    id: String,
+    identity: &Identity,
+    life: &mut Life,
+) -> Result<(), End> {
     match envelope.command {
         CommandSpec::SetTelemetryInterval { seconds } => {
             let every = Duration::from_secs(u64::from(seconds.max(1)));
@@ -725,10 +741,11 @@ async fn command(ws: &mut Ws, envelope: CommandEnvelope, identity: &Identity, li
         }
         CommandSpec::RefreshInventory => {
             let inventory = lock(&life.source).inventory();
-            send(ws, &AgentMessage::Inventory { inventory: Box::new(inventory) }).await?;
+            // The next connection's hello carries the inventory, should this not get out.
+            let sent = send(ws, &AgentMessage::Inventory { inventory: Box::new(inventory) }).await;
             let done = update(&id, Outcome::ok(CommandResult::default()));
             remember(life, &done);
-            send_or_keep(ws, life, done).await
+            sent.and(send_or_keep(ws, life, done).await)
         }
         CommandSpec::SupportBundle { bundle_id, since_secs } => {
             let context = crate::bundle::Context {
