@@ -23,6 +23,13 @@ impl Backoff {
         half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
     }
 
+    /// When a server that is busy said to come back after `secs` seconds (`Retry-After`):
+    /// that long, plus up to a second of jitter so the refused do not return in one wave. The
+    /// exponential steps are left where they were: the server named its own delay.
+    pub fn retry_after(secs: u64) -> Duration {
+        Duration::from_secs(secs) + Duration::from_millis(rand::rng().random_range(0..=1_000))
+    }
+
     /// After a connection that worked for a while, start again from short delays.
     pub fn reset(&mut self) {
         self.attempt = 0;
@@ -42,5 +49,13 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(8)));
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_retry_after_is_honoured_with_at_most_a_second_of_jitter() {
+        for _ in 0..100 {
+            let d = Backoff::retry_after(3);
+            assert!(d >= Duration::from_secs(3) && d <= Duration::from_secs(4), "{d:?}");
+        }
     }
 }

@@ -253,7 +253,7 @@ async fn live(
                     },
                     Err(EnrollFailure::Retry(why, after)) => {
                         tracing::warn!(%why, "enrollment failed; retrying");
-                        let delay = after.map(Duration::from_secs).unwrap_or_else(|| backoff.next_delay());
+                        let delay = after.map(Backoff::retry_after).unwrap_or_else(|| backoff.next_delay());
                         if pause(&mut life.stop, delay).await {
                             return Ok(Exit::Stopped);
                         }
@@ -299,7 +299,7 @@ async fn live(
                 tracing::info!("waiting for an administrator to approve this device");
                 backoff.next_delay()
             }
-            Err(Refused::RateLimited(secs)) => Duration::from_secs(secs) + backoff.next_delay() / 4,
+            Err(Refused::RateLimited(secs)) => Backoff::retry_after(secs),
             Err(Refused::Network(why)) => {
                 tracing::warn!(%why, "cannot connect; retrying");
                 backoff.next_delay()

@@ -140,6 +140,7 @@ struct Grant {
     groups: Vec<String>,
     labels: BTreeMap<String, String>,
     requires_approval: bool,
+    max_uses: Option<i64>,
 }
 
 /// Enrolls a device with an enrollment token. Returns its id, a new secret, and — when the
@@ -162,22 +163,77 @@ pub async fn enroll_keyed(
     key: Option<&str>,
     certificate_lifetime: Duration,
 ) -> Result<EnrollResponse, Error> {
+    let prepared = prepare(db, req, key).await?;
+    // One transaction (one commit, one sync) for the whole enrollment: the token's use, the
+    // device, its credentials and the event.
+    let mut tx = db.writer().begin().await?;
+    let written = write(&mut tx, &prepared).await?;
+    if !prepared.counted_inline() {
+        count_uses(&mut tx, &prepared.grant.id, 1).await?;
+    }
+    tx.commit().await?;
+    finish(db, bus, prepared, written, certificate_lifetime).await
+}
+
+/// An enrollment checked and ready to be written: what the reader pool could tell before the
+/// writer is needed.
+pub struct Prepared {
+    req: EnrollRequest,
+    signing_request: Option<SigningRequest>,
+    grant: Grant,
+    secret: String,
+}
+
+impl Prepared {
+    /// The token the enrollment uses.
+    pub fn token(&self) -> &str {
+        &self.grant.id
+    }
+
+    /// Whether [`write`] counts the token's use (a token with a limit: the count is checked
+    /// with the use) rather than its caller, possibly for several enrollments in one statement
+    /// ([`count_uses`]): a token without a limit is then not locked for a whole enrollment.
+    pub fn counted_inline(&self) -> bool {
+        self.grant.max_uses.is_some()
+    }
+
+    /// The device's serial (the writer keeps one serial's enrollments in order).
+    pub fn serial(&self) -> &str {
+        &self.req.serial
+    }
+}
+
+/// What [`write`] stored, to be answered once committed.
+pub struct Written {
+    device_id: String,
+    status: DeviceStatus,
+    created: bool,
+    event: baton_proto::api::events::Event,
+}
+
+/// Checks the request and the token (reads only; the token's use is counted when written).
+pub async fn prepare(db: &Db, req: EnrollRequest, key: Option<&str>) -> Result<Prepared, Error> {
     devices::validate_serial(&req.serial).map_err(|m| Error::invalid("/serial", m))?;
     // Checked before the token is used: a bad request costs the token nothing.
     let signing_request = req.csr.as_deref().map(|pem| SigningRequest::parse(pem, "/csr")).transpose()?;
     let grant = redeem(db, &req.token, key).await?;
-    let scope = grant.scope.clone();
     let secret = secrets::generate(devices::credentials::SECRET_PREFIX);
+    Ok(Prepared { req, signing_request, grant, secret })
+}
+
+/// Writes an enrollment in `tx`: the token's use when it has a limit (else the caller counts
+/// it, see [`Prepared::counted_inline`]), the device, its credentials, the event.
+pub async fn write(tx: &mut Transaction<'_, Any>, prepared: &Prepared) -> Result<Written, Error> {
+    let Prepared { req, grant, secret, .. } = prepared;
+    let scope = &grant.scope;
     let now = now_ms();
-    // One transaction (one commit, one sync) for the whole enrollment: the token's use, the
-    // device, its credentials and the event. Ten thousand devices enrolling at once queue on
-    // the single writer; each commit less is felt by all of them.
-    let mut tx = db.writer().begin().await?;
-    count_use(&mut tx, &grant.id).await?;
+    if prepared.counted_inline() {
+        count_uses(tx, &grant.id, 1).await?;
+    }
     let existing = sqlx::query("SELECT id, status, enrolled_at FROM devices WHERE tenant_id = $1 AND serial = $2")
         .bind(scope.id())
         .bind(&req.serial)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
     let (device_id, status, created) = match existing {
         Some(row) => {
@@ -197,7 +253,7 @@ pub async fn enroll_keyed(
             sqlx::query("UPDATE devices SET status = $1 WHERE id = $2")
                 .bind(status.as_str())
                 .bind(&id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             (id, status, false)
         }
@@ -208,28 +264,41 @@ pub async fn enroll_keyed(
                 .as_ref()
                 .and_then(|i| i.hostname.clone())
                 .filter(|h| devices::validate_text(h, true).is_ok());
-            let id =
-                devices::insert_enrolled(&mut tx, &scope, &req.serial, name.as_deref().unwrap_or(&req.serial), status)
-                    .await?;
+            let id = devices::insert_enrolled(tx, scope, &req.serial, name.as_deref().unwrap_or(&req.serial), status)
+                .await?;
             (id, status, true)
         }
     };
-    apply_grant(&mut tx, &scope, &device_id, &grant, now).await?;
+    apply_grant(tx, scope, &device_id, grant, now).await?;
     sqlx::query(
         "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2, \
          telemetry_seq = NULL WHERE id = $3",
     )
-    .bind(secrets::hash_token(&secret))
+    .bind(secrets::hash_token(secret))
     .bind(now)
     .bind(&device_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if let Some(inventory) = &req.inventory {
-        devices::store_inventory(&mut tx, &device_id, inventory).await?;
+        devices::store_inventory(tx, &device_id, inventory).await?;
     }
     let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
-    let event = events::within(&mut tx, &scope, Some(&device_id), events::kind::ENROLLED, data).await?;
-    tx.commit().await?;
+    let event = events::within(tx, scope, Some(&device_id), events::kind::ENROLLED, data).await?;
+    Ok(Written { device_id, status, created, event })
+}
+
+/// After the commit: publishes the event, closes the old secret's connections, issues the
+/// certificate asked for, and makes the answer.
+pub async fn finish(
+    db: &Db,
+    bus: &SharedBus,
+    prepared: Prepared,
+    written: Written,
+    certificate_lifetime: Duration,
+) -> Result<EnrollResponse, Error> {
+    let Prepared { signing_request, grant, secret, .. } = prepared;
+    let Written { device_id, status, created, event } = written;
+    let scope = grant.scope;
     events::publish(bus, &scope, event);
     if !created {
         // Connections with the old secret close now.
@@ -246,11 +315,12 @@ pub async fn enroll_keyed(
     Ok(EnrollResponse { device_id, secret, status, update_keys, certificate })
 }
 
-/// Checks a token secret (its use is counted by [`count_use`], in the enrollment's transaction).
+/// Checks a token secret (its use is counted by [`count_uses`], in the enrollment's transaction).
 async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error> {
     let refused = |why: &str| Error::Unauthorized(format!("enrollment token refused: {why}"));
     let row = sqlx::query(
-        "SELECT t.id, t.name, t.tenant_id, t.groups, t.labels, t.requires_approval, t.expires_at, t.revoked_at, n.disabled \
+        "SELECT t.id, t.name, t.tenant_id, t.groups, t.labels, t.requires_approval, t.max_uses, t.expires_at, t.revoked_at, \
+         n.disabled \
          FROM enrollment_tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.secret_hash = $1",
     )
     .bind(secrets::hash_token(secret))
@@ -273,16 +343,18 @@ async fn redeem(db: &Db, secret: &str, key: Option<&str>) -> Result<Grant, Error
         groups: serde_json::from_str(&row.try_get::<String, _>("groups")?).unwrap_or_default(),
         labels: serde_json::from_str(&row.try_get::<String, _>("labels")?).unwrap_or_default(),
         requires_approval: row.try_get::<i64, _>("requires_approval")? != 0,
+        max_uses: row.try_get("max_uses")?,
     })
 }
 
-/// Counts one use of a token, atomically (so `max_uses` holds under races); refuses a token
+/// Counts `uses` uses of a token, atomically (so `max_uses` holds under races); refuses a token
 /// used up.
-async fn count_use(tx: &mut Transaction<'_, Any>, token_id: &str) -> Result<(), Error> {
+pub async fn count_uses(tx: &mut Transaction<'_, Any>, token_id: &str, uses: i64) -> Result<(), Error> {
     let counted = sqlx::query(
-        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)",
+        "UPDATE enrollment_tokens SET uses = uses + $2 WHERE id = $1 AND (max_uses IS NULL OR uses + $2 <= max_uses)",
     )
     .bind(token_id)
+    .bind(uses)
     .execute(&mut **tx)
     .await?
     .rows_affected();

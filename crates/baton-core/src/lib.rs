@@ -21,6 +21,7 @@
 //! - [`bundles`]: support bundles (a device's logs, inventory and diagnostics as an archive),
 //!   requested through the commands outbox and kept in the artifact store.
 //! - [`lifecycle`]: use cases above several domain modules (decommission, reject).
+//! - [`setups`]: enrollments and connections' presence, written many per transaction.
 //! - [`error`]: the crate's one error type.
 
 pub mod access;
@@ -41,6 +42,7 @@ pub mod lifecycle;
 pub mod pagination;
 pub mod remote;
 pub mod rollouts;
+pub mod setups;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

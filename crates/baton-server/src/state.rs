@@ -11,6 +11,7 @@ use baton_core::{
     commands::writer::CommandWriter,
     config::Settings,
     rollouts,
+    setups::SetupWriter,
     store::Db,
     telemetry::writer::TelemetryWriter,
 };
@@ -39,6 +40,8 @@ pub struct Shared {
     /// Places for device setups (enrollments, agent connections' first steps); see
     /// `connections::setup`.
     pub setups: SetupLimit,
+    /// Writes enrollments and agents' presence many per transaction; see `baton_core::setups`.
+    pub setup_writer: SetupWriter,
     /// Load balancers whose connections start with a PROXY header.
     pub proxies: TrustedProxies,
     pub telemetry: TelemetryWriter,

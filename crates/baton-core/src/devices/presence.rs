@@ -2,7 +2,7 @@
 //! last seen, the remote address, and the inventory (which also fills the registry's OS,
 //! architecture, model and agent version).
 
-use baton_proto::inventory::Inventory;
+use baton_proto::{api::events::Event, inventory::Inventory};
 use sqlx::{Any, Transaction};
 
 use crate::{
@@ -26,6 +26,21 @@ pub async fn connected(
     telemetry_epoch: Option<u64>,
 ) -> Result<(), Error> {
     let mut tx = db.writer().begin().await?;
+    let event = connected_within(&mut tx, scope, id, remote, inventory, telemetry_epoch).await?;
+    tx.commit().await?;
+    crate::events::publish(bus, scope, event);
+    Ok(())
+}
+
+/// What [`connected`] writes, in `tx`; the `device.online` event to publish once committed.
+pub async fn connected_within(
+    tx: &mut Transaction<'_, Any>,
+    scope: &TenantScope,
+    id: &str,
+    remote: &str,
+    inventory: &Inventory,
+    telemetry_epoch: Option<u64>,
+) -> Result<Event, Error> {
     if let Some(epoch) = telemetry_epoch.and_then(|e| i64::try_from(e).ok()) {
         sqlx::query(
             "UPDATE devices SET telemetry_epoch = $1, telemetry_seq = NULL WHERE tenant_id = $2 AND id = $3 \
@@ -34,7 +49,7 @@ pub async fn connected(
         .bind(epoch)
         .bind(scope.id())
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
     sqlx::query(
@@ -44,16 +59,13 @@ pub async fn connected(
         .bind(remote)
         .bind(scope.id())
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    store_inventory(&mut tx, id, inventory).await?;
+    store_inventory(tx, id, inventory).await?;
     // The `device.online` event in the same commit: a fleet connecting at once shares the
     // single writer, and a commit per event was half of what each connection cost it.
     let data = serde_json::json!({"remote_addr": remote});
-    let event = crate::events::within(&mut tx, scope, Some(id), crate::events::kind::ONLINE, data).await?;
-    tx.commit().await?;
-    crate::events::publish(bus, scope, event);
-    Ok(())
+    crate::events::within(tx, scope, Some(id), crate::events::kind::ONLINE, data).await
 }
 
 /// Marks a device connected over a transport that sends no hello (MQTT devices, and the
@@ -85,11 +97,24 @@ pub async fn offline_many(db: &Db, scope: &TenantScope, ids: &[String]) -> Resul
 
 /// Marks a device disconnected.
 pub async fn disconnected(db: &Db, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    mark_offline(db.writer(), scope, id).await
+}
+
+/// What [`disconnected`] writes, in `tx`.
+pub async fn disconnected_within(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: &str) -> Result<(), Error> {
+    mark_offline(&mut **tx, scope, id).await
+}
+
+async fn mark_offline<'e>(
+    to: impl sqlx::Executor<'e, Database = Any>,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<(), Error> {
     sqlx::query("UPDATE devices SET online = 0, last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(now_ms())
         .bind(scope.id())
         .bind(id)
-        .execute(db.writer())
+        .execute(to)
         .await?;
     Ok(())
 }

@@ -28,7 +28,7 @@ use crate::{
 use baton_core::{
     certificates::{self, SigningRequest},
     devices::credentials,
-    enrollment, rollouts,
+    rollouts,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -101,7 +101,7 @@ async fn enroll(
 ) -> Result<(StatusCode, Json<EnrollResponse>), Error> {
     app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
     let _place = app.setups.enter().await.ok_or(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS))?;
-    let enrolled = enrollment::enroll(&app.db, &app.bus, req, app.settings.device_certificate_lifetime()).await?;
+    let enrolled = app.setup_writer.enroll(req, None, app.settings.device_certificate_lifetime()).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 

@@ -102,7 +102,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
         let mut inventory = *inventory;
         inventory.agent_version.get_or_insert(agent_version);
         let remote = peer.ip().to_string();
-        presence::connected(&app.db, &app.bus, &scope, &id, &remote, &inventory, backlog_epoch).await
+        app.setup_writer.online(&scope, &id, &remote, inventory, backlog_epoch).await
     })
     .await;
     if let Err(e) = connected {
@@ -148,10 +148,9 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     app.connections.unregister(&id, connection);
     if !replaced && !app.connections.is_connected(&id) {
         Box::pin(async {
-            if let Err(e) = presence::disconnected(&app.db, &scope, &id).await {
+            if let Err(e) = app.setup_writer.offline(&scope, &id).await {
                 tracing::warn!(error = %e, device_id = %id, "could not record the disconnection");
             }
-            events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::OFFLINE, serde_json::json!({})).await;
         })
         .await;
     }

@@ -97,6 +97,7 @@ impl App {
             telemetry: TelemetryWriter::spawn(db.clone(), bus.clone()),
             commands: CommandWriter::spawn(db.clone(), bus.clone()),
             setups: SetupLimit::default(),
+            setup_writer: baton_core::setups::SetupWriter::spawn(db.clone(), bus.clone()),
             artifacts,
             serving: baton_core::artifacts::serving::ServingMeter::new(db.clone()),
             rollouts: baton_core::rollouts::Engine::new(clock),

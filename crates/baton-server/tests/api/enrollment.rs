@@ -178,3 +178,28 @@ async fn re_enrolling_under_an_approval_token_needs_approval_again_and_drops_the
     .await;
     assert_eq!(closed, Ok(true), "the old connection ends");
 }
+
+#[tokio::test]
+async fn enrollments_at_once_each_count_one_use_and_a_refused_one_leaves_the_others_stored() {
+    let app = spawn_app().await;
+    let open = EnrollmentTokenCreate { name: "open".into(), ..Default::default() };
+    let open = app.admin.create_enrollment_token(&open).await.expect("token");
+    let limited = EnrollmentTokenCreate { name: "five".into(), max_uses: Some(5), ..Default::default() };
+    let limited = app.admin.create_enrollment_token(&limited).await.expect("token");
+    // Sent together, so the server writes many of them in one transaction.
+    let open_serials: Vec<String> = (0..40).map(|i| format!("OPEN-{i}")).collect();
+    let limited_serials: Vec<String> = (0..12).map(|i| format!("LIMITED-{i}")).collect();
+    let open_ones = open_serials.iter().map(|serial| enroll(&app, &open.secret, serial));
+    let limited_ones = limited_serials.iter().map(|serial| enroll(&app, &limited.secret, serial));
+    let (open_answers, limited_answers) =
+        tokio::join!(futures::future::join_all(open_ones), futures::future::join_all(limited_ones));
+    assert!(open_answers.iter().all(|r| r.status() == 201), "every enrollment with the open token is stored");
+    let statuses: Vec<u16> = limited_answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 5, "the limit holds: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 7, "the others are refused: {statuses:?}");
+
+    assert_eq!(app.admin.enrollment_token(&open.token.id).await.expect("token").uses, 40);
+    assert_eq!(app.admin.enrollment_token(&limited.token.id).await.expect("token").uses, 5);
+    let devices = app.admin.devices(&DeviceQuery { limit: Some(100), ..Default::default() }).await.expect("list");
+    assert_eq!(devices.items.len(), 45, "one device per enrollment stored, none for the refused");
+}
