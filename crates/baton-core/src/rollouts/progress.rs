@@ -83,8 +83,9 @@ impl Tally {
         RolloutProgress {
             bandwidth_bytes_per_sec: eta.and_then(|e| e.bandwidth),
             eta_secs: left.as_ref().map(|l| l.total()),
-            eta_download_secs: left.as_ref().map(|l| (l.server + l.links).ceil() as u64),
+            eta_download_secs: left.as_ref().and_then(Left::downloads),
             eta_bound: left.as_ref().map(Left::bound),
+            eta_device_speed_needed: left.as_ref().and_then(|l| l.links_needed).map(|b| b.ceil() as u64),
             serving_bytes_per_sec: eta.and_then(|e| e.serving),
             devices: states.values().sum(),
             waves: self
@@ -116,8 +117,6 @@ pub struct Estimate<'a> {
     pub serving: Option<u64>,
 }
 
-/// Assumed download speed until a device reports one.
-const ASSUMED_BANDWIDTH: u64 = 2_000_000;
 /// Assumed seconds to install and report, besides the download and the verify window.
 const INSTALL_SECS: u64 = 10;
 
@@ -130,11 +129,21 @@ struct Left {
     links: f64,
     installs: f64,
     bake: f64,
+    /// No device has reported its speed and the server does not serve the bytes: the
+    /// downloads' time is not known (and not counted).
+    downloads_unknown: bool,
+    /// No device has reported its speed: the per-device speed the estimate needs, the server's
+    /// rate shared by the largest batch (a slower link makes that batch longer).
+    links_needed: Option<f64>,
 }
 
 impl Left {
     fn total(&self) -> u64 {
         (self.server + self.links + self.installs + self.bake).ceil() as u64
+    }
+
+    fn downloads(&self) -> Option<u64> {
+        (!self.downloads_unknown).then(|| (self.server + self.links).ceil() as u64)
     }
 
     fn bound(&self) -> EtaBound {
@@ -152,25 +161,28 @@ impl Tally {
     /// Waves from the current one on: each takes its unfinished devices in batches of
     /// `max_in_flight` (all at once without); a batch downloads for the longer of one device's
     /// download at its link speed and the batch's bytes at the server's rate, then installs;
-    /// plus the bake time before every wave still to start.
+    /// plus the bake time before every wave still to start. A link speed no device has reported
+    /// is not invented: the batch then takes the server's time, and the speed that needs is
+    /// reported beside the estimate.
     fn eta(&self, e: &Estimate) -> Option<Left> {
         let size = e.size as f64;
-        let one_device = size / e.bandwidth.unwrap_or(ASSUMED_BANDWIDTH).max(1) as f64;
+        let one_device = e.bandwidth.map(|b| size / b.max(1) as f64);
         let install = (INSTALL_SECS + u64::from(e.spec.install.verify_secs.unwrap_or(0))) as f64;
         let mut left = Left::default();
-        let mut any = false;
+        let mut largest = 0;
         for (&wave, counts) in self.waves.range(e.current_wave..) {
             let open = sum(counts, |s| !s.is_final());
             if open > 0 {
-                any = true;
                 let batch = e.spec.max_in_flight.map_or(open, u64::from).clamp(1, open);
+                largest = largest.max(batch);
                 let (full, rest) = (open / batch, open % batch);
                 for (batches, devices) in [(full, batch), (u64::from(rest > 0), rest)] {
-                    let server = e.serving.map_or(0.0, |rate| devices as f64 * size / rate.max(1) as f64);
-                    if server > one_device {
-                        left.server += batches as f64 * server;
-                    } else {
-                        left.links += batches as f64 * one_device;
+                    let server = e.serving.map(|rate| devices as f64 * size / rate.max(1) as f64);
+                    match (server, one_device) {
+                        (Some(server), Some(link)) if server > link => left.server += batches as f64 * server,
+                        (_, Some(link)) => left.links += batches as f64 * link,
+                        (Some(server), None) => left.server += batches as f64 * server,
+                        (None, None) => left.downloads_unknown = true,
                     }
                     left.installs += batches as f64 * install;
                 }
@@ -179,7 +191,13 @@ impl Tally {
                 left.bake += e.spec.success_gate.bake_secs as f64;
             }
         }
-        any.then_some(left)
+        if largest == 0 {
+            return None;
+        }
+        if one_device.is_none() {
+            left.links_needed = e.serving.map(|rate| rate as f64 / largest as f64);
+        }
+        Some(left)
     }
 }
 
@@ -259,5 +277,29 @@ mod tests {
         let spec = self::spec(None, 0);
         let left = tally.eta(&Estimate { spec: &spec, serving: None, ..e }).expect("left");
         assert_eq!(left.total(), 10 + 10);
+    }
+
+    #[test]
+    fn a_speed_no_device_reported_is_not_invented() {
+        let spec = spec(None, 0);
+        let mut tally = Tally::default();
+        tally.waves.insert(1, [(ExecutionState::Notified, 1_000)].into());
+        // Nothing reported: the server's 1,000 × 100 MB at 2.5 GB/s (40 s), which needs 2.5 MB/s
+        // of each device.
+        let e =
+            Estimate { spec: &spec, size: 100_000_000, current_wave: 1, bandwidth: None, serving: Some(2_500_000_000) };
+        let left = tally.eta(&e).expect("left");
+        assert_eq!((left.total(), left.downloads(), left.bound()), (40 + 10, Some(40), EtaBound::ServerRate));
+        assert_eq!(left.links_needed, Some(2_500_000.0));
+        // 100 at a time need 25 MB/s each for the server's 4 s a batch.
+        let spec_100 = self::spec(Some(100), 0);
+        let left = tally.eta(&Estimate { spec: &spec_100, ..e }).expect("left");
+        assert_eq!((left.total(), left.links_needed), (10 * (4 + 10), Some(25_000_000.0)));
+        // Once a device reports, its speed counts and nothing more is asked of the others.
+        let left = tally.eta(&Estimate { bandwidth: Some(1_000_000), ..e }).expect("left");
+        assert_eq!((left.total(), left.bound(), left.links_needed), (100 + 10, EtaBound::DeviceLinks, None));
+        // Neither known (an external artifact, no report): the downloads are not counted.
+        let left = tally.eta(&Estimate { serving: None, ..e }).expect("left");
+        assert_eq!((left.total(), left.downloads(), left.bound()), (10, None, EtaBound::Installs));
     }
 }

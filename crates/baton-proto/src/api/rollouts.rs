@@ -589,14 +589,22 @@ pub struct RolloutProgress {
     pub bandwidth_bytes_per_sec: Option<u64>,
     /// Seconds until the last wave is done. Each batch of downloads (every open device of a
     /// wave at once, or `max_in_flight` at a time) takes the longer of one device's download
-    /// at its link speed (that median, or 2 MB/s until a device reports one) and the batch's
-    /// bytes at the server's serving rate; then the install (10 s assumed) and the verify
-    /// window; and the bake time before every wave still to start. Devices that are offline are
-    /// not waited for. `None` when nothing is left to do.
+    /// at its link speed (that median) and the batch's bytes at the server's serving rate; then
+    /// the install (10 s assumed) and the verify window; and the bake time before every wave
+    /// still to start. Until a device reports its speed, no speed is assumed: a batch takes the
+    /// server's time, and `eta_device_speed_needed` says what that needs of each device.
+    /// Devices that are offline are not waited for. `None` when nothing is left to do.
     pub eta_secs: Option<u64>,
-    /// The part of `eta_secs` spent downloading.
+    /// The part of `eta_secs` spent downloading; `None` when it cannot be known yet (no device
+    /// has reported its speed and the server does not serve the bytes, so `eta_secs` counts
+    /// installs, verify windows and bake times only).
     #[serde(default)]
     pub eta_download_secs: Option<u64>,
+    /// Set while no device has reported its download speed: the speed each device needs,
+    /// bytes per second, for the estimate to hold (the server's rate shared by the largest
+    /// batch of downloads at once). Devices on slower links make the downloads longer.
+    #[serde(default)]
+    pub eta_device_speed_needed: Option<u64>,
     /// What most of `eta_secs` waits for.
     #[serde(default)]
     pub eta_bound: Option<EtaBound>,

@@ -124,6 +124,8 @@ struct RolloutPage<'a> {
     bound: Option<&'static str>,
     /// The server's aggregate serving rate the estimate used.
     serving: Option<String>,
+    /// Until a device reports its speed: what the estimate needs of each device.
+    speed_needed: Option<String>,
     actions: Vec<Action>,
     executions: Vec<ExecutionLine>,
     state: String,
@@ -211,6 +213,7 @@ async fn show(app: &AppState, user: &User, id: &str, view: &View) -> Result<Resp
         bandwidth: p.bandwidth_bytes_per_sec.map(|b| format!("{}/s", human::bytes(b))),
         bound: p.eta_bound.map(|b| b.describe()),
         serving: p.serving_bytes_per_sec.map(|b| format!("{}/s", human::bytes(b))),
+        speed_needed: p.eta_device_speed_needed.map(|b| format!("{}/s", human::bytes(b))),
         actions: if user.principal.can(Permission::RolloutsWrite) { actions(&r) } else { Vec::new() },
         executions: page.items.into_iter().map(ExecutionLine::from).collect(),
         state: view.state.clone(),

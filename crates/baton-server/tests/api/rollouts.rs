@@ -58,6 +58,13 @@ async fn failing_second_wave(action: GateAction) -> (TestApp, Fleet, String, Vec
     assert_eq!(draft.rollback_artifact.as_ref().map(|a| a.id.as_str()), Some(v1.id.as_str()), "the previous version");
     let sizes: Vec<u64> = draft.progress.waves.iter().map(|w| w.devices).collect();
     assert_eq!(sizes, vec![20, 80, 100]);
+    // No device has reported its speed: none is invented, and the estimate says what it needs
+    // of each device (the server's rate shared by the largest wave).
+    let p = &draft.progress;
+    let rate = p.serving_bytes_per_sec.expect("the server serves this artifact");
+    assert_eq!(p.bandwidth_bytes_per_sec, None);
+    assert_eq!(p.eta_device_speed_needed, Some(rate.div_ceil(100)), "{p:?}");
+    assert!(p.eta_download_secs.is_some(), "{p:?}");
 
     let executions = app.admin.all_rollout_executions(&draft.id, &ExecutionQuery::default()).await.expect("executions");
     let mut waves = vec![BTreeSet::new(); 3];

@@ -505,7 +505,10 @@ fn print_answer(a: &OtaArgs, size: u64, baton: &Outcome, estimate: &RolloutProgr
         shown(e.eta_download_secs, "s"),
         e.eta_bound.map_or("nothing", |b| b.describe()),
         shown(e.serving_bytes_per_sec, "B/s"),
-        e.bandwidth_bytes_per_sec.map_or("none reported, 2 MB/s assumed".to_owned(), |b| format!("{b} B/s")),
+        e.bandwidth_bytes_per_sec.map_or_else(
+            || format!("none reported; the estimate needs {} of each", shown(e.eta_device_speed_needed, "B/s")),
+            |b| format!("{b} B/s")
+        ),
     );
     if let Some(ratio) = report::eta_ratio(e, baton) {
         println!(

@@ -121,9 +121,14 @@ pub fn show(format: Format, rollout: &Rollout) -> anyhow::Result<()> {
         ("STOPS", stops(&rollout.failure_gate)),
     ];
     if let Some(secs) = p.eta_secs {
-        let speed = p.bandwidth_bytes_per_sec.map_or("assuming 2 MB/s per device".to_owned(), |b| {
-            format!("at the {:.1} MB/s devices report", b as f64 / 1e6)
-        });
+        let speed = match (p.bandwidth_bytes_per_sec, p.eta_device_speed_needed, p.eta_download_secs) {
+            (Some(b), _, _) => format!("at the {:.1} MB/s devices report", b as f64 / 1e6),
+            (None, Some(needed), _) => {
+                format!("if each device downloads at {:.1} MB/s or more; none has reported yet", needed as f64 / 1e6)
+            }
+            (None, None, None) => "downloads not counted: no device has reported its speed yet".to_owned(),
+            (None, None, Some(_)) => "no download left".to_owned(),
+        };
         let bound = p.eta_bound.map_or(String::new(), |b| format!("; bound by {}", b.describe()));
         facts.push(("TIME LEFT", format!("about {} ({speed}{bound})", in_words(secs))));
     }

@@ -50,6 +50,8 @@ struct Estimate {
     bound: Option<baton_proto::api::rollouts::EtaBound>,
     serving_bytes_per_sec: Option<u64>,
     device_bytes_per_sec: Option<u64>,
+    /// While no device has reported its speed: what the estimate needs of each.
+    device_speed_needed: Option<u64>,
     measured_download_secs: f64,
     /// Estimated ÷ measured download time (the goal: 0.8–1.2).
     ratio: Option<f64>,
@@ -85,6 +87,7 @@ impl Figures {
                 bound: e.eta_bound,
                 serving_bytes_per_sec: e.serving_bytes_per_sec,
                 device_bytes_per_sec: e.bandwidth_bytes_per_sec,
+                device_speed_needed: e.eta_device_speed_needed,
                 measured_download_secs: baton.wall.as_secs_f64(),
                 ratio: eta_ratio(e, baton),
                 measured_serving_bytes_per_sec: kept,
