@@ -49,24 +49,41 @@ pub async fn refuse_decommissioned(mut socket: WebSocket, wipe: bool) {
 }
 
 /// Runs an accepted connection to its end; its setup `place` is given back once the device is
-/// recorded online.
+/// recorded online. Its start (the hello, presence) and its end are boxed: while the agent
+/// stays connected, its task holds only the session and its waiting state.
 pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, peer: SocketAddr, place: SetupPlace) {
     let _running = app.connections.running();
+    let Some((mut session, registration)) = Box::pin(start(&app, &mut socket, device, peer, place)).await else {
+        return;
+    };
+    let connection = registration.connection;
+    let ending = session.serve(&mut socket, registration).await;
+    Box::pin(finish(app, socket, session, ending, connection)).await;
+}
+
+/// The hello, the registration and presence; `None` when the connection was refused (told why).
+async fn start(
+    app: &AppState,
+    socket: &mut WebSocket,
+    device: DeviceIdentity,
+    peer: SocketAddr,
+    place: SetupPlace,
+) -> Option<(Session, Registration)> {
     let hello = match timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) if text.len() > agent::MAX_FRAME_BYTES => {
-            let _ = close_with(&mut socket, too_large()).await;
-            return;
+            let _ = close_with(socket, too_large()).await;
+            return None;
         }
         Ok(Some(Ok(WsMessage::Text(text)))) => serde_json::from_str::<AgentMessage>(&text),
-        Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) => return,
+        Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) => return None,
         Err(_) => {
-            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "no hello within 10 s")).await;
-            return;
+            let _ = close_with(socket, Ending::new(close::PROTOCOL_VIOLATION, "no hello within 10 s")).await;
+            return None;
         }
         Ok(other) => {
             let ending = ending_for_bad_frame(other, "the first frame must be a `hello` text frame");
-            let _ = close_with(&mut socket, ending).await;
-            return;
+            let _ = close_with(socket, ending).await;
+            return None;
         }
     };
     let (agent_version, inventory, backlog_epoch, features) = match hello {
@@ -77,17 +94,16 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
         }
         Ok(AgentMessage::Hello { protocol, .. }) => {
             let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
-            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
-            return;
+            let _ = close_with(socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
+            return None;
         }
         Ok(_) => {
-            let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, "the first frame must be `hello`"))
-                .await;
-            return;
+            let _ = close_with(socket, Ending::new(close::PROTOCOL_VIOLATION, "the first frame must be `hello`")).await;
+            return None;
         }
         Err(e) => {
-            let _ = close_with(&mut socket, Ending::new(close::INVALID_FRAME, format!("invalid frame: {e}"))).await;
-            return;
+            let _ = close_with(socket, Ending::new(close::INVALID_FRAME, format!("invalid frame: {e}"))).await;
+            return None;
         }
     };
     let scope = device.scope.clone();
@@ -114,8 +130,8 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
             }
         };
         app.connections.unregister(&id, connection);
-        let _ = close_with(&mut socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
-        return;
+        let _ = close_with(socket, Ending::new(close::PROTOCOL_VIOLATION, reason)).await;
+        return None;
     }
     drop(place);
     tracing::info!(device_id = %id, %peer, "agent connected");
@@ -124,7 +140,7 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
     let bundles = features.iter().any(|f| f == agent::feature::BUNDLES);
     let streams = Streams::new(&features);
     drop(features);
-    let mut session = Session {
+    let session = Session {
         app: app.clone(),
         device,
         sent: HashSet::new(),
@@ -133,7 +149,12 @@ pub async fn run(app: AppState, mut socket: WebSocket, device: DeviceIdentity, p
         deployed: HashSet::new(),
         streams,
     };
-    let ending = session.serve(&mut socket, registration).await;
+    Some((session, registration))
+}
+
+/// The session's end: its streams, the close frame, presence.
+async fn finish(app: AppState, mut socket: WebSocket, mut session: Session, ending: Ending, connection: u64) {
+    let (id, scope) = (session.device.device_id.clone(), session.device.scope.clone());
     // Streams end with the connection; when the server stops, people are told that, not why
     // the device's connection ended, whichever the relay hears of first.
     let why = if *app.shutdown.borrow() {

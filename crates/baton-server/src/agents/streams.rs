@@ -55,9 +55,19 @@ fn buffered(delta: f64) {
     metrics::gauge!("baton_remote_buffered_bytes").increment(delta);
 }
 
+/// The `hello` features that open streams; [`Streams`] keeps which of them the agent named.
+const STREAM_FEATURES: [&str; 5] = [
+    agent::feature::STREAMS,
+    agent::feature::LOGS,
+    agent::feature::FILES,
+    agent::feature::TUNNELS,
+    agent::feature::SCREEN,
+];
+
 pub struct Streams {
-    /// The kinds of stream the agent said it understands (its `hello` features).
-    features: Vec<String>,
+    /// The kinds of stream the agent said it understands (its `hello` features), one bit each
+    /// of [`STREAM_FEATURES`]: a connection keeps no copy of its `hello`'s strings.
+    features: u8,
     next: u32,
     /// What doors send on this connection's streams; made with the first stream opened (most
     /// connections never carry one, and a channel costs memory per connection).
@@ -68,8 +78,17 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(features: &[String]) -> Self {
-        let features = features.to_vec();
+        let features = STREAM_FEATURES
+            .iter()
+            .enumerate()
+            .filter(|(_, known)| features.iter().any(|f| f == *known))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
         Streams { features, next: 1, input: None, pending: HashMap::new(), open: HashMap::new() }
+    }
+
+    /// Whether the agent named `feature` in its `hello`.
+    fn understands(&self, feature: &str) -> bool {
+        STREAM_FEATURES.iter().position(|known| *known == feature).is_some_and(|i| self.features & 1 << i != 0)
     }
 
     /// The next thing a door sends on one of these streams; never, before the first stream.
@@ -87,9 +106,9 @@ impl Streams {
     /// A door asks for a stream: the `stream_open` to send, or a refusal told to the door.
     pub fn request(&mut self, request: StreamRequest) -> Option<Out> {
         let needs = request.kind.feature();
-        if !self.features.iter().any(|f| f == needs) {
+        if !self.understands(needs) {
             let what = request.kind.capability();
-            let why = if self.features.iter().any(|f| f == agent::feature::STREAMS) {
+            let why = if self.understands(agent::feature::STREAMS) {
                 format!("this device's agent is too old for remote {what}; update baton-agent")
             } else {
                 "this device's agent cannot open remote sessions; update baton-agent".to_owned()

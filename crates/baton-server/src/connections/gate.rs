@@ -6,7 +6,7 @@
 //! they wait for their timeout. Proven connections (agents, terminals) are never pushed out.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     fmt,
     net::IpAddr,
     sync::{
@@ -15,13 +15,17 @@ use std::{
     },
 };
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// The limits, and who holds what.
 pub struct ConnectionGate {
     per_source: u32,
     total: u32,
     state: Mutex<State>,
+    /// Woken when connections are pushed out; each waiter looks whether it was one. Shared by
+    /// all connections: a channel each cost every connection ≈ 0.5 KiB for its whole life, for
+    /// an event that only ever happens at the total, to unproven connections.
+    pushing: Notify,
 }
 
 #[derive(Default)]
@@ -29,8 +33,10 @@ struct State {
     /// Connections counted against the total.
     open: u32,
     by_source: HashMap<IpAddr, u32>,
-    /// Unproven connections, oldest first, with the switch that closes each.
-    unproven: BTreeMap<u64, watch::Sender<bool>>,
+    /// Unproven connections, oldest first.
+    unproven: BTreeSet<u64>,
+    /// Connections pushed out and not yet closed.
+    pushed_out: HashSet<u64>,
     next: u64,
 }
 
@@ -57,9 +63,6 @@ pub struct Admitted {
     gate: Arc<ConnectionGate>,
     source: IpAddr,
     id: u64,
-    /// Becomes `true` when a newcomer took this connection's place (and its place in the
-    /// total): close it.
-    pushed_out: watch::Receiver<bool>,
     /// Set once it has sent a request, so later requests skip the lock.
     proven: AtomicBool,
 }
@@ -67,21 +70,27 @@ pub struct Admitted {
 impl ConnectionGate {
     /// `total` is capped by the caller to what the open-file limit allows.
     pub fn new(per_source: u32, total: u32) -> Arc<Self> {
-        Arc::new(Self { per_source: per_source.max(1), total: total.max(1), state: Mutex::new(State::default()) })
+        Arc::new(Self {
+            per_source: per_source.max(1),
+            total: total.max(1),
+            state: Mutex::new(State::default()),
+            pushing: Notify::new(),
+        })
     }
 
     /// Lets a connection from `source` in, or says why not.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, Refusal> {
         let source = bucket(source);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
         let held = state.by_source.get(&source).copied().unwrap_or(0);
         if held >= self.per_source {
             return Err(Refusal::Source(held));
         }
         if state.open >= self.total {
             // The oldest connection that has not yet sent a request makes room.
-            let Some((_, close)) = state.unproven.pop_first() else { return Err(Refusal::Total(state.open)) };
-            let _ = close.send(true);
+            let Some(oldest) = state.unproven.pop_first() else { return Err(Refusal::Total(state.open)) };
+            state.pushed_out.insert(oldest);
+            self.pushing.notify_waiters();
             state.open -= 1;
             metrics::counter!("baton_connections_pushed_out_total").increment(1);
         }
@@ -89,15 +98,18 @@ impl ConnectionGate {
         *state.by_source.entry(source).or_insert(0) += 1;
         let id = state.next;
         state.next += 1;
-        let (close, pushed_out) = watch::channel(false);
-        state.unproven.insert(id, close);
+        state.unproven.insert(id);
         metrics::gauge!("baton_connections_open").set(f64::from(state.open));
-        Ok(Admitted { gate: self.clone(), source, id, pushed_out, proven: AtomicBool::new(false) })
+        Ok(Admitted { gate: self.clone(), source, id, proven: AtomicBool::new(false) })
     }
 
     /// Connections open now.
     pub fn open(&self) -> u32 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).open
+        self.lock().open
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -107,26 +119,35 @@ impl Admitted {
         if self.proven.swap(true, Ordering::Relaxed) {
             return;
         }
-        let mut state = self.gate.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.unproven.remove(&self.id);
+        self.gate.lock().unproven.remove(&self.id);
     }
 
-    /// Completes when a newcomer took this connection's place.
+    /// Completes when a newcomer took this connection's place; never, once it is proven.
     pub async fn pushed_out(&self) {
-        let mut pushed_out = self.pushed_out.clone();
-        // The switch is dropped unused once the connection is proven: then never.
-        if pushed_out.wait_for(|out| *out).await.is_err() {
-            std::future::pending::<()>().await;
+        loop {
+            // Registered before looking, so a push-out between the look and the wait is heard.
+            let pushing = self.gate.pushing.notified();
+            {
+                let state = self.gate.lock();
+                if state.pushed_out.contains(&self.id) {
+                    return;
+                }
+                if !state.unproven.contains(&self.id) {
+                    break;
+                }
+            }
+            pushing.await;
         }
+        std::future::pending::<()>().await;
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut state = self.gate.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.gate.lock();
         state.unproven.remove(&self.id);
         // A connection pushed out gave its place in the total to the newcomer already.
-        if !*self.pushed_out.borrow() {
+        if !state.pushed_out.remove(&self.id) {
             state.open = state.open.saturating_sub(1);
         }
         if let Some(held) = state.by_source.get_mut(&self.source) {

@@ -26,7 +26,7 @@ mod wire;
 
 use std::{net::SocketAddr, time::Duration};
 
-use baton_proto::mqtt::{ConnAck, DecodeError, Packet, Properties, Property, Version, reason};
+use baton_proto::mqtt::{ConnAck, Connect, DecodeError, Packet, Properties, Property, Version, reason};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -152,50 +152,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     patience: Duration,
 ) {
     let mut wire = Wire::new(stream, app.settings.mqtt_max_packet_bytes);
-    let first = tokio::select! {
-        read = timeout(patience, wire.read(false)) => read,
-        // A newer connection took this one's place before it said CONNECT.
-        () = admitted.pushed_out() => return,
-    };
-    let connect = match first {
-        Ok(Ok(Packet::Connect(connect))) => connect,
-        Ok(Err(WireError::Decode(DecodeError::UnsupportedVersion(_)))) => {
-            // The 3.1.1 refusal is the one every version can read.
-            let _ = wire.stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
-            metrics::counter!("baton_mqtt_connections_refused_total", "reason" => "version").increment(1);
-            return;
-        }
-        Ok(Err(WireError::Decode(e))) => {
-            tracing::debug!(%peer, error = %e, "closing an MQTT connection that sent a bad packet");
-            metrics::counter!("baton_mqtt_malformed_packets_total").increment(1);
-            return;
-        }
-        _ => return,
-    };
-    admitted.proven();
-    // From here on the connection may write; shutdown waits for it.
-    let _running = app.connections.running();
-    wire.version = connect.version;
-    if let Some(max) = connect.properties.maximum_packet_size() {
-        wire.max_out = usize::try_from(max).unwrap_or(usize::MAX);
-    }
-    if let Err(wait) = app.connect_limiter.check(peer.ip()) {
-        let text = format!("too many connections from this address; retry in {wait} s");
-        refuse(&mut wire, reason::CONNECTION_RATE_EXCEEDED, &text).await;
-        return;
-    }
-    if connect.client_id.is_empty() && !connect.clean_start && connect.version == Version::V311 {
-        refuse(&mut wire, reason::CLIENT_ID_NOT_VALID, "an empty client id needs a clean session").await;
-        return;
-    }
     // Boxed, like the session's own one-off awaits: the connection's task stays as large as
-    // the session's waiting state.
-    match Box::pin(auth::login(&app, &connect, certificate.as_ref())).await {
-        Err(refusal) => {
-            tracing::debug!(%peer, reason = refusal.text, "MQTT login refused");
-            refuse(&mut wire, refusal.reason, &refusal.text).await;
-        }
-        Ok(auth::Login::Provision) => {
+    // the session's waiting state, and holds no copy of the CONNECT or the login's state.
+    let Some((connect, login, _running)) =
+        Box::pin(log_in(&app, &mut wire, peer, certificate, admitted, patience)).await
+    else {
+        return;
+    };
+    match login {
+        auth::Login::Provision => {
             wire.queue(&Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason: reason::SUCCESS,
@@ -205,7 +170,67 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 Box::pin(provision::serve(&app, &mut wire, peer)).await;
             }
         }
-        Ok(auth::Login::Device(device)) => session::run(app.clone(), wire, connect, device, peer).await,
+        auth::Login::Device(device) => {
+            if let Some(started) = Box::pin(session::start(&app, &mut wire, connect, device, peer)).await {
+                session::run(app, &mut wire, started).await;
+            }
+        }
+    }
+}
+
+/// CONNECT and the login: the client's CONNECT, who it is, and the running session's guard
+/// (from here on the connection may write; shutdown waits for it). `None` when the connection
+/// ended or was refused (told why, when it can be).
+async fn log_in<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: &AppState,
+    wire: &mut Wire<S>,
+    peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
+    admitted: &Admitted,
+    patience: Duration,
+) -> Option<(Connect, auth::Login, crate::connections::Running)> {
+    let first = tokio::select! {
+        read = timeout(patience, wire.read(false)) => read,
+        // A newer connection took this one's place before it said CONNECT.
+        () = admitted.pushed_out() => return None,
+    };
+    let connect = match first {
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Err(WireError::Decode(DecodeError::UnsupportedVersion(_)))) => {
+            // The 3.1.1 refusal is the one every version can read.
+            let _ = wire.stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            metrics::counter!("baton_mqtt_connections_refused_total", "reason" => "version").increment(1);
+            return None;
+        }
+        Ok(Err(WireError::Decode(e))) => {
+            tracing::debug!(%peer, error = %e, "closing an MQTT connection that sent a bad packet");
+            metrics::counter!("baton_mqtt_malformed_packets_total").increment(1);
+            return None;
+        }
+        _ => return None,
+    };
+    admitted.proven();
+    let running = app.connections.running();
+    wire.version = connect.version;
+    if let Some(max) = connect.properties.maximum_packet_size() {
+        wire.max_out = usize::try_from(max).unwrap_or(usize::MAX);
+    }
+    if let Err(wait) = app.connect_limiter.check(peer.ip()) {
+        let text = format!("too many connections from this address; retry in {wait} s");
+        refuse(wire, reason::CONNECTION_RATE_EXCEEDED, &text).await;
+        return None;
+    }
+    if connect.client_id.is_empty() && !connect.clean_start && connect.version == Version::V311 {
+        refuse(wire, reason::CLIENT_ID_NOT_VALID, "an empty client id needs a clean session").await;
+        return None;
+    }
+    match auth::login(app, &connect, certificate.as_ref()).await {
+        Err(refusal) => {
+            tracing::debug!(%peer, reason = refusal.text, "MQTT login refused");
+            refuse(wire, refusal.reason, &refusal.text).await;
+            None
+        }
+        Ok(login) => Some((connect, login, running)),
     }
 }
 

@@ -153,10 +153,11 @@ impl Session {
             Err(baton_core::Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(internal(e)),
         };
-        let seen = self.desired_seen.get(device_id).cloned().unwrap_or_default();
-        if self.desired_seen.contains_key(device_id) && seen == current {
+        let seen = self.desired_seen(device_id);
+        if seen.is_some_and(|seen| *seen == current) {
             return Ok(());
         }
+        let seen = seen.cloned().unwrap_or_default();
         if native_subscribed {
             self.publish_if_subscribed(wire, &native, Value::Object(current.clone()).to_string());
         }
@@ -177,8 +178,17 @@ impl Session {
                 self.publish_if_subscribed(wire, &topics, wrap(json!({"deleted": deleted})).to_string());
             }
         }
-        self.desired_seen.insert(device_id.to_owned(), current);
+        if is_me {
+            self.desired_own = Some(current);
+        } else {
+            self.desired_seen.insert(device_id.to_owned(), current);
+        }
         Ok(())
+    }
+
+    /// Desired attributes as last pushed (or found at connect) to `device_id`.
+    fn desired_seen(&self, device_id: &str) -> Option<&Map<String, Value>> {
+        if device_id == self.device.device_id { self.desired_own.as_ref() } else { self.desired_seen.get(device_id) }
     }
 }
 

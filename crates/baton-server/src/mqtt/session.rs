@@ -92,7 +92,9 @@ pub(super) struct Session {
     /// ThingsBoard RPC request numbers sent on this connection, both ways.
     pub(super) rpc: HashMap<u32, (String, String)>,
     pub(super) rpc_of_command: HashMap<String, u32>,
-    /// Desired attributes as last pushed (or found at connect), per device.
+    /// Desired attributes as last pushed (or found at connect): the device's own (apart, so a
+    /// connection holds no map allocation for it) and its sub-devices'.
+    pub(super) desired_own: Option<Map<String, Value>>,
     pub(super) desired_seen: HashMap<String, Map<String, Value>>,
     /// Sub-devices this gateway connection relays, by id, and their ids by name.
     pub(super) subs: HashMap<String, SubDevice>,
@@ -117,22 +119,52 @@ pub(super) struct Session {
     pub(super) rejected_since: u64,
 }
 
-/// Runs an authenticated device's session to its end.
+/// What a session's end needs of its CONNECT.
+struct Kept {
+    clean_start: bool,
+    will: Option<Box<baton_proto::mqtt::Will>>,
+}
+
+/// A session started (CONNACK queued), and what it needs to run to its end.
+pub(super) struct Started {
+    session: Session,
+    registration: crate::connections::Registration,
+    keep_alive: Duration,
+    kept: Kept,
+}
+
+/// Runs a started session to its end. Its start ([`start`], which the caller boxes) and its end
+/// are boxed: while the device stays connected, its task holds only the session and its waiting
+/// state, not the CONNECT, the queries of the start or the writes of the end. (An async fn's
+/// arguments stay in its future for its whole life: this one takes only what the session uses.)
 pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
     app: AppState,
-    mut wire: Wire<S>,
+    wire: &mut Wire<S>,
+    mut started: Started,
+) {
+    // Used in place, not unpacked: unpacked, the session would be held twice.
+    let ending = started.session.serve(wire, started.registration, started.keep_alive).await;
+    Box::pin(finish(app, wire, started.session, ending, started.kept)).await;
+}
+
+/// CONNACK, and everything before it: the will's topic, the stored subscriptions, presence.
+/// `None` when the connection was refused.
+pub(super) async fn start<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: &AppState,
+    wire: &mut Wire<S>,
     connect: Connect,
     device: DeviceIdentity,
     peer: SocketAddr,
-) {
+) -> Option<Started> {
+    let app = app.clone();
     let id = device.device_id.clone();
     let scope = device.scope.clone();
     if let Some(will) = &connect.will
         && !will_allowed(&will.topic, &id)
     {
         let text = "the will must go to one of the device's own topics, e.g. baton/v1/me/status";
-        super::refuse(&mut wire, reason::NOT_AUTHORIZED, text).await;
-        return;
+        super::refuse(wire, reason::NOT_AUTHORIZED, text).await;
+        return None;
     }
     let max_keep_alive = u16::try_from(app.settings.mqtt_max_keepalive_secs).unwrap_or(u16::MAX);
     let keep_alive = if connect.keep_alive == 0 || connect.keep_alive > max_keep_alive {
@@ -154,8 +186,8 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         other => other,
     };
     let Ok(subscriptions) = stored else {
-        super::refuse(&mut wire, reason::SERVER_UNAVAILABLE, "the server could not load the session; retry").await;
-        return;
+        super::refuse(wire, reason::SERVER_UNAVAILABLE, "the server could not load the session; retry").await;
+        return None;
     };
     let desired = match Box::pin(attributes::get(&app.db, &scope, &id)).await {
         Ok(a) => a.desired,
@@ -167,8 +199,8 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
     if let Err(e) = Box::pin(presence::online(&app.db, &scope, &id, &remote, "mqtt")).await {
         tracing::error!(error = %e, device_id = %id, "could not record the connection");
         app.connections.unregister(&id, registration.connection);
-        super::refuse(&mut wire, reason::SERVER_UNAVAILABLE, "the server could not record the connection; retry").await;
-        return;
+        super::refuse(wire, reason::SERVER_UNAVAILABLE, "the server could not record the connection; retry").await;
+        return None;
     }
     let mut properties = Properties::default();
     if connect.version == Version::V5 {
@@ -202,7 +234,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let window = usize::from(connect.properties.receive_maximum().unwrap_or(u16::MAX)).min(MAX_IN_FLIGHT);
     // Only what the end needs is kept: a connection holds no copy of its login while it lasts.
     let Connect { version, clean_start, will, .. } = connect;
-    let mut session = Session {
+    let session = Session {
         app: app.clone(),
         device,
         version,
@@ -216,7 +248,8 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         sent: HashSet::new(),
         rpc: HashMap::new(),
         rpc_of_command: HashMap::new(),
-        desired_seen: HashMap::from([(id.clone(), desired)]),
+        desired_own: Some(desired),
+        desired_seen: HashMap::new(),
         subs: HashMap::new(),
         sub_by_name: HashMap::new(),
         relay: None,
@@ -231,8 +264,21 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         rejected_since: 0,
     };
     let keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
-    let ending = session.serve(&mut wire, registration, keep_alive).await;
+    Some(Started { session, registration, keep_alive, kept: Kept { clean_start, will: will.map(Box::new) } })
+}
 
+/// The session's end: the DISCONNECT for MQTT 5, the subscriptions of a clean session, the
+/// relayed sub-devices, presence, and the will.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: AppState,
+    wire: &mut Wire<S>,
+    session: Session,
+    ending: Ending,
+    kept: Kept,
+) {
+    let mut session = session;
+    let Kept { clean_start, will } = kept;
+    let (id, scope, version) = (session.device.device_id.clone(), session.device.scope.clone(), session.version);
     let replaced = matches!(&ending, Ending::Server { reason: reason::SESSION_TAKEN_OVER, .. });
     let (clean, why) = match &ending {
         Ending::Disconnected { will } => (!will, "disconnected".to_owned()),
@@ -281,8 +327,8 @@ enum Wake {
     Deliver,
     Control(Option<Control>),
     Relayed(Relayed),
-    Sweep,
-    KeepAlive,
+    /// The keep-alive's deadline, or a gateway's sweep.
+    Deadline,
     Stop,
 }
 
@@ -337,13 +383,16 @@ impl Session {
                 written = Instant::now();
                 Box::pin(self.app.commands.seen(&self.device.device_id)).await;
             }
+            let next_deadline =
+                if self.subs.is_empty() { heard + keep_alive } else { (heard + keep_alive).min(sweep_at) };
             let wake = tokio::select! {
                 read = wire.fill() => Wake::Read(read),
                 Some(()) = registration.deliver.recv() => Wake::Deliver,
                 control = registration.control.recv() => Wake::Control(control),
                 Some(relayed) = relayed(&mut self.relay) => Wake::Relayed(relayed),
-                () = sleep_until(sweep_at), if !self.subs.is_empty() => Wake::Sweep,
-                () = sleep_until(heard + keep_alive) => Wake::KeepAlive,
+                // One timer for both deadlines: a timer is among the largest parts of the
+                // waiting state every idle connection holds.
+                () = sleep_until(next_deadline) => Wake::Deadline,
                 _ = stop.wait_for(|s| *s) => Wake::Stop,
             };
             match wake {
@@ -365,7 +414,10 @@ impl Session {
                     // Decommissioned or taken over elsewhere: this gateway no longer relays it.
                     self.forget_sub(&device_id);
                 }
-                Wake::Sweep if !self.subs.is_empty() => {
+                Wake::Deadline if Instant::now() >= heard + keep_alive => {
+                    return Ending::server(reason::KEEP_ALIVE_TIMEOUT, "nothing heard within 1.5 keep-alive periods");
+                }
+                Wake::Deadline if !self.subs.is_empty() && Instant::now() >= sweep_at => {
                     sweep_at = Instant::now() + GATEWAY_SWEEP;
                     let (db, scope) = (&self.app.db, &self.device.scope);
                     match Box::pin(delivery::waiting_behind(db, scope, &self.device.device_id)).await {
@@ -373,10 +425,7 @@ impl Session {
                         Err(e) => return Ending::internal(e),
                     }
                 }
-                Wake::Sweep => {}
-                Wake::KeepAlive => {
-                    return Ending::server(reason::KEEP_ALIVE_TIMEOUT, "nothing heard within 1.5 keep-alive periods");
-                }
+                Wake::Deadline => {}
                 Wake::Stop => return Ending::server(reason::SERVER_SHUTTING_DOWN, "the server is shutting down"),
             }
         }
@@ -481,7 +530,7 @@ impl Session {
         let id = self.device.device_id.clone();
         let config = dialect::native(&id, true, "config");
         if s.subscriptions.iter().any(|sub| config.iter().any(|t| topic::matches(&sub.filter, t))) {
-            self.desired_seen.remove(&id);
+            self.desired_own = None;
         }
         self.to_deliver.insert(id);
         Ok(())
