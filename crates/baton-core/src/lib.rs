@@ -27,6 +27,7 @@
 pub mod access;
 pub mod artifacts;
 pub mod attributes;
+mod batches;
 pub mod bundles;
 pub mod bus;
 pub mod certificates;

@@ -140,13 +140,7 @@ fn stopped() -> Error {
 
 async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < PER_TRANSACTION {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        let jobs = crate::batches::take_waiting(&mut rx, first, PER_TRANSACTION);
         metrics::histogram!("baton_setup_batch_size").record(jobs.len() as f64);
         match apply(&db, &jobs).await {
             Ok(results) => {
