@@ -122,7 +122,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &GroupQuery) -> Result<Page<G
         sql.push(" AND g.id > ").bind(c.id.as_str()).push("))");
     }
     sql.push(" ORDER BY g.name, g.id LIMIT ").bind(limit + 1);
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(pagination::finish(items, limit, |g| Cursor {
         order: "name".into(),
@@ -191,7 +191,7 @@ pub async fn update(db: &Db, scope: &TenantScope, id: &str, req: GroupUpdate) ->
         None => {}
     }
     sql.push(" WHERE tenant_id = ").bind(scope.id()).push(" AND id = ").bind(id);
-    sql.query().execute(&mut *tx).await.map_err(Error::conflict_on_unique(format!(
+    sql.query_on(&tx).execute(&mut *tx).await.map_err(Error::conflict_on_unique(format!(
         "a group named `{}` already exists",
         req.name.unwrap_or_default()
     )))?;
@@ -366,7 +366,8 @@ async fn subtree_height(tx: &mut Transaction<'_, Any>, scope: &TenantScope, id: 
         height += 1;
         let mut sql = Sql::new("SELECT id FROM device_groups WHERE tenant_id = ");
         sql.bind(scope.id()).push(" AND parent_id IN ").bind_list(level.iter().map(String::as_str));
-        level = sql.query().fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        level =
+            sql.query_on(tx).fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     }
     Ok(height)
 }

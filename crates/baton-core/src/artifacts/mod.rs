@@ -435,7 +435,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &ArtifactQuery) -> Result<Pag
         sql.push(" AND name = ").bind(name.as_str());
     }
     pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(pagination::finish(items, limit, |a| pagination::newest_cursor(a.created_at, &a.id)))
 }

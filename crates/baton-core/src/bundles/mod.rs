@@ -118,7 +118,7 @@ pub async fn request(
             };
             sql.push(", ").bind(i64::try_from(since_secs).unwrap_or(i64::MAX)).push(", ").bind(now).push(")");
         }
-        sql.query().execute(&mut *tx).await?;
+        sql.query_on(&tx).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     commands::announce(bus, scope, devices.clone(), Vec::new());
@@ -182,7 +182,7 @@ async fn mqtt_devices(db: &Db, scope: &TenantScope, ids: &[String]) -> Result<Ve
     for chunk in ids.chunks(500) {
         let mut sql = Sql::new("SELECT id FROM devices WHERE transport = 'mqtt' AND tenant_id = ");
         sql.bind(scope.id()).push(" AND id IN ").bind_list(chunk.iter().map(String::as_str));
-        for row in sql.query().fetch_all(db.reader()).await? {
+        for row in sql.query(db.backend()).fetch_all(db.reader()).await? {
             mqtt.push(row.try_get("id")?);
         }
     }
@@ -239,7 +239,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &BundleQuery) -> Result<Page<
         }
     }
     pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(pagination::finish(items, limit, |b| pagination::newest_cursor(b.created_at, &b.id)))
 }

@@ -39,7 +39,7 @@ pub async fn pending(db: &Db, scope: &TenantScope, device_id: &str) -> Result<Ve
     if !queued.is_empty() {
         let mut sql = Sql::new("UPDATE commands SET state = 'SENT', sent_at = ");
         sql.bind(now).push(" WHERE state = 'QUEUED' AND device_id = ").bind(device_id).push(" AND id IN ");
-        sql.bind_list(queued).query().execute(db.writer()).await?;
+        sql.bind_list(queued).query(db.backend()).execute(db.writer()).await?;
     }
     Ok(commands
         .into_iter()

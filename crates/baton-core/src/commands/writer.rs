@@ -12,7 +12,7 @@
 //! losing them to a crash loses nothing, because the server sends SENT and ACKED commands
 //! again after a reconnect and the agent answers a repeat with the result it kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use baton_proto::{
     agent::{CommandProgress, CommandUpdate},
@@ -21,7 +21,7 @@ use baton_proto::{
         events::Event,
     },
 };
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::MAX_RESULT_BYTES;
@@ -30,15 +30,15 @@ use crate::{
     access::TenantScope,
     bus::{Message, SharedBus},
     events,
-    store::{Backend, Db, from_ms, new_id, now_ms, sql::Sql},
+    store::{Backend, Db, from_ms, new_id, now_ms},
 };
 
 /// Changes waiting for the writer before sessions are slowed down (back-pressure).
 const QUEUE: usize = 16_384;
 /// Changes applied in one transaction at most.
 const PER_TRANSACTION: usize = 20_000;
-/// Ids (or rows) per statement: well under both engines' limits on bound values.
-const PER_STATEMENT: usize = 500;
+/// Ids (or rows) per statement, which takes them as one JSON value.
+const PER_STATEMENT: usize = 5_000;
 
 /// What became of a device's report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +158,6 @@ async fn apply(db: &Db, jobs: &[Job]) -> Result<Outcome, Error> {
         })
         .collect();
     let mut stored = current(&mut tx, db.backend(), &reported).await?;
-    let sent: Vec<&str> = jobs
-        .iter()
-        .flat_map(|j| if let Job::Sent(ids) = j { ids.as_slice() } else { &[] })
-        .map(String::as_str)
-        .collect();
     let mut plan = Plan::default();
     for job in jobs {
         let finished = match job {
@@ -171,14 +166,24 @@ async fn apply(db: &Db, jobs: &[Job]) -> Result<Outcome, Error> {
         };
         plan.finished.push(finished);
     }
+    // A command answered in this drain is marked sent by its answer's update: under load the
+    // agents' answers come in while the previous drain commits, and each state change of a
+    // command rewrites its row and every index on `state`.
+    let finals: HashSet<&str> = plan.finals.iter().map(|f| f.0.as_str()).collect();
+    let acked: Vec<&str> = plan.acked.iter().map(String::as_str).filter(|id| !finals.contains(id)).collect();
+    let answered: HashSet<&str> = finals.iter().copied().chain(acked.iter().copied()).collect();
+    let sent: Vec<&str> = jobs
+        .iter()
+        .flat_map(|j| if let Job::Sent(ids) = j { ids.as_slice() } else { &[] })
+        .map(String::as_str)
+        .filter(|id| !answered.contains(id))
+        .collect();
     update_ids(&mut tx, "commands SET state = 'SENT', sent_at = ", now, "state = 'QUEUED'", &sent).await?;
     let seen: Vec<&str> =
         jobs.iter().filter_map(|j| if let Job::Seen(id) = j { Some(id.as_str()) } else { None }).collect();
     update_ids(&mut tx, "devices SET last_seen_at = ", now, "online = 1", &seen).await?;
-    let acked: Vec<&str> =
-        plan.acked.iter().filter(|id| !plan.finals.iter().any(|f| f.0 == **id)).map(String::as_str).collect();
-    update_ids(&mut tx, "commands SET state = 'ACKED', acked_at = ", now, "state IN ('QUEUED', 'SENT')", &acked)
-        .await?;
+    let set_acked = "commands SET state = 'ACKED', sent_at = COALESCE(sent_at, $1), acked_at = ";
+    update_ids(&mut tx, set_acked, now, "state IN ('QUEUED', 'SENT')", &acked).await?;
     finish(&mut tx, &plan.finals, now).await?;
     for (device_id, seconds) in &plan.intervals {
         sqlx::query("UPDATE devices SET telemetry_interval_secs = $1 WHERE id = $2")
@@ -267,13 +272,18 @@ async fn current(
     ids: &[&str],
 ) -> Result<HashMap<String, Stored>, Error> {
     let mut stored = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(PER_STATEMENT) {
-        let mut sql = Sql::new("SELECT id, tenant_id, device_id, state, spec FROM commands WHERE id IN ");
-        sql.bind_list(chunk.iter().copied());
-        if backend == Backend::Postgres {
-            sql.push(" ORDER BY id FOR UPDATE");
+    let select = match backend {
+        Backend::Sqlite => {
+            "SELECT id, tenant_id, device_id, state, spec FROM commands WHERE id IN (SELECT value FROM json_each($1))"
         }
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        Backend::Postgres => {
+            "SELECT id, tenant_id, device_id, state, spec FROM commands \
+             WHERE id IN (SELECT json_array_elements_text($1::JSON)) ORDER BY id FOR UPDATE"
+        }
+    };
+    for chunk in ids.chunks(PER_STATEMENT) {
+        let ids = serde_json::to_string(chunk).map_err(anyhow::Error::from)?;
+        for row in sqlx::query(select).bind(ids).fetch_all(&mut **tx).await? {
             let state = CommandState::parse(&row.try_get::<String, _>("state")?).unwrap_or(CommandState::Canceled);
             let command = Stored {
                 tenant: row.try_get("tenant_id")?,
@@ -287,34 +297,45 @@ async fn current(
     Ok(stored)
 }
 
-/// `UPDATE {set}{now} WHERE {only} AND id IN (…)`, a chunk of ids per statement.
+/// `UPDATE {set}{now} WHERE {only} AND id IN (…)`, the ids as one JSON value per statement.
 async fn update_ids(tx: &mut Transaction<'_, Any>, set: &str, now: i64, only: &str, ids: &[&str]) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = match Backend::of(tx) {
+        Backend::Sqlite => "(SELECT value FROM json_each($2))",
+        Backend::Postgres => "(SELECT json_array_elements_text($2::JSON))",
+    };
+    let text = format!("UPDATE {set}$1 WHERE {only} AND id IN {list}");
     for chunk in ids.chunks(PER_STATEMENT) {
-        let mut sql = Sql::new("UPDATE ");
-        sql.push(set).bind(now).push(" WHERE ").push(only).push(" AND id IN ");
-        sql.bind_list(chunk.iter().copied()).query().execute(&mut **tx).await?;
+        let ids = serde_json::to_string(chunk).map_err(anyhow::Error::from)?;
+        // Safe: the text is made of this module's literals; the values are bound.
+        sqlx::query(AssertSqlSafe(text.clone())).bind(now).bind(ids).execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Final states and results, many commands per statement (`UPDATE … FROM (VALUES …)`, which
-/// both engines accept; a VALUES list's columns are `column1`, `column2`, … in both).
+/// Final states and results, many commands per statement: `UPDATE … FROM` the rows of one JSON
+/// value (`[id, state, result]` each), which each engine expands itself.
 async fn finish(
     tx: &mut Transaction<'_, Any>,
     finals: &[(String, &'static str, String)],
     now: i64,
 ) -> Result<(), Error> {
+    let update = match Backend::of(tx) {
+        Backend::Sqlite => FINISH_SQLITE,
+        Backend::Postgres => FINISH_POSTGRES,
+    };
     for chunk in finals.chunks(PER_STATEMENT) {
-        let mut sql = Sql::new("UPDATE commands SET state = v.column2, result = v.column3, finished_at = ");
-        sql.bind(now).push(", acked_at = COALESCE(acked_at, ").bind(now).push(") FROM (VALUES ");
-        for (i, (id, state, result)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(").bind(id.as_str()).push(", ").bind(*state).push(", ").bind(result.as_str()).push(")");
-        }
-        sql.push(") AS v WHERE commands.id = v.column1 AND commands.state IN ('QUEUED', 'SENT', 'ACKED')");
-        sql.query().execute(&mut **tx).await?;
+        let rows = serde_json::to_string(chunk).map_err(anyhow::Error::from)?;
+        sqlx::query(update).bind(now).bind(rows).execute(&mut **tx).await?;
     }
     Ok(())
 }
+
+const FINISH_SQLITE: &str = "UPDATE commands SET state = v.value ->> 1, result = v.value ->> 2, finished_at = $1, \
+    sent_at = COALESCE(sent_at, $1), acked_at = COALESCE(acked_at, $1) FROM json_each($2) AS v \
+    WHERE commands.id = v.value ->> 0 AND commands.state IN ('QUEUED', 'SENT', 'ACKED')";
+const FINISH_POSTGRES: &str = "UPDATE commands SET state = v.e ->> 1, result = v.e ->> 2, finished_at = $1, \
+    sent_at = COALESCE(sent_at, $1), acked_at = COALESCE(acked_at, $1) FROM json_array_elements($2::JSON) AS v(e) \
+    WHERE commands.id = v.e ->> 0 AND commands.state IN ('QUEUED', 'SENT', 'ACKED')";

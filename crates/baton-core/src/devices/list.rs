@@ -39,7 +39,7 @@ pub async fn list(db: &Db, scope: &TenantScope, query: &DeviceQuery) -> Result<P
         crate::groups::get(db, scope, group).await?;
     }
     let sql = build(scope, &plan, db.backend());
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let order = order_name(plan.sort, plan.descending);
     // The cursor is taken from the rows as stored, before hydrating.
     let keys: Vec<Cursor> = rows
@@ -265,6 +265,6 @@ pub async fn active_ids(
     if let Some((group, _)) = &plan.group {
         crate::groups::get(db, scope, group).await?;
     }
-    let rows = build(scope, &plan, db.backend()).query().fetch_all(db.reader()).await?;
+    let rows = build(scope, &plan, db.backend()).query(db.backend()).fetch_all(db.reader()).await?;
     rows.iter().map(|r| r.try_get::<String, _>("id").map_err(Error::from)).collect()
 }

@@ -383,7 +383,7 @@ pub async fn names(db: &Db, scope: &TenantScope, ids: &[String]) -> Result<BTree
     for chunk in ids.chunks(500) {
         let mut sql = Sql::new("SELECT id, name FROM devices WHERE tenant_id = ");
         sql.bind(scope.id()).push(" AND id IN ").bind_list(chunk.iter().map(String::as_str));
-        for row in sql.query().fetch_all(db.reader()).await? {
+        for row in sql.query(db.backend()).fetch_all(db.reader()).await? {
             names.insert(row.try_get("id")?, row.try_get("name")?);
         }
     }
@@ -398,13 +398,17 @@ pub(crate) async fn hydrate(db: &Db, rows: Vec<AnyRow>) -> Result<Vec<Device>, E
     }
     let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for row in in_list("SELECT device_id, key, value FROM device_labels", &ids).query().fetch_all(db.reader()).await? {
+    for row in in_list("SELECT device_id, key, value FROM device_labels", &ids)
+        .query(db.backend())
+        .fetch_all(db.reader())
+        .await?
+    {
         labels.entry(row.try_get("device_id")?).or_default().insert(row.try_get("key")?, row.try_get("value")?);
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut sql = in_list("SELECT device_id, group_id FROM group_members", &ids);
     sql.push(" ORDER BY group_id");
-    for row in sql.query().fetch_all(db.reader()).await? {
+    for row in sql.query(db.backend()).fetch_all(db.reader()).await? {
         groups.entry(row.try_get("device_id")?).or_default().push(row.try_get("group_id")?);
     }
     rows.iter()

@@ -90,7 +90,7 @@ pub async fn offline_many(db: &Db, scope: &TenantScope, ids: &[String]) -> Resul
     for chunk in ids.chunks(500) {
         let mut sql = crate::store::sql::Sql::new("UPDATE devices SET online = 0, last_seen_at = ");
         sql.bind(now_ms()).push(" WHERE tenant_id = ").bind(scope.id()).push(" AND id IN ");
-        sql.bind_list(chunk.iter().map(String::as_str)).query().execute(db.writer()).await?;
+        sql.bind_list(chunk.iter().map(String::as_str)).query(db.backend()).execute(db.writer()).await?;
     }
     Ok(())
 }

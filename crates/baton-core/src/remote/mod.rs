@@ -565,7 +565,7 @@ async fn page(
         sql.push(" AND recording_key IS NOT NULL");
     }
     pagination::newest_first(&mut sql, cursor, limit)?;
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(pagination::finish(items, limit, |s| pagination::newest_cursor(s.created_at, &s.id)))
 }

@@ -40,7 +40,7 @@ pub async fn pending(db: &Db, engine: &Engine, scope: &TenantScope, device_id: &
     sql.bind(scope.id()).push(" AND e.device_id = ").bind(device_id).push(" AND e.state IN ");
     let working: Vec<&str> = ExecutionState::ALL.iter().filter(|s| s.is_in_flight()).map(|s| s.as_str()).collect();
     sql.bind_list(working).push(" AND r.state IN ('RUNNING', 'PAUSED', 'ROLLING_BACK') ORDER BY e.id");
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -218,7 +218,7 @@ pub async fn in_flight(db: &Db, scope: &TenantScope, device_id: &str) -> Result<
     sql.bind(scope.id()).push(" AND e.device_id = ").bind(device_id).push(" AND e.state IN ");
     let working: Vec<&str> = ExecutionState::ALL.iter().filter(|s| s.is_in_flight()).map(|s| s.as_str()).collect();
     sql.bind_list(working).push(" AND r.state IN ('RUNNING', 'PAUSED', 'ROLLING_BACK') ORDER BY e.id DESC LIMIT 1");
-    let Some(row) = sql.query().fetch_optional(db.reader()).await? else { return Ok(None) };
+    let Some(row) = sql.query(db.backend()).fetch_optional(db.reader()).await? else { return Ok(None) };
     let located = artifacts::locate(db, scope, &row.try_get::<String, _>("artifact_id")?).await?;
     let attempt = u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(1);
     Ok(Some((row.try_get("id")?, attempt, located)))

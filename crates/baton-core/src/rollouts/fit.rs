@@ -32,12 +32,12 @@ pub async fn keep_fitting(
     for chunk in ids.chunks(500) {
         let mut sql = Sql::new("SELECT id, os_family, architecture, model FROM devices WHERE tenant_id = ");
         sql.bind(scope.id()).push(" AND id IN ").bind_list(chunk.iter().map(String::as_str));
-        let facts = sql.query().fetch_all(db.reader()).await?;
+        let facts = sql.query(db.backend()).fetch_all(db.reader()).await?;
         let mut labels: HashMap<String, HashMap<String, String>> = HashMap::new();
         if selector.is_some() {
             let mut sql = Sql::new("SELECT device_id, key, value FROM device_labels WHERE device_id IN ");
             sql.bind_list(chunk.iter().map(String::as_str));
-            for row in sql.query().fetch_all(db.reader()).await? {
+            for row in sql.query(db.backend()).fetch_all(db.reader()).await? {
                 labels.entry(row.try_get("device_id")?).or_default().insert(row.try_get("key")?, row.try_get("value")?);
             }
         }

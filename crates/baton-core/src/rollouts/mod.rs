@@ -181,7 +181,7 @@ pub async fn create(
             sql.push(", ").bind(position as i64).push(", 'install', ").bind(artifact.id.as_str());
             sql.push(", 'QUEUED', 1, ").bind(now).push(")");
         }
-        sql.query().execute(&mut *tx).await?;
+        sql.query_on(&tx).execute(&mut *tx).await?;
     }
     if req.start {
         supersede(&mut tx, scope, &id, &artifact.name, now).await?;
@@ -198,7 +198,7 @@ pub async fn get(db: &Db, scope: &TenantScope, id: &str) -> Result<Rollout, Erro
     }
     let mut sql = Sql::new(COLUMNS);
     sql.bind(scope.id()).push(" AND id = ").bind(id);
-    let row = sql.query().fetch_optional(db.reader()).await?.ok_or_else(not_found)?;
+    let row = sql.query(db.backend()).fetch_optional(db.reader()).await?.ok_or_else(not_found)?;
     from_row(db, &row).await
 }
 
@@ -211,7 +211,7 @@ pub async fn list(db: &Db, scope: &TenantScope, q: &RolloutQuery) -> Result<Page
         sql.push(" AND state = ").bind(state.as_str());
     }
     pagination::newest_first(&mut sql, q.cursor.as_deref(), limit)?;
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         items.push(from_row(db, row).await?);
@@ -242,7 +242,7 @@ pub async fn executions(db: &Db, scope: &TenantScope, id: &str, q: &ExecutionQue
         sql.push(" AND wave = ").bind(i64::from(wave));
     }
     sql.push(" AND seq > ").bind(after).push(" ORDER BY seq LIMIT ").bind(limit + 1);
-    let rows = sql.query().fetch_all(db.reader()).await?;
+    let rows = sql.query(db.backend()).fetch_all(db.reader()).await?;
     let mut items = rows
         .iter()
         .map(|row| Ok((row.try_get::<i64, _>("seq")?, execution_from_row(row)?)))
@@ -449,7 +449,7 @@ async fn supersede(
     sql.push(" AND name = ").bind(artifact_name);
     sql.push(") AND device_id IN (SELECT device_id FROM rollout_executions WHERE rollout_id = ").bind(rollout_id);
     sql.push(")");
-    sql.query().execute(&mut **tx).await?;
+    sql.query_on(tx).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -510,7 +510,7 @@ async fn targets(db: &Db, scope: &TenantScope, spec: &Spec) -> Result<Vec<String
         sql.bind(scope.id()).push(" AND id IN ");
         sql.bind_list(t.device_ids.iter().map(String::as_str));
         let found: BTreeSet<String> =
-            sql.query().fetch_all(db.reader()).await?.iter().filter_map(|r| r.try_get("id").ok()).collect();
+            sql.query(db.backend()).fetch_all(db.reader()).await?.iter().filter_map(|r| r.try_get("id").ok()).collect();
         if let Some((i, missing)) = t.device_ids.iter().enumerate().find(|(_, d)| !found.contains(*d)) {
             return Err(Error::invalid(&format!("/targets/device_ids/{i}"), format!("no active device {missing}")));
         }

@@ -37,6 +37,13 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The engine behind a connection (sqlx names it).
+    pub fn of(connection: &sqlx::AnyConnection) -> Self {
+        if connection.backend_name().eq_ignore_ascii_case("postgresql") { Self::Postgres } else { Self::Sqlite }
+    }
+}
+
 /// The database: a writer pool and a reader pool (the same pool on PostgreSQL).
 #[derive(Clone, Debug)]
 pub struct Db {

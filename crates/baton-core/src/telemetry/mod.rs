@@ -4,6 +4,7 @@
 
 mod bulk;
 mod keys;
+mod latest;
 pub mod writer;
 
 use std::collections::BTreeMap;

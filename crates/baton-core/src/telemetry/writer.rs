@@ -3,7 +3,7 @@
 //! transaction committed — so an acknowledged sample is durable, and a fleet's small batches
 //! cost a few large writes instead of many small ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use baton_proto::{agent::Sample, api::telemetry::TelemetryEvent};
 use sqlx::{Any, Row, Transaction};
@@ -16,7 +16,11 @@ use crate::{
     store::{Db, from_ms, now_ms},
 };
 
-use super::{bulk, keys::Keys};
+use super::{
+    bulk,
+    keys::Keys,
+    latest::{Latest, Names},
+};
 
 /// Points gathered into one transaction before it is committed.
 const POINTS_PER_TRANSACTION: usize = 20_000;
@@ -76,10 +80,14 @@ impl TelemetryWriter {
 
 /// The newest values of each device, as stored: kept here so a batch costs one UPDATE of its
 /// device instead of a read and a write. Only this task writes them.
-type LatestCache = HashMap<String, (i64, BTreeMap<String, f64>)>;
+#[derive(Default)]
+struct LatestCache {
+    devices: HashMap<String, Latest>,
+    names: Names,
+}
 
 async fn run(db: Db, bus: SharedBus, mut rx: mpsc::Receiver<Job>) {
-    let mut cache = LatestCache::new();
+    let mut cache = LatestCache::default();
     let mut keys = Keys::default();
     while let Some(first) = rx.recv().await {
         let jobs = gather(&mut rx, first).await;
@@ -152,16 +160,18 @@ async fn write(db: &Db, cache: &mut LatestCache, keys: &mut Keys, jobs: &[Job]) 
     let mut fresh = Vec::with_capacity(jobs.len());
     // The latest values as this transaction leaves them, so several batches of one device in one
     // transaction build on each other; committed into the cache at the end.
-    let mut staged = LatestCache::new();
+    let mut staged: HashMap<String, Latest> = HashMap::new();
     // Devices whose latest values still need writing: those whose batches carry no number
     // (MQTT), written together at the end, however many batches each sent.
     let mut unwritten = std::collections::BTreeSet::new();
     for (job, points) in jobs.iter().zip(rows) {
-        let base = match staged.get(&job.device_id).or_else(|| cache.get(&job.device_id)) {
-            Some(known) => known.clone(),
-            None => stored_latest(&mut tx, &job.device_id).await?,
+        let latest = match staged.get(&job.device_id).or_else(|| cache.devices.get(&job.device_id)) {
+            Some(known) => known.merged(&job.samples, &mut cache.names),
+            None => {
+                stored_latest(&mut tx, &job.device_id, &mut cache.names).await?.merged(&job.samples, &mut cache.names)
+            }
         };
-        let (at, latest) = merged_latest(base, job);
+        let at = latest.at;
         match job.seq {
             Some(seq) => {
                 // The numbering check (a resent batch changes nothing) and the latest values in
@@ -180,55 +190,44 @@ async fn write(db: &Db, cache: &mut LatestCache, keys: &mut Keys, jobs: &[Job]) 
                 .rows_affected();
                 if newer > 0 {
                     fresh.extend(points);
-                    staged.insert(job.device_id.clone(), (at, latest));
+                    staged.insert(job.device_id.clone(), latest);
                 }
             }
             None => {
                 fresh.extend(points);
-                staged.insert(job.device_id.clone(), (at, latest));
+                staged.insert(job.device_id.clone(), latest);
                 unwritten.insert(job.device_id.as_str());
             }
         }
     }
     let mut latest = Vec::with_capacity(unwritten.len());
     for device_id in unwritten {
-        let Some((at, values)) = staged.get(device_id) else { continue };
-        latest.push((device_id, serde_json::to_string(values).map_err(anyhow::Error::from)?, (*at > 0).then_some(*at)));
+        let Some(values) = staged.get(device_id) else { continue };
+        let at = values.at;
+        latest.push((device_id, serde_json::to_string(values).map_err(anyhow::Error::from)?, (at > 0).then_some(at)));
     }
     bulk::update_latest(&mut tx, db.backend(), &latest, now_ms()).await?;
     let stored = bulk::insert(&mut tx, db.backend(), &fresh).await?;
     tx.commit().await?;
     // Only what was committed enters the cache.
-    cache.extend(staged);
+    cache.devices.extend(staged);
     Ok(stored)
 }
 
 /// A device's latest values as stored (for a device not in the cache yet).
-async fn stored_latest(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<(i64, BTreeMap<String, f64>), Error> {
+async fn stored_latest(tx: &mut Transaction<'_, Any>, device_id: &str, names: &mut Names) -> Result<Latest, Error> {
     let row = sqlx::query("SELECT latest_telemetry, latest_at FROM devices WHERE id = $1")
         .bind(device_id)
         .fetch_optional(&mut **tx)
         .await?;
     Ok(match row {
-        Some(row) => (
+        Some(row) => Latest::stored(
             row.try_get::<Option<i64>, _>("latest_at")?.unwrap_or(0),
             row.try_get::<Option<String>, _>("latest_telemetry")?
                 .and_then(|j| serde_json::from_str(&j).ok())
                 .unwrap_or_default(),
+            names,
         ),
-        None => (0, BTreeMap::new()),
+        None => Latest::default(),
     })
-}
-
-/// The latest values with this batch merged in (an old batch, resent after a reconnect, does
-/// not overwrite newer values).
-fn merged_latest(base: (i64, BTreeMap<String, f64>), job: &Job) -> (i64, BTreeMap<String, f64>) {
-    let (mut at, mut latest) = base;
-    let mut ordered: Vec<&Sample> = job.samples.iter().filter(|s| s.ts >= at).collect();
-    ordered.sort_by_key(|s| s.ts);
-    for sample in ordered {
-        latest.extend(sample.metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        at = sample.ts;
-    }
-    (at, latest)
 }

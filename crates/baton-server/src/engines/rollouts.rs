@@ -338,7 +338,7 @@ async fn add_rollbacks(db: &Db, scope: &TenantScope, id: &str, previous: &str, n
             sql.push(", ").bind(row.try_get::<i64, _>("position")?);
             sql.push(", 'rollback', ").bind(previous).push(", 'QUEUED', 1, ").bind(now).push(")");
         }
-        sql.query().execute(&mut *tx).await?;
+        sql.query_on(&tx).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(succeeded.len() as u64)
@@ -376,7 +376,7 @@ async fn notify(
     }
     sql.push(" AND (retry_at IS NULL OR retry_at <= ").bind(now).push(") ORDER BY position LIMIT ");
     sql.bind(i64::try_from(room).unwrap_or(10_000));
-    let due = sql.query().fetch_all(db.reader()).await?;
+    let due = sql.query(db.backend()).fetch_all(db.reader()).await?;
     if due.is_empty() {
         return Ok(());
     }
@@ -391,7 +391,7 @@ async fn notify(
         // Paused or canceled meanwhile: nobody more is told.
         sql.push(" AND EXISTS (SELECT 1 FROM rollouts r WHERE r.id = rollout_executions.rollout_id")
             .push(" AND r.state IN ('RUNNING', 'ROLLING_BACK'))");
-        sql.query().execute(&mut *tx).await?;
+        sql.query_on(&tx).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     bus.publish(Message::DeploymentsReady { tenant: scope.id().to_owned(), device_ids: devices });

@@ -251,7 +251,7 @@ async fn seed(data_dir: &std::path::Path, a: &ConsoleArgs, hot: &str, now_ms: i6
     let db = Db::connect(None, data_dir, Default::default()).await?;
     // The writer pool holds one connection, so these stick; speed over durability while seeding.
     for pragma in ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -1000000", "PRAGMA temp_store = MEMORY"] {
-        Sql::new(pragma).query().execute(db.writer()).await?;
+        Sql::new(pragma).query(db.backend()).execute(db.writer()).await?;
     }
     let fleet_step = i64::from(a.interval_mins) * 60_000;
     let start = now_ms - i64::from(a.days) * 24 * HOUR_MS;
@@ -273,7 +273,7 @@ async fn seed(data_dir: &std::path::Path, a: &ConsoleArgs, hot: &str, now_ms: i6
          ON CONFLICT DO NOTHING",
         "INSERT INTO telemetry_metrics (name) VALUES ('cpu'), ('mem'), ('temp') ON CONFLICT DO NOTHING",
     ] {
-        Sql::new(keys).query().execute(db.writer()).await?;
+        Sql::new(keys).query(db.backend()).execute(db.writer()).await?;
     }
     let bar = bar(((now_ms - start) / HOUR_MS) as u64, "hours of telemetry written");
     let mut rows = 0;
@@ -334,7 +334,7 @@ impl Series<'_> {
              ELSE 35 + abs(random() % 3000) / 100.0 END \
              FROM samples CROSS JOIN metrics ORDER BY ts",
         );
-        Ok(sql.query().execute(db.writer()).await?.rows_affected())
+        Ok(sql.query(db.backend()).execute(db.writer()).await?.rows_affected())
     }
 }
 
@@ -373,7 +373,7 @@ async fn reported(db: &Db) -> anyhow::Result<()> {
         sql.push(", os_version = ").bind(version).push(", architecture = ").bind(arch);
         sql.push(", agent_version = ").bind(agent).push(", transport = 'agent', enrolled_at = created_at");
         sql.push(" WHERE rowid % 20 >= ").bind(lower).push(" AND rowid % 20 < ").bind(lower + share);
-        sql.query().execute(db.writer()).await?;
+        sql.query(db.backend()).execute(db.writer()).await?;
         lower += share;
     }
     let series = |metric: &str| {
@@ -392,7 +392,7 @@ async fn reported(db: &Db) -> anyhow::Result<()> {
         newest("mem"),
         newest("temp")
     );
-    Sql::new(&text).query().execute(db.writer()).await?;
+    Sql::new(&text).query(db.backend()).execute(db.writer()).await?;
     Ok(())
 }
 

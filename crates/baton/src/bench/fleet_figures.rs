@@ -29,6 +29,8 @@ pub struct FleetFigures {
     pub ping_one_p99_ms: f64,
     /// One ping to every device: until the client saw all answered.
     pub fan_out_all_answered_secs: f64,
+    /// Of that, the create request: every target resolved and its command queued (committed).
+    pub fan_out_create_ms: f64,
     /// Each command's created → finished (server clock).
     pub fan_out: Spread,
     /// Database pool waits sampled by the server's probe over the minute before all were
@@ -142,6 +144,10 @@ impl FleetFigures {
             self.ping_one_p50_ms, self.ping_one_p99_ms
         );
         println!("| ping to every device, until all answered | {:.2} s |", self.fan_out_all_answered_secs);
+        println!(
+            "| of that, the create request (targets resolved, commands queued) | {:.0} ms |",
+            self.fan_out_create_ms
+        );
         let f = self.fan_out;
         println!(
             "| ping to every device, each created → answered (p50 / p99 / all) | {:.0} ms / {:.0} ms / {:.0} ms |",

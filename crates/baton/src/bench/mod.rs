@@ -379,6 +379,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
     };
     let fan_started = Instant::now();
     let batch = client.create_commands(&all).await?;
+    let fan_out_create = fan_started.elapsed();
     loop {
         let b = client.command_batch(&batch.id).await?;
         if b.finished() >= b.total {
@@ -417,6 +418,7 @@ async fn fleet(a: FleetArgs) -> anyhow::Result<()> {
         ping_one_p50_ms: proc::percentile(&rtts, 50.0).as_secs_f64() * 1000.0,
         ping_one_p99_ms: proc::percentile(&rtts, 99.0).as_secs_f64() * 1000.0,
         fan_out_all_answered_secs: fan_out.as_secs_f64(),
+        fan_out_create_ms: fan_out_create.as_secs_f64() * 1000.0,
         fan_out: fan_out_spread,
         pool_wait_enrolling,
         pool_wait_fan_out,
