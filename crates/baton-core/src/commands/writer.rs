@@ -302,11 +302,14 @@ async fn update_ids(tx: &mut Transaction<'_, Any>, set: &str, now: i64, only: &s
     if ids.is_empty() {
         return Ok(());
     }
-    let list = match Backend::of(tx) {
-        Backend::Sqlite => "(SELECT value FROM json_each($2))",
-        Backend::Postgres => "(SELECT json_array_elements_text($2::JSON))",
+    // On SQLite `+(…)` keeps the planner from walking an index on `state` (every command in
+    // flight) and testing each against the list: it looks the listed ids up instead.
+    let text = match Backend::of(tx) {
+        Backend::Sqlite => format!("UPDATE {set}$1 WHERE id IN (SELECT value FROM json_each($2)) AND +({only})"),
+        Backend::Postgres => {
+            format!("UPDATE {set}$1 WHERE id IN (SELECT json_array_elements_text($2::JSON)) AND {only}")
+        }
     };
-    let text = format!("UPDATE {set}$1 WHERE {only} AND id IN {list}");
     for chunk in ids.chunks(PER_STATEMENT) {
         let ids = serde_json::to_string(chunk).map_err(anyhow::Error::from)?;
         // Safe: the text is made of this module's literals; the values are bound.
@@ -316,7 +319,9 @@ async fn update_ids(tx: &mut Transaction<'_, Any>, set: &str, now: i64, only: &s
 }
 
 /// Final states and results, many commands per statement: `UPDATE … FROM` the rows of one JSON
-/// value (`[id, state, result]` each), which each engine expands itself.
+/// value (`[id, state, result]` each), which each engine expands itself. On SQLite, `+(…)`
+/// makes the planner walk the rows and look each command up by id, instead of walking the
+/// commands in flight by `state` and scanning all the rows for each.
 async fn finish(
     tx: &mut Transaction<'_, Any>,
     finals: &[(String, &'static str, String)],
@@ -335,7 +340,7 @@ async fn finish(
 
 const FINISH_SQLITE: &str = "UPDATE commands SET state = v.value ->> 1, result = v.value ->> 2, finished_at = $1, \
     sent_at = COALESCE(sent_at, $1), acked_at = COALESCE(acked_at, $1) FROM json_each($2) AS v \
-    WHERE commands.id = v.value ->> 0 AND commands.state IN ('QUEUED', 'SENT', 'ACKED')";
+    WHERE commands.id = v.value ->> 0 AND +(commands.state IN ('QUEUED', 'SENT', 'ACKED'))";
 const FINISH_POSTGRES: &str = "UPDATE commands SET state = v.e ->> 1, result = v.e ->> 2, finished_at = $1, \
     sent_at = COALESCE(sent_at, $1), acked_at = COALESCE(acked_at, $1) FROM json_array_elements($2::JSON) AS v(e) \
     WHERE commands.id = v.e ->> 0 AND commands.state IN ('QUEUED', 'SENT', 'ACKED')";
