@@ -16,7 +16,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use baton_client::Client;
@@ -251,14 +250,7 @@ fn publish(
                 let k = again.next().unwrap_or_else(|| next.fetch_add(1, Ordering::SeqCst));
                 ledger.sent.lock().expect("lock").insert((index, k));
                 let message = serde_json::json!({"ts": t0 + k as i64 * 1000, "values": {"n": k}}).to_string();
-                let published = tokio::process::Command::new("mosquitto_pub")
-                    .args(["-d", "-h", "127.0.0.1", "-p", &port, "-q", "1"])
-                    .args(["-i", &id, "-u", &id, "-P", &secret, "-t", "baton/v1/me/telemetry", "-m", &message])
-                    .kill_on_drop(true)
-                    .output();
-                if let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(20), published).await
-                    && String::from_utf8_lossy(&out.stdout).contains("received PUBACK (Mid: 1, RC:0)")
-                {
+                if support::publish_acked(&port, &id, &secret, &message).await {
                     ledger.acked.lock().expect("lock").insert((index, k));
                 }
             }

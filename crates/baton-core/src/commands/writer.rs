@@ -157,7 +157,7 @@ async fn apply(db: &Db, jobs: &[Job]) -> Result<Outcome, Error> {
             _ => None,
         })
         .collect();
-    let mut stored = current(&mut tx, db.backend(), &reported).await?;
+    let mut stored = current(&mut tx, &reported).await?;
     let mut plan = Plan::default();
     for job in jobs {
         let finished = match job {
@@ -266,13 +266,9 @@ impl Plan {
 
 /// The stored state of the reported commands, locked for this transaction on PostgreSQL (on
 /// SQLite the single writer connection already excludes other writers).
-async fn current(
-    tx: &mut Transaction<'_, Any>,
-    backend: Backend,
-    ids: &[&str],
-) -> Result<HashMap<String, Stored>, Error> {
+async fn current(tx: &mut Transaction<'_, Any>, ids: &[&str]) -> Result<HashMap<String, Stored>, Error> {
     let mut stored = HashMap::with_capacity(ids.len());
-    let select = match backend {
+    let select = match Backend::of(tx) {
         Backend::Sqlite => {
             "SELECT id, tenant_id, device_id, state, spec FROM commands WHERE id IN (SELECT value FROM json_each($1))"
         }

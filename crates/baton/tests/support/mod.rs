@@ -127,3 +127,18 @@ pub fn terminate(child: &mut Child) {
     #[cfg(not(unix))]
     let _ = child.kill();
 }
+
+/// Publishes one QoS 1 message to the device's own telemetry topic with `mosquitto_pub` (a
+/// connection of its own, as device `id` with `secret`); true when the server's PUBACK
+/// accepted it. A publish that has not ended within 20 s counts as not acknowledged.
+pub async fn publish_acked(port: &str, id: &str, secret: &str, message: &str) -> bool {
+    let published = tokio::process::Command::new("mosquitto_pub")
+        .args(["-d", "-h", "127.0.0.1", "-p", port, "-q", "1"])
+        .args(["-i", id, "-u", id, "-P", secret, "-t", "baton/v1/me/telemetry", "-m", message])
+        .kill_on_drop(true)
+        .output();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(20), published).await,
+        Ok(Ok(out)) if String::from_utf8_lossy(&out.stdout).contains("received PUBACK (Mid: 1, RC:0)")
+    )
+}
