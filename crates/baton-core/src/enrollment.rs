@@ -270,18 +270,8 @@ pub async fn write(tx: &mut Transaction<'_, Any>, prepared: &Prepared) -> Result
         }
     };
     apply_grant(tx, scope, &device_id, grant, now).await?;
-    sqlx::query(
-        "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2, \
-         telemetry_seq = NULL WHERE id = $3",
-    )
-    .bind(secrets::hash_token(secret))
-    .bind(now)
-    .bind(&device_id)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(inventory) = &req.inventory {
-        devices::store_inventory(tx, &device_id, inventory).await?;
-    }
+    let credential = secrets::hash_token(secret);
+    devices::presence::enrolled_within(tx, &device_id, credential, now, req.inventory.as_ref()).await?;
     let data = serde_json::json!({"serial": req.serial, "status": status.as_str(), "new_device": created, "enrollment_token": grant.id});
     let event = events::within(tx, scope, Some(&device_id), events::kind::ENROLLED, data).await?;
     Ok(Written { device_id, status, created, event })

@@ -11,6 +11,30 @@ use crate::{
     store::{Db, now_ms},
 };
 
+/// The columns an inventory sets, its values at `$1` to `$7` (the JSON, then the six registry
+/// fields it fills, as `InventoryFields::bind` binds them).
+macro_rules! inventory_set {
+    () => {
+        "inventory = $1, os_family = COALESCE($2, os_family), os_version = COALESCE($3, os_version), \
+         architecture = COALESCE($4, architecture), agent_version = COALESCE($5, agent_version), \
+         manufacturer = COALESCE(manufacturer, $6), model = COALESCE(model, $7)"
+    };
+}
+
+/// The columns an enrollment sets, its values at `$8` (the credential's hash) and `$9` (now).
+macro_rules! enrolled_set {
+    () => {
+        "credential_hash = $8, enrolled_at = COALESCE(enrolled_at, $9), updated_at = $9, telemetry_seq = NULL"
+    };
+}
+
+/// The columns a hello's connection sets, its values at `$8` (now) and `$9` (remote address).
+macro_rules! online_set {
+    () => {
+        "online = 1, last_seen_at = $8, remote_addr = $9, transport = 'agent'"
+    };
+}
+
 /// Largest stored inventory, in bytes of JSON.
 pub const MAX_INVENTORY_BYTES: usize = 256 * 1024;
 
@@ -33,6 +57,8 @@ pub async fn connected(
 }
 
 /// What [`connected`] writes, in `tx`; the `device.online` event to publish once committed.
+/// Presence, the telemetry epoch and the inventory are one statement on the device's row: a
+/// fleet connecting at once shares the writers, and each round trip is paid ten thousand times.
 pub async fn connected_within(
     tx: &mut Transaction<'_, Any>,
     scope: &TenantScope,
@@ -41,27 +67,32 @@ pub async fn connected_within(
     inventory: &Inventory,
     telemetry_epoch: Option<u64>,
 ) -> Result<Event, Error> {
-    if let Some(epoch) = telemetry_epoch.and_then(|e| i64::try_from(e).ok()) {
-        sqlx::query(
-            "UPDATE devices SET telemetry_epoch = $1, telemetry_seq = NULL WHERE tenant_id = $2 AND id = $3 \
-             AND (telemetry_epoch IS NULL OR telemetry_epoch <> $1)",
-        )
-        .bind(epoch)
-        .bind(scope.id())
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "UPDATE devices SET online = 1, last_seen_at = $1, remote_addr = $2, transport = 'agent' WHERE tenant_id = $3 AND id = $4",
-    )
-        .bind(now_ms())
-        .bind(remote)
-        .bind(scope.id())
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    store_inventory(tx, id, inventory).await?;
+    let fields = InventoryFields::of(inventory)?;
+    let epoch = telemetry_epoch.and_then(|e| i64::try_from(e).ok());
+    let query = match epoch {
+        // A new epoch (the agent's backlog started over) restarts the stored batch numbering.
+        Some(_) => sqlx::query(concat!(
+            "UPDATE devices SET telemetry_seq = CASE WHEN telemetry_epoch IS NULL OR telemetry_epoch <> $12 \
+             THEN NULL ELSE telemetry_seq END, telemetry_epoch = $12, ",
+            online_set!(),
+            ", ",
+            inventory_set!(),
+            " WHERE tenant_id = $10 AND id = $11"
+        )),
+        None => sqlx::query(concat!(
+            "UPDATE devices SET ",
+            online_set!(),
+            ", ",
+            inventory_set!(),
+            " WHERE tenant_id = $10 AND id = $11"
+        )),
+    };
+    let query = fields.bind(query).bind(now_ms()).bind(remote).bind(scope.id()).bind(id);
+    let query = match epoch {
+        Some(epoch) => query.bind(epoch),
+        None => query,
+    };
+    query.execute(&mut **tx).await?;
     // The `device.online` event in the same commit: a fleet connecting at once shares the
     // single writer, and a commit per event was half of what each connection cost it.
     let data = serde_json::json!({"remote_addr": remote});
@@ -128,30 +159,66 @@ pub async fn reset_all(db: &Db) -> Result<u64, Error> {
 /// Stores the inventory and copies its registry fields onto the device row. Returns whether it
 /// differed from the stored one.
 pub async fn store_inventory(tx: &mut Transaction<'_, Any>, id: &str, inventory: &Inventory) -> Result<bool, Error> {
-    let json = serde_json::to_string(inventory).map_err(anyhow::Error::from)?;
-    if json.len() > MAX_INVENTORY_BYTES {
-        return Err(Error::invalid("/inventory", format!("must be at most {MAX_INVENTORY_BYTES} bytes of JSON")));
-    }
-    let text =
-        |v: &Option<String>| v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>());
-    let changed = sqlx::query(
-        "UPDATE devices SET inventory = $1, os_family = COALESCE($2, os_family), os_version = COALESCE($3, os_version), \
-         architecture = COALESCE($4, architecture), agent_version = COALESCE($5, agent_version), \
-         manufacturer = COALESCE(manufacturer, $6), model = COALESCE(model, $7) \
-         WHERE id = $8 AND (inventory IS NULL OR inventory <> $1)",
-    )
-    .bind(json)
-    .bind(text(&inventory.os_family))
-    .bind(text(&inventory.os_version))
-    .bind(text(&inventory.architecture))
-    .bind(text(&inventory.agent_version))
-    .bind(text(&inventory.manufacturer))
-    .bind(text(&inventory.model))
-    .bind(id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let fields = InventoryFields::of(inventory)?;
+    let sql =
+        concat!("UPDATE devices SET ", inventory_set!(), " WHERE id = $8 AND (inventory IS NULL OR inventory <> $1)");
+    let changed = fields.bind(sqlx::query(sql)).bind(id).execute(&mut **tx).await?.rows_affected();
     Ok(changed > 0)
+}
+
+/// What an enrollment writes on the device's row, in one statement: its new credential, and
+/// the inventory it sent, if it sent one.
+pub(crate) async fn enrolled_within(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    credential_hash: String,
+    now: i64,
+    inventory: Option<&Inventory>,
+) -> Result<(), Error> {
+    let query = match inventory {
+        Some(inventory) => InventoryFields::of(inventory)?.bind(sqlx::query(concat!(
+            "UPDATE devices SET ",
+            enrolled_set!(),
+            ", ",
+            inventory_set!(),
+            " WHERE id = $10"
+        ))),
+        None => sqlx::query(
+            "UPDATE devices SET credential_hash = $1, enrolled_at = COALESCE(enrolled_at, $2), updated_at = $2, \
+             telemetry_seq = NULL WHERE id = $3",
+        ),
+    };
+    query.bind(credential_hash).bind(now).bind(id).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// An inventory as the values `inventory_set!` names.
+struct InventoryFields {
+    json: String,
+    text: [Option<String>; 6],
+}
+
+impl InventoryFields {
+    fn of(inventory: &Inventory) -> Result<Self, Error> {
+        let json = serde_json::to_string(inventory).map_err(anyhow::Error::from)?;
+        if json.len() > MAX_INVENTORY_BYTES {
+            return Err(Error::invalid("/inventory", format!("must be at most {MAX_INVENTORY_BYTES} bytes of JSON")));
+        }
+        let text = |v: &Option<String>| {
+            v.as_deref().map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect::<String>())
+        };
+        let i = inventory;
+        let text =
+            [&i.os_family, &i.os_version, &i.architecture, &i.agent_version, &i.manufacturer, &i.model].map(text);
+        Ok(Self { json, text })
+    }
+
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+        self.text.into_iter().fold(query.bind(self.json), |q, t| q.bind(t))
+    }
 }
 
 /// The stored inventory of a device (already scoped by the caller).
