@@ -5,31 +5,42 @@
 //! connection paid for them. Only the first control told counts — the session ends on it —
 //! so one slot is all a control needs.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::sync::Notify;
+use std::{
+    future::poll_fn,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
 
 use super::Control;
 
-/// What the registry and the session share.
+/// What the registry and the session share: one lock over the state and the wakers of the
+/// session's two ends. A session waits by leaving its waker here, so its waiting state holds
+/// nothing for either signal (a `Notify`'s waiter lived in every idle session's task).
 #[derive(Default)]
-struct Shared {
-    /// A hint is waiting (a stored permit), as a one-slot channel kept it.
-    hint: Notify,
-    controlled: Notify,
-    cell: Mutex<Cell>,
-}
+struct Shared(Mutex<Cell>);
 
 #[derive(Default)]
 struct Cell {
+    /// A hint is waiting (a stored permit), as a one-slot channel kept it.
+    hint: bool,
     control: Option<Control>,
     /// The registry let go of the session (replaced, or unregistered).
     closed: bool,
+    hint_waker: Option<Waker>,
+    control_waker: Option<Waker>,
 }
 
 impl Shared {
     fn cell(&self) -> MutexGuard<'_, Cell> {
-        self.cell.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Leaves `cx`'s waker in `slot`, unless the one there wakes the same task.
+fn wait_in(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
@@ -51,7 +62,13 @@ pub(super) fn signals() -> (Signals, Hints, Controls) {
 impl Signals {
     /// Says "look again"; hints given while one waits are one hint.
     pub(super) fn hint(&self) {
-        self.0.hint.notify_one();
+        let mut cell = self.0.cell();
+        cell.hint = true;
+        let waker = cell.hint_waker.take();
+        drop(cell);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Tells the session `control`, unless it was told one already (that one ends it).
@@ -59,28 +76,41 @@ impl Signals {
         let mut cell = self.0.cell();
         if cell.control.is_none() && !cell.closed {
             cell.control = Some(control);
+            let waker = cell.control_waker.take();
             drop(cell);
-            self.0.controlled.notify_one();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 }
 
 impl Drop for Signals {
     fn drop(&mut self) {
-        self.0.cell().closed = true;
-        self.0.hint.notify_one();
-        self.0.controlled.notify_one();
+        let mut cell = self.0.cell();
+        cell.closed = true;
+        let wakers = [cell.hint_waker.take(), cell.control_waker.take()];
+        drop(cell);
+        wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
 
 impl Hints {
     /// The next hint; `None` once the registry let go of the session. Cancel-safe.
     pub async fn recv(&mut self) -> Option<()> {
-        if self.0.cell().closed {
-            return None;
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<()>> {
+        let mut cell = self.0.cell();
+        if cell.closed {
+            Poll::Ready(None)
+        } else if std::mem::take(&mut cell.hint) {
+            Poll::Ready(Some(()))
+        } else {
+            wait_in(&mut cell.hint_waker, cx);
+            Poll::Pending
         }
-        self.0.hint.notified().await;
-        (!self.0.cell().closed).then_some(())
     }
 }
 
@@ -88,18 +118,18 @@ impl Controls {
     /// The control told, once; `None` once the registry let go of the session without one.
     /// Cancel-safe.
     pub async fn recv(&mut self) -> Option<Control> {
-        loop {
-            let told = self.0.controlled.notified();
-            {
-                let mut cell = self.0.cell();
-                if let Some(control) = cell.control.take() {
-                    return Some(control);
-                }
-                if cell.closed {
-                    return None;
-                }
-            }
-            told.await;
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<Control>> {
+        let mut cell = self.0.cell();
+        if let Some(control) = cell.control.take() {
+            Poll::Ready(Some(control))
+        } else if cell.closed {
+            Poll::Ready(None)
+        } else {
+            wait_in(&mut cell.control_waker, cx);
+            Poll::Pending
         }
     }
 }

@@ -29,7 +29,7 @@ impl Session {
             },
             Inbound::GatewayDisconnect => match device_name() {
                 Some(name) => {
-                    if let Some(id) = self.sub_by_name.get(&name).cloned() {
+                    if let Some(id) = self.sub_id(&name) {
                         self.sub_disconnected(&id).await;
                     }
                     Ok(Ok(()))
@@ -65,7 +65,7 @@ impl Session {
             }
             Inbound::GatewayRpc => {
                 let n = value.get("id").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
-                let sub = device_name().and_then(|name| self.sub_by_name.get(&name).cloned());
+                let sub = device_name().and_then(|name| self.sub_id(&name));
                 let found = match n {
                     Some(n) => self.rpc_command(n, sub.as_deref()).await?,
                     None => None,
@@ -81,12 +81,17 @@ impl Session {
         }
     }
 
+    /// The id of the relayed sub-device named `name`, if this connection announced it.
+    fn sub_id(&self, name: &str) -> Option<String> {
+        self.extra.as_ref().and_then(|e| e.sub_by_name.get(name).cloned())
+    }
+
     /// The id of the sub-device `name`, announcing it first if needed.
     async fn sub_named(&mut self, name: &str) -> Result<Result<String, String>, Ending> {
-        if let Some(id) = self.sub_by_name.get(name) {
-            return Ok(Ok(id.clone()));
+        if let Some(id) = self.sub_id(name) {
+            return Ok(Ok(id));
         }
-        if self.subs.len() >= MAX_SUB_DEVICES {
+        if self.extra.as_ref().is_some_and(|e| e.subs.len() >= MAX_SUB_DEVICES) {
             return Ok(Err(format!("a gateway connection relays at most {MAX_SUB_DEVICES} devices")));
         }
         let (db, scope) = (&self.app.db, &self.device.scope);
@@ -108,13 +113,15 @@ impl Session {
             tracing::error!(error = %e, "could not record a sub-device online");
             return Err(Ending::server(baton_proto::mqtt::reason::UNSPECIFIED, "the server failed; reconnect later"));
         }
-        let (relay_tx, _) = self.relay.get_or_insert_with(|| tokio::sync::mpsc::channel(1024));
-        self.app.connections.register_relayed(&sub.id, self.connection, relay_tx.clone());
+        let extra = self.extra.get_or_insert_default();
+        let relay_tx = extra.relay.get_or_insert_with(|| tokio::sync::mpsc::channel(1024)).0.clone();
+        self.app.connections.register_relayed(&sub.id, self.connection, relay_tx);
         let data = json!({"transport": "mqtt", "gateway_id": self.device.device_id});
         events::record(db, bus, scope, Some(&sub.id), events::kind::ONLINE, data).await;
         let id = sub.id.clone();
-        self.sub_by_name.insert(sub.name.clone(), id.clone());
-        self.subs.insert(id.clone(), sub);
+        let extra = self.extra();
+        extra.sub_by_name.insert(sub.name.clone(), id.clone());
+        extra.subs.insert(id.clone(), sub);
         self.to_deliver.insert(id.clone());
         Ok(id)
     }
@@ -133,20 +140,23 @@ impl Session {
 
     /// Stops relaying a sub-device (it was decommissioned, or is relayed elsewhere now).
     pub(super) fn forget_sub(&mut self, id: &str) {
-        if let Some(sub) = self.subs.remove(id) {
-            self.sub_by_name.remove(&sub.name);
+        if let Some(extra) = self.extra.as_deref_mut() {
+            if let Some(sub) = extra.subs.remove(id) {
+                extra.sub_by_name.remove(&sub.name);
+            }
+            extra.desired_seen.remove(id);
         }
-        self.desired_seen.remove(id);
     }
 
     /// The gateway's connection ended: its sub-devices go offline with it (except those another
     /// connection relays by now, such as the gateway's own new connection).
     pub(super) async fn end_relays(&mut self) {
-        if self.subs.is_empty() {
+        if !self.relays_any() {
             return;
         }
         self.app.connections.unregister_relayed(self.connection);
-        let gone: Vec<String> = self.subs.keys().filter(|id| !self.app.connections.is_connected(id)).cloned().collect();
+        let relayed = self.extra.as_ref().map(|e| e.subs.keys()).into_iter().flatten();
+        let gone: Vec<String> = relayed.filter(|id| !self.app.connections.is_connected(id)).cloned().collect();
         let (db, bus, scope) = (&self.app.db, &self.app.bus, &self.device.scope);
         match presence::offline_many(db, scope, &gone).await {
             Ok(()) => {
@@ -158,7 +168,9 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "could not record sub-devices offline"),
         }
-        self.subs.clear();
-        self.sub_by_name.clear();
+        if let Some(extra) = self.extra.as_deref_mut() {
+            extra.subs.clear();
+            extra.sub_by_name.clear();
+        }
     }
 }

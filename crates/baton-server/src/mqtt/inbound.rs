@@ -36,7 +36,7 @@ impl Session {
             return Err(Ending::server(reason::TOPIC_ALIAS_INVALID, "topic aliases are not supported"));
         }
         let id = p.packet_id.unwrap_or_default();
-        let code = if p.qos == 2 && self.qos2.contains(&id) {
+        let code = if p.qos == 2 && self.extra.as_ref().is_some_and(|e| e.qos2.contains(&id)) {
             // A resent QoS 2 message that was handled already.
             reason::SUCCESS
         } else if !self.take_token() {
@@ -51,7 +51,7 @@ impl Session {
             }
             2 => {
                 if code < 0x80 {
-                    self.qos2.insert(id);
+                    self.extra().qos2.insert(id);
                 }
                 wire.queue(&Packet::PubRec(Ack::new(id, code)));
             }
@@ -173,7 +173,7 @@ impl Session {
         let own = &self.device.device_id;
         Ok(match target {
             Target::Me => Some(own.clone()),
-            Target::Id(id) if id == own || self.subs.contains_key(id) => Some(id.to_owned()),
+            Target::Id(id) if id == own || self.relays(id) => Some(id.to_owned()),
             Target::Id(id) => {
                 let found = baton_core::devices::relayed::relayed_by(&self.app.db, &self.device.scope, own, id)
                     .await
@@ -262,8 +262,10 @@ impl Session {
                 baton_core::bundles::settle(db, bus, Some(&command_id)).await.map_err(Ending::internal)?;
             }
             self.sent.remove(&command_id);
-            if let Some(n) = self.rpc_of_command.remove(&command_id) {
-                self.rpc.remove(&n);
+            if let Some(extra) = self.extra.as_deref_mut()
+                && let Some(n) = extra.rpc_of_command.remove(&command_id)
+            {
+                extra.rpc.remove(&n);
             }
             self.to_deliver.insert(device_id.to_owned());
         }

@@ -152,13 +152,28 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     patience: Duration,
 ) {
     let mut wire = Wire::new(stream, app.settings.mqtt_max_packet_bytes);
-    // Boxed, like the session's own one-off awaits: the connection's task stays as large as
-    // the session's waiting state, and holds no copy of the CONNECT or the login's state.
-    let Some((connect, login, _running)) =
-        Box::pin(log_in(&app, &mut wire, peer, certificate, admitted, patience)).await
-    else {
-        return;
-    };
+    // Boxed, like the session's own one-off awaits: while the device stays connected, the
+    // connection's task holds the session and its waiting state, not the CONNECT, the login
+    // or the start's queries (an async fn keeps every local it ever held across an await).
+    let opened = Box::pin(open(&app, &mut wire, peer, certificate, admitted, patience)).await;
+    if let Some((started, _running)) = opened {
+        session::run(app, &mut wire, started).await;
+    }
+}
+
+/// CONNECT, the login, and the session's start (CONNACK queued); a provisioning connection is
+/// served to its end here. `None` when there is no device session to run. The running guard
+/// comes along: shutdown waits for the session. The session comes boxed: moved from here into
+/// the session's run, it would otherwise be held twice in the connection's task.
+async fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: &AppState,
+    wire: &mut Wire<S>,
+    peer: SocketAddr,
+    certificate: Option<ClientCertificate>,
+    admitted: &Admitted,
+    patience: Duration,
+) -> Option<(Box<session::Started>, crate::connections::Running)> {
+    let (connect, login, running) = log_in(app, wire, peer, certificate, admitted, patience).await?;
     match login {
         auth::Login::Provision => {
             wire.queue(&Packet::ConnAck(ConnAck {
@@ -167,13 +182,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 properties: Properties::default(),
             }));
             if wire.flush().await.is_ok() {
-                Box::pin(provision::serve(&app, &mut wire, peer)).await;
+                provision::serve(app, wire, peer).await;
             }
+            None
         }
         auth::Login::Device(device) => {
-            if let Some(started) = Box::pin(session::start(&app, &mut wire, connect, device, peer)).await {
-                session::run(app, &mut wire, started).await;
-            }
+            let started = session::start(app, wire, connect, device, peer).await?;
+            Some((Box::new(started), running))
         }
     }
 }

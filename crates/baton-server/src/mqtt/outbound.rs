@@ -30,7 +30,7 @@ impl Session {
         // Taken, not drained: an idle connection keeps no table for the next pass.
         let ids: Vec<String> = std::mem::take(&mut self.to_deliver).into_iter().collect();
         for id in ids {
-            if id != self.device.device_id && !self.subs.contains_key(&id) {
+            if id != self.device.device_id && !self.relays(&id) {
                 continue;
             }
             self.push_desired(wire, &id).await?;
@@ -50,7 +50,8 @@ impl Session {
         device_id: &str,
     ) -> Result<(), Ending> {
         let is_me = device_id == self.device.device_id;
-        let name = if is_me { None } else { self.subs.get(device_id).map(|s| s.name.clone()) };
+        let name =
+            if is_me { None } else { self.extra.as_ref().and_then(|e| e.subs.get(device_id)).map(|s| s.name.clone()) };
         let probe = dialect::native(device_id, is_me, "commands/probe");
         let native = probe.iter().any(|t| self.subscribed(t).is_some());
         let rpc_topic = if is_me { "v1/devices/me/rpc/request/1" } else { "v1/gateway/rpc" };
@@ -113,8 +114,9 @@ impl Session {
     /// the request came on (as `mosquitto_sub` and `mosquitto_pub` do), or after a reconnect.
     fn rpc_number(&mut self, device_id: &str, command_id: &str) -> u32 {
         let n = rpc_number(command_id);
-        self.rpc.insert(n, (device_id.to_owned(), command_id.to_owned()));
-        self.rpc_of_command.insert(command_id.to_owned(), n);
+        let extra = self.extra();
+        extra.rpc.insert(n, (device_id.to_owned(), command_id.to_owned()));
+        extra.rpc_of_command.insert(command_id.to_owned(), n);
         n
     }
 
@@ -125,7 +127,7 @@ impl Session {
         n: u32,
         device_id: Option<&str>,
     ) -> Result<Option<(String, String)>, Ending> {
-        if let Some(found) = self.rpc.get(&n) {
+        if let Some(found) = self.extra.as_ref().and_then(|e| e.rpc.get(&n)) {
             return Ok(Some(found.clone()));
         }
         let Some(device_id) = device_id else { return Ok(None) };
@@ -166,7 +168,7 @@ impl Session {
                 current.iter().filter(|(k, v)| seen.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
             let deleted: Vec<&String> = seen.keys().filter(|k| !current.contains_key(*k)).collect();
             let topics = [shared.to_owned()];
-            let name = self.subs.get(device_id).map(|s| s.name.clone());
+            let name = self.extra.as_ref().and_then(|e| e.subs.get(device_id)).map(|s| s.name.clone());
             let wrap = |data: Value| match &name {
                 Some(name) => json!({"device": name, "data": data}),
                 None => data,
@@ -181,14 +183,18 @@ impl Session {
         if is_me {
             self.desired_own = Some(current);
         } else {
-            self.desired_seen.insert(device_id.to_owned(), current);
+            self.extra().desired_seen.insert(device_id.to_owned(), current);
         }
         Ok(())
     }
 
     /// Desired attributes as last pushed (or found at connect) to `device_id`.
     fn desired_seen(&self, device_id: &str) -> Option<&Map<String, Value>> {
-        if device_id == self.device.device_id { self.desired_own.as_ref() } else { self.desired_seen.get(device_id) }
+        if device_id == self.device.device_id {
+            self.desired_own.as_ref()
+        } else {
+            self.extra.as_ref().and_then(|e| e.desired_seen.get(device_id))
+        }
     }
 }
 

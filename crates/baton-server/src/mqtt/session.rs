@@ -89,21 +89,10 @@ pub(super) struct Session {
     pub(super) next_packet_id: u16,
     /// Commands sent on this connection, so a delivery pass does not send them twice.
     pub(super) sent: HashSet<String>,
-    /// ThingsBoard RPC request numbers sent on this connection, both ways.
-    pub(super) rpc: HashMap<u32, (String, String)>,
-    pub(super) rpc_of_command: HashMap<String, u32>,
-    /// Desired attributes as last pushed (or found at connect): the device's own (apart, so a
-    /// connection holds no map allocation for it) and its sub-devices'.
+    /// The device's desired attributes as last pushed (or found at connect).
     pub(super) desired_own: Option<Map<String, Value>>,
-    pub(super) desired_seen: HashMap<String, Map<String, Value>>,
-    /// Sub-devices this gateway connection relays, by id, and their ids by name.
-    pub(super) subs: HashMap<String, SubDevice>,
-    pub(super) sub_by_name: HashMap<String, String>,
-    /// Hints for the sub-devices this connection relays; made when it announces its first one
-    /// (most connections never do, and a channel costs memory per connection).
-    pub(super) relay: Option<(mpsc::Sender<Relayed>, mpsc::Receiver<Relayed>)>,
-    /// QoS 2 messages received and not yet released.
-    pub(super) qos2: HashSet<u16>,
+    /// What only gateways, ThingsBoard RPC and QoS 2 use; made when first needed.
+    pub(super) extra: Option<Box<Extra>>,
     pub(super) tokens: f64,
     pub(super) refilled: Instant,
     /// Telemetry read and not yet stored, per device; stored before any acknowledgement goes out.
@@ -117,6 +106,24 @@ pub(super) struct Session {
     pub(super) blocked: HashSet<String>,
     pub(super) rejected_at: Option<Instant>,
     pub(super) rejected_since: u64,
+}
+
+/// The parts of a session most connections never use: made on first use, so an idle sensor's
+/// connection holds one pointer for them, not seven empty maps.
+#[derive(Default)]
+pub(super) struct Extra {
+    /// ThingsBoard RPC request numbers sent on this connection, both ways.
+    pub(super) rpc: HashMap<u32, (String, String)>,
+    pub(super) rpc_of_command: HashMap<String, u32>,
+    /// Desired attributes of the sub-devices as last pushed.
+    pub(super) desired_seen: HashMap<String, Map<String, Value>>,
+    /// Sub-devices this gateway connection relays, by id, and their ids by name.
+    pub(super) subs: HashMap<String, SubDevice>,
+    pub(super) sub_by_name: HashMap<String, String>,
+    /// Hints for the sub-devices this connection relays; made when it announces its first one.
+    pub(super) relay: Option<(mpsc::Sender<Relayed>, mpsc::Receiver<Relayed>)>,
+    /// QoS 2 messages received and not yet released.
+    pub(super) qos2: HashSet<u16>,
 }
 
 /// What a session's end needs of its CONNECT.
@@ -134,17 +141,19 @@ pub(super) struct Started {
 }
 
 /// Runs a started session to its end. Its start ([`start`], which the caller boxes) and its end
-/// are boxed: while the device stays connected, its task holds only the session and its waiting
+/// are boxed: while the device stays connected, its task holds only the session's waiting
 /// state, not the CONNECT, the queries of the start or the writes of the end. (An async fn's
-/// arguments stay in its future for its whole life: this one takes only what the session uses.)
+/// arguments stay in its future for its whole life: this one takes only what the session uses,
+/// and the session itself boxed, so that handing it over does not leave a copy behind.)
 pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
     app: AppState,
     wire: &mut Wire<S>,
-    mut started: Started,
+    mut started: Box<Started>,
 ) {
     // Used in place, not unpacked: unpacked, the session would be held twice.
     let ending = started.session.serve(wire, started.registration, started.keep_alive).await;
-    Box::pin(finish(app, wire, started.session, ending, started.kept)).await;
+    let Started { session, kept, .. } = *started;
+    Box::pin(finish(app, wire, session, ending, kept)).await;
 }
 
 /// CONNACK, and everything before it: the will's topic, the stored subscriptions, presence.
@@ -176,11 +185,9 @@ pub(super) async fn start<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Version::V311 => !connect.clean_start,
         Version::V5 => connect.properties.session_expiry_interval().unwrap_or(0) > 0,
     };
-    // Here and below, what runs once per connection is boxed: the task then stays as large as
-    // its waiting state, not as its largest query, for as long as the device is connected.
-    let stored = match Box::pin(load_subscriptions(&app, &device)).await {
+    let stored = match load_subscriptions(&app, &device).await {
         Ok(stored) if connect.clean_start && !stored.is_empty() => {
-            Box::pin(save_subscriptions(&app, &device, &[])).await.map(|_| Vec::new())
+            save_subscriptions(&app, &device, &[]).await.map(|_| Vec::new())
         }
         Ok(_) if connect.clean_start => Ok(Vec::new()),
         other => other,
@@ -189,14 +196,14 @@ pub(super) async fn start<S: AsyncRead + AsyncWrite + Unpin + Send>(
         super::refuse(wire, reason::SERVER_UNAVAILABLE, "the server could not load the session; retry").await;
         return None;
     };
-    let desired = match Box::pin(attributes::get(&app.db, &scope, &id)).await {
+    let desired = match attributes::get(&app.db, &scope, &id).await {
         Ok(a) => a.desired,
         Err(_) => Map::new(),
     };
 
     let registration = app.connections.register(&id, false);
     let remote = peer.ip().to_string();
-    if let Err(e) = Box::pin(presence::online(&app.db, &scope, &id, &remote, "mqtt")).await {
+    if let Err(e) = presence::online(&app.db, &scope, &id, &remote, "mqtt").await {
         tracing::error!(error = %e, device_id = %id, "could not record the connection");
         app.connections.unregister(&id, registration.connection);
         super::refuse(wire, reason::SERVER_UNAVAILABLE, "the server could not record the connection; retry").await;
@@ -227,7 +234,7 @@ pub(super) async fn start<S: AsyncRead + AsyncWrite + Unpin + Send>(
     wire.queue(&Packet::ConnAck(ConnAck { session_present, reason: reason::SUCCESS, properties }));
     let protocol = if connect.version == Version::V5 { "5" } else { "3.1.1" };
     let data = json!({"remote_addr": remote, "transport": "mqtt", "protocol": protocol});
-    Box::pin(events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, data)).await;
+    events::record(&app.db, &app.bus, &scope, Some(&id), events::kind::ONLINE, data).await;
     metrics::gauge!("baton_mqtt_connections").increment(1.0);
     tracing::info!(device_id = %id, %peer, protocol, "MQTT device connected");
 
@@ -246,14 +253,8 @@ pub(super) async fn start<S: AsyncRead + AsyncWrite + Unpin + Send>(
         window,
         next_packet_id: 0,
         sent: HashSet::new(),
-        rpc: HashMap::new(),
-        rpc_of_command: HashMap::new(),
         desired_own: Some(desired),
-        desired_seen: HashMap::new(),
-        subs: HashMap::new(),
-        sub_by_name: HashMap::new(),
-        relay: None,
-        qos2: HashSet::new(),
+        extra: None,
         tokens: f64::from(app.settings.mqtt_message_burst),
         refilled: Instant::now(),
         batch: Vec::new(),
@@ -383,13 +384,12 @@ impl Session {
                 written = Instant::now();
                 Box::pin(self.app.commands.seen(&self.device.device_id)).await;
             }
-            let next_deadline =
-                if self.subs.is_empty() { heard + keep_alive } else { (heard + keep_alive).min(sweep_at) };
+            let next_deadline = if self.relays_any() { (heard + keep_alive).min(sweep_at) } else { heard + keep_alive };
             let wake = tokio::select! {
                 read = wire.fill() => Wake::Read(read),
                 Some(()) = registration.deliver.recv() => Wake::Deliver,
                 control = registration.control.recv() => Wake::Control(control),
-                Some(relayed) = relayed(&mut self.relay) => Wake::Relayed(relayed),
+                Some(relayed) = relayed(&mut self.extra) => Wake::Relayed(relayed),
                 // One timer for both deadlines: a timer is among the largest parts of the
                 // waiting state every idle connection holds.
                 () = sleep_until(next_deadline) => Wake::Deadline,
@@ -417,11 +417,14 @@ impl Session {
                 Wake::Deadline if Instant::now() >= heard + keep_alive => {
                     return Ending::server(reason::KEEP_ALIVE_TIMEOUT, "nothing heard within 1.5 keep-alive periods");
                 }
-                Wake::Deadline if !self.subs.is_empty() && Instant::now() >= sweep_at => {
+                Wake::Deadline if self.relays_any() && Instant::now() >= sweep_at => {
                     sweep_at = Instant::now() + GATEWAY_SWEEP;
                     let (db, scope) = (&self.app.db, &self.device.scope);
                     match Box::pin(delivery::waiting_behind(db, scope, &self.device.device_id)).await {
-                        Ok(ids) => self.to_deliver.extend(ids.into_iter().filter(|id| self.subs.contains_key(id))),
+                        Ok(ids) => {
+                            let relayed: Vec<String> = ids.into_iter().filter(|id| self.relays(id)).collect();
+                            self.to_deliver.extend(relayed);
+                        }
                         Err(e) => return Ending::internal(e),
                     }
                 }
@@ -448,7 +451,9 @@ impl Session {
                 self.to_deliver.extend(blocked);
             }
             Packet::PubRel(a) => {
-                self.qos2.remove(&a.packet_id);
+                if let Some(extra) = self.extra.as_deref_mut() {
+                    extra.qos2.remove(&a.packet_id);
+                }
                 wire.queue(&Packet::PubComp(Ack::new(a.packet_id, 0)));
             }
             Packet::PubRec(a) => {
@@ -540,7 +545,7 @@ impl Session {
     async fn may_read(&self, filter: &str) -> Result<bool, Error> {
         Ok(match dialect::filter_owner(filter) {
             FilterOwner::Me | FilterOwner::Gateway => true,
-            FilterOwner::Device(id) if id == self.device.device_id || self.subs.contains_key(id) => true,
+            FilterOwner::Device(id) if id == self.device.device_id || self.relays(id) => true,
             FilterOwner::Device(id) => {
                 baton_core::devices::relayed::relayed_by(&self.app.db, &self.device.scope, &self.device.device_id, id)
                     .await?
@@ -548,6 +553,21 @@ impl Session {
             }
             FilterOwner::Nobody => false,
         })
+    }
+
+    /// The session's rarely used parts, made now if they were not yet.
+    pub(super) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
+
+    /// Whether this connection relays the sub-device `id`.
+    pub(super) fn relays(&self, id: &str) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.subs.contains_key(id))
+    }
+
+    /// Whether this connection relays any sub-device.
+    pub(super) fn relays_any(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.subs.is_empty())
     }
 
     /// The highest QoS of the subscriptions matching `topic`, if any does.
@@ -584,8 +604,8 @@ impl Session {
 }
 
 /// The next hint for a relayed sub-device; never, for a connection that relays none.
-async fn relayed(relay: &mut Option<(mpsc::Sender<Relayed>, mpsc::Receiver<Relayed>)>) -> Option<Relayed> {
-    match relay {
+async fn relayed(extra: &mut Option<Box<Extra>>) -> Option<Relayed> {
+    match extra.as_deref_mut().and_then(|e| e.relay.as_mut()) {
         Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
     }

@@ -2,12 +2,16 @@
 //! connection is idle, packets decoded under the size limit, and an output buffer written
 //! with a deadline (a client that stops reading is dropped, never waited on).
 
-use std::time::Duration;
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use baton_proto::mqtt::{self, DecodeError, Packet, Version};
 use futures::FutureExt;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     time::timeout,
 };
 
@@ -15,6 +19,9 @@ use tokio::{
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// Read buffers larger than this are given back once drained.
 const KEEP_BUFFER: usize = 4096;
+/// An idle connection's first read: most packets of a device fit; a larger burst goes on into
+/// a heap buffer.
+const FIRST_READ: usize = 1024;
 
 pub(super) struct Wire<S> {
     pub stream: S,
@@ -57,24 +64,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 
     /// Reads more bytes. Cancel-safe: nothing is lost when another branch of a `select!` wins.
-    /// With nothing buffered (an idle connection), it waits on a small stack buffer, so an idle
-    /// connection holds no heap buffer at all.
+    /// With nothing buffered (an idle connection), it reads into a buffer on the stack of each
+    /// poll, not of the future: an idle connection holds no read buffer at all, neither on the
+    /// heap nor in its task's waiting state.
     pub async fn fill(&mut self) -> Result<(), WireError> {
         let read = if self.input.is_empty() {
-            let mut first = [0u8; 256];
-            let n = self.stream.read(&mut first).await;
-            if let Ok(n) = n {
-                self.input.extend_from_slice(&first[..n]);
-                if n == first.len() {
-                    // A burst: take what else is already there now, without waiting for more.
-                    self.input.reserve(4096);
-                    while let Some(Ok(1..)) = self.stream.read_buf(&mut self.input).now_or_never() {
-                        if self.input.len() >= 64 * 1024 {
-                            break;
-                        }
-                        if self.input.capacity() - self.input.len() < 512 {
-                            self.input.reserve(self.input.len());
-                        }
+            let n = std::future::poll_fn(|cx| self.poll_first(cx)).await;
+            if let Ok(FIRST_READ) = n {
+                // A burst: take what else is already there now, without waiting for more.
+                self.input.reserve(4096);
+                while let Some(Ok(1..)) = self.stream.read_buf(&mut self.input).now_or_never() {
+                    if self.input.len() >= 64 * 1024 {
+                        break;
+                    }
+                    if self.input.capacity() - self.input.len() < 512 {
+                        self.input.reserve(self.input.len());
                     }
                 }
             }
@@ -89,6 +93,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             Ok(0) => Err(WireError::Closed),
             Ok(_) => Ok(()),
             Err(_) => Err(WireError::Io),
+        }
+    }
+
+    /// One read attempt into a buffer that lives only for this poll (a pending read has taken
+    /// nothing, so the next poll may use another buffer); what came is kept in `input`.
+    fn poll_first(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut first = [0u8; FIRST_READ];
+        let mut buf = ReadBuf::new(&mut first);
+        match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                self.input.extend_from_slice(buf.filled());
+                Poll::Ready(Ok(buf.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
