@@ -226,14 +226,27 @@ pub(super) async fn tell_closed(socket: &mut WebSocket, reason: &str, exit_code:
 }
 
 /// Closes the client's WebSocket with the reason in its close frame (cut to the 123 bytes a
-/// close frame holds).
+/// close frame holds), and completes the close handshake: what the client sent meanwhile is
+/// read (and dropped) until its own close frame comes. Dropped with unread bytes, the socket
+/// would end with a TCP reset, and a client may lose the close frame (and the reason) to it:
+/// a browser then says only that the connection was lost.
 pub(crate) async fn tell_closed_frame(socket: &mut WebSocket, reason: &str) {
     let mut short = reason.to_owned();
     while short.len() > 123 {
         short.pop();
     }
     let frame = CloseFrame { code: 1000, reason: short.into() };
-    let _ = timeout(Duration::from_secs(5), socket.send(WsMessage::Close(Some(frame)))).await;
+    if timeout(Duration::from_secs(5), socket.send(WsMessage::Close(Some(frame)))).await.is_err() {
+        return;
+    }
+    let _ = timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn human(d: Duration) -> String {
