@@ -50,8 +50,7 @@ impl Session {
         device_id: &str,
     ) -> Result<(), Ending> {
         let is_me = device_id == self.device.device_id;
-        let name =
-            if is_me { None } else { self.extra.as_ref().and_then(|e| e.subs.get(device_id)).map(|s| s.name.clone()) };
+        let name = if is_me { None } else { self.sub_name(device_id) };
         let probe = dialect::native(device_id, is_me, "commands/probe");
         let native = probe.iter().any(|t| self.subscribed(t).is_some());
         let rpc_topic = if is_me { "v1/devices/me/rpc/request/1" } else { "v1/gateway/rpc" };
@@ -168,7 +167,7 @@ impl Session {
                 current.iter().filter(|(k, v)| seen.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
             let deleted: Vec<&String> = seen.keys().filter(|k| !current.contains_key(*k)).collect();
             let topics = [shared.to_owned()];
-            let name = self.extra.as_ref().and_then(|e| e.subs.get(device_id)).map(|s| s.name.clone());
+            let name = self.sub_name(device_id);
             let wrap = |data: Value| match &name {
                 Some(name) => json!({"device": name, "data": data}),
                 None => data,

@@ -565,6 +565,11 @@ impl Session {
         self.extra.as_ref().is_some_and(|e| e.subs.contains_key(id))
     }
 
+    /// The name of the sub-device `id`, if this connection relays it.
+    pub(super) fn sub_name(&self, id: &str) -> Option<String> {
+        self.extra.as_ref().and_then(|e| e.subs.get(id)).map(|s| s.name.clone())
+    }
+
     /// Whether this connection relays any sub-device.
     pub(super) fn relays_any(&self) -> bool {
         self.extra.as_ref().is_some_and(|e| !e.subs.is_empty())
