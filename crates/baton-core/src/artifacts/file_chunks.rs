@@ -25,10 +25,11 @@ use super::store::ByteStream;
 /// ≈ 10 % more throughput; the peak memory is the floor this serves.
 pub const CHUNK: usize = 16 * 1024;
 
-/// `len` bytes of `file` from `start`, in chunks of at most [`CHUNK`] bytes.
-pub fn stream(file: File, start: u64, len: u64) -> ByteStream {
+/// `len` bytes of `file` (shared by the artifact's downloads) from `start`, in chunks of at most
+/// [`CHUNK`] bytes.
+pub fn stream(file: Arc<File>, start: u64, len: u64) -> ByteStream {
     let end = start.saturating_add(len);
-    let state = (Arc::new(file), start, Buffer::Here(Vec::new()));
+    let state = (file, start, Buffer::Here(Vec::new()));
     Box::pin(futures::stream::try_unfold(state, move |(file, at, buffer)| async move {
         if at >= end {
             return Ok(None);
@@ -156,7 +157,7 @@ mod tests {
         let path = dir.path().join("f");
         let bytes: Vec<u8> = (0..(3 * CHUNK + 10) as u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).expect("write");
-        let mut chunks = stream(File::open(&path).expect("open"), 5, bytes.len() as u64 - 5);
+        let mut chunks = stream(Arc::new(File::open(&path).expect("open")), 5, bytes.len() as u64 - 5);
         let first = chunks.next().await.expect("a chunk").expect("read");
         assert_eq!(first[..], bytes[5..5 + CHUNK]);
         assert!(chunks.next().now_or_never().is_none(), "the next chunk is read only once the first is given back");

@@ -6,9 +6,12 @@
 //! never sees half an artifact.
 
 use std::{
+    collections::HashMap,
+    fs::File,
     io,
     path::{Path, PathBuf},
     pin::Pin,
+    sync::{Arc, Mutex, Weak},
 };
 
 use bytes::Bytes;
@@ -41,12 +44,24 @@ pub trait ArtifactStore: Send + Sync {
 pub struct LocalStore {
     objects: PathBuf,
     staging: PathBuf,
+    /// The files being read, one open file per artifact shared by all its downloads (reads are
+    /// positioned): a rollout's thousand downloads starting at once open the file once, instead
+    /// of a thousand opens on the blocking pool that grew it by dozens of threads (and their
+    /// allocator arenas) at the moment memory peaks.
+    reading: Mutex<HashMap<String, Weak<File>>>,
+    /// Held while a file is opened, so downloads that start together wait for the one open.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl LocalStore {
     /// Opens (creating it if needed) the store in `root`.
     pub fn open(root: &Path) -> io::Result<Self> {
-        let store = LocalStore { objects: root.join("objects"), staging: root.join("staging") };
+        let store = LocalStore {
+            objects: root.join("objects"),
+            staging: root.join("staging"),
+            reading: Mutex::default(),
+            opening: tokio::sync::Mutex::const_new(()),
+        };
         std::fs::create_dir_all(&store.objects)?;
         sweep_staging(&store.staging)?;
         Ok(store)
@@ -55,6 +70,27 @@ impl LocalStore {
     fn path(&self, key: &str) -> io::Result<PathBuf> {
         check_key(key)?;
         Ok(self.objects.join(key))
+    }
+
+    /// `key`'s file as its downloads share it, opened now if none of them holds it.
+    async fn open_shared(&self, key: &str) -> io::Result<Arc<File>> {
+        if let Some(file) = self.being_read(key) {
+            return Ok(file);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(file) = self.being_read(key) {
+            return Ok(file);
+        }
+        let file = Arc::new(tokio::fs::File::open(self.path(key)?).await?.into_std().await);
+        let mut reading = self.reading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reading.retain(|_, file| file.strong_count() > 0);
+        reading.insert(key.to_owned(), Arc::downgrade(&file));
+        Ok(file)
+    }
+
+    fn being_read(&self, key: &str) -> Option<Arc<File>> {
+        let reading = self.reading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reading.get(key).and_then(Weak::upgrade)
     }
 }
 
@@ -118,14 +154,13 @@ impl ArtifactStore for LocalStore {
     }
 
     fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>> {
-        Box::pin(async move {
-            let file = tokio::fs::File::open(self.path(key)?).await?.into_std().await;
-            Ok(super::file_chunks::stream(file, start, len))
-        })
+        Box::pin(async move { Ok(super::file_chunks::stream(self.open_shared(key).await?, start, len)) })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
+            // Downloads under way finish from the file they hold; new ones find it gone.
+            self.reading.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
             match tokio::fs::remove_file(self.path(key)?).await {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -170,5 +205,33 @@ mod tests {
         for bad in ["../etc/passwd", "t1/../x", "", "t1//a"] {
             assert!(store.read(bad, 0, 1).await.is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn downloads_under_way_share_one_open_file_and_finish_after_a_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path()).expect("store");
+        let staged = store.staging().join("upload");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&staged, &bytes).expect("write");
+        store.put("t1/a2", &staged).await.expect("put");
+        let first = store.read("t1/a2", 0, 100_000).await.expect("read");
+        let second = store.read("t1/a2", 0, 100_000).await.expect("read");
+        let open = store.being_read("t1/a2").expect("the file is open while it is read");
+        assert_eq!(Arc::strong_count(&open), 3, "one file for both downloads (and this handle)");
+        drop(open);
+        store.delete("t1/a2").await.expect("delete");
+        assert!(store.read("t1/a2", 0, 1).await.is_err(), "a new download finds the artifact gone");
+        for download in [first, second] {
+            let got: Vec<u8> = download
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    all.extend_from_slice(&chunk);
+                    Ok(all)
+                })
+                .await
+                .expect("a download under way finishes");
+            assert_eq!(got, bytes);
+        }
+        assert!(store.being_read("t1/a2").is_none(), "closed once its downloads ended");
     }
 }

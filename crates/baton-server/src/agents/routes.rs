@@ -98,11 +98,13 @@ async fn enroll(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<EnrollRequest>,
-) -> Result<(StatusCode, Json<EnrollResponse>), Error> {
+) -> Result<Response, Error> {
     app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
     let _place = app.setups.enter().await.ok_or(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS))?;
     let enrolled = app.setup_writer.enroll(req, None, app.settings.device_certificate_lifetime()).await?;
-    Ok((StatusCode::CREATED, Json(enrolled)))
+    // A device enrolls once and then opens its WebSocket: the connection it enrolled on would
+    // only sit idle in its client's pool, holding the server's buffers through a storm.
+    Ok((StatusCode::CREATED, [(header::CONNECTION, "close")], Json(enrolled)).into_response())
 }
 
 /// The agent's WebSocket. Send `Authorization: Bearer <device secret>` and `x-baton-device-id`.
@@ -153,11 +155,12 @@ async fn connect(
         // Frames up to 4× the limit are read and refused with a close reason (`session`); beyond
         // that the connection is cut without reading further.
         // Small buffers: an idle agent sends a heartbeat now and then, and the library's 128 KiB
-        // default read buffer per connection would dominate a large fleet's memory.
+        // default read buffer per connection would dominate a large fleet's memory. (The read
+        // buffer grows to the largest frame read; 1 KiB holds a heartbeat and a small batch.)
         Ok(u) => u
             .max_message_size(MAX_FRAME_BYTES * 4)
             .max_frame_size(MAX_FRAME_BYTES * 4)
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(1024)
             .write_buffer_size(4 * 1024),
         Err(e) => {
             return problem(
@@ -172,7 +175,11 @@ async fn connect(
         let wipe = device.wipe_requested;
         return upgrade.on_upgrade(move |socket| session::refuse_decommissioned(socket, wipe));
     }
-    upgrade.on_upgrade(move |socket| session::run(app, socket, device, peer, place))
+    // The session runs as a task of its own: the library's upgrade task would hold its own
+    // copies of the socket and of this closure for as long as the device stays connected.
+    upgrade.on_upgrade(move |socket| async move {
+        tokio::spawn(session::run(app, socket, device, peer, place));
+    })
 }
 
 /// Renew the device's client certificate: send a signing request for a new key (made on the
