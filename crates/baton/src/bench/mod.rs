@@ -233,7 +233,7 @@ fn start_server_with(token: &str, env: &[(&str, String)]) -> anyhow::Result<Serv
 /// its database).
 fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyhow::Result<Server> {
     let database = BenchDatabase::for_data_dir(data_dir)?;
-    let mut command = under_profiler(std::env::current_exe()?);
+    let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -274,20 +274,6 @@ fn start_server_in(data_dir: &Path, token: &str, env: &[(&str, String)]) -> anyh
     }
     let url = url.context("the server printed no URL")?;
     Ok(Server { child, url, mqtt, _dir: None, database })
-}
-
-/// The command that starts the server: the executable itself, or the profiler named by
-/// `BATON_BENCH_SERVER_UNDER` (e.g. `heaptrack -o /tmp/server`) with the executable as its
-/// program, to see what the server holds under the bench's load. The figures read from the
-/// process (memory, CPU) are then the profiler's, not the server's: read the profile instead.
-fn under_profiler(exe: PathBuf) -> Command {
-    let wrapper = std::env::var("BATON_BENCH_SERVER_UNDER").unwrap_or_default();
-    let mut words = wrapper.split_whitespace();
-    let Some(program) = words.next() else { return Command::new(exe) };
-    eprintln!("the server runs under `{wrapper}`: its memory and CPU figures are the profiler's");
-    let mut command = Command::new(program);
-    command.args(words).arg(exe);
-    command
 }
 
 /// A number from the server's /metrics.
