@@ -16,7 +16,7 @@ pub mod serving;
 pub mod signing;
 pub mod store;
 
-use std::io;
+use std::{io, sync::Arc};
 
 use baton_proto::{
     api::{
@@ -476,6 +476,15 @@ pub async fn read(store: &dyn ArtifactStore, found: &Located, start: u64, len: u
         )));
     };
     store.read(key, start, len).await.map_err(io_error)
+}
+
+/// The stored artifact's file, when the store keeps it on this machine (see
+/// [`ArtifactStore::file`]); `None` for other stores and for external artifacts.
+pub async fn file(store: &dyn ArtifactStore, found: &Located) -> Result<Option<Arc<std::fs::File>>, Error> {
+    match &found.key {
+        Some(key) => store.file(key).await.map_err(io_error),
+        None => Ok(None),
+    }
 }
 
 /// Where a device may fetch a stored artifact without the server, if the store says (a

@@ -29,9 +29,10 @@ use crate::{
 };
 
 /// The aggregate rate assumed until one is measured, calibrated on the reference machine (2
-/// cores, 1,000 downloads at once from the page cache): `baton bench ota` measured 2.6 GB/s
-/// there (BENCHMARKS.md); a little under it, so a first estimate errs long, not short.
-pub const DEFAULT_BYTES_PER_SEC: u64 = 2_500_000_000;
+/// cores, 1,000 downloads at once from the page cache, sent with `sendfile`): `baton bench ota`
+/// measured 3.1–3.3 GB/s there (BENCHMARKS.md); a little under it, so a first estimate errs
+/// long, not short.
+pub const DEFAULT_BYTES_PER_SEC: u64 = 3_000_000_000;
 /// The span of one measure.
 pub const WINDOW: Duration = Duration::from_secs(5);
 /// Downloads that must run through a window for it to measure the server rather than a few links.
@@ -64,11 +65,17 @@ impl ServingMeter {
 
     /// `stream`, counted while it is served.
     pub fn count(self: &Arc<Self>, stream: ByteStream) -> ByteStream {
+        Box::pin(Counted { stream, serving: self.begin() })
+    }
+
+    /// One download begins: count its bytes with [`Serving::sent`]; it ends when that is dropped.
+    /// (For bytes the kernel sends from the file itself, with no stream to count them in.)
+    pub fn begin(self: &Arc<Self>) -> Serving {
         self.active.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut w) = self.window.lock() {
             w.joined += 1;
         }
-        Box::pin(Counted { stream, meter: self.clone() })
+        Serving { meter: self.clone() }
     }
 
     /// Closes the window once it is [`WINDOW`] long, and keeps its rate if it was busy.
@@ -95,10 +102,29 @@ impl ServingMeter {
     }
 }
 
+/// One download being served, counted by its meter until dropped.
+pub struct Serving {
+    meter: Arc<ServingMeter>,
+}
+
+impl Serving {
+    /// `n` more bytes of this download went out.
+    pub fn sent(&self, n: u64) {
+        self.meter.bytes.fetch_add(n, Ordering::Relaxed);
+        self.meter.tick();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.meter.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A download's stream, counting its bytes into the meter.
 struct Counted {
     stream: ByteStream,
-    meter: Arc<ServingMeter>,
+    serving: Serving,
 }
 
 impl Stream for Counted {
@@ -107,16 +133,9 @@ impl Stream for Counted {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = self.stream.as_mut().poll_next(cx);
         if let Poll::Ready(Some(Ok(chunk))) = &next {
-            self.meter.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            self.meter.tick();
+            self.serving.sent(chunk.len() as u64);
         }
         next
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.meter.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -30,6 +30,12 @@ pub trait ArtifactStore: Send + Sync {
     /// for the next (as an HTTP body or a copy does): the local store lends one buffer per read,
     /// so a reader that holds every chunk (`try_collect`) waits forever for the second.
     fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>>;
+    /// `key`'s file, when the store keeps it as one on this machine: the HTTP layer can then
+    /// have the kernel send it (`sendfile`) instead of reading it through [`read`](Self::read).
+    fn file<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<Arc<File>>>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
     /// Removes `key`; removing what is not there is no error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
     /// A short-lived URL that serves `key`'s bytes without this server (an S3 presigned GET),
@@ -155,6 +161,10 @@ impl ArtifactStore for LocalStore {
 
     fn read<'a>(&'a self, key: &'a str, start: u64, len: u64) -> BoxFuture<'a, io::Result<ByteStream>> {
         Box::pin(async move { Ok(super::file_chunks::stream(self.open_shared(key).await?, start, len)) })
+    }
+
+    fn file<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<Arc<File>>>> {
+        Box::pin(async move { Ok(Some(self.open_shared(key).await?)) })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {

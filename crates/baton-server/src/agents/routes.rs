@@ -52,6 +52,7 @@ async fn execution_artifact(
     State(app): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
     certificate: Option<Extension<ClientCertificate>>,
+    offered: Option<Extension<crate::web::ranged::SendfileOffered>>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let device = device_from(&app, &headers, certificate.as_deref())
@@ -62,7 +63,7 @@ async fn execution_artifact(
     if let Some(url) = baton_core::artifacts::direct_url(app.artifacts.as_ref(), &found).await? {
         return Ok(axum::response::Redirect::temporary(&url).into_response());
     }
-    crate::web::ranged::serve(&app, &found, &headers).await
+    crate::web::ranged::serve(&app, &found, &headers, offered.map(|Extension(o)| o)).await
 }
 
 /// The device behind the connection's client certificate, or else the one whose id and secret
@@ -97,10 +98,15 @@ pub(super) async fn device_from(
 async fn enroll(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    waited: Option<Extension<setup::WaitedPlace>>,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Response, Error> {
     app.connect_limiter.check(peer.ip()).map_err(baton_core::Error::RateLimited)?;
-    let _place = app.setups.enter().await.ok_or(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS))?;
+    let _place = app
+        .setups
+        .enter_unless_waited(waited.as_deref())
+        .await
+        .ok_or(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS))?;
     let enrolled = app.setup_writer.enroll(req, None, app.settings.device_certificate_lifetime()).await?;
     // A device enrolls once and then opens its WebSocket: the connection it enrolled on would
     // only sit idle in its client's pool, holding the server's buffers through a storm.
@@ -117,6 +123,7 @@ async fn connect(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     certificate: Option<Extension<ClientCertificate>>,
+    waited: Option<Extension<setup::WaitedPlace>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -129,7 +136,7 @@ async fn connect(
         r.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return r;
     }
-    let Some(place) = app.setups.enter().await else {
+    let Some(place) = app.setups.enter_unless_waited(waited.as_deref()).await else {
         return Error::from(baton_core::Error::RateLimited(setup::RETRY_AFTER_SECS)).into_response();
     };
     let unauthorized = || {

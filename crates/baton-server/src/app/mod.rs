@@ -4,6 +4,7 @@
 
 pub mod device_web;
 pub mod files;
+pub mod front;
 pub mod router;
 pub mod serve;
 

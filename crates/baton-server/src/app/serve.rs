@@ -3,7 +3,9 @@
 //! gate (per address and in total), the PROXY header from a listed balancer, a bounded TLS
 //! handshake (the client's certificate, if it sent one, goes with each request), and a header timeout that runs from when the connection opens or goes idle — so
 //! slow and silent clients are closed — until a request is complete or the connection becomes
-//! a WebSocket (whose own heartbeats then govern it).
+//! a WebSocket (whose own heartbeats then govern it). A plain connection's first requests pass
+//! through `front` before hyper: device setups wait for their place there, and devices' artifact
+//! downloads are sent by the kernel.
 
 use std::{
     future::Future,
@@ -16,6 +18,7 @@ use std::{
 };
 
 use axum::{Router, extract::ConnectInfo};
+use bytes::Bytes;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
@@ -27,11 +30,13 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::front::{self, Served};
 use crate::{
     connections::{
         admission::{self, NotAdmitted},
         gate::{Admitted, ConnectionGate, Refusal},
         proxy::TrustedProxies,
+        setup::{SetupLimit, SetupPlace, WaitedPlace},
     },
     state::AppState,
     tls::ClientCertificate,
@@ -42,6 +47,8 @@ use crate::{
 pub struct Limits {
     pub gate: Arc<ConnectionGate>,
     pub proxies: TrustedProxies,
+    /// Device setups wait for their place before hyper takes their connection (`front`).
+    pub setups: SetupLimit,
     /// For the PROXY header, the TLS handshake, and each request's headers.
     pub header_timeout: Duration,
 }
@@ -51,6 +58,7 @@ impl Limits {
         Self {
             gate: state.gate.clone(),
             proxies: state.proxies.clone(),
+            setups: state.setups.clone(),
             header_timeout: state.settings.header_timeout(),
         }
     }
@@ -97,7 +105,7 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     router: Router,
     limits: Limits,
-    stopping: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let (peer, admitted) =
         match admission::admit(&limits.gate, &limits.proxies, &mut tcp, from, limits.header_timeout).await {
@@ -106,7 +114,20 @@ async fn connection(
             Err(NotAdmitted::Refused(refusal, peer)) => return refuse(tcp, tls.is_some(), refusal, peer).await,
         };
     match tls {
-        None => http(tcp, peer, None, router, &limits, admitted, stopping).await,
+        None => {
+            let front = front::Front {
+                router: &router,
+                setups: &limits.setups,
+                header_timeout: limits.header_timeout,
+                admitted: &admitted,
+            };
+            let (stream, place) = match front::serve(tcp, peer, front, &mut stopping).await {
+                Served::Closed => return,
+                Served::Handover { stream, read, place } => (Holding::new(stream, read, &admitted), place),
+            };
+            // Boxed: the connection's task stays small while it waits in `front`.
+            Box::pin(http(stream, peer, None, place, router, &limits, stopping)).await
+        }
         Some(acceptor) => {
             let handshake = tokio::select! {
                 done = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)) => done,
@@ -115,7 +136,8 @@ async fn connection(
             match handshake {
                 Ok(Ok(stream)) => {
                     let certificate = ClientCertificate::of(stream.get_ref().1);
-                    http(stream, peer, certificate, router, &limits, admitted, stopping).await;
+                    let stream = Holding::new(stream, Bytes::new(), &admitted);
+                    Box::pin(http(stream, peer, certificate, None, router, &limits, stopping)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -124,30 +146,35 @@ async fn connection(
     }
 }
 
-/// HTTP/1.1 on an admitted connection, with upgrades (the agents' WebSocket).
+/// HTTP/1.1 on an admitted connection, with upgrades (the agents' WebSocket); the first request
+/// carries the setup `place` its connection waited for in `front`, if it did.
+#[allow(clippy::too_many_arguments)]
 async fn http<S>(
-    stream: S,
+    stream: Holding<S>,
     peer: SocketAddr,
     certificate: Option<ClientCertificate>,
+    place: Option<SetupPlace>,
     router: Router,
     limits: &Limits,
-    admitted: Arc<Admitted>,
     mut stopping: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let admitted = stream.place.clone();
     let held = admitted.clone();
+    let waited = std::sync::Mutex::new(place);
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         // A complete request's headers: the connection has shown it is a real client.
         held.proven();
+        if let Some(place) = waited.lock().ok().and_then(|mut p| p.take()) {
+            request.extensions_mut().insert(WaitedPlace::new(place));
+        }
         request.extensions_mut().insert(ConnectInfo(peer));
         if let Some(certificate) = &certificate {
             request.extensions_mut().insert(certificate.clone());
         }
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
-    // The stream carries its place through an upgrade: a WebSocket keeps counting.
-    let stream = Holding { stream, _place: admitted.clone() };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -176,15 +203,34 @@ async fn http<S>(
     }
 }
 
-/// A stream that holds its connection's place in the gate for as long as it lives.
+/// A connection's stream as hyper reads it: what `front` read of it already comes first, and it
+/// holds the connection's place in the gate for as long as it lives (through an upgrade too: a
+/// WebSocket keeps counting).
 struct Holding<S> {
     stream: S,
-    _place: Arc<Admitted>,
+    read: Bytes,
+    place: Arc<Admitted>,
+}
+
+impl<S> Holding<S> {
+    fn new(stream: S, read: Bytes, place: &Arc<Admitted>) -> Self {
+        Self { stream, read, place: place.clone() }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Holding<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.read.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let n = this.read.len().min(buf.remaining());
+        buf.put_slice(&this.read.split_to(n));
+        if this.read.is_empty() {
+            // Let the buffer go: a WebSocket lives on for hours.
+            this.read = Bytes::new();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -5,7 +5,10 @@
 //! to come back (`429` with `Retry-After`, which the agent honours), so those let in are served
 //! quickly and the database's queues stay short.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -19,7 +22,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// What the refused are told, in seconds (the agent adds its own jitter).
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// The places for setups in progress, shared by every listener.
+/// The places for setups in progress, shared by every listener (a clone is the same places).
+#[derive(Clone)]
 pub struct SetupLimit {
     places: Arc<Semaphore>,
 }
@@ -29,6 +33,17 @@ pub struct SetupPlace {
     _permit: OwnedSemaphorePermit,
 }
 
+/// On a request whose connection waited for its setup's place before the request reached the
+/// router (`app::front`): the handler takes that place instead of waiting again.
+#[derive(Clone)]
+pub struct WaitedPlace(Arc<Mutex<Option<SetupPlace>>>);
+
+impl WaitedPlace {
+    pub fn new(place: SetupPlace) -> Self {
+        Self(Arc::new(Mutex::new(Some(place))))
+    }
+}
+
 impl Default for SetupLimit {
     fn default() -> Self {
         Self { places: Arc::new(Semaphore::new(AT_ONCE)) }
@@ -36,6 +51,15 @@ impl Default for SetupLimit {
 }
 
 impl SetupLimit {
+    /// The place the request `waited` for, else a place as [`enter`](Self::enter) gives one.
+    pub async fn enter_unless_waited(&self, waited: Option<&WaitedPlace>) -> Option<SetupPlace> {
+        let taken = waited.and_then(|w| w.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
+        match taken {
+            Some(place) => Some(place),
+            None => self.enter().await,
+        }
+    }
+
     /// A place, or `None` when none came free in time (answer with [`RETRY_AFTER_SECS`]).
     pub async fn enter(&self) -> Option<SetupPlace> {
         match tokio::time::timeout(PATIENCE, self.places.clone().acquire_owned()).await {

@@ -1,18 +1,45 @@
 //! An artifact's bytes over HTTP, honouring one `Range` so an interrupted download resumes:
 //! shared by the API (people and scripts) and the agents' door (devices, with their own
 //! credentials). Every download is counted by the node's serving meter (`artifacts::serving`).
+//!
+//! Where the connection layer can hand a file to the socket itself (plain HTTP on Linux: see
+//! `app::front`), it marks the request [`SendfileOffered`], and a local artifact's response
+//! then carries [`Sendfile`] instead of a body, so its bytes go from the page cache to the socket
+//! without passing through the server's memory.
+
+use std::{fs::File, sync::Arc};
 
 use axum::{
     body::Body,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use baton_core::artifacts;
+use baton_core::artifacts::{self, serving::Serving};
 
 use crate::{Error, state::Shared};
 
-/// An artifact's bytes as a response, honouring one `Range`.
-pub async fn serve(app: &Shared, found: &artifacts::Located, headers: &HeaderMap) -> Result<Response, Error> {
+/// On a request whose connection can send a file's bytes itself (see the module's doc).
+#[derive(Clone, Copy, Debug)]
+pub struct SendfileOffered;
+
+/// On a response whose body (left empty) the connection sends from `file`: `len` bytes from
+/// `start`, as its `Content-Length` says, counted by `serving`.
+#[derive(Clone)]
+pub struct Sendfile {
+    pub file: Arc<File>,
+    pub start: u64,
+    pub len: u64,
+    pub serving: Arc<Serving>,
+}
+
+/// An artifact's bytes as a response, honouring one `Range`; with the bytes left to the
+/// connection ([`Sendfile`]) when it `offered` to send them and the store keeps a file.
+pub async fn serve(
+    app: &Shared,
+    found: &artifacts::Located,
+    headers: &HeaderMap,
+    offered: Option<SendfileOffered>,
+) -> Result<Response, Error> {
     let size = found.artifact.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range.map(|r| parse_range(r, size)) {
@@ -26,8 +53,21 @@ pub async fn serve(app: &Shared, found: &artifacts::Located, headers: &HeaderMap
             return Ok(r);
         }
     };
-    let stream = app.serving.count(artifacts::read(app.artifacts.as_ref(), found, start, len).await?);
-    let mut response = Response::new(Body::from_stream(stream));
+    let file = match offered {
+        Some(SendfileOffered) => artifacts::file(app.artifacts.as_ref(), found).await?,
+        None => None,
+    };
+    let mut response = match file {
+        Some(file) => {
+            let mut r = Response::new(Body::empty());
+            r.extensions_mut().insert(Sendfile { file, start, len, serving: Arc::new(app.serving.begin()) });
+            r
+        }
+        None => {
+            let stream = app.serving.count(artifacts::read(app.artifacts.as_ref(), found, start, len).await?);
+            Response::new(Body::from_stream(stream))
+        }
+    };
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));

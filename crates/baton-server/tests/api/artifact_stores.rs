@@ -295,7 +295,7 @@ async fn an_artifact_published_under_the_watched_prefix_starts_a_rollout_by_its_
 }
 
 /// A rollout of `artifact` to `devices`.
-async fn roll_out(app: &TestApp, artifact: &str, devices: Vec<String>) -> Rollout {
+pub(crate) async fn roll_out(app: &TestApp, artifact: &str, devices: Vec<String>) -> Rollout {
     let req = RolloutCreate {
         name: "from the bucket".into(),
         artifact_id: artifact.into(),
@@ -308,7 +308,7 @@ async fn roll_out(app: &TestApp, artifact: &str, devices: Vec<String>) -> Rollou
 
 /// A device with a credential and no agent, and the URL of its download in a rollout of
 /// `artifact` (once it may download): (device id, secret, URL).
-async fn device_download(app: &TestApp, artifact: &str, serial: &str) -> (String, String, String) {
+pub(crate) async fn device_download(app: &TestApp, artifact: &str, serial: &str) -> (String, String, String) {
     let (device, secret) = crate::mqtt_clients::device(app, serial).await;
     let rollout = roll_out(app, artifact, vec![device.clone()]).await;
     let execution = crate::fleet::eventually("the execution is NOTIFIED", || async {

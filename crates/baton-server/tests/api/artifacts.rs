@@ -305,3 +305,92 @@ async fn a_copy_of_the_database_alone_cannot_sign_and_plain_keys_are_sealed_at_s
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("key-encryption key"), "{message}");
 }
+
+/// One HTTP/1.1 exchange on a kept-alive connection: the status, the headers (names lowered) and
+/// the body, read as its `content-length` says.
+async fn exchange(
+    tcp: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    request: &str,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    tcp.get_mut().write_all(request.as_bytes()).await.expect("send");
+    let mut line = String::new();
+    tcp.read_line(&mut line).await.expect("status line");
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status: {line:?}"));
+    let mut headers = std::collections::HashMap::new();
+    loop {
+        line.clear();
+        tcp.read_line(&mut line).await.expect("header");
+        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).expect("content-length");
+    let mut body = vec![0; len];
+    tcp.read_exact(&mut body).await.expect("body");
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_download_over_one_kept_alive_connection_whole_by_range_and_refused_then_other_requests_follow() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app().await;
+    let bytes = payload(5 * 1024 * 1024 + 3);
+    let sha = hex(&Sha256::digest(&bytes));
+    let response =
+        upload(&app, &app.admin_token, &format!("name=fw&version=1&kind=file&sha256={sha}"), bytes.clone()).await;
+    assert_eq!(response.status(), 201);
+    let artifact: Artifact = response.json().await.expect("artifact");
+    let (device, secret, url) = crate::artifact_stores::device_download(&app, &artifact.id, "sendfile-1").await;
+    let path = url.strip_prefix(&app.url).expect("a path on the server");
+    let get = |auth: &str, extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {auth}\r\nx-baton-device-id: {device}\r\n{extra}\r\n",
+            app.addr
+        )
+    };
+    let mut tcp = tokio::io::BufReader::new(tokio::net::TcpStream::connect(app.addr).await.expect("connect"));
+
+    let (status, headers, body) = exchange(&mut tcp, &get(&secret, "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["etag"], format!("\"{sha}\""));
+    assert_eq!(hex(&Sha256::digest(&body)), sha, "the whole artifact, byte for byte");
+
+    // A resumed download, on the same connection.
+    let (status, headers, body) = exchange(&mut tcp, &get(&secret, "range: bytes=4000000-\r\n")).await;
+    assert_eq!(status, 206);
+    assert_eq!(headers["content-range"], format!("bytes 4000000-{}/{}", bytes.len() - 1, bytes.len()));
+    assert_eq!(body, bytes[4_000_000..]);
+
+    // A wrong secret: a problem document, and the connection still serves.
+    let (status, headers, body) = exchange(&mut tcp, &get("wrong", "")).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+    assert_eq!(problem["status"], 401);
+
+    // Then any other request on the connection is the API's as usual.
+    let other = format!(
+        "GET /api/v1/artifacts/{} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+        artifact.id, app.admin_token
+    );
+    let (status, _, body) = exchange(&mut tcp, &other).await;
+    assert_eq!(status, 200);
+    let read: Artifact = serde_json::from_slice(&body).expect("the artifact");
+    assert_eq!(read.sha256, sha);
+
+    // The artifact's bytes were sent by the kernel, not through the server's buffers.
+    let metrics = raw().get(format!("{}/metrics", app.url)).send().await.expect("metrics").text().await.expect("text");
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_artifact_sendfile_bytes_total ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no sendfile counter in\n{metrics}"));
+    assert!(sent >= (2 * bytes.len() - 4_000_000) as u64, "{sent} bytes by sendfile");
+
+    // A client asking to close is answered and closed.
+    let mut tcp = tokio::io::BufReader::new(tokio::net::TcpStream::connect(app.addr).await.expect("connect"));
+    let (status, headers, body) = exchange(&mut tcp, &get(&secret, "range: bytes=0-9\r\nconnection: close\r\n")).await;
+    assert_eq!((status, headers["connection"].as_str(), body.as_slice()), (206, "close", &bytes[..10]));
+    let mut rest = Vec::new();
+    tcp.read_to_end(&mut rest).await.expect("closed");
+    assert!(rest.is_empty());
+}

@@ -1,5 +1,5 @@
 //! The limits that keep an internet-facing listener from being starved: silent, slow and idle
-//! connections closed after the header timeout (plain, TLS and MQTT), an upgraded WebSocket
+//! connections (device setups among them) closed after the header timeout (plain, TLS and MQTT), an upgraded WebSocket
 //! left alone however quiet, one address held to its share with a clear refusal, and a load
 //! balancer's PROXY header naming the client those limits count.
 
@@ -78,6 +78,29 @@ async fn silent_slow_and_idle_connections_are_closed_after_the_header_timeout() 
     });
     closed_after_the_timeout("a slow header", since, &mut reader).await;
     dribble.abort();
+
+    // A device setup sent slowly (an agent's connect, an enrollment's body) is closed alike,
+    // before it is given a setup place.
+    for (what, first, then) in [
+        ("a slow connect", &b"GET /api/v1/agent/connect HTTP/1.1\r\n"[..], &b"x-slow: yes\r\n"[..]),
+        (
+            "a slow enrollment body",
+            b"POST /api/v1/enroll HTTP/1.1\r\nhost: baton\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{",
+            b" ",
+        ),
+    ] {
+        let since = Instant::now();
+        let (mut reader, mut writer) = TcpStream::connect(app.addr).await.expect("connects").into_split();
+        let dribble = tokio::spawn(async move {
+            let mut line = first;
+            while writer.write_all(line).await.is_ok() {
+                line = then;
+                tokio::time::sleep(Duration::from_millis(200)).await; // the client's pace
+            }
+        });
+        closed_after_the_timeout(what, since, &mut reader).await;
+        dribble.abort();
+    }
 
     // Kept alive after a response, then idle.
     let mut idle = TcpStream::connect(app.addr).await.expect("connects");

@@ -94,7 +94,7 @@ async fn artifact_content(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let found = artifacts::locate(&app.db, auth.scope(), &id).await?;
-    crate::web::ranged::serve(&app, &found, &headers).await
+    crate::web::ranged::serve(&app, &found, &headers, None).await
 }
 
 /// The tenant's signing keys, revoked ones too.
