@@ -118,7 +118,11 @@ pub async fn serve(
         };
         let len = match head {
             Ok(Ok(Head::Download(len))) => len,
-            Ok(Ok(Head::Setup)) => return wait_for_place(tcp, buf, &front, stopping).await,
+            Ok(Ok(Head::Setup)) => {
+                // A complete request: like any, it keeps its connection's place in the gate.
+                front.admitted.proven();
+                return wait_for_place(tcp, buf, &front, stopping).await;
+            }
             Ok(Ok(Head::Other)) => return Served::Handover { stream: tcp, read: buf.freeze(), place: None },
             Ok(Ok(Head::Closed) | Err(_)) | Err(_) => return Served::Closed,
         };
@@ -224,12 +228,13 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Head> 
     }
 }
 
-/// The length of a request's body by its headers: `None` when it is sent in chunks (or its
-/// length is unreadable), so only hyper can tell where it ends.
+/// The length of a request's body by its headers; `None` when only hyper can serve it: a body
+/// sent in chunks or of an unreadable length, or one the client sends only once told
+/// `100 Continue` (`Expect`).
 fn body_length(headers: &[httparse::Header<'_>]) -> Option<usize> {
     let mut length = 0;
     for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") || h.name.eq_ignore_ascii_case("expect") {
             return None;
         }
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -410,12 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn a_body_is_measured_by_its_length_and_chunks_are_left_to_hyper() {
+    fn a_body_is_measured_by_its_length_and_chunks_or_expect_are_left_to_hyper() {
         let header = |name, value| httparse::Header { name, value };
         assert_eq!(body_length(&[header("Host", b"a")]), Some(0));
         assert_eq!(body_length(&[header("Content-Length", b" 42 ")]), Some(42));
         assert_eq!(body_length(&[header("content-length", b"x")]), None);
         assert_eq!(body_length(&[header("Transfer-Encoding", b"chunked")]), None);
+        assert_eq!(body_length(&[header("Content-Length", b"9"), header("Expect", b"100-continue")]), None);
     }
 
     #[test]
