@@ -106,6 +106,13 @@ async fn read_chunk(file: &Arc<File>, at: u64, mut buf: Vec<u8>) -> io::Result<(
     .map_err(io::Error::other)?
 }
 
+/// Whether the page cache holds the byte of `file` at `at`, asked without waiting for the disk
+/// (never, where it cannot be asked so): lets a caller that has the kernel send the file
+/// (`sendfile`) keep reads from the disk off its worker threads.
+pub fn in_page_cache(file: &File, at: u64) -> bool {
+    matches!(read_cached(file, at, &mut [0u8]), Ok(1))
+}
+
 /// Reads what the page cache holds at `at`, never waiting for the disk.
 #[cfg(target_os = "linux")]
 fn read_cached(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {

@@ -11,7 +11,7 @@
 //!
 //! This module owns the `artifacts` and `signing_keys` tables.
 
-mod file_chunks;
+pub mod file_chunks;
 pub mod serving;
 pub mod signing;
 pub mod store;

@@ -185,14 +185,20 @@ mod tests {
 
     use super::*;
 
+    /// A store in `dir` holding `len` patterned bytes under `key`, and the bytes.
+    async fn store_with(dir: &Path, key: &str, len: u32) -> (LocalStore, Vec<u8>) {
+        let store = LocalStore::open(dir).expect("store");
+        let staged = store.staging().join("upload");
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&staged, &bytes).expect("write");
+        store.put(key, &staged).await.expect("put");
+        (store, bytes)
+    }
+
     #[tokio::test]
     async fn a_stored_file_reads_back_whole_or_from_an_offset() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalStore::open(dir.path()).expect("store");
-        let staged = store.staging().join("upload");
-        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&staged, &bytes).expect("write");
-        store.put("t1/a1", &staged).await.expect("put");
+        let (store, bytes) = store_with(dir.path(), "t1/a1", 200_000).await;
         let store = &store;
         // Chunk by chunk, as every reader does: a local store lends each chunk's buffer and
         // reads the next into it once it is back.
@@ -220,11 +226,7 @@ mod tests {
     #[tokio::test]
     async fn downloads_under_way_share_one_open_file_and_finish_after_a_delete() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalStore::open(dir.path()).expect("store");
-        let staged = store.staging().join("upload");
-        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
-        std::fs::write(&staged, &bytes).expect("write");
-        store.put("t1/a2", &staged).await.expect("put");
+        let (store, bytes) = store_with(dir.path(), "t1/a2", 100_000).await;
         let first = store.read("t1/a2", 0, 100_000).await.expect("read");
         let second = store.read("t1/a2", 0, 100_000).await.expect("read");
         let open = store.being_read("t1/a2").expect("the file is open while it is read");

@@ -37,7 +37,7 @@ use axum::{
     response::IntoResponse,
 };
 #[cfg(target_os = "linux")]
-use baton_core::artifacts::serving::Serving;
+use baton_core::artifacts::{file_chunks::in_page_cache, serving::Serving};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 #[cfg(target_os = "linux")]
@@ -348,7 +348,7 @@ async fn send_file(tcp: &TcpStream, file: &Arc<File>, start: u64, len: u64, serv
     let (mut at, end) = (start, start.saturating_add(len));
     while at < end {
         let count = usize::try_from(end - at).unwrap_or(usize::MAX).min(SLICE);
-        let sent = if cached(file, at) && cached(file, at + count as u64 - 1) {
+        let sent = if in_page_cache(file, at) && in_page_cache(file, at + count as u64 - 1) {
             tcp.async_io(Interest::WRITABLE, || {
                 let mut offset = at;
                 rustix::fs::sendfile(tcp, file.as_ref(), Some(&mut offset), count).map_err(io::Error::from)
@@ -381,15 +381,6 @@ async fn send_file(tcp: &TcpStream, file: &Arc<File>, start: u64, len: u64, serv
         metrics::counter!("baton_artifact_sendfile_bytes_total").increment(sent as u64);
     }
     Ok(())
-}
-
-/// Whether the page cache holds the byte of `file` at `at` (asked with `preadv2(RWF_NOWAIT)`,
-/// which answers without waiting for the disk; kernels without it: never).
-#[cfg(target_os = "linux")]
-fn cached(file: &File, at: u64) -> bool {
-    use rustix::io::{ReadWriteFlags, preadv2};
-    let mut byte = [0u8];
-    matches!(preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], at, ReadWriteFlags::NOWAIT), Ok(1))
 }
 
 #[cfg(test)]
